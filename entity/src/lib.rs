@@ -1,0 +1,8 @@
+//! SeaORM entities: one module per table, query helpers only (no HTTP, no GraphQL).
+
+pub mod entities;
+pub mod history_entries;
+pub mod items;
+pub mod itemtypes;
+pub mod webhook_categories;
+pub mod webhooks;

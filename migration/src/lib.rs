@@ -1,0 +1,17 @@
+//! Database migrations. Each migration is written out explicitly and frozen once it has landed:
+//! a change of schema is a new migration, never an edit of an old one.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_create_configuration_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(
+            m20261127_000001_create_configuration_tables::Migration,
+        )]
+    }
+}

@@ -1,0 +1,278 @@
+//! Configuration: the one place that reads configuration files and the environment.
+//!
+//! Layers, later over earlier: built-in defaults, the TOML file given with `--config`, then
+//! `HOOKLINE_*` environment variables (`HOOKLINE_LISTEN` sets `listen`). Every value is checked
+//! here, at start, and an invalid one is refused with a message naming its key.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// The raw keys as they appear in the TOML file (and, upper-cased with the `HOOKLINE_` prefix,
+/// in the environment).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+struct RawConfig {
+    /// `HOOKLINE_DATABASE_URL`: `sqlite://…` or `postgres://…`. Default: a SQLite file in the
+    /// data directory.
+    database_url: Option<String>,
+    /// `HOOKLINE_DATABASE_MAX_CONNECTIONS`: size of the database connection pool.
+    database_max_connections: u32,
+    /// `HOOKLINE_LISTEN`: address and port of the HTTP server.
+    listen: String,
+    /// `HOOKLINE_DATA_DIR`: where the embedded database and the generated key file live.
+    data_dir: PathBuf,
+    /// `HOOKLINE_SECRET_KEY`: base64 of 32 bytes; the key that encrypts stored secrets.
+    secret_key: Option<String>,
+    /// `HOOKLINE_LOG`: a tracing filter such as `info` or `hookline=debug,info`.
+    log: String,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            database_max_connections: 10,
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("data"),
+            secret_key: None,
+            log: "info".into(),
+        }
+    }
+}
+
+/// Which database the URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+/// Where the key that encrypts stored secrets comes from.
+#[derive(Debug, Clone)]
+pub enum SecretKeySource {
+    /// Given in configuration.
+    Configured([u8; 32]),
+    /// Read from (or created in) this file; only allowed with the embedded SQLite database.
+    File(PathBuf),
+}
+
+/// The checked configuration the application runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: SecretString,
+    pub database_kind: DatabaseKind,
+    pub database_max_connections: u32,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub secret_key: SecretKeySource,
+    pub log: String,
+}
+
+/// A configuration value that cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Reads defaults, the optional TOML file and the `HOOKLINE_*` environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "the configuration file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let known = [
+            "database_url",
+            "database_max_connections",
+            "listen",
+            "data_dir",
+            "secret_key",
+            "log",
+        ];
+        figment = figment.merge(
+            Env::prefixed("HOOKLINE_")
+                .only(&known)
+                .map(|k| k.as_str().to_lowercase().into()),
+        );
+        let raw: RawConfig = figment.extract().map_err(|err| {
+            let key = err.path.join(".");
+            let env = format!("HOOKLINE_{}", key.to_uppercase());
+            ConfigError(format!("key `{key}` ({env}): {}", err.kind))
+        })?;
+        Self::from_raw(raw)
+    }
+
+    /// A configuration for tests and embedding: SQLite in `data_dir`, port 0, a fresh key.
+    pub fn for_data_dir(data_dir: PathBuf) -> Self {
+        Self {
+            database_url: SecretString::from(sqlite_url(&data_dir)),
+            database_kind: DatabaseKind::Sqlite,
+            database_max_connections: 10,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            secret_key: SecretKeySource::File(data_dir.join("secret.key")),
+            data_dir,
+            log: "warn".into(),
+        }
+    }
+
+    /// Points the configuration at another database URL.
+    pub fn with_database_url(mut self, url: &str) -> Result<Self, ConfigError> {
+        self.database_kind = database_kind(url)?;
+        self.database_url = SecretString::from(url.to_owned());
+        Ok(self)
+    }
+
+    /// Sets the key that encrypts stored secrets.
+    pub fn with_secret_key(mut self, key: [u8; 32]) -> Self {
+        self.secret_key = SecretKeySource::Configured(key);
+        self
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let listen = raw.listen.parse().map_err(|_| {
+            ConfigError(format!(
+                "key `listen` (HOOKLINE_LISTEN): `{}` is not an address and port such as 127.0.0.1:8080",
+                raw.listen
+            ))
+        })?;
+        if raw.database_max_connections == 0 {
+            return Err(ConfigError(
+                "key `database_max_connections` (HOOKLINE_DATABASE_MAX_CONNECTIONS): must be at least 1".into(),
+            ));
+        }
+        let database_url = raw
+            .database_url
+            .clone()
+            .unwrap_or_else(|| sqlite_url(&raw.data_dir));
+        let database_kind = database_kind(&database_url)?;
+        let secret_key = match raw.secret_key.as_deref() {
+            Some(text) => SecretKeySource::Configured(parse_secret_key(text)?),
+            None if database_kind == DatabaseKind::Postgres => {
+                return Err(ConfigError(
+                    "key `secret_key` (HOOKLINE_SECRET_KEY) must be set when the database is PostgreSQL: \
+                     every hookline process on that database must share it (generate one with \
+                     `openssl rand -base64 32`)"
+                        .into(),
+                ));
+            }
+            None => SecretKeySource::File(raw.data_dir.join("secret.key")),
+        };
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&raw.log) {
+            return Err(ConfigError(format!("key `log` (HOOKLINE_LOG): {err}")));
+        }
+        Ok(Self {
+            database_url: SecretString::from(database_url),
+            database_kind,
+            database_max_connections: raw.database_max_connections,
+            listen,
+            data_dir: raw.data_dir,
+            secret_key,
+            log: raw.log,
+        })
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+}
+
+fn sqlite_url(data_dir: &std::path::Path) -> String {
+    format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.join("hookline.db").display()
+    )
+}
+
+fn database_kind(url: &str) -> Result<DatabaseKind, ConfigError> {
+    if url.starts_with("sqlite:") {
+        Ok(DatabaseKind::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(DatabaseKind::Postgres)
+    } else {
+        Err(ConfigError(
+            "key `database_url` (HOOKLINE_DATABASE_URL): must start with sqlite: or postgres://"
+                .into(),
+        ))
+    }
+}
+
+/// Decodes a secret key given as base64 of exactly 32 bytes.
+pub fn parse_secret_key(text: &str) -> Result<[u8; 32], ConfigError> {
+    let bytes = BASE64.decode(text.trim()).map_err(|_| {
+        ConfigError("key `secret_key` (HOOKLINE_SECRET_KEY): is not valid base64 (expected base64 of 32 bytes)".into())
+    })?;
+    bytes.try_into().map_err(|bytes: Vec<u8>| {
+        ConfigError(format!(
+            "key `secret_key` (HOOKLINE_SECRET_KEY): decodes to {} bytes, expected 32",
+            bytes.len()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw() -> RawConfig {
+        RawConfig::default()
+    }
+
+    #[test]
+    fn defaults_use_sqlite_in_the_data_dir_and_a_key_file() {
+        let config = Config::from_raw(raw()).expect("defaults are valid");
+        assert_eq!(config.database_kind, DatabaseKind::Sqlite);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert!(config.database_url().contains("data/hookline.db"));
+        assert!(
+            matches!(config.secret_key, SecretKeySource::File(ref p) if p.ends_with("secret.key"))
+        );
+    }
+
+    #[test]
+    fn postgres_without_a_secret_key_is_refused_naming_the_key() {
+        let config = RawConfig {
+            database_url: Some("postgres://localhost/x".into()),
+            ..raw()
+        };
+        let err = Config::from_raw(config).expect_err("must be refused");
+        assert!(err.0.contains("HOOKLINE_SECRET_KEY"), "{}", err.0);
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let err = Config::from_raw(RawConfig {
+            listen: "nowhere".into(),
+            ..raw()
+        })
+        .expect_err("bad listen");
+        assert!(err.0.contains("HOOKLINE_LISTEN"), "{}", err.0);
+        let err = Config::from_raw(RawConfig {
+            secret_key: Some("c2hvcnQ=".into()),
+            ..raw()
+        })
+        .expect_err("short key");
+        assert!(
+            err.0.contains("HOOKLINE_SECRET_KEY") && err.0.contains("5 bytes"),
+            "{}",
+            err.0
+        );
+        let err = Config::from_raw(RawConfig {
+            database_url: Some("mysql://x".into()),
+            ..raw()
+        })
+        .expect_err("mysql");
+        assert!(err.0.contains("HOOKLINE_DATABASE_URL"), "{}", err.0);
+    }
+}

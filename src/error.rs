@@ -1,0 +1,93 @@
+//! The one error type of hookline and its mapping to GraphQL error codes.
+//!
+//! `AppError` deliberately does not implement `Display`: async-graphql converts any `Display`
+//! value into an error that carries its text and no code, so every conversion into a GraphQL
+//! error goes through [`From<AppError>`] below, which sets `extensions.code` and hides
+//! internal details.
+
+use async_graphql::ErrorExtensions;
+use sea_orm::{DbErr, SqlErr};
+
+/// What went wrong, classified once. Messages of the client-facing variants are sent to the
+/// client as they are: they say what to fix.
+#[derive(Debug)]
+pub enum AppError {
+    /// The input is wrong; the message names the field and what to fix.
+    Validation(String),
+    NotFound(String),
+    /// The request clashes with what is stored (a duplicate name, a node that still has children).
+    Conflict(String),
+    Forbidden(String),
+    Unauthenticated(String),
+    /// Anything else; the detail is logged, never sent.
+    Internal(String),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::Validation(message.into())
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::NotFound(message.into())
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict(message.into())
+    }
+
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::Internal(detail.into())
+    }
+
+    /// The stable `extensions.code` of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "VALIDATION",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::Conflict(_) => "CONFLICT",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// The text a client may see.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Validation(m)
+            | Self::NotFound(m)
+            | Self::Conflict(m)
+            | Self::Forbidden(m)
+            | Self::Unauthenticated(m) => m,
+            Self::Internal(_) => "internal error; the server log has the details",
+        }
+    }
+}
+
+impl From<DbErr> for AppError {
+    fn from(err: DbErr) -> Self {
+        match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => {
+                Self::Conflict("a record with the same unique key already exists".into())
+            }
+            Some(SqlErr::ForeignKeyConstraintViolation(_)) => Self::Conflict(
+                "the change would leave a reference to a record that does not exist, or remove one that is still referenced"
+                    .into(),
+            ),
+            _ => Self::Internal(format!("database: {err}")),
+        }
+    }
+}
+
+impl From<AppError> for async_graphql::Error {
+    fn from(err: AppError) -> Self {
+        if let AppError::Internal(detail) = &err {
+            tracing::error!(%detail, "internal error");
+        }
+        let code = err.code();
+        async_graphql::Error::new(err.message()).extend_with(|_, ext| ext.set("code", code))
+    }
+}

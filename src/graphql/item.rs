@@ -1,0 +1,282 @@
+//! Items and their history.
+
+use async_graphql::{
+    ComplexObject, Context, ID, InputObject, Json, MaybeUndefined, Object, Result, SimpleObject,
+};
+use entity::{history_entries, items as rows};
+use serde_json::Value;
+
+use super::{
+    context::session,
+    entity::Entity,
+    paging::{Paged, connection, numeric_id, page_request},
+};
+use crate::{
+    domain::item::rfc3339,
+    error::AppError,
+    service::{
+        history::{self, Subject},
+        items::{self, ItemPatch as PatchInput, NewItem},
+        itemtypes,
+        tree::ENTITIES,
+    },
+};
+
+/// The latest snapshot of an item hookline was told about.
+pub struct Item(pub rows::Model);
+
+#[Object]
+impl Item {
+    /// Unique per itemtype: a caller's own id, or a number hookline assigned.
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+
+    async fn itemtype(&self) -> &str {
+        &self.0.itemtype
+    }
+
+    async fn entity_id(&self) -> ID {
+        ID(self.0.entity_id.to_string())
+    }
+
+    async fn entity(&self, ctx: &Context<'_>) -> Result<Entity> {
+        let s = session(ctx)?;
+        Ok(ENTITIES
+            .require(&s.state.db, self.0.entity_id)
+            .await?
+            .into())
+    }
+
+    async fn name(&self) -> Option<&str> {
+        self.0.name.as_deref()
+    }
+
+    /// The item's own fields, a JSON object.
+    async fn fields(&self) -> Json<&Value> {
+        Json(&self.0.fields)
+    }
+
+    /// The item document that payload templates, filters and the default payload see: `id`,
+    /// `name`, `entity {id, name, completename}`, `is_deleted`, `date_creation`, `date_mod` and
+    /// every field at top level.
+    async fn document(&self, ctx: &Context<'_>) -> Result<Json<Value>> {
+        let s = session(ctx)?;
+        Ok(Json(items::document(&s.state.db, &self.0).await?))
+    }
+
+    /// In the trash.
+    async fn is_deleted(&self) -> bool {
+        self.0.is_deleted
+    }
+
+    async fn parent_itemtype(&self) -> Option<&str> {
+        self.0.parent_itemtype.as_deref()
+    }
+
+    async fn parent_id(&self) -> Option<ID> {
+        self.0.parent_id.clone().map(ID)
+    }
+
+    /// RFC 3339, UTC.
+    async fn date_creation(&self) -> String {
+        rfc3339(self.0.date_creation)
+    }
+
+    /// RFC 3339, UTC.
+    async fn date_mod(&self) -> String {
+        rfc3339(self.0.date_mod)
+    }
+
+    /// What happened to the item, newest first.
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Paged<HistoryEntry>> {
+        let s = session(ctx)?;
+        let request = page_request(first, after)?;
+        let page = history::list(&s.state.db, items::subject(&self.0), request).await?;
+        Ok(connection(
+            page,
+            request.after.is_some(),
+            HistoryEntry::from,
+        ))
+    }
+}
+
+/// One entry of an item's or a webhook's history.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct HistoryEntry {
+    pub id: ID,
+    /// RFC 3339, UTC.
+    pub date: String,
+    /// `create`, `update`, `delete`, `restore`, …
+    pub action: String,
+    pub message: String,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
+    #[graphql(skip)]
+    pub queued_webhook: Option<i64>,
+}
+
+#[ComplexObject]
+impl HistoryEntry {
+    /// The queued webhook the entry is about, if any.
+    async fn queued_webhook_id(&self) -> Option<ID> {
+        self.queued_webhook.map(|id| ID(id.to_string()))
+    }
+}
+
+impl From<history_entries::Model> for HistoryEntry {
+    fn from(m: history_entries::Model) -> Self {
+        Self {
+            id: ID(m.id.to_string()),
+            date: rfc3339(m.date),
+            action: m.action,
+            message: m.message,
+            old_value: m.old_value,
+            new_value: m.new_value,
+            queued_webhook: m.queued_webhook_id,
+        }
+    }
+}
+
+/// An item to store.
+#[derive(InputObject)]
+pub struct ItemInput {
+    /// An itemtype of the catalog.
+    pub itemtype: String,
+    /// Your own id (up to 255 characters); omitted, hookline assigns the next number.
+    pub id: Option<ID>,
+    pub entity_id: ID,
+    pub name: Option<String>,
+    /// A JSON object; its keys appear at top level of the item document.
+    pub fields: Option<Json<Value>>,
+    /// With parentId: the parent item (a followup's ticket), which must be stored.
+    pub parent_itemtype: Option<String>,
+    pub parent_id: Option<ID>,
+}
+
+/// Changes to an item; omitted values stay as they are.
+#[derive(InputObject)]
+pub struct ItemPatch {
+    /// null clears the name.
+    pub name: MaybeUndefined<String>,
+    pub entity_id: Option<ID>,
+    /// A JSON merge patch (RFC 7396) of the fields: given keys are set, keys set to null removed.
+    pub fields: Option<Json<Value>>,
+}
+
+#[derive(Default)]
+pub struct ItemQuery;
+
+#[Object]
+impl ItemQuery {
+    async fn item(&self, ctx: &Context<'_>, itemtype: String, id: ID) -> Result<Option<Item>> {
+        let s = session(ctx)?;
+        Ok(items::get(&s.state.db, &itemtype, &id).await?.map(Item))
+    }
+
+    /// Items of a type, in the order they were first stored.
+    async fn items(
+        &self,
+        ctx: &Context<'_>,
+        itemtype: String,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Paged<Item>> {
+        let s = session(ctx)?;
+        itemtypes::require(&s.state.db, &itemtype, "itemtype").await?;
+        let request = page_request(first, after)?;
+        let page = items::list(&s.state.db, &itemtype, request).await?;
+        Ok(connection(page, request.after.is_some(), Item))
+    }
+}
+
+#[derive(Default)]
+pub struct ItemMutation;
+
+#[Object]
+impl ItemMutation {
+    async fn create_item(&self, ctx: &Context<'_>, input: ItemInput) -> Result<Item> {
+        let s = session(ctx)?;
+        let new = NewItem {
+            itemtype: input.itemtype,
+            id: input.id.map(|id| id.0),
+            entity_id: numeric_id(&input.entity_id, "entityId")?,
+            name: input.name,
+            fields: input.fields.map(|j| j.0),
+            parent_itemtype: input.parent_itemtype,
+            parent_id: input.parent_id.map(|id| id.0),
+        };
+        Ok(Item(items::create(&s.state.db, new).await?))
+    }
+
+    /// Changes an item; the history records each changed value.
+    async fn update_item(
+        &self,
+        ctx: &Context<'_>,
+        itemtype: String,
+        id: ID,
+        input: ItemPatch,
+    ) -> Result<Item> {
+        let s = session(ctx)?;
+        let patch = PatchInput {
+            name: match input.name {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(name) => Some(Some(name)),
+            },
+            entity_id: input
+                .entity_id
+                .map(|e| numeric_id(&e, "input.entityId"))
+                .transpose()?,
+            fields: input.fields.map(|j| j.0),
+        };
+        let (item, _changed) = items::update(&s.state.db, &itemtype, &id, patch).await?;
+        Ok(Item(item))
+    }
+
+    /// Puts the item in the trash (CONFLICT when it is there already).
+    async fn delete_item(&self, ctx: &Context<'_>, itemtype: String, id: ID) -> Result<Item> {
+        let s = session(ctx)?;
+        Ok(Item(
+            items::set_deleted(&s.state.db, &itemtype, &id, true).await?,
+        ))
+    }
+
+    /// Takes the item out of the trash (CONFLICT when it is not there).
+    async fn restore_item(&self, ctx: &Context<'_>, itemtype: String, id: ID) -> Result<Item> {
+        let s = session(ctx)?;
+        Ok(Item(
+            items::set_deleted(&s.state.db, &itemtype, &id, false).await?,
+        ))
+    }
+
+    /// Removes the item, its child items and their history for good.
+    async fn purge_item(&self, ctx: &Context<'_>, itemtype: String, id: ID) -> Result<bool> {
+        let s = session(ctx)?;
+        items::purge(&s.state.db, &itemtype, &id).await?;
+        Ok(true)
+    }
+}
+
+/// History of a webhook, for the webhook module.
+pub async fn webhook_history(
+    ctx: &Context<'_>,
+    webhook_id: i64,
+    first: Option<i32>,
+    after: Option<String>,
+) -> Result<Paged<HistoryEntry>, AppError> {
+    let s = session(ctx)?;
+    let request = page_request(first, after)?;
+    let page = history::list(&s.state.db, Subject::Webhook(webhook_id), request).await?;
+    Ok(connection(
+        page,
+        request.after.is_some(),
+        HistoryEntry::from,
+    ))
+}

@@ -1,0 +1,54 @@
+//! The GraphQL API: one module per domain, merged into the roots here.
+
+mod context;
+mod entity;
+mod errors;
+mod item;
+mod itemtype;
+mod paging;
+mod webhook;
+
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+
+pub use context::{Caller, Session, session};
+
+use crate::AppState;
+
+/// Every query of the API.
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(
+    entity::EntityQuery,
+    itemtype::ItemtypeQuery,
+    item::ItemQuery,
+    webhook::WebhookQuery,
+);
+
+/// Every mutation of the API.
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(
+    entity::EntityMutation,
+    itemtype::ItemtypeMutation,
+    item::ItemMutation,
+    webhook::WebhookMutation,
+);
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// The schema, with the application state every resolver reaches through [`session`].
+pub fn build_schema(state: Option<AppState>) -> AppSchema {
+    let mut builder = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .extension(errors::ErrorCodes);
+    if let Some(state) = state {
+        builder = builder.data(state);
+    }
+    builder.finish()
+}
+
+/// The SDL of the schema, as `hookline schema` prints it and `schema.graphql` holds it.
+pub fn sdl() -> String {
+    build_schema(None).sdl()
+}

@@ -1,0 +1,86 @@
+//! Relay-style connections over the services' keyset pages.
+
+use async_graphql::{
+    OutputType, SimpleObject,
+    connection::{Connection, Edge, EmptyFields},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+
+use crate::{
+    error::{AppError, AppResult},
+    service::paging::{DEFAULT_PAGE, MAX_PAGE, Page, PageRequest},
+};
+
+/// Fields every connection carries besides its edges.
+#[derive(SimpleObject)]
+pub struct Totals {
+    /// How many rows the whole list holds, over all pages.
+    pub total_count: u64,
+}
+
+pub type Paged<N> = Connection<String, N, Totals, EmptyFields>;
+
+/// Reads `first` and `after` into a page request.
+pub fn page_request(first: Option<i32>, after: Option<String>) -> AppResult<PageRequest> {
+    let first = match first {
+        None => DEFAULT_PAGE,
+        Some(n) if n >= 0 && (n as u64) <= MAX_PAGE => n as u64,
+        Some(n) => {
+            return Err(AppError::validation(format!(
+                "first: must be between 0 and {MAX_PAGE}, not {n}"
+            )));
+        }
+    };
+    let after = match after {
+        None => None,
+        Some(cursor) => Some(decode(&cursor)?),
+    };
+    Ok(PageRequest { first, after })
+}
+
+/// Builds the connection, mapping each row to its node.
+pub fn connection<T, N: OutputType>(
+    page: Page<T>,
+    has_previous: bool,
+    node: impl Fn(T) -> N,
+) -> Paged<N> {
+    let mut connection = Connection::with_additional_fields(
+        has_previous,
+        page.has_next,
+        Totals {
+            total_count: page.total,
+        },
+    );
+    connection.edges.extend(
+        page.rows
+            .into_iter()
+            .map(|(key, row)| Edge::new(encode(key), node(row))),
+    );
+    connection
+}
+
+fn encode(key: i64) -> String {
+    B64.encode(format!("k{key}"))
+}
+
+fn decode(cursor: &str) -> AppResult<i64> {
+    B64.decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.strip_prefix('k').and_then(|n| n.parse().ok()))
+        .ok_or_else(|| {
+            AppError::validation(
+                "after: not a cursor of this list; use an edge's `cursor` or `pageInfo.endCursor`",
+            )
+        })
+}
+
+/// Reads a numeric `ID` argument; `field` names it in the error.
+pub fn numeric_id(id: &async_graphql::ID, field: &str) -> AppResult<i64> {
+    id.parse::<i64>().map_err(|_| {
+        AppError::validation(format!(
+            "{field}: `{}` is not a valid id (a number is expected)",
+            id.as_str()
+        ))
+    })
+}

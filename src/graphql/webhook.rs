@@ -1,0 +1,419 @@
+//! Webhooks: settings, secrets (write-only), history.
+
+use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object, Result};
+use serde_json::Value;
+
+use super::{
+    context::session,
+    entity::{Entity, WebhookCategory},
+    item::{HistoryEntry, webhook_history},
+    paging::{Paged, connection, numeric_id, page_request},
+};
+use crate::{
+    domain::{
+        item::rfc3339,
+        webhook::{HttpMethod, SignatureScheme, WebhookChanges, WebhookEvent, WebhookSettings},
+    },
+    error::AppResult,
+    service::{
+        tree::{CATEGORIES, ENTITIES},
+        webhooks::{self, SecretChanges},
+    },
+};
+
+/// A webhook: what fires it (itemtype, event, entity scope) and what is sent where.
+pub struct Webhook(pub webhooks::Webhook);
+
+#[Object]
+impl Webhook {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.settings.name
+    }
+
+    async fn comment(&self) -> Option<&str> {
+        self.0.settings.comment.as_deref()
+    }
+
+    /// Only active webhooks fire.
+    async fn is_active(&self) -> bool {
+        self.0.settings.is_active
+    }
+
+    async fn category_id(&self) -> Option<ID> {
+        self.0.settings.category_id.map(|id| ID(id.to_string()))
+    }
+
+    async fn category(&self, ctx: &Context<'_>) -> Result<Option<WebhookCategory>> {
+        let Some(id) = self.0.settings.category_id else {
+            return Ok(None);
+        };
+        let s = session(ctx)?;
+        Ok(CATEGORIES
+            .get(&s.state.db, id)
+            .await?
+            .map(WebhookCategory::from))
+    }
+
+    async fn entity_id(&self) -> ID {
+        ID(self.0.settings.entity_id.to_string())
+    }
+
+    async fn entity(&self, ctx: &Context<'_>) -> Result<Entity> {
+        let s = session(ctx)?;
+        Ok(ENTITIES
+            .require(&s.state.db, self.0.settings.entity_id)
+            .await?
+            .into())
+    }
+
+    /// Also fires for items of the entity's descendants.
+    async fn is_recursive(&self) -> bool {
+        self.0.settings.is_recursive
+    }
+
+    async fn itemtype(&self) -> &str {
+        &self.0.settings.itemtype
+    }
+
+    async fn event(&self) -> WebhookEvent {
+        self.0.settings.event
+    }
+
+    /// GLPI's "number of retries": a queued webhook gets sentTry + 1 attempts.
+    async fn sent_try(&self) -> i32 {
+        self.0.settings.sent_try
+    }
+
+    /// The target URL, a template.
+    async fn url(&self) -> &str {
+        &self.0.settings.url
+    }
+
+    async fn http_method(&self) -> HttpMethod {
+        self.0.settings.http_method
+    }
+
+    async fn save_response_body(&self) -> bool {
+        self.0.settings.save_response_body
+    }
+
+    async fn log_in_item_history(&self) -> bool {
+        self.0.settings.log_in_item_history
+    }
+
+    /// Always true: a webhook always has a signing secret. It is never shown; see
+    /// regenerateWebhookSecret.
+    async fn has_secret(&self) -> bool {
+        true
+    }
+
+    async fn signature_scheme(&self) -> SignatureScheme {
+        self.0.settings.signature_scheme
+    }
+
+    /// Seconds a signature stays valid for the receiver's verifier; 0 disables.
+    async fn expiration(&self) -> i32 {
+        self.0.settings.expiration
+    }
+
+    async fn use_cra_challenge(&self) -> bool {
+        self.0.settings.use_cra_challenge
+    }
+
+    async fn use_oauth(&self) -> bool {
+        self.0.settings.use_oauth
+    }
+
+    async fn oauth_url(&self) -> Option<&str> {
+        self.0.settings.oauth_url.as_deref()
+    }
+
+    async fn client_id(&self) -> Option<&str> {
+        self.0.settings.client_id.as_deref()
+    }
+
+    /// Whether an OAuth client secret is stored (it is never shown).
+    async fn has_client_secret(&self) -> bool {
+        self.0.has_client_secret
+    }
+
+    async fn use_default_payload(&self) -> bool {
+        self.0.settings.use_default_payload
+    }
+
+    /// The payload template, used when useDefaultPayload is false.
+    async fn payload(&self) -> Option<&str> {
+        self.0.settings.payload.as_deref()
+    }
+
+    /// `{"Header-Name": "template"}`.
+    async fn custom_headers(&self) -> Json<Value> {
+        Json(Value::Object(self.0.settings.custom_headers.clone()))
+    }
+
+    /// RFC 3339, UTC.
+    async fn created_at(&self) -> String {
+        rfc3339(self.0.created_at)
+    }
+
+    /// RFC 3339, UTC.
+    async fn updated_at(&self) -> String {
+        rfc3339(self.0.updated_at)
+    }
+
+    /// Changes to the webhook, newest first.
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Paged<HistoryEntry>> {
+        Ok(webhook_history(ctx, self.0.id, first, after).await?)
+    }
+}
+
+/// A new webhook. Omitted: isActive true, isRecursive false, sentTry 3, httpMethod POST,
+/// useDefaultPayload true, signatureScheme GLPI, expiration 0, other booleans false, and a
+/// generated secret.
+#[derive(InputObject)]
+pub struct WebhookInput {
+    pub name: String,
+    pub comment: Option<String>,
+    pub is_active: Option<bool>,
+    pub category_id: Option<ID>,
+    pub entity_id: ID,
+    pub is_recursive: Option<bool>,
+    pub itemtype: String,
+    pub event: WebhookEvent,
+    /// Number of retries, 0 to 255 (attempts = sentTry + 1).
+    pub sent_try: Option<i32>,
+    /// A template; the text must start with http:// or https://.
+    pub url: String,
+    pub http_method: Option<HttpMethod>,
+    pub save_response_body: Option<bool>,
+    pub log_in_item_history: Option<bool>,
+    /// GLPI signs with the secret's UTF-8 bytes. STANDARD_WEBHOOKS and BOTH need a
+    /// `whsec_<base64>` secret. Omitted, one is generated (40 alphanumerics for GLPI, whsec_
+    /// and 32 random bytes otherwise).
+    pub secret: Option<String>,
+    pub signature_scheme: Option<SignatureScheme>,
+    /// Seconds, 0 = disabled.
+    pub expiration: Option<i32>,
+    pub use_cra_challenge: Option<bool>,
+    pub use_oauth: Option<bool>,
+    pub oauth_url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub use_default_payload: Option<bool>,
+    pub payload: Option<String>,
+    /// `{"Name": "template"}` (or a string holding that JSON).
+    pub custom_headers: Option<Json<Value>>,
+}
+
+/// Changes to a webhook: omitted fields stay; null clears a nullable one.
+#[derive(InputObject)]
+pub struct WebhookPatch {
+    pub name: Option<String>,
+    pub comment: MaybeUndefined<String>,
+    pub is_active: Option<bool>,
+    pub category_id: MaybeUndefined<ID>,
+    pub entity_id: Option<ID>,
+    pub is_recursive: Option<bool>,
+    pub itemtype: Option<String>,
+    pub event: Option<WebhookEvent>,
+    pub sent_try: Option<i32>,
+    pub url: Option<String>,
+    pub http_method: Option<HttpMethod>,
+    pub save_response_body: Option<bool>,
+    pub log_in_item_history: Option<bool>,
+    /// A new secret; it must fit the (new) signature scheme.
+    pub secret: Option<String>,
+    pub signature_scheme: Option<SignatureScheme>,
+    pub expiration: Option<i32>,
+    pub use_cra_challenge: Option<bool>,
+    pub use_oauth: Option<bool>,
+    pub oauth_url: MaybeUndefined<String>,
+    pub client_id: MaybeUndefined<String>,
+    pub client_secret: MaybeUndefined<String>,
+    pub use_default_payload: Option<bool>,
+    pub payload: MaybeUndefined<String>,
+    pub custom_headers: MaybeUndefined<Json<Value>>,
+}
+
+/// An optional input value as a patch value: omitted stays omitted.
+fn given<T>(value: Option<T>) -> MaybeUndefined<T> {
+    value.map_or(MaybeUndefined::Undefined, MaybeUndefined::Value)
+}
+
+fn maybe<T>(value: MaybeUndefined<T>) -> Option<Option<T>> {
+    match value {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(v)),
+    }
+}
+
+impl WebhookPatch {
+    fn into_changes(self) -> AppResult<(WebhookChanges, SecretChanges)> {
+        let category_id = match maybe(self.category_id) {
+            Some(Some(id)) => Some(Some(numeric_id(&id, "categoryId")?)),
+            Some(None) => Some(None),
+            None => None,
+        };
+        let changes = WebhookChanges {
+            name: self.name,
+            comment: maybe(self.comment),
+            is_active: self.is_active,
+            category_id,
+            entity_id: self
+                .entity_id
+                .map(|id| numeric_id(&id, "entityId"))
+                .transpose()?,
+            is_recursive: self.is_recursive,
+            itemtype: self.itemtype,
+            event: self.event,
+            sent_try: self.sent_try,
+            url: self.url,
+            http_method: self.http_method,
+            save_response_body: self.save_response_body,
+            log_in_item_history: self.log_in_item_history,
+            signature_scheme: self.signature_scheme,
+            expiration: self.expiration,
+            use_cra_challenge: self.use_cra_challenge,
+            use_oauth: self.use_oauth,
+            oauth_url: maybe(self.oauth_url),
+            client_id: maybe(self.client_id),
+            use_default_payload: self.use_default_payload,
+            payload: maybe(self.payload),
+            custom_headers: maybe(self.custom_headers).map(|h| h.map_or(Value::Null, |j| j.0)),
+        };
+        Ok((
+            changes,
+            SecretChanges {
+                secret: self.secret,
+                client_secret: maybe(self.client_secret),
+            },
+        ))
+    }
+}
+
+impl WebhookInput {
+    /// The defaults with the required fields, and the optional fields as changes to them.
+    fn into_parts(self) -> AppResult<(WebhookSettings, WebhookChanges, SecretChanges)> {
+        let base = WebhookSettings::defaults(
+            self.name,
+            numeric_id(&self.entity_id, "entityId")?,
+            self.itemtype,
+            self.event,
+            self.url,
+        );
+        let patch = WebhookPatch {
+            name: None,
+            comment: given(self.comment),
+            is_active: self.is_active,
+            category_id: given(self.category_id),
+            entity_id: None,
+            is_recursive: self.is_recursive,
+            itemtype: None,
+            event: None,
+            sent_try: self.sent_try,
+            url: None,
+            http_method: self.http_method,
+            save_response_body: self.save_response_body,
+            log_in_item_history: self.log_in_item_history,
+            secret: self.secret,
+            signature_scheme: self.signature_scheme,
+            expiration: self.expiration,
+            use_cra_challenge: self.use_cra_challenge,
+            use_oauth: self.use_oauth,
+            oauth_url: given(self.oauth_url),
+            client_id: given(self.client_id),
+            client_secret: given(self.client_secret),
+            use_default_payload: self.use_default_payload,
+            payload: given(self.payload),
+            custom_headers: given(self.custom_headers),
+        };
+        let (changes, secrets) = patch.into_changes()?;
+        Ok((base, changes, secrets))
+    }
+}
+
+#[derive(Default)]
+pub struct WebhookQuery;
+
+#[Object]
+impl WebhookQuery {
+    async fn webhook(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Webhook>> {
+        let s = session(ctx)?;
+        Ok(webhooks::get(&s.state.db, numeric_id(&id, "id")?)
+            .await?
+            .map(Webhook))
+    }
+
+    /// Webhooks by id; `entityId` includes the entity's descendants.
+    async fn webhooks(
+        &self,
+        ctx: &Context<'_>,
+        itemtype: Option<String>,
+        entity_id: Option<ID>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Paged<Webhook>> {
+        let s = session(ctx)?;
+        let entity_id = entity_id
+            .map(|id| numeric_id(&id, "entityId"))
+            .transpose()?;
+        let request = page_request(first, after)?;
+        let page = webhooks::list(&s.state.db, itemtype.as_deref(), entity_id, request).await?;
+        Ok(connection(page, request.after.is_some(), Webhook))
+    }
+}
+
+#[derive(Default)]
+pub struct WebhookMutation;
+
+#[Object]
+impl WebhookMutation {
+    async fn create_webhook(&self, ctx: &Context<'_>, input: WebhookInput) -> Result<Webhook> {
+        let s = session(ctx)?;
+        let (base, changes, secrets) = input.into_parts()?;
+        Ok(Webhook(
+            webhooks::create(&s.state.db, &s.state.secrets, base, changes, secrets).await?,
+        ))
+    }
+
+    async fn update_webhook(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: WebhookPatch,
+    ) -> Result<Webhook> {
+        let s = session(ctx)?;
+        let (changes, secrets) = input.into_changes()?;
+        let id = numeric_id(&id, "id")?;
+        Ok(Webhook(
+            webhooks::update(&s.state.db, &s.state.secrets, id, changes, secrets).await?,
+        ))
+    }
+
+    /// Deletes the webhook and its history.
+    async fn delete_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
+        let s = session(ctx)?;
+        webhooks::delete(&s.state.db, numeric_id(&id, "id")?).await?;
+        Ok(true)
+    }
+
+    /// Replaces the secret with a new random one that fits the signature scheme and returns
+    /// it: the only time a secret is shown.
+    async fn regenerate_webhook_secret(&self, ctx: &Context<'_>, id: ID) -> Result<String> {
+        let s = session(ctx)?;
+        Ok(
+            webhooks::regenerate_secret(&s.state.db, &s.state.secrets, numeric_id(&id, "id")?)
+                .await?,
+        )
+    }
+}

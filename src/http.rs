@@ -1,0 +1,94 @@
+//! HTTP routes: GraphQL (POST; GET for GraphiQL or the WebSocket upgrade), health and readiness.
+
+use async_graphql::{
+    Data,
+    http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource},
+};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::{
+    Router,
+    extract::{FromRequestParts, Request, State, WebSocketUpgrade},
+    http::{StatusCode, header},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+
+use crate::{
+    AppState,
+    graphql::{AppSchema, Caller, build_schema},
+};
+
+#[derive(Clone)]
+struct HttpState {
+    app: AppState,
+    schema: AppSchema,
+}
+
+pub fn router(app: AppState) -> Router {
+    let schema = build_schema(Some(app.clone()));
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(HttpState { app, schema })
+}
+
+async fn graphql_post(State(state): State<HttpState>, request: GraphQLRequest) -> GraphQLResponse {
+    state
+        .schema
+        .execute(request.into_inner().data(Caller::local()))
+        .await
+        .into()
+}
+
+/// A WebSocket upgrade starts a subscription connection (`graphql-transport-ws`, or the older
+/// `graphql-ws`); any other GET gets GraphiQL.
+async fn graphql_get(State(state): State<HttpState>, request: Request) -> Response {
+    let wants_websocket = request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !wants_websocket {
+        return Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql")
+                .finish(),
+        )
+        .into_response();
+    }
+    let (mut parts, _body) = request.into_parts();
+    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
+        Ok(protocol) => protocol,
+        Err(err) => return err.into_response(),
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(err) => return err.into_response(),
+    };
+    let schema = state.schema.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| {
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .on_connection_init(|_payload| async move {
+                    let mut data = Data::default();
+                    data.insert(Caller::local());
+                    Ok(data)
+                })
+                .serve()
+        })
+        .into_response()
+}
+
+/// Ready when the database answers.
+async fn readyz(State(state): State<HttpState>) -> Response {
+    match state.app.db.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(err) => {
+            tracing::warn!(%err, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! hookline: a webhook server. When an item changes, every matching webhook renders its
+//! payload, is queued, signed, sent over HTTP, retried and logged.
+//!
+//! `main` is a thin shell over [`Application`], which tests build the same way on port 0.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod graphql;
+mod http;
+pub mod secret_box;
+pub mod service;
+
+use std::net::SocketAddr;
+
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{config::Config, secret_box::SecretBox, service::tree::ENTITIES};
+
+/// What every request handler and worker shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub secrets: SecretBox,
+}
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("cannot prepare the database: {0}")]
+    Setup(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A built application: database migrated and seeded, listener bound, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let state = prepare(&config).await?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        Ok(Self {
+            listener,
+            state,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The address actually bound (the real port when the configuration said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancelling this token stops the server gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let router = http::router(self.state.clone());
+        let shutdown = self.shutdown.clone();
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await?;
+        self.state.db.clone().close().await.ok();
+        Ok(())
+    }
+}
+
+/// Opens the key, connects, migrates and seeds: everything the server and `migrate` share.
+pub async fn prepare(config: &Config) -> Result<AppState, StartError> {
+    let secrets = SecretBox::from_source(&config.secret_key)?;
+    let db = db::connect(config).await?;
+    db::migrate(&db).await?;
+    ENTITIES
+        .ensure_root(&db)
+        .await
+        .map_err(|e| StartError::Setup(format!("{e:?}")))?;
+    service::itemtypes::seed(&db)
+        .await
+        .map_err(|e| StartError::Setup(format!("{e:?}")))?;
+    Ok(AppState { db, secrets })
+}

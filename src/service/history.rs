@@ -1,0 +1,132 @@
+//! History entries of items and webhooks.
+
+use chrono::Utc;
+use entity::history_entries::{self, SUBJECT_ITEM, SUBJECT_WEBHOOK};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+use super::paging::{Page, PageRequest};
+use crate::error::AppResult;
+
+/// Whose history.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject<'a> {
+    Item { itemtype: &'a str, id: &'a str },
+    Webhook(i64),
+}
+
+impl Subject<'_> {
+    fn columns(&self) -> (&'static str, String, String) {
+        match self {
+            Subject::Item { itemtype, id } => {
+                (SUBJECT_ITEM, (*itemtype).to_owned(), (*id).to_owned())
+            }
+            Subject::Webhook(id) => (SUBJECT_WEBHOOK, String::new(), id.to_string()),
+        }
+    }
+}
+
+/// One entry to write.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub action: &'static str,
+    pub message: String,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
+    pub queued_webhook_id: Option<i64>,
+}
+
+impl NewEntry {
+    pub fn new(action: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            action,
+            message: message.into(),
+            old_value: None,
+            new_value: None,
+            queued_webhook_id: None,
+        }
+    }
+
+    pub fn change(
+        action: &'static str,
+        message: impl Into<String>,
+        old: Option<String>,
+        new: Option<String>,
+    ) -> Self {
+        Self {
+            old_value: old,
+            new_value: new,
+            ..Self::new(action, message)
+        }
+    }
+}
+
+pub async fn add(
+    conn: &impl ConnectionTrait,
+    subject: Subject<'_>,
+    entries: Vec<NewEntry>,
+) -> AppResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let (kind, itemtype, subject_id) = subject.columns();
+    let now = Utc::now();
+    let models = entries.into_iter().map(|e| history_entries::ActiveModel {
+        id: NotSet,
+        subject: Set(kind.to_owned()),
+        itemtype: Set(itemtype.clone()),
+        subject_id: Set(subject_id.clone()),
+        date: Set(now),
+        action: Set(e.action.to_owned()),
+        message: Set(e.message),
+        old_value: Set(e.old_value),
+        new_value: Set(e.new_value),
+        queued_webhook_id: Set(e.queued_webhook_id),
+    });
+    history_entries::Entity::insert_many(models)
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// The subject's entries, newest first.
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    subject: Subject<'_>,
+    page: PageRequest,
+) -> AppResult<Page<history_entries::Model>> {
+    let (kind, itemtype, subject_id) = subject.columns();
+    let base = history_entries::Entity::find()
+        .filter(history_entries::Column::Subject.eq(kind))
+        .filter(history_entries::Column::Itemtype.eq(itemtype))
+        .filter(history_entries::Column::SubjectId.eq(subject_id));
+    let total = base.clone().count(conn).await?;
+    let mut query = base
+        .order_by_desc(history_entries::Column::Id)
+        .limit(page.first + 1);
+    if let Some(after) = page.after {
+        query = query.filter(history_entries::Column::Id.lt(after));
+    }
+    let rows = query
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|m| (m.id, m))
+        .collect();
+    Ok(Page::from_fetched(rows, page, total))
+}
+
+/// Removes the subject's entries (when an item is purged or a webhook deleted).
+pub async fn purge(conn: &impl ConnectionTrait, subject: Subject<'_>) -> AppResult<()> {
+    let (kind, itemtype, subject_id) = subject.columns();
+    history_entries::Entity::delete_many()
+        .filter(history_entries::Column::Subject.eq(kind))
+        .filter(history_entries::Column::Itemtype.eq(itemtype))
+        .filter(history_entries::Column::SubjectId.eq(subject_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}

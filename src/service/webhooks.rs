@@ -1,0 +1,323 @@
+//! Webhooks: their settings, their secrets (sealed at rest, write-only), their history.
+
+use chrono::Utc;
+use entity::webhooks;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+use super::{
+    history::{self, NewEntry, Subject},
+    itemtypes,
+    paging::{Page, PageRequest},
+    tree::{CATEGORIES, ENTITIES},
+};
+use crate::{
+    domain::webhook::{
+        HttpMethod, SignatureScheme, WebhookChanges, WebhookEvent, WebhookSettings, check_secret,
+        generate_secret,
+    },
+    error::{AppError, AppResult},
+    secret_box::{Purpose, SecretBox},
+};
+
+/// The secrets a create or update gives: `secret` (None: keep, or generate on create) and
+/// `client_secret` (None: keep; `Some(None)`: remove).
+#[derive(Debug, Clone, Default)]
+pub struct SecretChanges {
+    pub secret: Option<String>,
+    pub client_secret: Option<Option<String>>,
+}
+
+/// A stored webhook as the API shows it: settings, never secrets.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub id: i64,
+    pub settings: WebhookSettings,
+    pub has_client_secret: bool,
+    pub created_at: chrono::DateTime<Utc>,
+    pub updated_at: chrono::DateTime<Utc>,
+}
+
+impl TryFrom<webhooks::Model> for Webhook {
+    type Error = AppError;
+
+    fn try_from(m: webhooks::Model) -> AppResult<Self> {
+        let corrupt = |what: &str, v: &str| {
+            AppError::internal(format!("webhook {}: stored {what} `{v}` is unknown", m.id))
+        };
+        let settings = WebhookSettings {
+            name: m.name.clone(),
+            comment: m.comment.clone(),
+            is_active: m.is_active,
+            category_id: m.category_id,
+            entity_id: m.entity_id,
+            is_recursive: m.is_recursive,
+            itemtype: m.itemtype.clone(),
+            event: WebhookEvent::parse(&m.event).ok_or_else(|| corrupt("event", &m.event))?,
+            sent_try: m.sent_try,
+            url: m.url.clone(),
+            http_method: HttpMethod::parse(&m.http_method)
+                .ok_or_else(|| corrupt("httpMethod", &m.http_method))?,
+            save_response_body: m.save_response_body,
+            log_in_item_history: m.log_in_item_history,
+            signature_scheme: SignatureScheme::parse(&m.signature_scheme)
+                .ok_or_else(|| corrupt("signatureScheme", &m.signature_scheme))?,
+            expiration: m.expiration,
+            use_cra_challenge: m.use_cra_challenge,
+            use_oauth: m.use_oauth,
+            oauth_url: m.oauth_url.clone(),
+            client_id: m.client_id.clone(),
+            use_default_payload: m.use_default_payload,
+            payload: m.payload.clone(),
+            custom_headers: crate::service::items::as_map(&m.custom_headers),
+        };
+        Ok(Self {
+            id: m.id,
+            settings,
+            has_client_secret: m.client_secret_encrypted.is_some(),
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        })
+    }
+}
+
+pub async fn get(conn: &impl ConnectionTrait, id: i64) -> AppResult<Option<Webhook>> {
+    webhooks::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .map(Webhook::try_from)
+        .transpose()
+}
+
+pub async fn require(conn: &impl ConnectionTrait, id: i64) -> AppResult<Webhook> {
+    get(conn, id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no webhook with id {id}")))
+}
+
+/// Webhooks by id, optionally of one itemtype and in one entity or below it.
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    itemtype: Option<&str>,
+    entity_id: Option<i64>,
+    page: PageRequest,
+) -> AppResult<Page<Webhook>> {
+    let mut base = webhooks::Entity::find();
+    if let Some(itemtype) = itemtype {
+        base = base.filter(webhooks::Column::Itemtype.eq(itemtype));
+    }
+    if let Some(entity_id) = entity_id {
+        base = base
+            .filter(webhooks::Column::EntityId.is_in(ENTITIES.subtree_ids(conn, entity_id).await?));
+    }
+    let total = base.clone().count(conn).await?;
+    let mut query = base
+        .order_by_asc(webhooks::Column::Id)
+        .limit(page.first + 1);
+    if let Some(after) = page.after {
+        query = query.filter(webhooks::Column::Id.gt(after));
+    }
+    let mut rows = Vec::new();
+    for model in query.all(conn).await? {
+        rows.push((model.id, Webhook::try_from(model)?));
+    }
+    Ok(Page::from_fetched(rows, page, total))
+}
+
+pub async fn create(
+    db: &DatabaseConnection,
+    secrets: &SecretBox,
+    base: WebhookSettings,
+    changes: WebhookChanges,
+    secret_changes: SecretChanges,
+) -> AppResult<Webhook> {
+    let client_secret = secret_changes
+        .client_secret
+        .flatten()
+        .filter(|s| !s.is_empty());
+    let mut settings = base.with_changes(changes)?;
+    settings.validate(client_secret.is_some())?;
+    let txn = crate::db::begin_write(db).await?;
+    check_references(&txn, &settings).await?;
+    let secret = match secret_changes.secret {
+        Some(secret) => {
+            check_secret(settings.signature_scheme, &secret)?;
+            secret
+        }
+        None => generate_secret(settings.signature_scheme),
+    };
+    let now = Utc::now();
+    let mut model = settings_model(&settings, <webhooks::ActiveModel as Default>::default());
+    model.secret_encrypted = Set(secrets.seal(Purpose::WebhookSecret, &secret));
+    model.client_secret_encrypted =
+        Set(client_secret.map(|s| secrets.seal(Purpose::OauthClientSecret, &s)));
+    model.created_at = Set(now);
+    model.updated_at = Set(now);
+    let stored = webhooks::Entity::insert(model)
+        .exec_with_returning(&txn)
+        .await?;
+    history::add(
+        &txn,
+        Subject::Webhook(stored.id),
+        vec![NewEntry::new("create", "Webhook created")],
+    )
+    .await?;
+    txn.commit().await?;
+    Webhook::try_from(stored)
+}
+
+pub async fn update(
+    db: &DatabaseConnection,
+    secrets: &SecretBox,
+    id: i64,
+    changes: WebhookChanges,
+    secret_changes: SecretChanges,
+) -> AppResult<Webhook> {
+    let txn = crate::db::begin_write(db).await?;
+    let stored = webhooks::Entity::find_by_id(id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no webhook with id {id}")))?;
+    let current = Webhook::try_from(stored.clone())?;
+    let mut settings = current.settings.clone().with_changes(changes)?;
+    let has_client_secret = match &secret_changes.client_secret {
+        Some(new) => new.as_deref().is_some_and(|s| !s.is_empty()),
+        None => current.has_client_secret,
+    };
+    settings.validate(has_client_secret)?;
+    check_references(&txn, &settings).await?;
+
+    let mut entries: Vec<NewEntry> = current
+        .settings
+        .differences(&settings)
+        .into_iter()
+        .map(|(field, old, new)| {
+            NewEntry::change("update", format!("{field} changed"), Some(old), Some(new))
+        })
+        .collect();
+    let mut model = settings_model(&settings, stored.clone().into_active_model());
+    match secret_changes.secret {
+        Some(secret) => {
+            check_secret(settings.signature_scheme, &secret)?;
+            model.secret_encrypted = Set(secrets.seal(Purpose::WebhookSecret, &secret));
+            entries.push(NewEntry::new("update", "secret changed"));
+        }
+        None if settings.signature_scheme != current.settings.signature_scheme => {
+            let stored_secret = secrets.open(Purpose::WebhookSecret, &stored.secret_encrypted)?;
+            check_secret(settings.signature_scheme, stored_secret.expose_secret()).map_err(|_| {
+                AppError::validation(format!(
+                    "secret: the stored secret does not fit signatureScheme {}; give a new `secret` \
+                     (whsec_<base64>) in the same update",
+                    settings.signature_scheme.as_str()
+                ))
+            })?;
+        }
+        None => {}
+    }
+    if let Some(client_secret) = secret_changes.client_secret {
+        let client_secret = client_secret.filter(|s| !s.is_empty());
+        model.client_secret_encrypted =
+            Set(client_secret.map(|s| secrets.seal(Purpose::OauthClientSecret, &s)));
+        entries.push(NewEntry::new("update", "clientSecret changed"));
+    }
+    if entries.is_empty() {
+        return Ok(current);
+    }
+    model.updated_at = Set(Utc::now());
+    let updated = model.update(&txn).await?;
+    history::add(&txn, Subject::Webhook(id), entries).await?;
+    txn.commit().await?;
+    Webhook::try_from(updated)
+}
+
+pub async fn delete(db: &DatabaseConnection, id: i64) -> AppResult<()> {
+    let txn = crate::db::begin_write(db).await?;
+    let result = webhooks::Entity::delete_by_id(id).exec(&txn).await?;
+    if result.rows_affected == 0 {
+        return Err(AppError::not_found(format!("no webhook with id {id}")));
+    }
+    history::purge(&txn, Subject::Webhook(id)).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Replaces the secret with a new random one that fits the scheme and returns it: the only
+/// time a secret leaves hookline.
+pub async fn regenerate_secret(
+    db: &DatabaseConnection,
+    secrets: &SecretBox,
+    id: i64,
+) -> AppResult<String> {
+    let txn = crate::db::begin_write(db).await?;
+    let webhook = require(&txn, id).await?;
+    let secret = generate_secret(webhook.settings.signature_scheme);
+    webhooks::Entity::update_many()
+        .col_expr(
+            webhooks::Column::SecretEncrypted,
+            secrets.seal(Purpose::WebhookSecret, &secret).into(),
+        )
+        .col_expr(webhooks::Column::UpdatedAt, Utc::now().into())
+        .filter(webhooks::Column::Id.eq(id))
+        .exec(&txn)
+        .await?;
+    history::add(
+        &txn,
+        Subject::Webhook(id),
+        vec![NewEntry::new("update", "secret regenerated")],
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(secret)
+}
+
+/// The itemtype, entity and category the settings name must exist.
+async fn check_references(
+    conn: &impl ConnectionTrait,
+    settings: &WebhookSettings,
+) -> AppResult<()> {
+    itemtypes::require(conn, &settings.itemtype, "itemtype").await?;
+    if ENTITIES.get(conn, settings.entity_id).await?.is_none() {
+        return Err(AppError::validation(format!(
+            "entityId: no entity with id {}",
+            settings.entity_id
+        )));
+    }
+    if let Some(category_id) = settings.category_id
+        && CATEGORIES.get(conn, category_id).await?.is_none()
+    {
+        return Err(AppError::validation(format!(
+            "categoryId: no webhook category with id {category_id}"
+        )));
+    }
+    Ok(())
+}
+
+fn settings_model(s: &WebhookSettings, mut m: webhooks::ActiveModel) -> webhooks::ActiveModel {
+    m.name = Set(s.name.clone());
+    m.comment = Set(s.comment.clone());
+    m.is_active = Set(s.is_active);
+    m.category_id = Set(s.category_id);
+    m.entity_id = Set(s.entity_id);
+    m.is_recursive = Set(s.is_recursive);
+    m.itemtype = Set(s.itemtype.clone());
+    m.event = Set(s.event.as_str().to_owned());
+    m.sent_try = Set(s.sent_try);
+    m.url = Set(s.url.clone());
+    m.http_method = Set(s.http_method.as_str().to_owned());
+    m.save_response_body = Set(s.save_response_body);
+    m.log_in_item_history = Set(s.log_in_item_history);
+    m.signature_scheme = Set(s.signature_scheme.as_str().to_owned());
+    m.expiration = Set(s.expiration);
+    m.use_cra_challenge = Set(s.use_cra_challenge);
+    m.use_oauth = Set(s.use_oauth);
+    m.oauth_url = Set(s.oauth_url.clone());
+    m.client_id = Set(s.client_id.clone());
+    m.use_default_payload = Set(s.use_default_payload);
+    m.payload = Set(s.payload.clone());
+    m.custom_headers = Set(Value::Object(s.custom_headers.clone()));
+    m
+}
