@@ -1,0 +1,178 @@
+//! The test harness: the real application on port 0, on a fresh SQLite database and, when
+//! `TEST_POSTGRES_URL` names a PostgreSQL server, on a fresh PostgreSQL database too.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use hookline::{Application, config::Config};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// The admin URL of the PostgreSQL server the suite also runs on, e.g.
+/// `postgres://postgres@127.0.0.1:5432/postgres`.
+pub const POSTGRES_ENV: &str = "TEST_POSTGRES_URL";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running hookline, stopped when dropped.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub backend: Backend,
+    pub state: hookline::AppState,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Runs `test` against a fresh application on every backend available.
+pub async fn each_backend(test: impl AsyncFn(&TestApp)) {
+    test(&TestApp::spawn(Backend::Sqlite).await).await;
+    if let Ok(admin_url) = std::env::var(POSTGRES_ENV) {
+        let name = format!("hookline_t_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(&admin_url)
+            .await
+            .expect("connect to the PostgreSQL server");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        {
+            let app =
+                TestApp::spawn_on(Backend::Postgres, Some(&database_url(&admin_url, &name))).await;
+            test(&app).await;
+        }
+        // The server task closes its pool once stopped; FORCE ends whatever is left.
+        admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .ok();
+    }
+}
+
+/// The admin URL with its database replaced.
+pub fn database_url(admin_url: &str, database: &str) -> String {
+    let mut url = url::Url::parse(admin_url).expect("TEST_POSTGRES_URL is a URL");
+    url.set_path(&format!("/{database}"));
+    url.to_string()
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_on(backend, None).await
+    }
+
+    async fn spawn_on(backend: Backend, database_url: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::for_data_dir(dir.path().join("data"));
+        if let Some(url) = database_url {
+            config = config
+                .with_database_url(url)
+                .expect("database url")
+                .with_secret_key(rand_key());
+        }
+        let app = Application::build(config)
+            .await
+            .expect("application builds");
+        let addr = app.local_addr();
+        let state = app.state().clone();
+        let shutdown = app.shutdown_token();
+        tokio::spawn(app.run_until_stopped());
+        Self {
+            addr,
+            backend,
+            state,
+            client: reqwest::Client::new(),
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Posts a GraphQL request and returns the whole response.
+    pub async fn query(&self, query: &str, variables: Value) -> Value {
+        let response = self
+            .client
+            .post(self.url("/graphql"))
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .expect("request sent");
+        response.json().await.expect("a JSON response")
+    }
+
+    /// The `data` of a request that must succeed.
+    pub async fn data(&self, query: &str, variables: Value) -> Value {
+        let response = self.query(query, variables).await;
+        assert!(
+            response.get("errors").is_none(),
+            "unexpected errors ({:?}): {response}",
+            self.backend
+        );
+        response["data"].clone()
+    }
+
+    /// `(extensions.code, message)` of the first error of a request that must fail.
+    pub async fn error(&self, query: &str, variables: Value) -> (String, String) {
+        let response = self.query(query, variables).await;
+        let error = &response["errors"][0];
+        assert!(
+            error.is_object(),
+            "expected an error ({:?}), got {response}",
+            self.backend
+        );
+        let code = error["extensions"]["code"]
+            .as_str()
+            .unwrap_or("<none>")
+            .to_owned();
+        (
+            code,
+            error["message"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// Asserts that the request fails with `code` and a message containing `needle`.
+    pub async fn assert_error(&self, query: &str, variables: Value, code: &str, needle: &str) {
+        let (got_code, message) = self.error(query, variables).await;
+        assert_eq!(got_code, code, "message: {message} ({:?})", self.backend);
+        assert!(
+            message.contains(needle),
+            "`{message}` should contain `{needle}` ({:?})",
+            self.backend
+        );
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+}
+
+pub fn rand_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    for (i, b) in uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .chain(uuid::Uuid::new_v4().as_bytes())
+        .enumerate()
+    {
+        key[i] = *b;
+    }
+    key
+}
