@@ -46,6 +46,8 @@ async fn main() -> std::process::ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(&config.log))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
         Some(Command::Migrate) => hookline::prepare(&config)

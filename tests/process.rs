@@ -1,0 +1,188 @@
+//! The `hookline` binary as a user runs it: no configuration, bad configuration, `migrate`,
+//! SIGTERM; and the HTTP routes around GraphQL.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use common::{TestApp, each_backend};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+
+fn hookline(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hookline"));
+    command.current_dir(dir).env_clear().stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+}
+
+/// Starts `hookline` and waits for the line that says where it listens.
+fn start(mut command: Command) -> (Child, SocketAddr) {
+    let mut child = command.spawn().expect("hookline starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("addr=").nth(1) {
+                tx.send(addr.split_whitespace().next().unwrap_or_default().to_owned()).ok();
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("hookline reports its address");
+    (child, addr.parse().expect("an address"))
+}
+
+#[tokio::test]
+async fn serve_runs_on_embedded_sqlite_without_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut command = hookline(dir.path());
+    command.env("HOOKLINE_LISTEN", "127.0.0.1:0");
+    let (mut child, addr) = start(command);
+    let health = reqwest::get(format!("http://{addr}/healthz")).await.expect("healthz");
+    assert_eq!(health.status(), 200);
+    let ready = reqwest::get(format!("http://{addr}/readyz")).await.expect("readyz");
+    assert_eq!(ready.status(), 200);
+    assert!(dir.path().join("data/hookline.db").exists(), "the database lives in ./data");
+    assert!(dir.path().join("data/secret.key").exists(), "a key file is created for stored secrets");
+
+    // SIGTERM stops it gracefully.
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
+    assert!(status.success());
+    let exit = child.wait().expect("exits");
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn invalid_configuration_is_refused_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |configure: &dyn Fn(&mut Command)| {
+        let mut command = hookline(dir.path());
+        configure(&mut command);
+        let output = command.output().expect("runs");
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = run(&|c| {
+        c.env("HOOKLINE_LISTEN", "nowhere");
+    });
+    assert!(stderr.contains("HOOKLINE_LISTEN"), "{stderr}");
+    let stderr = run(&|c| {
+        c.env("HOOKLINE_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres");
+    });
+    assert!(stderr.contains("HOOKLINE_SECRET_KEY"), "{stderr}");
+    let stderr = run(&|c| {
+        c.env("HOOKLINE_SECRET_KEY", "dG9vIHNob3J0");
+    });
+    assert!(stderr.contains("HOOKLINE_SECRET_KEY"), "{stderr}");
+
+    let file = dir.path().join("hookline.toml");
+    std::fs::write(&file, "database_max_connections = \"many\"\n").expect("write config");
+    let stderr = run(&|c| {
+        c.arg("--config").arg(&file);
+    });
+    assert!(stderr.contains("database_max_connections"), "{stderr}");
+    std::fs::write(&file, "listen = \"127.0.0.1:99999\"\n").expect("write config");
+    let stderr = run(&|c| {
+        c.arg("--config").arg(&file);
+    });
+    assert!(stderr.contains("listen"), "{stderr}");
+    let stderr = run(&|c| {
+        c.arg("--config").arg(dir.path().join("missing.toml"));
+    });
+    assert!(stderr.contains("missing.toml"), "{stderr}");
+}
+
+#[test]
+fn the_environment_overrides_the_configuration_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("hookline.toml");
+    std::fs::write(&file, "data_dir = \"from-file\"\nlisten = \"nowhere\"\n").expect("write config");
+    let mut command = hookline(dir.path());
+    command.arg("--config").arg(&file).arg("migrate").env("HOOKLINE_LISTEN", "127.0.0.1:0");
+    let output = command.output().expect("runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(dir.path().join("from-file/hookline.db").exists(), "migrate used the file's data_dir");
+}
+
+#[test]
+fn migrate_prepares_the_database_and_exits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut command = hookline(dir.path());
+    command.arg("migrate").env("HOOKLINE_DATA_DIR", dir.path().join("state"));
+    let output = command.output().expect("runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(dir.path().join("state/hookline.db").exists());
+    // Running it again is harmless.
+    let output = hookline(dir.path()).arg("migrate").env("HOOKLINE_DATA_DIR", dir.path().join("state")).output().expect("runs");
+    assert!(output.status.success());
+}
+
+#[tokio::test]
+async fn get_graphql_serves_graphiql_and_health_routes_answer() {
+    each_backend(async |app| {
+        let page = app.get("/graphql").await;
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap_or_default().to_lowercase().contains("graphiql"));
+        assert_eq!(app.get("/healthz").await.status(), 200);
+        assert_eq!(app.get("/readyz").await.status(), 200);
+    })
+    .await;
+}
+
+/// Opens a `graphql-transport-ws` connection and acknowledges it.
+async fn websocket(app: &TestApp) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut request = format!("ws://{}/graphql", app.addr).into_client_request().expect("request");
+    request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.expect("websocket connects");
+    assert_eq!(response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()), Some("graphql-transport-ws"));
+    ws.send(Message::text(json!({"type": "connection_init", "payload": {}}).to_string())).await.expect("init");
+    let ack = next_json(&mut ws).await;
+    assert_eq!(ack["type"], "connection_ack");
+    ws
+}
+
+async fn next_json(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a message in time");
+        match message.expect("stream open").expect("message") {
+            Message::Text(text) => return serde_json::from_str(&text).expect("JSON message"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn websocket_operations_run_and_bad_variables_are_validation_errors() {
+    each_backend(async |app| {
+        let mut ws = websocket(app).await;
+        let subscribe = |id: &str, query: &str, variables: Value| {
+            Message::text(json!({"id": id, "type": "subscribe", "payload": {"query": query, "variables": variables}}).to_string())
+        };
+        ws.send(subscribe("1", "{ entities { name } }", json!({}))).await.expect("send");
+        let next = next_json(&mut ws).await;
+        assert_eq!(next["type"], "next");
+        assert_eq!(next["payload"]["data"]["entities"][0]["name"], "Root entity");
+        assert_eq!(next_json(&mut ws).await["type"], "complete");
+
+        let query = "mutation($e: WebhookEvent!) { createWebhook(input: {name: \"w\", entityId: 0, itemtype: \"Ticket\", event: $e, url: \"https://example.org\"}) { id } }";
+        ws.send(subscribe("2", query, json!({"e": "EXPLODE"}))).await.expect("send");
+        let reply = next_json(&mut ws).await;
+        let errors = if reply["type"] == "error" { reply["payload"].clone() } else { reply["payload"]["errors"].clone() };
+        assert_eq!(errors[0]["extensions"]["code"], "VALIDATION", "{reply}");
+        assert_eq!(next_json(&mut ws).await, json!({"id": "2", "type": "complete"}));
+
+        ws.send(subscribe("3", "mutation { createEntity(input: {name: \"\"}) { id } }", json!({}))).await.expect("send");
+        let reply = next_json(&mut ws).await;
+        assert_eq!(reply["payload"]["errors"][0]["extensions"]["code"], "VALIDATION", "{reply}");
+    })
+    .await;
+}
