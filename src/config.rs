@@ -4,7 +4,7 @@
 //! `HOOKLINE_*` environment variables (`HOOKLINE_LISTEN` sets `listen`). Every value is checked
 //! here, at start, and an invalid one is refused with a message naming its key.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use figment::{
@@ -13,6 +13,8 @@ use figment::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+
+use crate::domain::retry::{RetryPolicy, parse_duration, parse_schedule};
 
 /// The raw keys as they appear in the TOML file (and, upper-cased with the `HOOKLINE_` prefix,
 /// in the environment).
@@ -32,6 +34,26 @@ struct RawConfig {
     secret_key: Option<String>,
     /// `HOOKLINE_LOG`: a tracing filter such as `info` or `hookline=debug,info`.
     log: String,
+    /// `HOOKLINE_HTTP_TIMEOUT`: the whole time one attempt may take.
+    http_timeout: String,
+    /// `HOOKLINE_MAX_IN_FLIGHT`: concurrent attempts over all targets.
+    max_in_flight: usize,
+    /// `HOOKLINE_MAX_PER_HOST`: concurrent attempts to one target host.
+    max_per_host: usize,
+    /// `HOOKLINE_MAX_RESPONSE_BODY`: bytes of a response body read and stored.
+    max_response_body: usize,
+    /// `HOOKLINE_RETRY_SCHEDULE`: delays before retry 1, 2, …; the last one repeats.
+    retry_schedule: String,
+    /// `HOOKLINE_RETRY_JITTER`: each delay is spread over ± this fraction of itself.
+    retry_jitter: f64,
+    /// `HOOKLINE_POLL_INTERVAL`: how often workers look for due retries when nothing woke them.
+    poll_interval: String,
+    /// `HOOKLINE_CLEANUP_SCHEDULE`: when the cleanup job runs (cron, with seconds).
+    cleanup_schedule: String,
+    /// `HOOKLINE_CLEANUP_SENT_DAYS`: SENT rows older than this are deleted.
+    cleanup_sent_days: u32,
+    /// `HOOKLINE_CLEANUP_FAILED_DAYS`: FAILED and CANCELLED rows older than this are deleted.
+    cleanup_failed_days: u32,
 }
 
 impl Default for RawConfig {
@@ -43,8 +65,86 @@ impl Default for RawConfig {
             data_dir: PathBuf::from("data"),
             secret_key: None,
             log: "info".into(),
+            http_timeout: "10s".into(),
+            max_in_flight: 256,
+            max_per_host: 64,
+            max_response_body: 64 * 1024,
+            retry_schedule: "10s,1m,5m,30m,2h,5h,10h".into(),
+            retry_jitter: 0.2,
+            poll_interval: "500ms".into(),
+            cleanup_schedule: "0 30 3 * * *".into(),
+            cleanup_sent_days: 30,
+            cleanup_failed_days: 30,
         }
     }
+}
+
+/// How deliveries are sent and retried.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub http_timeout: Duration,
+    pub max_in_flight: usize,
+    pub max_per_host: usize,
+    pub max_response_body: usize,
+    pub retry: RetryPolicy,
+    pub poll_interval: Duration,
+    pub cleanup_schedule: String,
+    pub cleanup_sent_days: u32,
+    pub cleanup_failed_days: u32,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        let raw = RawConfig::default();
+        Self::from_raw(&raw).unwrap_or_else(|_| unreachable!("the defaults are valid"))
+    }
+}
+
+impl DeliveryConfig {
+    fn from_raw(raw: &RawConfig) -> Result<Self, ConfigError> {
+        let duration = |key: &str, text: &str| {
+            parse_duration(text).map_err(|e| ConfigError(format!("key `{key}` ({}): {e}", env_name(key))))
+        };
+        let http_timeout = duration("http_timeout", &raw.http_timeout)?;
+        let poll_interval = duration("poll_interval", &raw.poll_interval)?;
+        if http_timeout.is_zero() || poll_interval.is_zero() {
+            return Err(ConfigError("keys `http_timeout` and `poll_interval` must be more than 0".into()));
+        }
+        for (key, value) in [("max_in_flight", raw.max_in_flight), ("max_per_host", raw.max_per_host)] {
+            if value == 0 {
+                return Err(ConfigError(format!("key `{key}` ({}): must be at least 1", env_name(key))));
+            }
+        }
+        let schedule = parse_schedule(&raw.retry_schedule)
+            .map_err(|e| ConfigError(format!("key `retry_schedule` (HOOKLINE_RETRY_SCHEDULE): {e}")))?;
+        if !(0.0..1.0).contains(&raw.retry_jitter) {
+            return Err(ConfigError(
+                "key `retry_jitter` (HOOKLINE_RETRY_JITTER): must be a fraction from 0 (no jitter) to below 1".into(),
+            ));
+        }
+        if cron::Schedule::from_str(&raw.cleanup_schedule).is_err() {
+            return Err(ConfigError(format!(
+                "key `cleanup_schedule` (HOOKLINE_CLEANUP_SCHEDULE): `{}` is not a cron expression with seconds, \
+                 such as `0 30 3 * * *`",
+                raw.cleanup_schedule
+            )));
+        }
+        Ok(Self {
+            http_timeout,
+            max_in_flight: raw.max_in_flight,
+            max_per_host: raw.max_per_host,
+            max_response_body: raw.max_response_body,
+            retry: RetryPolicy { schedule, jitter: raw.retry_jitter, ..RetryPolicy::default() },
+            poll_interval,
+            cleanup_schedule: raw.cleanup_schedule.clone(),
+            cleanup_sent_days: raw.cleanup_sent_days,
+            cleanup_failed_days: raw.cleanup_failed_days,
+        })
+    }
+}
+
+fn env_name(key: &str) -> String {
+    format!("HOOKLINE_{}", key.to_uppercase())
 }
 
 /// Which database the URL points at.
@@ -73,6 +173,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub secret_key: SecretKeySource,
     pub log: String,
+    pub delivery: DeliveryConfig,
 }
 
 /// A configuration value that cannot be used; the message names the key.
@@ -86,26 +187,12 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError(format!(
-                    "the configuration file {} does not exist",
-                    path.display()
-                )));
+                return Err(ConfigError(format!("the configuration file {} does not exist", path.display())));
             }
             figment = figment.merge(Toml::file(path));
         }
-        let known = [
-            "database_url",
-            "database_max_connections",
-            "listen",
-            "data_dir",
-            "secret_key",
-            "log",
-        ];
-        figment = figment.merge(
-            Env::prefixed("HOOKLINE_")
-                .only(&known)
-                .map(|k| k.as_str().to_lowercase().into()),
-        );
+        let known = ["database_url", "database_max_connections", "listen", "data_dir", "secret_key", "log"];
+        figment = figment.merge(Env::prefixed("HOOKLINE_").only(&known).map(|k| k.as_str().to_lowercase().into()));
         let raw: RawConfig = figment.extract().map_err(|err| {
             let key = err.path.join(".");
             let env = format!("HOOKLINE_{}", key.to_uppercase());
@@ -124,6 +211,7 @@ impl Config {
             secret_key: SecretKeySource::File(data_dir.join("secret.key")),
             data_dir,
             log: "warn".into(),
+            delivery: DeliveryConfig::default(),
         }
     }
 
@@ -152,10 +240,7 @@ impl Config {
                 "key `database_max_connections` (HOOKLINE_DATABASE_MAX_CONNECTIONS): must be at least 1".into(),
             ));
         }
-        let database_url = raw
-            .database_url
-            .clone()
-            .unwrap_or_else(|| sqlite_url(&raw.data_dir));
+        let database_url = raw.database_url.clone().unwrap_or_else(|| sqlite_url(&raw.data_dir));
         let database_kind = database_kind(&database_url)?;
         let secret_key = match raw.secret_key.as_deref() {
             Some(text) => SecretKeySource::Configured(parse_secret_key(text)?),
@@ -172,7 +257,9 @@ impl Config {
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&raw.log) {
             return Err(ConfigError(format!("key `log` (HOOKLINE_LOG): {err}")));
         }
+        let delivery = DeliveryConfig::from_raw(&raw)?;
         Ok(Self {
+            delivery,
             database_url: SecretString::from(database_url),
             database_kind,
             database_max_connections: raw.database_max_connections,
@@ -189,10 +276,7 @@ impl Config {
 }
 
 fn sqlite_url(data_dir: &std::path::Path) -> String {
-    format!(
-        "sqlite://{}?mode=rwc",
-        data_dir.join("hookline.db").display()
-    )
+    format!("sqlite://{}?mode=rwc", data_dir.join("hookline.db").display())
 }
 
 fn database_kind(url: &str) -> Result<DatabaseKind, ConfigError> {
@@ -201,10 +285,7 @@ fn database_kind(url: &str) -> Result<DatabaseKind, ConfigError> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(DatabaseKind::Postgres)
     } else {
-        Err(ConfigError(
-            "key `database_url` (HOOKLINE_DATABASE_URL): must start with sqlite: or postgres://"
-                .into(),
-        ))
+        Err(ConfigError("key `database_url` (HOOKLINE_DATABASE_URL): must start with sqlite: or postgres://".into()))
     }
 }
 
@@ -214,10 +295,7 @@ pub fn parse_secret_key(text: &str) -> Result<[u8; 32], ConfigError> {
         ConfigError("key `secret_key` (HOOKLINE_SECRET_KEY): is not valid base64 (expected base64 of 32 bytes)".into())
     })?;
     bytes.try_into().map_err(|bytes: Vec<u8>| {
-        ConfigError(format!(
-            "key `secret_key` (HOOKLINE_SECRET_KEY): decodes to {} bytes, expected 32",
-            bytes.len()
-        ))
+        ConfigError(format!("key `secret_key` (HOOKLINE_SECRET_KEY): decodes to {} bytes, expected 32", bytes.len()))
     })
 }
 
@@ -235,44 +313,23 @@ mod tests {
         assert_eq!(config.database_kind, DatabaseKind::Sqlite);
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert!(config.database_url().contains("data/hookline.db"));
-        assert!(
-            matches!(config.secret_key, SecretKeySource::File(ref p) if p.ends_with("secret.key"))
-        );
+        assert!(matches!(config.secret_key, SecretKeySource::File(ref p) if p.ends_with("secret.key")));
     }
 
     #[test]
     fn postgres_without_a_secret_key_is_refused_naming_the_key() {
-        let config = RawConfig {
-            database_url: Some("postgres://localhost/x".into()),
-            ..raw()
-        };
+        let config = RawConfig { database_url: Some("postgres://localhost/x".into()), ..raw() };
         let err = Config::from_raw(config).expect_err("must be refused");
         assert!(err.0.contains("HOOKLINE_SECRET_KEY"), "{}", err.0);
     }
 
     #[test]
     fn invalid_values_name_their_key() {
-        let err = Config::from_raw(RawConfig {
-            listen: "nowhere".into(),
-            ..raw()
-        })
-        .expect_err("bad listen");
+        let err = Config::from_raw(RawConfig { listen: "nowhere".into(), ..raw() }).expect_err("bad listen");
         assert!(err.0.contains("HOOKLINE_LISTEN"), "{}", err.0);
-        let err = Config::from_raw(RawConfig {
-            secret_key: Some("c2hvcnQ=".into()),
-            ..raw()
-        })
-        .expect_err("short key");
-        assert!(
-            err.0.contains("HOOKLINE_SECRET_KEY") && err.0.contains("5 bytes"),
-            "{}",
-            err.0
-        );
-        let err = Config::from_raw(RawConfig {
-            database_url: Some("mysql://x".into()),
-            ..raw()
-        })
-        .expect_err("mysql");
+        let err = Config::from_raw(RawConfig { secret_key: Some("c2hvcnQ=".into()), ..raw() }).expect_err("short key");
+        assert!(err.0.contains("HOOKLINE_SECRET_KEY") && err.0.contains("5 bytes"), "{}", err.0);
+        let err = Config::from_raw(RawConfig { database_url: Some("mysql://x".into()), ..raw() }).expect_err("mysql");
         assert!(err.0.contains("HOOKLINE_DATABASE_URL"), "{}", err.0);
     }
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 use secrecy::ExposeSecret;
 
@@ -16,12 +16,8 @@ use crate::config::{Config, DatabaseKind};
 /// readers never block and writers queue instead of failing.
 pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
     if config.database_kind == DatabaseKind::Sqlite {
-        std::fs::create_dir_all(&config.data_dir).map_err(|err| {
-            DbErr::Custom(format!(
-                "cannot create the data dir {}: {err}",
-                config.data_dir.display()
-            ))
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|err| DbErr::Custom(format!("cannot create the data dir {}: {err}", config.data_dir.display())))?;
     }
     let mut options = ConnectOptions::new(config.database_url.expose_secret().to_owned());
     options

@@ -34,11 +34,7 @@ pub fn router(app: AppState) -> Router {
 }
 
 async fn graphql_post(State(state): State<HttpState>, request: GraphQLRequest) -> GraphQLResponse {
-    state
-        .schema
-        .execute(request.into_inner().data(Caller::local()))
-        .await
-        .into()
+    state.schema.execute(request.into_inner().data(Caller::local())).await.into()
 }
 
 /// A WebSocket upgrade starts a subscription connection (`graphql-transport-ws`, or the older
@@ -50,13 +46,8 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if !wants_websocket {
-        return Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql")
-                .finish(),
-        )
-        .into_response();
+        return Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql").finish())
+            .into_response();
     }
     let (mut parts, _body) = request.into_parts();
     let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {

@@ -5,26 +5,29 @@
 
 pub mod config;
 pub mod db;
+pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod graphql;
 mod http;
 pub mod secret_box;
 pub mod service;
+pub mod worker;
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, secret_box::SecretBox, service::tree::ENTITIES};
+use crate::{config::Config, secret_box::SecretBox, service::tree::ENTITIES, worker::Pipeline};
 
 /// What every request handler and worker shares.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub db: DatabaseConnection,
     pub secrets: SecretBox,
+    pub pipeline: Arc<Pipeline>,
 }
 
 /// Why the application could not start.
@@ -37,10 +40,7 @@ pub enum StartError {
     #[error("cannot prepare the database: {0}")]
     Setup(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
 }
 
 /// A built application: database migrated and seeded, listener bound, not yet serving.
@@ -53,25 +53,15 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let state = prepare(&config).await?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: config.listen,
-                    source,
-                })?;
-        Ok(Self {
-            listener,
-            state,
-            shutdown: CancellationToken::new(),
-        })
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        Ok(Self { listener, state, shutdown: CancellationToken::new() })
     }
 
     /// The address actually bound (the real port when the configuration said 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     pub fn state(&self) -> &AppState {
@@ -87,11 +77,19 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let router = http::router(self.state.clone());
         let shutdown = self.shutdown.clone();
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await?;
+        let state = self.state.clone();
+        let workers = tokio::spawn(worker::run(
+            state.db.clone(),
+            state.secrets.clone(),
+            state.pipeline.clone(),
+            shutdown.clone(),
+        ));
+        let served =
+            axum::serve(self.listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+        shutdown.cancel();
+        workers.await.ok();
         self.state.db.clone().close().await.ok();
-        Ok(())
+        served
     }
 }
 
@@ -100,12 +98,9 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartError> {
     let secrets = SecretBox::from_source(&config.secret_key)?;
     let db = db::connect(config).await?;
     db::migrate(&db).await?;
-    ENTITIES
-        .ensure_root(&db)
-        .await
-        .map_err(|e| StartError::Setup(format!("{e:?}")))?;
-    service::itemtypes::seed(&db)
-        .await
-        .map_err(|e| StartError::Setup(format!("{e:?}")))?;
-    Ok(AppState { db, secrets })
+    ENTITIES.ensure_root(&db).await.map_err(|e| StartError::Setup(format!("{e:?}")))?;
+    service::itemtypes::seed(&db).await.map_err(|e| StartError::Setup(format!("{e:?}")))?;
+    let pipeline =
+        Pipeline::new(config.delivery.clone()).map_err(|e| StartError::Setup(format!("HTTP client: {e}")))?;
+    Ok(AppState { db, secrets, pipeline: Arc::new(pipeline) })
 }

@@ -7,11 +7,7 @@ use hookline::{Application, config::Config, graphql};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(
-    name = "hookline",
-    version,
-    about = "A webhook server: item events to signed, retried HTTP deliveries"
-)]
+#[command(name = "hookline", version, about = "A webhook server: item events to signed, retried HTTP deliveries")]
 struct Cli {
     /// A TOML configuration file; HOOKLINE_* environment variables override it.
     #[arg(long, global = true, value_name = "FILE")]
@@ -50,10 +46,9 @@ async fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
-        Some(Command::Migrate) => hookline::prepare(&config)
-            .await
-            .map(|_| tracing::info!("migrations applied"))
-            .map_err(|e| e.to_string()),
+        Some(Command::Migrate) => {
+            hookline::prepare(&config).await.map(|_| tracing::info!("migrations applied")).map_err(|e| e.to_string())
+        }
         _ => serve(config).await,
     };
     match result {
@@ -66,9 +61,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
-    let app = Application::build(config)
-        .await
-        .map_err(|e| e.to_string())?;
+    let app = Application::build(config).await.map_err(|e| e.to_string())?;
     tracing::info!(addr = %app.local_addr(), "hookline listening; GraphQL at /graphql");
     let token = app.shutdown_token();
     tokio::spawn(async move {
@@ -83,14 +76,13 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    ctrl_c.await.ok();
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                ctrl_c.await.ok();
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -51,9 +51,7 @@ impl std::fmt::Debug for SecretBox {
 
 impl SecretBox {
     pub fn new(key: &[u8; 32]) -> Self {
-        Self {
-            cipher: Aes256Gcm::new(key.into()),
-        }
+        Self { cipher: Aes256Gcm::new(key.into()) }
     }
 
     /// Opens the configured key, or reads the key file (creating it with a random key when
@@ -68,47 +66,27 @@ impl SecretBox {
     pub fn seal(&self, purpose: Purpose, plaintext: &str) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let payload = Payload {
-            msg: plaintext.as_bytes(),
-            aad: purpose.label(),
-        };
+        let payload = Payload { msg: plaintext.as_bytes(), aad: purpose.label() };
         // Encryption with a valid key and nonce length cannot fail for inputs of this size.
-        let ciphertext = self
-            .cipher
-            .encrypt(Nonce::from_slice(&nonce), payload)
-            .unwrap_or_default();
+        let ciphertext = self.cipher.encrypt(Nonce::from_slice(&nonce), payload).unwrap_or_default();
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ciphertext);
         format!("{PREFIX}{}", BASE64.encode(out))
     }
 
     pub fn open(&self, purpose: Purpose, sealed: &str) -> Result<SecretString, AppError> {
-        let undecryptable = || {
-            AppError::internal(
-                "a stored secret cannot be decrypted: was HOOKLINE_SECRET_KEY changed?",
-            )
-        };
-        let bytes = sealed
-            .strip_prefix(PREFIX)
-            .and_then(|b64| BASE64.decode(b64).ok())
-            .ok_or_else(undecryptable)?;
+        let undecryptable =
+            || AppError::internal("a stored secret cannot be decrypted: was HOOKLINE_SECRET_KEY changed?");
+        let bytes = sealed.strip_prefix(PREFIX).and_then(|b64| BASE64.decode(b64).ok()).ok_or_else(undecryptable)?;
         if bytes.len() < NONCE_LEN {
             return Err(undecryptable());
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
         let plain = self
             .cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: purpose.label(),
-                },
-            )
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: purpose.label() })
             .map_err(|_| undecryptable())?;
-        String::from_utf8(plain)
-            .map(SecretString::from)
-            .map_err(|_| undecryptable())
+        String::from_utf8(plain).map(SecretString::from).map_err(|_| undecryptable())
     }
 }
 
@@ -120,8 +98,9 @@ fn read_or_create_key_file(path: &Path) -> Result<[u8; 32], ConfigError> {
         ))
     };
     match std::fs::read_to_string(path) {
-        Ok(text) => parse_secret_key(&text)
-            .map_err(|err| ConfigError(format!("the key file {}: {}", path.display(), err.0))),
+        Ok(text) => {
+            parse_secret_key(&text).map_err(|err| ConfigError(format!("the key file {}: {}", path.display(), err.0)))
+        }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| describe("created", e))?;
@@ -158,23 +137,10 @@ mod tests {
         let sbox = SecretBox::new(&[7u8; 32]);
         let sealed = sbox.seal(Purpose::WebhookSecret, "s3cret");
         assert!(!sealed.contains("s3cret"));
-        assert_eq!(
-            sbox.open(Purpose::WebhookSecret, &sealed)
-                .expect("opens")
-                .expose_secret(),
-            "s3cret"
-        );
+        assert_eq!(sbox.open(Purpose::WebhookSecret, &sealed).expect("opens").expose_secret(), "s3cret");
         assert!(sbox.open(Purpose::OauthClientSecret, &sealed).is_err());
-        assert!(
-            SecretBox::new(&[8u8; 32])
-                .open(Purpose::WebhookSecret, &sealed)
-                .is_err()
-        );
-        assert_ne!(
-            sealed,
-            sbox.seal(Purpose::WebhookSecret, "s3cret"),
-            "nonces are random"
-        );
+        assert!(SecretBox::new(&[8u8; 32]).open(Purpose::WebhookSecret, &sealed).is_err());
+        assert_ne!(sealed, sbox.seal(Purpose::WebhookSecret, "s3cret"), "nonces are random");
     }
 
     #[test]

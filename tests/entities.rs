@@ -5,7 +5,8 @@ mod common;
 use common::each_backend;
 use serde_json::json;
 
-const CREATE: &str = "mutation($input: EntityInput!) { createEntity(input: $input) { id name parentId completename level } }";
+const CREATE: &str =
+    "mutation($input: EntityInput!) { createEntity(input: $input) { id name parentId completename level } }";
 const UPDATE: &str = "mutation($id: ID!, $input: EntityInput!) { updateEntity(id: $id, input: $input) { id parentId completename level } }";
 const DELETE: &str = "mutation($id: ID!) { deleteEntity(id: $id) }";
 
@@ -25,70 +26,30 @@ async fn the_root_entity_always_exists() {
 #[tokio::test]
 async fn renaming_or_moving_an_entity_relabels_its_subtree() {
     each_backend(async |app| {
-        let europe =
-            app.data(CREATE, json!({"input": {"name": "Europe"}})).await["createEntity"].clone();
+        let europe = app.data(CREATE, json!({"input": {"name": "Europe"}})).await["createEntity"].clone();
         assert_eq!(europe["parentId"], "0");
         assert_eq!(
             (europe["completename"].as_str(), europe["level"].as_i64()),
             (Some("Root entity > Europe"), Some(2))
         );
-        let france = app
-            .data(
-                CREATE,
-                json!({"input": {"name": "France", "parentId": europe["id"]}}),
-            )
-            .await;
+        let france = app.data(CREATE, json!({"input": {"name": "France", "parentId": europe["id"]}})).await;
         let france_id = france["createEntity"]["id"].clone();
-        let paris = app
-            .data(
-                CREATE,
-                json!({"input": {"name": "Paris", "parentId": france_id}}),
-            )
-            .await;
+        let paris = app.data(CREATE, json!({"input": {"name": "Paris", "parentId": france_id}})).await;
         let paris_id = paris["createEntity"]["id"].clone();
-        assert_eq!(
-            paris["createEntity"]["completename"],
-            "Root entity > Europe > France > Paris"
-        );
+        assert_eq!(paris["createEntity"]["completename"], "Root entity > Europe > France > Paris");
         assert_eq!(paris["createEntity"]["level"], 4);
 
-        app.data(
-            UPDATE,
-            json!({"id": europe["id"], "input": {"name": "EU", "parentId": "0"}}),
-        )
-        .await;
-        let paris = app
-            .data(
-                "query($id: ID!) { entity(id: $id) { completename level } }",
-                json!({"id": paris_id}),
-            )
-            .await;
-        assert_eq!(
-            paris["entity"]["completename"],
-            "Root entity > EU > France > Paris"
-        );
+        app.data(UPDATE, json!({"id": europe["id"], "input": {"name": "EU", "parentId": "0"}})).await;
+        let paris =
+            app.data("query($id: ID!) { entity(id: $id) { completename level } }", json!({"id": paris_id})).await;
+        assert_eq!(paris["entity"]["completename"], "Root entity > EU > France > Paris");
 
         // Move France to the top level: it and Paris lose one level.
-        let moved = app
-            .data(
-                UPDATE,
-                json!({"id": france_id, "input": {"name": "France"}}),
-            )
-            .await;
-        assert_eq!(
-            moved["updateEntity"]["completename"],
-            "Root entity > France"
-        );
-        let paris = app
-            .data(
-                "query($id: ID!) { entity(id: $id) { completename level } }",
-                json!({"id": paris_id}),
-            )
-            .await;
-        assert_eq!(
-            paris["entity"],
-            json!({"completename": "Root entity > France > Paris", "level": 3})
-        );
+        let moved = app.data(UPDATE, json!({"id": france_id, "input": {"name": "France"}})).await;
+        assert_eq!(moved["updateEntity"]["completename"], "Root entity > France");
+        let paris =
+            app.data("query($id: ID!) { entity(id: $id) { completename level } }", json!({"id": paris_id})).await;
+        assert_eq!(paris["entity"], json!({"completename": "Root entity > France > Paris", "level": 3}));
     })
     .await;
 }
@@ -96,75 +57,22 @@ async fn renaming_or_moving_an_entity_relabels_its_subtree() {
 #[tokio::test]
 async fn an_entity_cannot_move_under_itself_or_an_unknown_parent() {
     each_backend(async |app| {
-        let a =
-            app.data(CREATE, json!({"input": {"name": "A"}})).await["createEntity"]["id"].clone();
-        let b = app
-            .data(CREATE, json!({"input": {"name": "B", "parentId": a}}))
-            .await["createEntity"]["id"]
-            .clone();
-        app.assert_error(
-            UPDATE,
-            json!({"id": a, "input": {"name": "A", "parentId": b}}),
-            "VALIDATION",
-            "parentId",
-        )
-        .await;
-        app.assert_error(
-            UPDATE,
-            json!({"id": a, "input": {"name": "A", "parentId": a}}),
-            "VALIDATION",
-            "parentId",
-        )
-        .await;
-        app.assert_error(
-            CREATE,
-            json!({"input": {"name": "C", "parentId": "999"}}),
-            "VALIDATION",
-            "parentId",
-        )
-        .await;
-        app.assert_error(
-            CREATE,
-            json!({"input": {"name": "  "}}),
-            "VALIDATION",
-            "name",
-        )
-        .await;
-        app.assert_error(
-            UPDATE,
-            json!({"id": "0", "input": {"name": "Root", "parentId": a}}),
-            "VALIDATION",
-            "root",
-        )
-        .await;
-        app.assert_error(
-            UPDATE,
-            json!({"id": "999", "input": {"name": "X"}}),
-            "NOT_FOUND",
-            "999",
-        )
-        .await;
-        app.assert_error(
-            UPDATE,
-            json!({"id": "abc", "input": {"name": "X"}}),
-            "VALIDATION",
-            "id",
-        )
-        .await;
-        // Nothing of the refused changes was stored.
-        let a_now = app
-            .data(
-                "query($id: ID!) { entity(id: $id) { name parentId } }",
-                json!({"id": a}),
-            )
+        let a = app.data(CREATE, json!({"input": {"name": "A"}})).await["createEntity"]["id"].clone();
+        let b = app.data(CREATE, json!({"input": {"name": "B", "parentId": a}})).await["createEntity"]["id"].clone();
+        app.assert_error(UPDATE, json!({"id": a, "input": {"name": "A", "parentId": b}}), "VALIDATION", "parentId")
             .await;
+        app.assert_error(UPDATE, json!({"id": a, "input": {"name": "A", "parentId": a}}), "VALIDATION", "parentId")
+            .await;
+        app.assert_error(CREATE, json!({"input": {"name": "C", "parentId": "999"}}), "VALIDATION", "parentId").await;
+        app.assert_error(CREATE, json!({"input": {"name": "  "}}), "VALIDATION", "name").await;
+        app.assert_error(UPDATE, json!({"id": "0", "input": {"name": "Root", "parentId": a}}), "VALIDATION", "root")
+            .await;
+        app.assert_error(UPDATE, json!({"id": "999", "input": {"name": "X"}}), "NOT_FOUND", "999").await;
+        app.assert_error(UPDATE, json!({"id": "abc", "input": {"name": "X"}}), "VALIDATION", "id").await;
+        // Nothing of the refused changes was stored.
+        let a_now = app.data("query($id: ID!) { entity(id: $id) { name parentId } }", json!({"id": a})).await;
         assert_eq!(a_now["entity"], json!({"name": "A", "parentId": "0"}));
-        assert_eq!(
-            app.data("{ entities { id } }", json!({})).await["entities"]
-                .as_array()
-                .map(Vec::len),
-            Some(3)
-        );
+        assert_eq!(app.data("{ entities { id } }", json!({})).await["entities"].as_array().map(Vec::len), Some(3));
     })
     .await;
 }

@@ -156,25 +156,15 @@ async fn updates_merge_fields_and_log_each_change_in_the_history() {
 #[tokio::test]
 async fn delete_restore_and_purge_follow_the_trash() {
     each_backend(async |app| {
-        app.data(
-            CREATE,
-            json!({"input": {"itemtype": "Printer", "entityId": "0", "name": "p"}}),
-        )
-        .await;
-        let delete =
-            "mutation { deleteItem(itemtype: \"Printer\", id: \"1\") { isDeleted document } }";
+        app.data(CREATE, json!({"input": {"itemtype": "Printer", "entityId": "0", "name": "p"}})).await;
+        let delete = "mutation { deleteItem(itemtype: \"Printer\", id: \"1\") { isDeleted document } }";
         let restore = "mutation { restoreItem(itemtype: \"Printer\", id: \"1\") { isDeleted } }";
         let deleted = app.data(delete, json!({})).await;
         assert_eq!(deleted["deleteItem"]["isDeleted"], true);
         assert_eq!(deleted["deleteItem"]["document"]["is_deleted"], true);
-        app.assert_error(delete, json!({}), "CONFLICT", "already in the trash")
-            .await;
-        assert_eq!(
-            app.data(restore, json!({})).await["restoreItem"]["isDeleted"],
-            false
-        );
-        app.assert_error(restore, json!({}), "CONFLICT", "not in the trash")
-            .await;
+        app.assert_error(delete, json!({}), "CONFLICT", "already in the trash").await;
+        assert_eq!(app.data(restore, json!({})).await["restoreItem"]["isDeleted"], false);
+        app.assert_error(restore, json!({}), "CONFLICT", "not in the trash").await;
         let history = app.data(HISTORY, json!({"t": "Printer", "id": "1"})).await;
         let actions: Vec<&str> = history["item"]["history"]["edges"]
             .as_array()
@@ -185,28 +175,12 @@ async fn delete_restore_and_purge_follow_the_trash() {
         assert_eq!(actions, vec!["restore", "delete", "create"]);
 
         assert_eq!(
-            app.data(
-                "mutation { purgeItem(itemtype: \"Printer\", id: \"1\") }",
-                json!({})
-            )
-            .await["purgeItem"],
+            app.data("mutation { purgeItem(itemtype: \"Printer\", id: \"1\") }", json!({})).await["purgeItem"],
             true
         );
-        assert_eq!(
-            app.data(
-                "{ item(itemtype: \"Printer\", id: \"1\") { id } }",
-                json!({})
-            )
-            .await["item"],
-            json!(null)
-        );
-        app.assert_error(
-            "mutation { purgeItem(itemtype: \"Printer\", id: \"1\") }",
-            json!({}),
-            "NOT_FOUND",
-            "Printer",
-        )
-        .await;
+        assert_eq!(app.data("{ item(itemtype: \"Printer\", id: \"1\") { id } }", json!({})).await["item"], json!(null));
+        app.assert_error("mutation { purgeItem(itemtype: \"Printer\", id: \"1\") }", json!({}), "NOT_FOUND", "Printer")
+            .await;
     })
     .await;
 }

@@ -119,7 +119,8 @@ fn migrate_prepares_the_database_and_exits() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(dir.path().join("state/hookline.db").exists());
     // Running it again is harmless.
-    let output = hookline(dir.path()).arg("migrate").env("HOOKLINE_DATA_DIR", dir.path().join("state")).output().expect("runs");
+    let output =
+        hookline(dir.path()).arg("migrate").env("HOOKLINE_DATA_DIR", dir.path().join("state")).output().expect("runs");
     assert!(output.status.success());
 }
 
@@ -136,11 +137,16 @@ async fn get_graphql_serves_graphiql_and_health_routes_answer() {
 }
 
 /// Opens a `graphql-transport-ws` connection and acknowledges it.
-async fn websocket(app: &TestApp) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+async fn websocket(
+    app: &TestApp,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let mut request = format!("ws://{}/graphql", app.addr).into_client_request().expect("request");
     request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
     let (mut ws, response) = tokio_tungstenite::connect_async(request).await.expect("websocket connects");
-    assert_eq!(response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()), Some("graphql-transport-ws"));
+    assert_eq!(
+        response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
+        Some("graphql-transport-ws")
+    );
     ws.send(Message::text(json!({"type": "connection_init", "payload": {}}).to_string())).await.expect("init");
     let ack = next_json(&mut ws).await;
     assert_eq!(ack["type"], "connection_ack");

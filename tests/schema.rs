@@ -18,13 +18,8 @@ fn schema_graphql_matches_the_code() {
 
 #[test]
 fn the_schema_command_prints_the_same_sdl() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hookline"))
-        .arg("schema")
-        .output()
-        .expect("run hookline");
+    let output =
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookline")).arg("schema").output().expect("run hookline");
     assert!(output.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
-        hookline::graphql::sdl()
-    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), hookline::graphql::sdl());
 }

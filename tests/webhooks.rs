@@ -17,9 +17,7 @@ fn create_mutation() -> String {
 }
 
 fn update_mutation() -> String {
-    format!(
-        "mutation($id: ID!, $input: WebhookPatch!) {{ updateWebhook(id: $id, input: $input) {{ {FIELDS} }} }}"
-    )
+    format!("mutation($id: ID!, $input: WebhookPatch!) {{ updateWebhook(id: $id, input: $input) {{ {FIELDS} }} }}")
 }
 
 fn minimal() -> Value {
@@ -41,19 +39,9 @@ async fn create(app: &TestApp, input: Value) -> Value {
 /// The sealed secret columns of a webhook, read straight from the database.
 async fn stored_secrets(app: &TestApp, id: &str) -> (String, Option<String>) {
     let backend = app.state.db.get_database_backend();
-    let sql =
-        format!("SELECT secret_encrypted, client_secret_encrypted FROM webhooks WHERE id = {id}");
-    let row = app
-        .state
-        .db
-        .query_one_raw(Statement::from_string(backend, sql))
-        .await
-        .expect("query")
-        .expect("row");
-    (
-        row.try_get("", "secret_encrypted").expect("secret"),
-        row.try_get("", "client_secret_encrypted").expect("client"),
-    )
+    let sql = format!("SELECT secret_encrypted, client_secret_encrypted FROM webhooks WHERE id = {id}");
+    let row = app.state.db.query_one_raw(Statement::from_string(backend, sql)).await.expect("query").expect("row");
+    (row.try_get("", "secret_encrypted").expect("secret"), row.try_get("", "client_secret_encrypted").expect("client"))
 }
 
 #[tokio::test]
@@ -80,11 +68,7 @@ async fn omitted_fields_take_the_documented_defaults() {
             assert_eq!(webhook[field], expected, "{field}");
         }
         let (sealed, _) = stored_secrets(app, webhook["id"].as_str().unwrap_or_default()).await;
-        let secret = app
-            .state
-            .secrets
-            .open(Purpose::WebhookSecret, &sealed)
-            .expect("opens");
+        let secret = app.state.secrets.open(Purpose::WebhookSecret, &sealed).expect("opens");
         let secret = secret.expose_secret();
         assert_eq!(secret.len(), 40, "a GLPI secret is 40 alphanumerics");
         assert!(secret.chars().all(|c| c.is_ascii_alphanumeric()));
@@ -135,45 +119,22 @@ async fn invalid_input_is_refused_naming_the_field_and_stores_nothing() {
             (json!({"sentTry": -1}), "sentTry"),
             (json!({"customHeaders": ["X-A"]}), "customHeaders"),
             (json!({"customHeaders": {"X-A": 1}}), "customHeaders"),
-            (
-                json!({"customHeaders": {"X-GLPI-signature": "forged"}}),
-                "customHeaders",
-            ),
-            (
-                json!({"customHeaders": {"X-A": "a\r\nX-Injected: 1"}}),
-                "customHeaders",
-            ),
+            (json!({"customHeaders": {"X-GLPI-signature": "forged"}}), "customHeaders"),
+            (json!({"customHeaders": {"X-A": "a\r\nX-Injected: 1"}}), "customHeaders"),
             (json!({"expiration": -1}), "expiration"),
             (json!({"useOauth": true}), "oauthUrl"),
-            (
-                json!({"useOauth": true, "oauthUrl": "https://a.example.org/t"}),
-                "clientId",
-            ),
-            (
-                json!({"useOauth": true, "oauthUrl": "https://a.example.org/t", "clientId": "x"}),
-                "clientSecret",
-            ),
+            (json!({"useOauth": true, "oauthUrl": "https://a.example.org/t"}), "clientId"),
+            (json!({"useOauth": true, "oauthUrl": "https://a.example.org/t", "clientId": "x"}), "clientSecret"),
             (json!({"oauthUrl": "not a url"}), "oauthUrl"),
             (json!({"entityId": "404"}), "entityId"),
             (json!({"categoryId": "404"}), "categoryId"),
-            (
-                json!({"signatureScheme": "STANDARD_WEBHOOKS", "secret": "plain-text"}),
-                "secret",
-            ),
+            (json!({"signatureScheme": "STANDARD_WEBHOOKS", "secret": "plain-text"}), "secret"),
             (json!({"secret": ""}), "secret"),
         ];
         for (extra, field) in cases {
-            let (code, message) = app
-                .error(
-                    &create_mutation(),
-                    json!({"input": with(minimal(), extra.clone())}),
-                )
-                .await;
+            let (code, message) = app.error(&create_mutation(), json!({"input": with(minimal(), extra.clone())})).await;
             assert_eq!(code, "VALIDATION", "{extra}: {message}");
-            assert!(
-                message.starts_with(&format!("{field}:")),
-                "{extra}: `{message}` should name {field}"
-            );
+            assert!(message.starts_with(&format!("{field}:")), "{extra}: `{message}` should name {field}");
         }
         let count = app.data("{ webhooks { totalCount } }", json!({})).await;
         assert_eq!(count["webhooks"]["totalCount"], 0);
@@ -187,18 +148,12 @@ async fn invalid_input_is_refused_naming_the_field_and_stores_nothing() {
             (json!({"name": "renamed", "useOauth": true}), "oauthUrl"),
             (json!({"name": "renamed", "itemtype": "Nope"}), "itemtype"),
         ] {
-            let (code, message) = app
-                .error(&update_mutation(), json!({"id": id, "input": patch}))
-                .await;
+            let (code, message) = app.error(&update_mutation(), json!({"id": id, "input": patch})).await;
             assert_eq!(code, "VALIDATION");
             assert!(message.starts_with(&format!("{field}:")), "{message}");
         }
-        let stored = app
-            .data(
-                &format!("query($id: ID!) {{ webhook(id: $id) {{ {FIELDS} }} }}"),
-                json!({"id": id}),
-            )
-            .await;
+        let stored =
+            app.data(&format!("query($id: ID!) {{ webhook(id: $id) {{ {FIELDS} }} }}"), json!({"id": id})).await;
         assert_eq!(stored["webhook"], webhook);
     })
     .await;
@@ -207,32 +162,18 @@ async fn invalid_input_is_refused_naming_the_field_and_stores_nothing() {
 #[tokio::test]
 async fn variables_that_do_not_fit_the_schema_are_validation_errors() {
     each_backend(async |app| {
-        let (code, message) = app
-            .error(
-                &create_mutation(),
-                json!({"input": with(minimal(), json!({"event": "EXPLODE"}))}),
-            )
-            .await;
+        let (code, message) =
+            app.error(&create_mutation(), json!({"input": with(minimal(), json!({"event": "EXPLODE"}))})).await;
         assert_eq!(code, "VALIDATION", "{message}");
         assert!(message.contains("EXPLODE"), "{message}");
-        let (code, _) = app
-            .error(
-                &create_mutation(),
-                json!({"input": with(minimal(), json!({"sentTry": "three"}))}),
-            )
-            .await;
+        let (code, _) =
+            app.error(&create_mutation(), json!({"input": with(minimal(), json!({"sentTry": "three"}))})).await;
         assert_eq!(code, "VALIDATION");
-        let (code, _) = app
-            .error(&create_mutation(), json!({"input": {"name": "no url"}}))
-            .await;
+        let (code, _) = app.error(&create_mutation(), json!({"input": {"name": "no url"}})).await;
         assert_eq!(code, "VALIDATION");
-        let (code, _) = app
-            .error("{ webhook(id: \"1\") { secret } }", json!({}))
-            .await;
+        let (code, _) = app.error("{ webhook(id: \"1\") { secret } }", json!({})).await;
         assert_eq!(code, "VALIDATION", "there is no secret field to query");
-        let (code, _) = app
-            .error("{ webhook(id: \"1\") { clientSecret } }", json!({}))
-            .await;
+        let (code, _) = app.error("{ webhook(id: \"1\") { clientSecret } }", json!({})).await;
         assert_eq!(code, "VALIDATION");
         let (code, _) = app.error("{ webhooks { ", json!({})).await;
         assert_eq!(code, "VALIDATION", "a query that does not parse");

@@ -4,5 +4,6 @@ pub mod entities;
 pub mod history_entries;
 pub mod items;
 pub mod itemtypes;
+pub mod queued_webhooks;
 pub mod webhook_categories;
 pub mod webhooks;

@@ -107,16 +107,7 @@ enum Webhooks {
 /// The columns shared by the two trees (entities and webhook categories).
 fn tree_table<T: IntoIden + Copy + 'static>(
     table: T,
-    [
-        id,
-        name,
-        parent_id,
-        comment,
-        completename,
-        level,
-        created_at,
-        updated_at,
-    ]: [T; 8],
+    [id, name, parent_id, comment, completename, level, created_at, updated_at]: [T; 8],
 ) -> TableCreateStatement {
     Table::create()
         .table(table)
@@ -139,51 +130,23 @@ impl MigrationTrait for Migration {
         manager
             .create_table(tree_table(
                 E::Table,
-                [
-                    E::Id,
-                    E::Name,
-                    E::ParentId,
-                    E::Comment,
-                    E::Completename,
-                    E::Level,
-                    E::CreatedAt,
-                    E::UpdatedAt,
-                ],
+                [E::Id, E::Name, E::ParentId, E::Comment, E::Completename, E::Level, E::CreatedAt, E::UpdatedAt],
             ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_entities_parent")
-                    .table(E::Table)
-                    .col(E::ParentId)
-                    .to_owned(),
-            )
+            .create_index(Index::create().name("idx_entities_parent").table(E::Table).col(E::ParentId).to_owned())
             .await?;
 
         use WebhookCategories as C;
         manager
             .create_table(tree_table(
                 C::Table,
-                [
-                    C::Id,
-                    C::Name,
-                    C::ParentId,
-                    C::Comment,
-                    C::Completename,
-                    C::Level,
-                    C::CreatedAt,
-                    C::UpdatedAt,
-                ],
+                [C::Id, C::Name, C::ParentId, C::Comment, C::Completename, C::Level, C::CreatedAt, C::UpdatedAt],
             ))
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("idx_webhook_categories_parent")
-                    .table(C::Table)
-                    .col(C::ParentId)
-                    .to_owned(),
+                Index::create().name("idx_webhook_categories_parent").table(C::Table).col(C::ParentId).to_owned(),
             )
             .await?;
 
@@ -216,14 +179,10 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone(Items::DateCreation))
                     .col(timestamp_with_time_zone(Items::DateMod))
                     .foreign_key(
-                        ForeignKey::create()
-                            .from(Items::Table, Items::Itemtype)
-                            .to(Itemtypes::Table, Itemtypes::Name),
+                        ForeignKey::create().from(Items::Table, Items::Itemtype).to(Itemtypes::Table, Itemtypes::Name),
                     )
                     .foreign_key(
-                        ForeignKey::create()
-                            .from(Items::Table, Items::EntityId)
-                            .to(Entities::Table, Entities::Id),
+                        ForeignKey::create().from(Items::Table, Items::EntityId).to(Entities::Table, Entities::Id),
                     )
                     .to_owned(),
             )
@@ -240,13 +199,7 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_items_entity")
-                    .table(Items::Table)
-                    .col(Items::EntityId)
-                    .to_owned(),
-            )
+            .create_index(Index::create().name("idx_items_entity").table(Items::Table).col(Items::EntityId).to_owned())
             .await?;
         manager
             .create_index(
@@ -321,21 +274,13 @@ impl MigrationTrait for Migration {
                     .col(json(W::CustomHeaders))
                     .col(timestamp_with_time_zone(W::CreatedAt))
                     .col(timestamp_with_time_zone(W::UpdatedAt))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(W::Table, W::EntityId)
-                            .to(Entities::Table, Entities::Id),
-                    )
+                    .foreign_key(ForeignKey::create().from(W::Table, W::EntityId).to(Entities::Table, Entities::Id))
                     .foreign_key(
                         ForeignKey::create()
                             .from(W::Table, W::CategoryId)
                             .to(WebhookCategories::Table, WebhookCategories::Id),
                     )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(W::Table, W::Itemtype)
-                            .to(Itemtypes::Table, Itemtypes::Name),
-                    )
+                    .foreign_key(ForeignKey::create().from(W::Table, W::Itemtype).to(Itemtypes::Table, Itemtypes::Name))
                     .to_owned(),
             )
             .await?;
@@ -350,22 +295,10 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_webhooks_entity")
-                    .table(W::Table)
-                    .col(W::EntityId)
-                    .to_owned(),
-            )
+            .create_index(Index::create().name("idx_webhooks_entity").table(W::Table).col(W::EntityId).to_owned())
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_webhooks_category")
-                    .table(W::Table)
-                    .col(W::CategoryId)
-                    .to_owned(),
-            )
+            .create_index(Index::create().name("idx_webhooks_category").table(W::Table).col(W::CategoryId).to_owned())
             .await?;
         Ok(())
     }
@@ -379,9 +312,7 @@ impl MigrationTrait for Migration {
             WebhookCategories::Table.into_iden(),
             Entities::Table.into_iden(),
         ] {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
     }

@@ -9,14 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::error::{AppError, AppResult};
 
 /// Keys of the document that hookline fills itself; an item field may not use them.
-pub const RESERVED_KEYS: &[&str] = &[
-    "id",
-    "name",
-    "entity",
-    "is_deleted",
-    "date_creation",
-    "date_mod",
-];
+pub const RESERVED_KEYS: &[&str] = &["id", "name", "entity", "is_deleted", "date_creation", "date_mod"];
 
 /// The entity as it appears inside an item document.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,20 +39,13 @@ pub fn rfc3339(at: DateTime<Utc>) -> String {
 pub fn document(item: &ItemSnapshot<'_>) -> Value {
     let mut doc = item.fields.clone();
     doc.insert("id".into(), id_value(item.id));
-    doc.insert(
-        "name".into(),
-        item.name
-            .map_or(Value::Null, |n| Value::String(n.to_owned())),
-    );
+    doc.insert("name".into(), item.name.map_or(Value::Null, |n| Value::String(n.to_owned())));
     doc.insert(
         "entity".into(),
         json!({"id": item.entity.id, "name": item.entity.name, "completename": item.entity.completename}),
     );
     doc.insert("is_deleted".into(), Value::Bool(item.is_deleted));
-    doc.insert(
-        "date_creation".into(),
-        Value::String(rfc3339(item.date_creation)),
-    );
+    doc.insert("date_creation".into(), Value::String(rfc3339(item.date_creation)));
     doc.insert("date_mod".into(), Value::String(rfc3339(item.date_mod)));
     Value::Object(doc)
 }
@@ -75,9 +61,7 @@ pub fn id_value(id: &str) -> Value {
 /// A caller-given item id: 1 to 255 characters, no surrounding whitespace.
 pub fn checked_id(id: &str) -> AppResult<String> {
     if id.is_empty() || id.chars().count() > 255 || id.trim() != id {
-        return Err(AppError::validation(
-            "id: an item id has 1 to 255 characters and no leading or trailing spaces",
-        ));
+        return Err(AppError::validation("id: an item id has 1 to 255 characters and no leading or trailing spaces"));
     }
     Ok(id.to_owned())
 }
@@ -124,12 +108,9 @@ pub fn merge_fields(fields: &Map<String, Value>, patch: &Map<String, Value>) -> 
 
 fn strip_nulls(value: &Value) -> Value {
     match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), strip_nulls(v)))
-                .collect(),
-        ),
+        Value::Object(map) => {
+            Value::Object(map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), strip_nulls(v))).collect())
+        }
         other => other.clone(),
     }
 }
@@ -149,11 +130,7 @@ pub fn changes(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec<Change
     keys.dedup();
     keys.into_iter()
         .filter(|k| old.get(*k) != new.get(*k))
-        .map(|k| Change {
-            field: k.clone(),
-            old_value: old.get(k).map(display),
-            new_value: new.get(k).map(display),
-        })
+        .map(|k| Change { field: k.clone(), old_value: old.get(k).map(display), new_value: new.get(k).map(display) })
         .collect()
 }
 
@@ -177,15 +154,9 @@ mod tests {
 
     #[test]
     fn document_puts_fields_at_top_level_with_entity_and_dates() {
-        let entity = EntityRef {
-            id: 1,
-            name: "Paris".into(),
-            completename: "Root entity > Paris".into(),
-        };
+        let entity = EntityRef { id: 1, name: "Paris".into(), completename: "Root entity > Paris".into() };
         let fields = map(json!({"priority": 5, "status": {"id": 2, "name": "Processing"}}));
-        let at = DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z")
-            .expect("date")
-            .to_utc();
+        let at = DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z").expect("date").to_utc();
         let doc = document(&ItemSnapshot {
             id: "42",
             name: Some("Printer on fire"),
@@ -220,12 +191,8 @@ mod tests {
     #[test]
     fn merge_patch_sets_replaces_and_removes() {
         let old = map(json!({"a": 1, "b": {"x": 1, "y": 2}, "c": 3}));
-        let patch =
-            map(json!({"a": 2, "b": {"y": null, "z": 3}, "c": null, "d": {"e": null, "f": 1}}));
-        assert_eq!(
-            Value::Object(merge_fields(&old, &patch)),
-            json!({"a": 2, "b": {"x": 1, "z": 3}, "d": {"f": 1}})
-        );
+        let patch = map(json!({"a": 2, "b": {"y": null, "z": 3}, "c": null, "d": {"e": null, "f": 1}}));
+        assert_eq!(Value::Object(merge_fields(&old, &patch)), json!({"a": 2, "b": {"x": 1, "z": 3}, "d": {"f": 1}}));
     }
 
     #[test]

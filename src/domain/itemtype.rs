@@ -39,123 +39,43 @@ const ASSET_FIELDS: &[&str] = &[
 
 /// GLPI's common itemtypes (spec 2.1), present in every hookline database.
 pub const SEEDED: &[Seeded] = &[
-    Seeded {
-        name: "Ticket",
-        parent_itemtypes: &[],
-        fields: ITIL_FIELDS,
-    },
-    Seeded {
-        name: "Change",
-        parent_itemtypes: &[],
-        fields: ITIL_FIELDS,
-    },
-    Seeded {
-        name: "Problem",
-        parent_itemtypes: &[],
-        fields: ITIL_FIELDS,
-    },
+    Seeded { name: "Ticket", parent_itemtypes: &[], fields: ITIL_FIELDS },
+    Seeded { name: "Change", parent_itemtypes: &[], fields: ITIL_FIELDS },
+    Seeded { name: "Problem", parent_itemtypes: &[], fields: ITIL_FIELDS },
     Seeded {
         name: "ITILFollowup",
         parent_itemtypes: &["Ticket", "Change", "Problem"],
-        fields: &[
-            "content",
-            "is_private",
-            "requesttypes_id",
-            "users_id",
-            "date",
-        ],
+        fields: &["content", "is_private", "requesttypes_id", "users_id", "date"],
     },
     Seeded {
         name: "TicketTask",
         parent_itemtypes: &["Ticket"],
-        fields: &[
-            "content",
-            "is_private",
-            "state",
-            "actiontime",
-            "users_id",
-            "users_id_tech",
-            "date",
-            "begin",
-            "end",
-        ],
+        fields: &["content", "is_private", "state", "actiontime", "users_id", "users_id_tech", "date", "begin", "end"],
     },
-    Seeded {
-        name: "Computer",
-        parent_itemtypes: &[],
-        fields: ASSET_FIELDS,
-    },
-    Seeded {
-        name: "Monitor",
-        parent_itemtypes: &[],
-        fields: ASSET_FIELDS,
-    },
-    Seeded {
-        name: "NetworkEquipment",
-        parent_itemtypes: &[],
-        fields: ASSET_FIELDS,
-    },
-    Seeded {
-        name: "Printer",
-        parent_itemtypes: &[],
-        fields: ASSET_FIELDS,
-    },
-    Seeded {
-        name: "Phone",
-        parent_itemtypes: &[],
-        fields: ASSET_FIELDS,
-    },
+    Seeded { name: "Computer", parent_itemtypes: &[], fields: ASSET_FIELDS },
+    Seeded { name: "Monitor", parent_itemtypes: &[], fields: ASSET_FIELDS },
+    Seeded { name: "NetworkEquipment", parent_itemtypes: &[], fields: ASSET_FIELDS },
+    Seeded { name: "Printer", parent_itemtypes: &[], fields: ASSET_FIELDS },
+    Seeded { name: "Phone", parent_itemtypes: &[], fields: ASSET_FIELDS },
     Seeded {
         name: "Software",
         parent_itemtypes: &[],
-        fields: &[
-            "comment",
-            "manufacturers_id",
-            "brand",
-            "softwarecategories_id",
-            "is_helpdesk_visible",
-        ],
+        fields: &["comment", "manufacturers_id", "brand", "softwarecategories_id", "is_helpdesk_visible"],
     },
     Seeded {
         name: "User",
         parent_itemtypes: &[],
-        fields: &[
-            "realname",
-            "firstname",
-            "email",
-            "phone",
-            "mobile",
-            "is_active",
-            "profiles_id",
-            "locations_id",
-        ],
+        fields: &["realname", "firstname", "email", "phone", "mobile", "is_active", "profiles_id", "locations_id"],
     },
     Seeded {
         name: "Supplier",
         parent_itemtypes: &[],
-        fields: &[
-            "suppliertypes_id",
-            "address",
-            "postcode",
-            "town",
-            "country",
-            "website",
-            "phonenumber",
-            "email",
-        ],
+        fields: &["suppliertypes_id", "address", "postcode", "town", "country", "website", "phonenumber", "email"],
     },
     Seeded {
         name: "Contract",
         parent_itemtypes: &[],
-        fields: &[
-            "num",
-            "contracttypes_id",
-            "begin_date",
-            "duration",
-            "notice",
-            "cost",
-            "states_id",
-        ],
+        fields: &["num", "contracttypes_id", "begin_date", "duration", "notice", "cost", "states_id"],
     },
 ];
 
@@ -165,9 +85,7 @@ pub fn checked_name(name: &str) -> AppResult<String> {
     let name = name.trim();
     let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && name.len() <= 255
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '\\');
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '\\');
     if valid {
         Ok(name.to_owned())
     } else {

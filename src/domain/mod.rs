@@ -3,5 +3,11 @@
 
 pub mod item;
 pub mod itemtype;
+pub mod matching;
+pub mod outcome;
+pub mod payload;
+pub mod render;
+pub mod retry;
+pub mod signing;
 pub mod tree;
 pub mod webhook;

@@ -22,9 +22,7 @@ pub fn checked_name(name: &str, field: &str) -> AppResult<String> {
         return Err(AppError::validation(format!("{field}: must not be empty")));
     }
     if name.chars().count() > 255 {
-        return Err(AppError::validation(format!(
-            "{field}: must be at most 255 characters"
-        )));
+        return Err(AppError::validation(format!("{field}: must be at most 255 characters")));
     }
     if name.contains(SEPARATOR.trim()) {
         return Err(AppError::validation(format!(
@@ -56,21 +54,13 @@ pub fn is_in_subtree(nodes: &HashMap<i64, Node>, id: i64, candidate: i64) -> boo
 /// `completename` and `level` of a node.
 pub fn label(nodes: &HashMap<i64, Node>, id: i64) -> (String, i32) {
     let chain = ancestors_and_self(nodes, id);
-    let names: Vec<&str> = chain
-        .iter()
-        .rev()
-        .filter_map(|i| nodes.get(i).map(|n| n.name.as_str()))
-        .collect();
+    let names: Vec<&str> = chain.iter().rev().filter_map(|i| nodes.get(i).map(|n| n.name.as_str())).collect();
     (names.join(SEPARATOR), chain.len() as i32)
 }
 
 /// The ids of `id` and every node below it.
 pub fn subtree(nodes: &HashMap<i64, Node>, id: i64) -> Vec<i64> {
-    let mut ids: Vec<i64> = nodes
-        .keys()
-        .copied()
-        .filter(|&n| is_in_subtree(nodes, id, n))
-        .collect();
+    let mut ids: Vec<i64> = nodes.keys().copied().filter(|&n| is_in_subtree(nodes, id, n)).collect();
     ids.sort_unstable();
     ids
 }
@@ -80,32 +70,15 @@ mod tests {
     use super::*;
 
     fn tree() -> HashMap<i64, Node> {
-        [
-            (0, "Root entity", None),
-            (1, "Europe", Some(0)),
-            (2, "Paris", Some(1)),
-            (3, "Asia", Some(0)),
-        ]
-        .into_iter()
-        .map(|(id, name, parent_id)| {
-            (
-                id,
-                Node {
-                    id,
-                    name: name.into(),
-                    parent_id,
-                },
-            )
-        })
-        .collect()
+        [(0, "Root entity", None), (1, "Europe", Some(0)), (2, "Paris", Some(1)), (3, "Asia", Some(0))]
+            .into_iter()
+            .map(|(id, name, parent_id)| (id, Node { id, name: name.into(), parent_id }))
+            .collect()
     }
 
     #[test]
     fn completename_joins_names_from_the_top() {
-        assert_eq!(
-            label(&tree(), 2),
-            ("Root entity > Europe > Paris".into(), 3)
-        );
+        assert_eq!(label(&tree(), 2), ("Root entity > Europe > Paris".into(), 3));
         assert_eq!(label(&tree(), 0), ("Root entity".into(), 1));
     }
 

@@ -34,15 +34,7 @@ impl WebhookEvent {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::New,
-            Self::Update,
-            Self::Delete,
-            Self::Restore,
-            Self::Purge,
-        ]
-        .into_iter()
-        .find(|e| e.as_str() == text)
+        [Self::New, Self::Update, Self::Delete, Self::Restore, Self::Purge].into_iter().find(|e| e.as_str() == text)
     }
 }
 
@@ -71,16 +63,9 @@ impl HttpMethod {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::Post,
-            Self::Get,
-            Self::Put,
-            Self::Patch,
-            Self::Delete,
-            Self::Update,
-        ]
-        .into_iter()
-        .find(|m| m.as_str().eq_ignore_ascii_case(text))
+        [Self::Post, Self::Get, Self::Put, Self::Patch, Self::Delete, Self::Update]
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(text))
     }
 }
 
@@ -105,9 +90,7 @@ impl SignatureScheme {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Glpi, Self::StandardWebhooks, Self::Both]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        [Self::Glpi, Self::StandardWebhooks, Self::Both].into_iter().find(|s| s.as_str() == text)
     }
 
     fn needs_standard_secret(self) -> bool {
@@ -155,13 +138,7 @@ pub struct WebhookSettings {
 impl WebhookSettings {
     /// The settings of a new webhook before its input is applied: hookline's defaults
     /// (active, not recursive, 3 retries, POST, default payload, GLPI signatures).
-    pub fn defaults(
-        name: String,
-        entity_id: i64,
-        itemtype: String,
-        event: WebhookEvent,
-        url: String,
-    ) -> Self {
+    pub fn defaults(name: String, entity_id: i64, itemtype: String, event: WebhookEvent, url: String) -> Self {
         Self {
             name,
             comment: None,
@@ -207,39 +184,23 @@ impl WebhookSettings {
             )));
         }
         if self.expiration < 0 {
-            return Err(AppError::validation(
-                "expiration: must be 0 (disabled) or a positive number of seconds",
-            ));
+            return Err(AppError::validation("expiration: must be 0 (disabled) or a positive number of seconds"));
         }
         check_custom_headers(&self.custom_headers)?;
-        self.oauth_url = self
-            .oauth_url
-            .take()
-            .map(|u| u.trim().to_owned())
-            .filter(|u| !u.is_empty());
-        self.client_id = self
-            .client_id
-            .take()
-            .map(|c| c.trim().to_owned())
-            .filter(|c| !c.is_empty());
+        self.oauth_url = self.oauth_url.take().map(|u| u.trim().to_owned()).filter(|u| !u.is_empty());
+        self.client_id = self.client_id.take().map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
         if let Some(url) = &self.oauth_url {
             check_plain_url(url, "oauthUrl")?;
         }
         if self.use_oauth {
             if self.oauth_url.is_none() {
-                return Err(AppError::validation(
-                    "oauthUrl: required when useOauth is true",
-                ));
+                return Err(AppError::validation("oauthUrl: required when useOauth is true"));
             }
             if self.client_id.is_none() {
-                return Err(AppError::validation(
-                    "clientId: required when useOauth is true",
-                ));
+                return Err(AppError::validation("clientId: required when useOauth is true"));
             }
             if !has_client_secret {
-                return Err(AppError::validation(
-                    "clientSecret: required when useOauth is true",
-                ));
+                return Err(AppError::validation("clientSecret: required when useOauth is true"));
             }
         }
         Ok(())
@@ -249,9 +210,7 @@ impl WebhookSettings {
 /// A URL template must start with `http://` or `https://` and name a host.
 pub fn check_url_template(url: &str, field: &str) -> AppResult<()> {
     let lower = url.trim_start().to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"));
+    let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
     match rest {
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {}
         _ => {
@@ -261,21 +220,15 @@ pub fn check_url_template(url: &str, field: &str) -> AppResult<()> {
         }
     }
     if url.chars().any(|c| c.is_control()) {
-        return Err(AppError::validation(format!(
-            "{field}: must not contain control characters"
-        )));
+        return Err(AppError::validation(format!("{field}: must not contain control characters")));
     }
     Ok(())
 }
 
 fn check_plain_url(url: &str, field: &str) -> AppResult<()> {
     match url::Url::parse(url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
-            Ok(())
-        }
-        _ => Err(AppError::validation(format!(
-            "{field}: must be an http:// or https:// URL, not `{url}`"
-        ))),
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => Ok(()),
+        _ => Err(AppError::validation(format!("{field}: must be an http:// or https:// URL, not `{url}`"))),
     }
 }
 
@@ -283,27 +236,18 @@ fn check_plain_url(url: &str, field: &str) -> AppResult<()> {
 /// strings (templates) without CR or LF; the signature and delivery headers are hookline's.
 pub fn check_custom_headers(headers: &Map<String, Value>) -> AppResult<()> {
     for (name, value) in headers {
-        let valid_name = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let valid_name =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !valid_name {
-            return Err(AppError::validation(format!(
-                "customHeaders: `{name}` is not a valid HTTP header name"
-            )));
+            return Err(AppError::validation(format!("customHeaders: `{name}` is not a valid HTTP header name")));
         }
-        if RESERVED_HEADERS
-            .iter()
-            .any(|r| r.eq_ignore_ascii_case(name))
-        {
+        if RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(name)) {
             return Err(AppError::validation(format!(
                 "customHeaders: `{name}` is set by hookline on every attempt and cannot be overridden"
             )));
         }
         let Value::String(text) = value else {
-            return Err(AppError::validation(format!(
-                "customHeaders: the value of `{name}` must be a string"
-            )));
+            return Err(AppError::validation(format!("customHeaders: the value of `{name}` must be a string")));
         };
         if text.contains(['\r', '\n']) {
             return Err(AppError::validation(format!(
@@ -317,17 +261,14 @@ pub fn check_custom_headers(headers: &Map<String, Value>) -> AppResult<()> {
 /// Parses the `customHeaders` input: a JSON object, or a string holding one (as GLPI stores).
 pub fn parse_custom_headers(value: Value) -> AppResult<Map<String, Value>> {
     let value = match value {
-        Value::String(text) => serde_json::from_str(&text).map_err(|e| {
-            AppError::validation(format!("customHeaders: the string is not JSON: {e}"))
-        })?,
+        Value::String(text) => serde_json::from_str(&text)
+            .map_err(|e| AppError::validation(format!("customHeaders: the string is not JSON: {e}")))?,
         other => other,
     };
     match value {
         Value::Null => Ok(Map::new()),
         Value::Object(map) => Ok(map),
-        _ => Err(AppError::validation(
-            "customHeaders: must be a JSON object of strings, like {\"X-Team\": \"ops\"}",
-        )),
+        _ => Err(AppError::validation("customHeaders: must be a JSON object of strings, like {\"X-Team\": \"ops\"}")),
     }
 }
 
@@ -339,11 +280,7 @@ pub fn generate_secret(scheme: SignatureScheme) -> String {
         rand::rng().fill_bytes(&mut key);
         format!("whsec_{}", BASE64.encode(key))
     } else {
-        rand::rng()
-            .sample_iter(Alphanumeric)
-            .take(40)
-            .map(char::from)
-            .collect()
+        rand::rng().sample_iter(Alphanumeric).take(40).map(char::from).collect()
     }
 }
 
@@ -351,17 +288,13 @@ pub fn generate_secret(scheme: SignatureScheme) -> String {
 /// Standard Webhooks schemes `whsec_` and base64 of 24 to 64 bytes.
 pub fn check_secret(scheme: SignatureScheme, secret: &str) -> AppResult<()> {
     if secret.is_empty() || secret.trim() != secret {
-        return Err(AppError::validation(
-            "secret: must not be empty or start or end with spaces",
-        ));
+        return Err(AppError::validation("secret: must not be empty or start or end with spaces"));
     }
     if secret.len() > 1024 {
         return Err(AppError::validation("secret: must be at most 1024 bytes"));
     }
     if scheme.needs_standard_secret() {
-        let key = secret
-            .strip_prefix("whsec_")
-            .and_then(|b64| BASE64.decode(b64).ok());
+        let key = secret.strip_prefix("whsec_").and_then(|b64| BASE64.decode(b64).ok());
         match key {
             Some(key) if (24..=64).contains(&key.len()) => {}
             _ => {
@@ -383,13 +316,7 @@ mod tests {
     use super::*;
 
     fn settings() -> WebhookSettings {
-        WebhookSettings::defaults(
-            "Ops".into(),
-            0,
-            "Ticket".into(),
-            WebhookEvent::New,
-            "https://example.org/h".into(),
-        )
+        WebhookSettings::defaults("Ops".into(), 0, "Ticket".into(), WebhookEvent::New, "https://example.org/h".into())
     }
 
     fn error_of(mut s: WebhookSettings) -> String {
@@ -412,55 +339,13 @@ mod tests {
 
     #[test]
     fn each_rule_names_its_field() {
-        assert!(
-            error_of(WebhookSettings {
-                name: " ".into(),
-                ..settings()
-            })
-            .starts_with("name:")
-        );
-        assert!(
-            error_of(WebhookSettings {
-                url: "ftp://x".into(),
-                ..settings()
-            })
-            .starts_with("url:")
-        );
-        assert!(
-            error_of(WebhookSettings {
-                url: "https://".into(),
-                ..settings()
-            })
-            .starts_with("url:")
-        );
-        assert!(
-            error_of(WebhookSettings {
-                sent_try: 256,
-                ..settings()
-            })
-            .starts_with("sentTry:")
-        );
-        assert!(
-            error_of(WebhookSettings {
-                sent_try: -1,
-                ..settings()
-            })
-            .starts_with("sentTry:")
-        );
-        assert!(
-            error_of(WebhookSettings {
-                expiration: -5,
-                ..settings()
-            })
-            .starts_with("expiration:")
-        );
-        assert!(
-            error_of(WebhookSettings {
-                use_oauth: true,
-                ..settings()
-            })
-            .starts_with("oauthUrl:")
-        );
+        assert!(error_of(WebhookSettings { name: " ".into(), ..settings() }).starts_with("name:"));
+        assert!(error_of(WebhookSettings { url: "ftp://x".into(), ..settings() }).starts_with("url:"));
+        assert!(error_of(WebhookSettings { url: "https://".into(), ..settings() }).starts_with("url:"));
+        assert!(error_of(WebhookSettings { sent_try: 256, ..settings() }).starts_with("sentTry:"));
+        assert!(error_of(WebhookSettings { sent_try: -1, ..settings() }).starts_with("sentTry:"));
+        assert!(error_of(WebhookSettings { expiration: -5, ..settings() }).starts_with("expiration:"));
+        assert!(error_of(WebhookSettings { use_oauth: true, ..settings() }).starts_with("oauthUrl:"));
         let oauth = WebhookSettings {
             use_oauth: true,
             oauth_url: Some("https://auth.example.org/token".into()),
@@ -473,9 +358,7 @@ mod tests {
 
     #[test]
     fn url_templates_may_hold_placeholders() {
-        assert!(
-            check_url_template("https://host/{{ item.entity.name }}/{{ event }}", "url").is_ok()
-        );
+        assert!(check_url_template("https://host/{{ item.entity.name }}/{{ event }}", "url").is_ok());
         assert!(check_url_template("HTTP://host", "url").is_ok());
         assert!(check_url_template("{{ base }}/x", "url").is_err());
     }
@@ -503,13 +386,7 @@ mod tests {
             assert!(check_secret(scheme, &secret).is_ok());
             assert!(check_secret(scheme, &glpi).is_err());
         }
-        assert!(
-            check_secret(
-                SignatureScheme::Glpi,
-                &generate_secret(SignatureScheme::Both)
-            )
-            .is_ok()
-        );
+        assert!(check_secret(SignatureScheme::Glpi, &generate_secret(SignatureScheme::Both)).is_ok());
         assert!(check_secret(SignatureScheme::StandardWebhooks, "whsec_c2hvcnQ=").is_err());
     }
 }
@@ -551,10 +428,7 @@ impl WebhookSettings {
             }
         }
         set(&mut self.name, c.name);
-        set(
-            &mut self.comment,
-            c.comment.map(|v| v.filter(|s| !s.trim().is_empty())),
-        );
+        set(&mut self.comment, c.comment.map(|v| v.filter(|s| !s.trim().is_empty())));
         set(&mut self.is_active, c.is_active);
         set(&mut self.category_id, c.category_id);
         set(&mut self.entity_id, c.entity_id);
@@ -587,59 +461,23 @@ impl WebhookSettings {
             ("name", self.name.clone(), new.name.clone()),
             ("comment", show(&self.comment), show(&new.comment)),
             ("isActive", show(&self.is_active), show(&new.is_active)),
-            (
-                "categoryId",
-                show(&self.category_id),
-                show(&new.category_id),
-            ),
+            ("categoryId", show(&self.category_id), show(&new.category_id)),
             ("entityId", show(&self.entity_id), show(&new.entity_id)),
-            (
-                "isRecursive",
-                show(&self.is_recursive),
-                show(&new.is_recursive),
-            ),
+            ("isRecursive", show(&self.is_recursive), show(&new.is_recursive)),
             ("itemtype", self.itemtype.clone(), new.itemtype.clone()),
-            (
-                "event",
-                self.event.as_str().into(),
-                new.event.as_str().into(),
-            ),
+            ("event", self.event.as_str().into(), new.event.as_str().into()),
             ("sentTry", show(&self.sent_try), show(&new.sent_try)),
             ("url", self.url.clone(), new.url.clone()),
-            (
-                "httpMethod",
-                self.http_method.as_str().into(),
-                new.http_method.as_str().into(),
-            ),
-            (
-                "saveResponseBody",
-                show(&self.save_response_body),
-                show(&new.save_response_body),
-            ),
-            (
-                "logInItemHistory",
-                show(&self.log_in_item_history),
-                show(&new.log_in_item_history),
-            ),
-            (
-                "signatureScheme",
-                self.signature_scheme.as_str().into(),
-                new.signature_scheme.as_str().into(),
-            ),
+            ("httpMethod", self.http_method.as_str().into(), new.http_method.as_str().into()),
+            ("saveResponseBody", show(&self.save_response_body), show(&new.save_response_body)),
+            ("logInItemHistory", show(&self.log_in_item_history), show(&new.log_in_item_history)),
+            ("signatureScheme", self.signature_scheme.as_str().into(), new.signature_scheme.as_str().into()),
             ("expiration", show(&self.expiration), show(&new.expiration)),
-            (
-                "useCraChallenge",
-                show(&self.use_cra_challenge),
-                show(&new.use_cra_challenge),
-            ),
+            ("useCraChallenge", show(&self.use_cra_challenge), show(&new.use_cra_challenge)),
             ("useOauth", show(&self.use_oauth), show(&new.use_oauth)),
             ("oauthUrl", show(&self.oauth_url), show(&new.oauth_url)),
             ("clientId", show(&self.client_id), show(&new.client_id)),
-            (
-                "useDefaultPayload",
-                show(&self.use_default_payload),
-                show(&new.use_default_payload),
-            ),
+            ("useDefaultPayload", show(&self.use_default_payload), show(&new.use_default_payload)),
             ("payload", show(&self.payload), show(&new.payload)),
             (
                 "customHeaders",
@@ -647,9 +485,6 @@ impl WebhookSettings {
                 Value::Object(new.custom_headers.clone()).to_string(),
             ),
         ];
-        pairs
-            .into_iter()
-            .filter(|(_, old, new)| old != new)
-            .collect()
+        pairs.into_iter().filter(|(_, old, new)| old != new).collect()
     }
 }

@@ -15,10 +15,7 @@ impl Caller {
     /// The caller of a request that carries no credentials. Until API authentication exists,
     /// such a request holds every right (the `super-admin` profile).
     pub fn local() -> Self {
-        Self {
-            user: "local".into(),
-            profile: "super-admin".into(),
-        }
+        Self { user: "local".into(), profile: "super-admin".into() }
     }
 }
 
@@ -32,11 +29,7 @@ pub struct Session<'a> {
 /// The session of the request. Every resolver starts here, so that authentication and rights
 /// checks plug in at one place.
 pub fn session<'a>(ctx: &Context<'a>) -> Result<Session<'a>, AppError> {
-    let state = ctx
-        .data::<AppState>()
-        .map_err(|_| AppError::internal("the schema was built without state"))?;
-    let caller = ctx
-        .data::<Caller>()
-        .map_err(|_| AppError::Unauthenticated("the request carries no caller".into()))?;
+    let state = ctx.data::<AppState>().map_err(|_| AppError::internal("the schema was built without state"))?;
+    let caller = ctx.data::<Caller>().map_err(|_| AppError::Unauthenticated("the request carries no caller".into()))?;
     Ok(Session { state, caller })
 }

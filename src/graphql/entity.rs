@@ -18,10 +18,7 @@ pub struct CategoryKind;
 /// A node of a tree: an entity (GLPI's organisational unit, where items and webhooks live) or
 /// a webhook category.
 #[derive(SimpleObject)]
-#[graphql(
-    concrete(name = "Entity", params(EntityKind)),
-    concrete(name = "WebhookCategory", params(CategoryKind))
-)]
+#[graphql(concrete(name = "Entity", params(EntityKind)), concrete(name = "WebhookCategory", params(CategoryKind)))]
 pub struct TreeNode<K: Send + Sync + 'static> {
     pub id: ID,
     pub name: String,
@@ -77,15 +74,8 @@ pub struct TreeNodeInput<K: Send + Sync + 'static> {
 
 impl<K: Send + Sync + 'static> TreeNodeInput<K> {
     fn into_node_input(self) -> crate::error::AppResult<NodeInput> {
-        let parent_id = self
-            .parent_id
-            .map(|p| numeric_id(&p, "parentId"))
-            .transpose()?;
-        Ok(NodeInput {
-            name: self.name,
-            parent_id,
-            comment: self.comment,
-        })
+        let parent_id = self.parent_id.map(|p| numeric_id(&p, "parentId")).transpose()?;
+        Ok(NodeInput { name: self.name, parent_id, comment: self.comment })
     }
 }
 
@@ -97,39 +87,23 @@ impl EntityQuery {
     /// Every entity, by id.
     async fn entities(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
         let s = session(ctx)?;
-        Ok(ENTITIES
-            .all(&s.state.db)
-            .await?
-            .into_iter()
-            .map(Entity::from)
-            .collect())
+        Ok(ENTITIES.all(&s.state.db).await?.into_iter().map(Entity::from).collect())
     }
 
     async fn entity(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Entity>> {
         let s = session(ctx)?;
-        Ok(ENTITIES
-            .get(&s.state.db, numeric_id(&id, "id")?)
-            .await?
-            .map(Entity::from))
+        Ok(ENTITIES.get(&s.state.db, numeric_id(&id, "id")?).await?.map(Entity::from))
     }
 
     /// Every webhook category, by id.
     async fn webhook_categories(&self, ctx: &Context<'_>) -> Result<Vec<WebhookCategory>> {
         let s = session(ctx)?;
-        Ok(CATEGORIES
-            .all(&s.state.db)
-            .await?
-            .into_iter()
-            .map(WebhookCategory::from)
-            .collect())
+        Ok(CATEGORIES.all(&s.state.db).await?.into_iter().map(WebhookCategory::from).collect())
     }
 
     async fn webhook_category(&self, ctx: &Context<'_>, id: ID) -> Result<Option<WebhookCategory>> {
         let s = session(ctx)?;
-        Ok(CATEGORIES
-            .get(&s.state.db, numeric_id(&id, "id")?)
-            .await?
-            .map(WebhookCategory::from))
+        Ok(CATEGORIES.get(&s.state.db, numeric_id(&id, "id")?).await?.map(WebhookCategory::from))
     }
 }
 
@@ -138,34 +112,15 @@ pub struct EntityMutation;
 
 #[Object]
 impl EntityMutation {
-    async fn create_entity(
-        &self,
-        ctx: &Context<'_>,
-        input: TreeNodeInput<EntityKind>,
-    ) -> Result<Entity> {
+    async fn create_entity(&self, ctx: &Context<'_>, input: TreeNodeInput<EntityKind>) -> Result<Entity> {
         let s = session(ctx)?;
-        Ok(ENTITIES
-            .create(&s.state.db, input.into_node_input()?)
-            .await?
-            .into())
+        Ok(ENTITIES.create(&s.state.db, input.into_node_input()?).await?.into())
     }
 
     /// Renames, moves (parentId) or re-comments an entity; the completenames below follow.
-    async fn update_entity(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-        input: TreeNodeInput<EntityKind>,
-    ) -> Result<Entity> {
+    async fn update_entity(&self, ctx: &Context<'_>, id: ID, input: TreeNodeInput<EntityKind>) -> Result<Entity> {
         let s = session(ctx)?;
-        Ok(ENTITIES
-            .update(
-                &s.state.db,
-                numeric_id(&id, "id")?,
-                input.into_node_input()?,
-            )
-            .await?
-            .into())
+        Ok(ENTITIES.update(&s.state.db, numeric_id(&id, "id")?, input.into_node_input()?).await?.into())
     }
 
     /// Refused with CONFLICT while the entity has child entities, items or webhooks, and for
@@ -182,10 +137,7 @@ impl EntityMutation {
         input: TreeNodeInput<CategoryKind>,
     ) -> Result<WebhookCategory> {
         let s = session(ctx)?;
-        Ok(CATEGORIES
-            .create(&s.state.db, input.into_node_input()?)
-            .await?
-            .into())
+        Ok(CATEGORIES.create(&s.state.db, input.into_node_input()?).await?.into())
     }
 
     async fn update_webhook_category(
@@ -195,22 +147,13 @@ impl EntityMutation {
         input: TreeNodeInput<CategoryKind>,
     ) -> Result<WebhookCategory> {
         let s = session(ctx)?;
-        Ok(CATEGORIES
-            .update(
-                &s.state.db,
-                numeric_id(&id, "id")?,
-                input.into_node_input()?,
-            )
-            .await?
-            .into())
+        Ok(CATEGORIES.update(&s.state.db, numeric_id(&id, "id")?, input.into_node_input()?).await?.into())
     }
 
     /// Refused with CONFLICT while the category has child categories or webhooks.
     async fn delete_webhook_category(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let s = session(ctx)?;
-        CATEGORIES
-            .delete(&s.state.db, numeric_id(&id, "id")?)
-            .await?;
+        CATEGORIES.delete(&s.state.db, numeric_id(&id, "id")?).await?;
         Ok(true)
     }
 }

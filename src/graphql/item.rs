@@ -1,8 +1,6 @@
 //! Items and their history.
 
-use async_graphql::{
-    ComplexObject, Context, ID, InputObject, Json, MaybeUndefined, Object, Result, SimpleObject,
-};
+use async_graphql::{ComplexObject, Context, ID, InputObject, Json, MaybeUndefined, Object, Result, SimpleObject};
 use entity::{history_entries, items as rows};
 use serde_json::Value;
 
@@ -42,10 +40,7 @@ impl Item {
 
     async fn entity(&self, ctx: &Context<'_>) -> Result<Entity> {
         let s = session(ctx)?;
-        Ok(ENTITIES
-            .require(&s.state.db, self.0.entity_id)
-            .await?
-            .into())
+        Ok(ENTITIES.require(&s.state.db, self.0.entity_id).await?.into())
     }
 
     async fn name(&self) -> Option<&str> {
@@ -98,11 +93,7 @@ impl Item {
         let s = session(ctx)?;
         let request = page_request(first, after)?;
         let page = history::list(&s.state.db, items::subject(&self.0), request).await?;
-        Ok(connection(
-            page,
-            request.after.is_some(),
-            HistoryEntry::from,
-        ))
+        Ok(connection(page, request.after.is_some(), HistoryEntry::from))
     }
 }
 
@@ -201,6 +192,7 @@ pub struct ItemMutation;
 
 #[Object]
 impl ItemMutation {
+    /// Stores a new item; raises `new`.
     async fn create_item(&self, ctx: &Context<'_>, input: ItemInput) -> Result<Item> {
         let s = session(ctx)?;
         let new = NewItem {
@@ -212,17 +204,12 @@ impl ItemMutation {
             parent_itemtype: input.parent_itemtype,
             parent_id: input.parent_id.map(|id| id.0),
         };
-        Ok(Item(items::create(&s.state.db, new).await?))
+        Ok(Item(items::create(s.state, new).await?.item))
     }
 
-    /// Changes an item; the history records each changed value.
-    async fn update_item(
-        &self,
-        ctx: &Context<'_>,
-        itemtype: String,
-        id: ID,
-        input: ItemPatch,
-    ) -> Result<Item> {
+    /// Changes an item; the history records each changed value. Raises `update` only when the
+    /// stored snapshot changed.
+    async fn update_item(&self, ctx: &Context<'_>, itemtype: String, id: ID, input: ItemPatch) -> Result<Item> {
         let s = session(ctx)?;
         let patch = PatchInput {
             name: match input.name {
@@ -230,36 +217,29 @@ impl ItemMutation {
                 MaybeUndefined::Null => Some(None),
                 MaybeUndefined::Value(name) => Some(Some(name)),
             },
-            entity_id: input
-                .entity_id
-                .map(|e| numeric_id(&e, "input.entityId"))
-                .transpose()?,
+            entity_id: input.entity_id.map(|e| numeric_id(&e, "input.entityId")).transpose()?,
             fields: input.fields.map(|j| j.0),
         };
-        let (item, _changed) = items::update(&s.state.db, &itemtype, &id, patch).await?;
-        Ok(Item(item))
+        Ok(Item(items::update(s.state, &itemtype, &id, patch).await?.item))
     }
 
-    /// Puts the item in the trash (CONFLICT when it is there already).
+    /// Puts the item in the trash (CONFLICT when it is there already); raises `delete`.
     async fn delete_item(&self, ctx: &Context<'_>, itemtype: String, id: ID) -> Result<Item> {
         let s = session(ctx)?;
-        Ok(Item(
-            items::set_deleted(&s.state.db, &itemtype, &id, true).await?,
-        ))
+        Ok(Item(items::set_deleted(s.state, &itemtype, &id, true).await?.item))
     }
 
-    /// Takes the item out of the trash (CONFLICT when it is not there).
+    /// Takes the item out of the trash (CONFLICT when it is not there); raises `restore`.
     async fn restore_item(&self, ctx: &Context<'_>, itemtype: String, id: ID) -> Result<Item> {
         let s = session(ctx)?;
-        Ok(Item(
-            items::set_deleted(&s.state.db, &itemtype, &id, false).await?,
-        ))
+        Ok(Item(items::set_deleted(s.state, &itemtype, &id, false).await?.item))
     }
 
-    /// Removes the item, its child items and their history for good.
+    /// Raises `purge` with the last snapshot of the item and of its child items, then removes
+    /// them and their history for good.
     async fn purge_item(&self, ctx: &Context<'_>, itemtype: String, id: ID) -> Result<bool> {
         let s = session(ctx)?;
-        items::purge(&s.state.db, &itemtype, &id).await?;
+        items::purge(s.state, &itemtype, &id).await?;
         Ok(true)
     }
 }
@@ -274,9 +254,5 @@ pub async fn webhook_history(
     let s = session(ctx)?;
     let request = page_request(first, after)?;
     let page = history::list(&s.state.db, Subject::Webhook(webhook_id), request).await?;
-    Ok(connection(
-        page,
-        request.after.is_some(),
-        HistoryEntry::from,
-    ))
+    Ok(connection(page, request.after.is_some(), HistoryEntry::from))
 }

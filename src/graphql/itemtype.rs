@@ -19,12 +19,7 @@ pub struct Itemtype {
 
 impl From<itemtypes::Itemtype> for Itemtype {
     fn from(t: itemtypes::Itemtype) -> Self {
-        Self {
-            name: t.name,
-            is_custom: t.is_custom,
-            parent_itemtypes: t.parent_itemtypes,
-            fields: t.fields,
-        }
+        Self { name: t.name, is_custom: t.is_custom, parent_itemtypes: t.parent_itemtypes, fields: t.fields }
     }
 }
 
@@ -47,11 +42,7 @@ impl ItemtypeQuery {
     /// Every itemtype, by name.
     async fn itemtypes(&self, ctx: &Context<'_>) -> Result<Vec<Itemtype>> {
         let s = session(ctx)?;
-        Ok(itemtypes::list(&s.state.db)
-            .await?
-            .into_iter()
-            .map(Itemtype::from)
-            .collect())
+        Ok(itemtypes::list(&s.state.db).await?.into_iter().map(Itemtype::from).collect())
     }
 }
 

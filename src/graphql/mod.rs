@@ -6,6 +6,7 @@ mod errors;
 mod item;
 mod itemtype;
 mod paging;
+mod queue;
 mod webhook;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
@@ -21,6 +22,7 @@ pub struct QueryRoot(
     itemtype::ItemtypeQuery,
     item::ItemQuery,
     webhook::WebhookQuery,
+    queue::QueueQuery,
 );
 
 /// Every mutation of the API.
@@ -30,18 +32,15 @@ pub struct MutationRoot(
     itemtype::ItemtypeMutation,
     item::ItemMutation,
     webhook::WebhookMutation,
+    queue::QueueMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 /// The schema, with the application state every resolver reaches through [`session`].
 pub fn build_schema(state: Option<AppState>) -> AppSchema {
-    let mut builder = Schema::build(
-        QueryRoot::default(),
-        MutationRoot::default(),
-        EmptySubscription,
-    )
-    .extension(errors::ErrorCodes);
+    let mut builder =
+        Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription).extension(errors::ErrorCodes);
     if let Some(state) = state {
         builder = builder.data(state);
     }

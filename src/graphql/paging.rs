@@ -26,9 +26,7 @@ pub fn page_request(first: Option<i32>, after: Option<String>) -> AppResult<Page
         None => DEFAULT_PAGE,
         Some(n) if n >= 0 && (n as u64) <= MAX_PAGE => n as u64,
         Some(n) => {
-            return Err(AppError::validation(format!(
-                "first: must be between 0 and {MAX_PAGE}, not {n}"
-            )));
+            return Err(AppError::validation(format!("first: must be between 0 and {MAX_PAGE}, not {n}")));
         }
     };
     let after = match after {
@@ -39,23 +37,10 @@ pub fn page_request(first: Option<i32>, after: Option<String>) -> AppResult<Page
 }
 
 /// Builds the connection, mapping each row to its node.
-pub fn connection<T, N: OutputType>(
-    page: Page<T>,
-    has_previous: bool,
-    node: impl Fn(T) -> N,
-) -> Paged<N> {
-    let mut connection = Connection::with_additional_fields(
-        has_previous,
-        page.has_next,
-        Totals {
-            total_count: page.total,
-        },
-    );
-    connection.edges.extend(
-        page.rows
-            .into_iter()
-            .map(|(key, row)| Edge::new(encode(key), node(row))),
-    );
+pub fn connection<T, N: OutputType>(page: Page<T>, has_previous: bool, node: impl Fn(T) -> N) -> Paged<N> {
+    let mut connection =
+        Connection::with_additional_fields(has_previous, page.has_next, Totals { total_count: page.total });
+    connection.edges.extend(page.rows.into_iter().map(|(key, row)| Edge::new(encode(key), node(row))));
     connection
 }
 
@@ -69,18 +54,13 @@ fn decode(cursor: &str) -> AppResult<i64> {
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|text| text.strip_prefix('k').and_then(|n| n.parse().ok()))
         .ok_or_else(|| {
-            AppError::validation(
-                "after: not a cursor of this list; use an edge's `cursor` or `pageInfo.endCursor`",
-            )
+            AppError::validation("after: not a cursor of this list; use an edge's `cursor` or `pageInfo.endCursor`")
         })
 }
 
 /// Reads a numeric `ID` argument; `field` names it in the error.
 pub fn numeric_id(id: &async_graphql::ID, field: &str) -> AppResult<i64> {
     id.parse::<i64>().map_err(|_| {
-        AppError::validation(format!(
-            "{field}: `{}` is not a valid id (a number is expected)",
-            id.as_str()
-        ))
+        AppError::validation(format!("{field}: `{}` is not a valid id (a number is expected)", id.as_str()))
     })
 }

@@ -8,6 +8,7 @@ use super::{
     entity::{Entity, WebhookCategory},
     item::{HistoryEntry, webhook_history},
     paging::{Paged, connection, numeric_id, page_request},
+    queue::{QueueStatus, QueuedWebhook, webhook_queue},
 };
 use crate::{
     domain::{
@@ -52,10 +53,7 @@ impl Webhook {
             return Ok(None);
         };
         let s = session(ctx)?;
-        Ok(CATEGORIES
-            .get(&s.state.db, id)
-            .await?
-            .map(WebhookCategory::from))
+        Ok(CATEGORIES.get(&s.state.db, id).await?.map(WebhookCategory::from))
     }
 
     async fn entity_id(&self) -> ID {
@@ -64,10 +62,7 @@ impl Webhook {
 
     async fn entity(&self, ctx: &Context<'_>) -> Result<Entity> {
         let s = session(ctx)?;
-        Ok(ENTITIES
-            .require(&s.state.db, self.0.settings.entity_id)
-            .await?
-            .into())
+        Ok(ENTITIES.require(&s.state.db, self.0.settings.entity_id).await?.into())
     }
 
     /// Also fires for items of the entity's descendants.
@@ -163,6 +158,17 @@ impl Webhook {
     /// RFC 3339, UTC.
     async fn updated_at(&self) -> String {
         rfc3339(self.0.updated_at)
+    }
+
+    /// Its queued webhooks, newest first.
+    async fn queue(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<QueueStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Paged<QueuedWebhook>> {
+        Ok(webhook_queue(ctx, self.0.id, status, first, after).await?)
     }
 
     /// Changes to the webhook, newest first.
@@ -269,10 +275,7 @@ impl WebhookPatch {
             comment: maybe(self.comment),
             is_active: self.is_active,
             category_id,
-            entity_id: self
-                .entity_id
-                .map(|id| numeric_id(&id, "entityId"))
-                .transpose()?,
+            entity_id: self.entity_id.map(|id| numeric_id(&id, "entityId")).transpose()?,
             is_recursive: self.is_recursive,
             itemtype: self.itemtype,
             event: self.event,
@@ -291,13 +294,7 @@ impl WebhookPatch {
             payload: maybe(self.payload),
             custom_headers: maybe(self.custom_headers).map(|h| h.map_or(Value::Null, |j| j.0)),
         };
-        Ok((
-            changes,
-            SecretChanges {
-                secret: self.secret,
-                client_secret: maybe(self.client_secret),
-            },
-        ))
+        Ok((changes, SecretChanges { secret: self.secret, client_secret: maybe(self.client_secret) }))
     }
 }
 
@@ -349,9 +346,7 @@ pub struct WebhookQuery;
 impl WebhookQuery {
     async fn webhook(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Webhook>> {
         let s = session(ctx)?;
-        Ok(webhooks::get(&s.state.db, numeric_id(&id, "id")?)
-            .await?
-            .map(Webhook))
+        Ok(webhooks::get(&s.state.db, numeric_id(&id, "id")?).await?.map(Webhook))
     }
 
     /// Webhooks by id; `entityId` includes the entity's descendants.
@@ -364,9 +359,7 @@ impl WebhookQuery {
         after: Option<String>,
     ) -> Result<Paged<Webhook>> {
         let s = session(ctx)?;
-        let entity_id = entity_id
-            .map(|id| numeric_id(&id, "entityId"))
-            .transpose()?;
+        let entity_id = entity_id.map(|id| numeric_id(&id, "entityId")).transpose()?;
         let request = page_request(first, after)?;
         let page = webhooks::list(&s.state.db, itemtype.as_deref(), entity_id, request).await?;
         Ok(connection(page, request.after.is_some(), Webhook))
@@ -381,23 +374,14 @@ impl WebhookMutation {
     async fn create_webhook(&self, ctx: &Context<'_>, input: WebhookInput) -> Result<Webhook> {
         let s = session(ctx)?;
         let (base, changes, secrets) = input.into_parts()?;
-        Ok(Webhook(
-            webhooks::create(&s.state.db, &s.state.secrets, base, changes, secrets).await?,
-        ))
+        Ok(Webhook(webhooks::create(&s.state.db, &s.state.secrets, base, changes, secrets).await?))
     }
 
-    async fn update_webhook(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-        input: WebhookPatch,
-    ) -> Result<Webhook> {
+    async fn update_webhook(&self, ctx: &Context<'_>, id: ID, input: WebhookPatch) -> Result<Webhook> {
         let s = session(ctx)?;
         let (changes, secrets) = input.into_changes()?;
         let id = numeric_id(&id, "id")?;
-        Ok(Webhook(
-            webhooks::update(&s.state.db, &s.state.secrets, id, changes, secrets).await?,
-        ))
+        Ok(Webhook(webhooks::update(&s.state.db, &s.state.secrets, id, changes, secrets).await?))
     }
 
     /// Deletes the webhook and its history.
@@ -411,9 +395,6 @@ impl WebhookMutation {
     /// it: the only time a secret is shown.
     async fn regenerate_webhook_secret(&self, ctx: &Context<'_>, id: ID) -> Result<String> {
         let s = session(ctx)?;
-        Ok(
-            webhooks::regenerate_secret(&s.state.db, &s.state.secrets, numeric_id(&id, "id")?)
-                .await?,
-        )
+        Ok(webhooks::regenerate_secret(&s.state.db, &s.state.secrets, numeric_id(&id, "id")?).await?)
     }
 }

@@ -4,8 +4,7 @@ use chrono::Utc;
 use entity::history_entries::{self, SUBJECT_ITEM, SUBJECT_WEBHOOK};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::paging::{Page, PageRequest};
@@ -21,9 +20,7 @@ pub enum Subject<'a> {
 impl Subject<'_> {
     fn columns(&self) -> (&'static str, String, String) {
         match self {
-            Subject::Item { itemtype, id } => {
-                (SUBJECT_ITEM, (*itemtype).to_owned(), (*id).to_owned())
-            }
+            Subject::Item { itemtype, id } => (SUBJECT_ITEM, (*itemtype).to_owned(), (*id).to_owned()),
             Subject::Webhook(id) => (SUBJECT_WEBHOOK, String::new(), id.to_string()),
         }
     }
@@ -41,34 +38,15 @@ pub struct NewEntry {
 
 impl NewEntry {
     pub fn new(action: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            action,
-            message: message.into(),
-            old_value: None,
-            new_value: None,
-            queued_webhook_id: None,
-        }
+        Self { action, message: message.into(), old_value: None, new_value: None, queued_webhook_id: None }
     }
 
-    pub fn change(
-        action: &'static str,
-        message: impl Into<String>,
-        old: Option<String>,
-        new: Option<String>,
-    ) -> Self {
-        Self {
-            old_value: old,
-            new_value: new,
-            ..Self::new(action, message)
-        }
+    pub fn change(action: &'static str, message: impl Into<String>, old: Option<String>, new: Option<String>) -> Self {
+        Self { old_value: old, new_value: new, ..Self::new(action, message) }
     }
 }
 
-pub async fn add(
-    conn: &impl ConnectionTrait,
-    subject: Subject<'_>,
-    entries: Vec<NewEntry>,
-) -> AppResult<()> {
+pub async fn add(conn: &impl ConnectionTrait, subject: Subject<'_>, entries: Vec<NewEntry>) -> AppResult<()> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -86,9 +64,7 @@ pub async fn add(
         new_value: Set(e.new_value),
         queued_webhook_id: Set(e.queued_webhook_id),
     });
-    history_entries::Entity::insert_many(models)
-        .exec(conn)
-        .await?;
+    history_entries::Entity::insert_many(models).exec(conn).await?;
     Ok(())
 }
 
@@ -104,18 +80,11 @@ pub async fn list(
         .filter(history_entries::Column::Itemtype.eq(itemtype))
         .filter(history_entries::Column::SubjectId.eq(subject_id));
     let total = base.clone().count(conn).await?;
-    let mut query = base
-        .order_by_desc(history_entries::Column::Id)
-        .limit(page.first + 1);
+    let mut query = base.order_by_desc(history_entries::Column::Id).limit(page.first + 1);
     if let Some(after) = page.after {
         query = query.filter(history_entries::Column::Id.lt(after));
     }
-    let rows = query
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|m| (m.id, m))
-        .collect();
+    let rows = query.all(conn).await?.into_iter().map(|m| (m.id, m)).collect();
     Ok(Page::from_fetched(rows, page, total))
 }
 

@@ -1,24 +1,29 @@
 //! Items: the latest snapshot of each item hookline is told about, and its history.
 
 use chrono::Utc;
-use entity::{items, itemtypes};
+use entity::{items, itemtypes, queued_webhooks};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, Query},
 };
 use serde_json::{Map, Value};
 
 use super::{
+    events,
     history::{self, NewEntry, Subject},
     itemtypes as catalog,
     paging::{Page, PageRequest},
-    tree::ENTITIES,
+    tree::{ENTITIES, EntityIndex},
 };
 use crate::{
-    domain::item::{self as rules, EntityRef, ItemSnapshot},
+    AppState,
+    domain::{
+        item::{self as rules, EntityRef, ItemSnapshot},
+        webhook::WebhookEvent,
+    },
     error::{AppError, AppResult},
 };
 
@@ -44,11 +49,7 @@ pub struct ItemPatch {
     pub fields: Option<Value>,
 }
 
-pub async fn get(
-    conn: &impl ConnectionTrait,
-    itemtype: &str,
-    id: &str,
-) -> AppResult<Option<items::Model>> {
+pub async fn get(conn: &impl ConnectionTrait, itemtype: &str, id: &str) -> AppResult<Option<items::Model>> {
     Ok(items::Entity::find()
         .filter(items::Column::Itemtype.eq(itemtype))
         .filter(items::Column::Id.eq(id))
@@ -56,45 +57,30 @@ pub async fn get(
         .await?)
 }
 
-pub async fn require(
-    conn: &impl ConnectionTrait,
-    itemtype: &str,
-    id: &str,
-) -> AppResult<items::Model> {
-    get(conn, itemtype, id)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no {itemtype} with id `{id}`")))
+pub async fn require(conn: &impl ConnectionTrait, itemtype: &str, id: &str) -> AppResult<items::Model> {
+    get(conn, itemtype, id).await?.ok_or_else(|| AppError::not_found(format!("no {itemtype} with id `{id}`")))
 }
 
 /// Items of a type in the order they were first stored.
-pub async fn list(
-    conn: &impl ConnectionTrait,
-    itemtype: &str,
-    page: PageRequest,
-) -> AppResult<Page<items::Model>> {
+pub async fn list(conn: &impl ConnectionTrait, itemtype: &str, page: PageRequest) -> AppResult<Page<items::Model>> {
     let base = items::Entity::find().filter(items::Column::Itemtype.eq(itemtype));
     let total = base.clone().count(conn).await?;
     let mut query = base.order_by_asc(items::Column::Seq).limit(page.first + 1);
     if let Some(after) = page.after {
         query = query.filter(items::Column::Seq.gt(after));
     }
-    let rows = query
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|m| (m.seq, m))
-        .collect();
+    let rows = query.all(conn).await?.into_iter().map(|m| (m.seq, m)).collect();
     Ok(Page::from_fetched(rows, page, total))
 }
 
 /// The item document templates and filters see (entity resolved from the store).
 pub async fn document(conn: &impl ConnectionTrait, item: &items::Model) -> AppResult<Value> {
-    let entity = ENTITIES.require(conn, item.entity_id).await?;
-    let entity = EntityRef {
-        id: entity.id,
-        name: entity.name,
-        completename: entity.completename,
-    };
+    document_in(&EntityIndex::load(conn).await?, item)
+}
+
+/// The item document, with the entity taken from a loaded entity tree.
+pub fn document_in(entities: &EntityIndex, item: &items::Model) -> AppResult<Value> {
+    let entity: EntityRef = entities.entity_ref(item.entity_id)?;
     let fields = as_map(&item.fields);
     Ok(rules::document(&ItemSnapshot {
         id: &item.id,
@@ -107,51 +93,46 @@ pub async fn document(conn: &impl ConnectionTrait, item: &items::Model) -> AppRe
     }))
 }
 
-pub async fn create(db: &DatabaseConnection, input: NewItem) -> AppResult<items::Model> {
-    let txn = crate::db::begin_write(db).await?;
-    let itemtype = catalog::require(&txn, &input.itemtype, "itemtype").await?;
+/// An item write and the queued webhooks its event produced.
+#[derive(Debug, Clone)]
+pub struct Changed<T> {
+    pub item: T,
+    pub queued: Vec<queued_webhooks::Model>,
+}
+
+/// Commits the transaction and wakes the workers when rows were queued.
+async fn finish<T>(state: &AppState, txn: DatabaseTransaction, changed: Changed<T>) -> AppResult<Changed<T>> {
+    txn.commit().await?;
+    if !changed.queued.is_empty() {
+        state.pipeline.wake();
+    }
+    Ok(changed)
+}
+
+/// Stores a new item and raises `new`.
+pub async fn create(state: &AppState, input: NewItem) -> AppResult<Changed<items::Model>> {
+    let txn = crate::db::begin_write(&state.db).await?;
+    let item = insert(&txn, input).await?;
+    let queued = events::raise(&txn, WebhookEvent::New, &item).await?;
+    finish(state, txn, Changed { item, queued }).await
+}
+
+/// Validates and inserts an item, with its first history entry.
+pub async fn insert(conn: &impl ConnectionTrait, input: NewItem) -> AppResult<items::Model> {
+    let itemtype = catalog::require(conn, &input.itemtype, "itemtype").await?;
     let fields = rules::checked_fields(input.fields)?;
-    require_entity(&txn, input.entity_id).await?;
-    let (parent_itemtype, parent_id) = match (input.parent_itemtype, input.parent_id) {
-        (None, None) => (None, None),
-        (Some(ptype), Some(pid)) => {
-            if !itemtype.parent_itemtypes.contains(&ptype) {
-                return Err(AppError::validation(format!(
-                    "parentItemtype: a {} cannot have a {ptype} as parent (allowed: {})",
-                    itemtype.name,
-                    if itemtype.parent_itemtypes.is_empty() {
-                        "none".into()
-                    } else {
-                        itemtype.parent_itemtypes.join(", ")
-                    }
-                )));
-            }
-            if get(&txn, &ptype, &pid).await?.is_none() {
-                return Err(AppError::validation(format!(
-                    "parentId: no {ptype} with id `{pid}` is stored"
-                )));
-            }
-            (Some(ptype), Some(pid))
-        }
-        _ => {
-            return Err(AppError::validation(
-                "parentItemtype and parentId: give both or neither",
-            ));
-        }
-    };
+    require_entity(conn, input.entity_id).await?;
+    let (parent_itemtype, parent_id) = checked_parent(conn, &itemtype, input.parent_itemtype, input.parent_id).await?;
     let id = match input.id {
         Some(id) => {
             let id = rules::checked_id(&id)?;
-            if get(&txn, &itemtype.name, &id).await?.is_some() {
-                return Err(AppError::conflict(format!(
-                    "a {} with id `{id}` already exists",
-                    itemtype.name
-                )));
+            if get(conn, &itemtype.name, &id).await?.is_some() {
+                return Err(AppError::conflict(format!("a {} with id `{id}` already exists", itemtype.name)));
             }
-            reserve_numeric_id(&txn, &itemtype.name, &id).await?;
+            reserve_numeric_id(conn, &itemtype.name, &id).await?;
             id
         }
-        None => next_free_id(&txn, &itemtype.name).await?,
+        None => next_free_id(conn, &itemtype.name).await?,
     };
     let now = Utc::now();
     let model = items::ActiveModel {
@@ -167,90 +148,147 @@ pub async fn create(db: &DatabaseConnection, input: NewItem) -> AppResult<items:
         date_mod: Set(now),
         ..Default::default()
     };
-    let item = items::Entity::insert(model)
-        .exec_with_returning(&txn)
-        .await?;
-    history::add(
-        &txn,
-        subject(&item),
-        vec![NewEntry::new("create", "Item created")],
-    )
-    .await?;
-    txn.commit().await?;
+    let item = items::Entity::insert(model).exec_with_returning(conn).await?;
+    history::add(conn, subject(&item), vec![NewEntry::new("create", "Item created")]).await?;
     Ok(item)
 }
 
-/// Applies the patch. Returns the item and whether its snapshot changed; nothing is written
-/// (not even `date_mod`) when it did not.
-pub async fn update(
-    db: &DatabaseConnection,
-    itemtype: &str,
-    id: &str,
-    patch: ItemPatch,
+/// The parent an item of `itemtype` may have: both or neither given, a type the itemtype
+/// allows, a stored item.
+async fn checked_parent(
+    conn: &impl ConnectionTrait,
+    itemtype: &catalog::Itemtype,
+    parent_itemtype: Option<String>,
+    parent_id: Option<String>,
+) -> AppResult<(Option<String>, Option<String>)> {
+    match (parent_itemtype, parent_id) {
+        (None, None) => Ok((None, None)),
+        (Some(ptype), Some(pid)) => {
+            if !itemtype.parent_itemtypes.contains(&ptype) {
+                let allowed = if itemtype.parent_itemtypes.is_empty() {
+                    "none".to_owned()
+                } else {
+                    itemtype.parent_itemtypes.join(", ")
+                };
+                return Err(AppError::validation(format!(
+                    "parentItemtype: a {} cannot have a {ptype} as parent (allowed: {allowed})",
+                    itemtype.name
+                )));
+            }
+            if get(conn, &ptype, &pid).await?.is_none() {
+                return Err(AppError::validation(format!("parentId: no {ptype} with id `{pid}` is stored")));
+            }
+            Ok((Some(ptype), Some(pid)))
+        }
+        _ => Err(AppError::validation("parentItemtype and parentId: give both or neither")),
+    }
+}
+
+/// New values for a stored item; `None` keeps a value.
+#[derive(Debug, Clone, Default)]
+pub struct Replacement {
+    pub name: Option<Option<String>>,
+    pub entity_id: Option<i64>,
+    /// The complete new fields.
+    pub fields: Option<Map<String, Value>>,
+    /// The complete new parent (`(None, None)` removes it).
+    pub parent: Option<(Option<String>, Option<String>)>,
+}
+
+/// Writes the new values and a history entry for each one that changed. Returns the item and
+/// whether anything changed; nothing is written (not even `date_mod`) when nothing did.
+pub async fn replace(
+    conn: &impl ConnectionTrait,
+    item: items::Model,
+    new: Replacement,
 ) -> AppResult<(items::Model, bool)> {
-    let txn = crate::db::begin_write(db).await?;
-    let item = require(&txn, itemtype, id).await?;
     let mut entries = Vec::new();
     let mut active = item.clone().into_active_model();
-    if let Some(name) = patch.name
+    if let Some(name) = new.name
         && name != item.name
     {
-        entries.push(NewEntry::change(
-            "update",
-            "name changed",
-            item.name.clone(),
-            name.clone(),
-        ));
+        entries.push(NewEntry::change("update", "name changed", item.name.clone(), name.clone()));
         active.name = Set(name);
     }
-    if let Some(entity_id) = patch.entity_id
+    if let Some(entity_id) = new.entity_id
         && entity_id != item.entity_id
     {
-        require_entity(&txn, entity_id).await?;
-        entries.push(NewEntry::change(
-            "update",
-            "entity changed",
-            Some(item.entity_id.to_string()),
-            Some(entity_id.to_string()),
-        ));
+        require_entity(conn, entity_id).await?;
+        let (old, new) = (Some(item.entity_id.to_string()), Some(entity_id.to_string()));
+        entries.push(NewEntry::change("update", "entity changed", old, new));
         active.entity_id = Set(entity_id);
     }
-    if let Some(patch) = patch.fields {
-        let Value::Object(patch) = patch else {
-            return Err(AppError::validation(
-                "fields: must be a JSON object (a merge patch)",
-            ));
-        };
+    if let Some(fields) = new.fields {
         let old = as_map(&item.fields);
-        let new = rules::checked_fields(Some(Value::Object(rules::merge_fields(&old, &patch))))?;
-        for change in rules::changes(&old, &new) {
-            entries.push(NewEntry::change(
-                "update",
-                format!("{} changed", change.field),
-                change.old_value,
-                change.new_value,
-            ));
+        let fields = rules::checked_fields(Some(Value::Object(fields)))?;
+        for change in rules::changes(&old, &fields) {
+            let message = format!("{} changed", change.field);
+            entries.push(NewEntry::change("update", message, change.old_value, change.new_value));
         }
-        active.fields = Set(Value::Object(new));
+        active.fields = Set(Value::Object(fields));
+    }
+    if let Some((ptype, pid)) = new.parent
+        && (ptype.as_ref(), pid.as_ref()) != (item.parent_itemtype.as_ref(), item.parent_id.as_ref())
+    {
+        let itemtype = catalog::require(conn, &item.itemtype, "itemtype").await?;
+        let (ptype, pid) = checked_parent(conn, &itemtype, ptype, pid).await?;
+        let show = |t: &Option<String>, i: &Option<String>| t.as_ref().zip(i.as_ref()).map(|(t, i)| format!("{t} {i}"));
+        entries.push(NewEntry::change(
+            "update",
+            "parent changed",
+            show(&item.parent_itemtype, &item.parent_id),
+            show(&ptype, &pid),
+        ));
+        active.parent_itemtype = Set(ptype);
+        active.parent_id = Set(pid);
     }
     if entries.is_empty() {
         return Ok((item, false));
     }
     active.date_mod = Set(Utc::now());
-    let updated = active.update(&txn).await?;
-    history::add(&txn, subject(&updated), entries).await?;
-    txn.commit().await?;
+    let updated = active.update(conn).await?;
+    history::add(conn, subject(&updated), entries).await?;
     Ok((updated, true))
 }
 
-/// Puts the item in the trash (`delete`) or takes it out (`restore`).
+/// Applies the patch; raises `update` only when the stored snapshot changed.
+pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch) -> AppResult<Changed<items::Model>> {
+    let txn = crate::db::begin_write(&state.db).await?;
+    let item = require(&txn, itemtype, id).await?;
+    let fields = match patch.fields {
+        None => None,
+        Some(Value::Object(patch)) => Some(rules::merge_fields(&as_map(&item.fields), &patch)),
+        Some(_) => return Err(AppError::validation("fields: must be a JSON object (a merge patch)")),
+    };
+    let replacement = Replacement { name: patch.name, entity_id: patch.entity_id, fields, parent: None };
+    let (item, changed) = replace(&txn, item, replacement).await?;
+    let queued = if changed { events::raise(&txn, WebhookEvent::Update, &item).await? } else { Vec::new() };
+    finish(state, txn, Changed { item, queued }).await
+}
+
+/// Puts the item in the trash or takes it out, with its history entry.
+pub async fn mark_deleted(conn: &impl ConnectionTrait, item: items::Model, deleted: bool) -> AppResult<items::Model> {
+    let mut active = item.into_active_model();
+    active.is_deleted = Set(deleted);
+    active.date_mod = Set(Utc::now());
+    let updated = active.update(conn).await?;
+    let entry = if deleted {
+        NewEntry::new("delete", "Item put in the trash")
+    } else {
+        NewEntry::new("restore", "Item restored from the trash")
+    };
+    history::add(conn, subject(&updated), vec![entry]).await?;
+    Ok(updated)
+}
+
+/// Puts the item in the trash (`delete`) or takes it out (`restore`), and raises that event.
 pub async fn set_deleted(
-    db: &DatabaseConnection,
+    state: &AppState,
     itemtype: &str,
     id: &str,
     deleted: bool,
-) -> AppResult<items::Model> {
-    let txn = crate::db::begin_write(db).await?;
+) -> AppResult<Changed<items::Model>> {
+    let txn = crate::db::begin_write(&state.db).await?;
     let item = require(&txn, itemtype, id).await?;
     if item.is_deleted == deleted {
         return Err(AppError::conflict(if deleted {
@@ -259,49 +297,42 @@ pub async fn set_deleted(
             format!("{itemtype} `{id}` is not in the trash")
         }));
     }
-    let mut active = item.into_active_model();
-    active.is_deleted = Set(deleted);
-    active.date_mod = Set(Utc::now());
-    let updated = active.update(&txn).await?;
-    let entry = if deleted {
-        NewEntry::new("delete", "Item put in the trash")
-    } else {
-        NewEntry::new("restore", "Item restored from the trash")
-    };
-    history::add(&txn, subject(&updated), vec![entry]).await?;
-    txn.commit().await?;
-    Ok(updated)
+    let item = mark_deleted(&txn, item, deleted).await?;
+    let event = if deleted { WebhookEvent::Delete } else { WebhookEvent::Restore };
+    let queued = events::raise(&txn, event, &item).await?;
+    finish(state, txn, Changed { item, queued }).await
 }
 
-/// Removes the item, its history and its child items (a ticket's followups) for good.
-/// Returns the removed items, the item itself first.
-pub async fn purge(
-    db: &DatabaseConnection,
-    itemtype: &str,
-    id: &str,
-) -> AppResult<Vec<items::Model>> {
-    let txn = crate::db::begin_write(db).await?;
-    let item = require(&txn, itemtype, id).await?;
+/// Raises `purge` with the last snapshot of the item and of each child item (a ticket's
+/// followups), then removes them and their history for good. Returns the removed items.
+pub async fn remove(conn: &impl ConnectionTrait, item: items::Model) -> AppResult<Changed<Vec<items::Model>>> {
     let children = items::Entity::find()
-        .filter(items::Column::ParentItemtype.eq(itemtype))
-        .filter(items::Column::ParentId.eq(id))
-        .all(&txn)
+        .filter(items::Column::ParentItemtype.eq(&item.itemtype))
+        .filter(items::Column::ParentId.eq(&item.id))
+        .all(conn)
         .await?;
     let mut removed = vec![item];
     removed.extend(children);
+    let mut queued = Vec::new();
     for gone in &removed {
-        history::purge(&txn, subject(gone)).await?;
-        items::Entity::delete_by_id(gone.seq).exec(&txn).await?;
+        queued.extend(events::raise(conn, WebhookEvent::Purge, gone).await?);
     }
-    txn.commit().await?;
-    Ok(removed)
+    for gone in removed.iter().rev() {
+        history::purge(conn, subject(gone)).await?;
+        items::Entity::delete_by_id(gone.seq).exec(conn).await?;
+    }
+    Ok(Changed { item: removed, queued })
+}
+
+pub async fn purge(state: &AppState, itemtype: &str, id: &str) -> AppResult<Changed<Vec<items::Model>>> {
+    let txn = crate::db::begin_write(&state.db).await?;
+    let item = require(&txn, itemtype, id).await?;
+    let changed = remove(&txn, item).await?;
+    finish(state, txn, changed).await
 }
 
 pub fn subject(item: &items::Model) -> Subject<'_> {
-    Subject::Item {
-        itemtype: &item.itemtype,
-        id: &item.id,
-    }
+    Subject::Item { itemtype: &item.itemtype, id: &item.id }
 }
 
 pub fn as_map(value: &Value) -> Map<String, Value> {
@@ -313,9 +344,7 @@ pub fn as_map(value: &Value) -> Map<String, Value> {
 
 async fn require_entity(conn: &impl ConnectionTrait, entity_id: i64) -> AppResult<()> {
     if ENTITIES.get(conn, entity_id).await?.is_none() {
-        return Err(AppError::validation(format!(
-            "entityId: no entity with id {entity_id}"
-        )));
+        return Err(AppError::validation(format!("entityId: no entity with id {entity_id}")));
     }
     Ok(())
 }
@@ -325,17 +354,11 @@ async fn next_free_id(conn: &impl ConnectionTrait, itemtype: &str) -> AppResult<
     loop {
         let stmt = Query::update()
             .table(itemtypes::Entity)
-            .value(
-                itemtypes::Column::NextItemId,
-                Expr::col(itemtypes::Column::NextItemId).add(1),
-            )
+            .value(itemtypes::Column::NextItemId, Expr::col(itemtypes::Column::NextItemId).add(1))
             .and_where(itemtypes::Column::Name.eq(itemtype))
             .returning_col(itemtypes::Column::NextItemId)
             .to_owned();
-        let row = conn
-            .query_one(&stmt)
-            .await?
-            .ok_or_else(|| AppError::internal("itemtype row vanished"))?;
+        let row = conn.query_one(&stmt).await?.ok_or_else(|| AppError::internal("itemtype row vanished"))?;
         let next: i64 = row.try_get("", "next_item_id")?;
         let candidate = (next - 1).to_string();
         if get(conn, itemtype, &candidate).await?.is_none() {
@@ -345,11 +368,7 @@ async fn next_free_id(conn: &impl ConnectionTrait, itemtype: &str) -> AppResult<
 }
 
 /// Keeps assigned numbers above a caller-given numeric id.
-async fn reserve_numeric_id(
-    conn: &impl ConnectionTrait,
-    itemtype: &str,
-    id: &str,
-) -> AppResult<()> {
+async fn reserve_numeric_id(conn: &impl ConnectionTrait, itemtype: &str, id: &str) -> AppResult<()> {
     let Ok(n) = id.parse::<i64>() else {
         return Ok(());
     };

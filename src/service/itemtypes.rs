@@ -39,34 +39,23 @@ pub async fn seed(db: &DatabaseConnection) -> AppResult<()> {
         fields: Set(Value::from(s.fields.to_vec())),
         next_item_id: Set(1),
     });
-    itemtypes::Entity::insert_many(rows)
-        .on_conflict_do_nothing_on([itemtypes::Column::Name])
-        .exec(db)
-        .await?;
+    itemtypes::Entity::insert_many(rows).on_conflict_do_nothing_on([itemtypes::Column::Name]).exec(db).await?;
     Ok(())
 }
 
 pub async fn list(conn: &impl ConnectionTrait) -> AppResult<Vec<Itemtype>> {
-    let rows = itemtypes::Entity::find()
-        .order_by_asc(itemtypes::Column::Name)
-        .all(conn)
-        .await?;
+    let rows = itemtypes::Entity::find().order_by_asc(itemtypes::Column::Name).all(conn).await?;
     Ok(rows.into_iter().map(Itemtype::from).collect())
 }
 
 pub async fn get(conn: &impl ConnectionTrait, name: &str) -> AppResult<Option<Itemtype>> {
-    Ok(itemtypes::Entity::find_by_id(name.to_owned())
-        .one(conn)
-        .await?
-        .map(Itemtype::from))
+    Ok(itemtypes::Entity::find_by_id(name.to_owned()).one(conn).await?.map(Itemtype::from))
 }
 
 /// The itemtype, or VALIDATION naming `field` when it is not in the catalog.
 pub async fn require(conn: &impl ConnectionTrait, name: &str, field: &str) -> AppResult<Itemtype> {
     get(conn, name).await?.ok_or_else(|| {
-        AppError::validation(format!(
-            "{field}: unknown itemtype `{name}`; add it with createItemtype first"
-        ))
+        AppError::validation(format!("{field}: unknown itemtype `{name}`; add it with createItemtype first"))
     })
 }
 
@@ -81,9 +70,7 @@ pub struct NewItemtype {
 pub async fn create(db: &DatabaseConnection, input: NewItemtype) -> AppResult<Itemtype> {
     let name = itemtype::checked_name(&input.name)?;
     if get(db, &name).await?.is_some() {
-        return Err(AppError::conflict(format!(
-            "the itemtype `{name}` already exists"
-        )));
+        return Err(AppError::conflict(format!("the itemtype `{name}` already exists")));
     }
     let mut parents = Vec::new();
     for parent in input.parent_itemtypes {
@@ -111,8 +98,5 @@ pub async fn create(db: &DatabaseConnection, input: NewItemtype) -> AppResult<It
         fields: Set(Value::from(fields)),
         next_item_id: Set(1),
     };
-    Ok(itemtypes::Entity::insert(model)
-        .exec_with_returning(db)
-        .await?
-        .into())
+    Ok(itemtypes::Entity::insert(model).exec_with_returning(db).await?.into())
 }

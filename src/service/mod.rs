@@ -1,9 +1,12 @@
 //! Operations on stored data, shared by the GraphQL resolvers and (later) the workers. Each
 //! mutation runs in one transaction and either commits whole or changes nothing.
 
+pub mod events;
 pub mod history;
 pub mod items;
 pub mod itemtypes;
 pub mod paging;
+pub mod queue;
 pub mod tree;
+pub mod trigger;
 pub mod webhooks;

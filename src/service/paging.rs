@@ -26,10 +26,6 @@ impl<T> Page<T> {
     pub fn from_fetched(mut rows: Vec<(i64, T)>, request: PageRequest, total: u64) -> Self {
         let has_next = rows.len() as u64 > request.first;
         rows.truncate(request.first as usize);
-        Self {
-            rows,
-            has_next,
-            total,
-        }
+        Self { rows, has_next, total }
     }
 }

@@ -56,25 +56,13 @@ pub const CATEGORIES: Tree = Tree {
     table: "webhook_categories",
     noun: "webhook category",
     root: None,
-    dependents: &[
-        ("webhook_categories", "parent_id", "child categories"),
-        ("webhooks", "category_id", "webhooks"),
-    ],
+    dependents: &[("webhook_categories", "parent_id", "child categories"), ("webhooks", "category_id", "webhooks")],
 };
 
 pub const ROOT_ENTITY_ID: i64 = 0;
 pub const ROOT_ENTITY_NAME: &str = "Root entity";
 
-const COLUMNS: [&str; 8] = [
-    "id",
-    "name",
-    "parent_id",
-    "comment",
-    "completename",
-    "level",
-    "created_at",
-    "updated_at",
-];
+const COLUMNS: [&str; 8] = ["id", "name", "parent_id", "comment", "completename", "level", "created_at", "updated_at"];
 
 /// What a create or update asks for.
 #[derive(Debug, Clone)]
@@ -96,11 +84,7 @@ impl Tree {
             .from(self.table())
             .order_by(Alias::new("id"), sea_orm::Order::Asc)
             .to_owned();
-        Ok(
-            TreeRow::find_by_statement(conn.get_database_backend().build(&stmt))
-                .all(conn)
-                .await?,
-        )
+        Ok(TreeRow::find_by_statement(conn.get_database_backend().build(&stmt)).all(conn).await?)
     }
 
     pub async fn get(&self, conn: &impl ConnectionTrait, id: i64) -> AppResult<Option<TreeRow>> {
@@ -109,18 +93,12 @@ impl Tree {
             .from(self.table())
             .and_where(Expr::col(Alias::new("id")).eq(id))
             .to_owned();
-        Ok(
-            TreeRow::find_by_statement(conn.get_database_backend().build(&stmt))
-                .one(conn)
-                .await?,
-        )
+        Ok(TreeRow::find_by_statement(conn.get_database_backend().build(&stmt)).one(conn).await?)
     }
 
     /// The node, or NOT_FOUND naming it.
     pub async fn require(&self, conn: &impl ConnectionTrait, id: i64) -> AppResult<TreeRow> {
-        self.get(conn, id)
-            .await?
-            .ok_or_else(|| AppError::not_found(format!("no {} with id {id}", self.noun)))
+        self.get(conn, id).await?.ok_or_else(|| AppError::not_found(format!("no {} with id {id}", self.noun)))
     }
 
     /// The id and the ids of every node below it.
@@ -160,14 +138,7 @@ impl Tree {
         let parent_id = self.checked_parent(&nodes, input.parent_id, None)?;
         let now = Utc::now();
         let provisional = nodes.keys().max().copied().unwrap_or(0) + 1;
-        nodes.insert(
-            provisional,
-            Node {
-                id: provisional,
-                name: name.clone(),
-                parent_id,
-            },
-        );
+        nodes.insert(provisional, Node { id: provisional, name: name.clone(), parent_id });
         let (completename, level) = tree::label(&nodes, provisional);
         let stmt = Query::insert()
             .into_table(self.table())
@@ -183,10 +154,7 @@ impl Tree {
             ])
             .returning_col(Alias::new("id"))
             .to_owned();
-        let row = txn
-            .query_one(&stmt)
-            .await?
-            .ok_or_else(|| AppError::internal("insert returned no id"))?;
+        let row = txn.query_one(&stmt).await?.ok_or_else(|| AppError::internal("insert returned no id"))?;
         let id: i64 = row.try_get("", "id")?;
         let created = self.require(&txn, id).await?;
         txn.commit().await?;
@@ -195,40 +163,22 @@ impl Tree {
 
     /// Renames, moves and re-comments a node; the completename and level of the node and of
     /// everything below it follow.
-    pub async fn update(
-        &self,
-        db: &DatabaseConnection,
-        id: i64,
-        input: NodeInput,
-    ) -> AppResult<TreeRow> {
+    pub async fn update(&self, db: &DatabaseConnection, id: i64, input: NodeInput) -> AppResult<TreeRow> {
         let name = tree::checked_name(&input.name, "name")?;
         let txn = begin_write(db).await?;
         let mut nodes = nodes(&self.all(&txn).await?);
         if !nodes.contains_key(&id) {
-            return Err(AppError::not_found(format!(
-                "no {} with id {id}",
-                self.noun
-            )));
+            return Err(AppError::not_found(format!("no {} with id {id}", self.noun)));
         }
         let parent_id = if Some(id) == self.root {
             if input.parent_id.is_some() {
-                return Err(AppError::validation(format!(
-                    "parentId: the root {} cannot be moved",
-                    self.noun
-                )));
+                return Err(AppError::validation(format!("parentId: the root {} cannot be moved", self.noun)));
             }
             None
         } else {
             self.checked_parent(&nodes, input.parent_id, Some(id))?
         };
-        nodes.insert(
-            id,
-            Node {
-                id,
-                name: name.clone(),
-                parent_id,
-            },
-        );
+        nodes.insert(id, Node { id, name: name.clone(), parent_id });
         let now = Utc::now();
         let stmt = Query::update()
             .table(self.table())
@@ -257,10 +207,7 @@ impl Tree {
     /// Deletes a node; refused with CONFLICT while anything still refers to it.
     pub async fn delete(&self, db: &DatabaseConnection, id: i64) -> AppResult<()> {
         if Some(id) == self.root {
-            return Err(AppError::conflict(format!(
-                "the root {} cannot be deleted",
-                self.noun
-            )));
+            return Err(AppError::conflict(format!("the root {} cannot be deleted", self.noun)));
         }
         let txn = begin_write(db).await?;
         self.require(&txn, id).await?;
@@ -281,10 +228,7 @@ impl Tree {
                 )));
             }
         }
-        let stmt = Query::delete()
-            .from_table(self.table())
-            .and_where(Expr::col(Alias::new("id")).eq(id))
-            .to_owned();
+        let stmt = Query::delete().from_table(self.table()).and_where(Expr::col(Alias::new("id")).eq(id)).to_owned();
         txn.execute(&stmt).await?;
         txn.commit().await?;
         Ok(())
@@ -301,10 +245,7 @@ impl Tree {
             return Ok(None);
         };
         if !nodes.contains_key(&parent) {
-            return Err(AppError::validation(format!(
-                "parentId: no {} with id {parent}",
-                self.noun
-            )));
+            return Err(AppError::validation(format!("parentId: no {} with id {parent}", self.noun)));
         }
         if let Some(id) = id
             && tree::is_in_subtree(nodes, id, parent)
@@ -319,20 +260,40 @@ impl Tree {
 }
 
 fn nodes(rows: &[TreeRow]) -> HashMap<i64, Node> {
-    rows.iter()
-        .map(|r| {
-            (
-                r.id,
-                Node {
-                    id: r.id,
-                    name: r.name.clone(),
-                    parent_id: r.parent_id,
-                },
-            )
-        })
-        .collect()
+    rows.iter().map(|r| (r.id, Node { id: r.id, name: r.name.clone(), parent_id: r.parent_id })).collect()
 }
 
 fn clean_comment(comment: Option<String>) -> Option<String> {
     comment.filter(|c| !c.trim().is_empty())
+}
+
+/// The entity tree in memory, for matching and for item documents.
+#[derive(Debug, Clone)]
+pub struct EntityIndex {
+    rows: HashMap<i64, TreeRow>,
+    nodes: HashMap<i64, Node>,
+}
+
+impl EntityIndex {
+    pub async fn load(conn: &impl ConnectionTrait) -> AppResult<Self> {
+        let rows = ENTITIES.all(conn).await?;
+        let nodes = nodes(&rows);
+        Ok(Self { rows: rows.into_iter().map(|r| (r.id, r)).collect(), nodes })
+    }
+
+    /// The entity as item documents show it.
+    pub fn entity_ref(&self, id: i64) -> AppResult<crate::domain::item::EntityRef> {
+        let row = self.rows.get(&id).ok_or_else(|| AppError::internal(format!("entity {id} is missing")))?;
+        Ok(crate::domain::item::EntityRef { id, name: row.name.clone(), completename: row.completename.clone() })
+    }
+
+    /// The entity and its ancestors, the entity first.
+    pub fn chain(&self, id: i64) -> Vec<i64> {
+        tree::ancestors_and_self(&self.nodes, id)
+    }
+
+    /// The entity and everything below it.
+    pub fn subtree(&self, id: i64) -> Vec<i64> {
+        tree::subtree(&self.nodes, id)
+    }
 }

@@ -3,8 +3,8 @@
 use chrono::Utc;
 use entity::webhooks;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -17,8 +17,7 @@ use super::{
 };
 use crate::{
     domain::webhook::{
-        HttpMethod, SignatureScheme, WebhookChanges, WebhookEvent, WebhookSettings, check_secret,
-        generate_secret,
+        HttpMethod, SignatureScheme, WebhookChanges, WebhookEvent, WebhookSettings, check_secret, generate_secret,
     },
     error::{AppError, AppResult},
     secret_box::{Purpose, SecretBox},
@@ -46,9 +45,8 @@ impl TryFrom<webhooks::Model> for Webhook {
     type Error = AppError;
 
     fn try_from(m: webhooks::Model) -> AppResult<Self> {
-        let corrupt = |what: &str, v: &str| {
-            AppError::internal(format!("webhook {}: stored {what} `{v}` is unknown", m.id))
-        };
+        let corrupt =
+            |what: &str, v: &str| AppError::internal(format!("webhook {}: stored {what} `{v}` is unknown", m.id));
         let settings = WebhookSettings {
             name: m.name.clone(),
             comment: m.comment.clone(),
@@ -60,8 +58,7 @@ impl TryFrom<webhooks::Model> for Webhook {
             event: WebhookEvent::parse(&m.event).ok_or_else(|| corrupt("event", &m.event))?,
             sent_try: m.sent_try,
             url: m.url.clone(),
-            http_method: HttpMethod::parse(&m.http_method)
-                .ok_or_else(|| corrupt("httpMethod", &m.http_method))?,
+            http_method: HttpMethod::parse(&m.http_method).ok_or_else(|| corrupt("httpMethod", &m.http_method))?,
             save_response_body: m.save_response_body,
             log_in_item_history: m.log_in_item_history,
             signature_scheme: SignatureScheme::parse(&m.signature_scheme)
@@ -86,17 +83,11 @@ impl TryFrom<webhooks::Model> for Webhook {
 }
 
 pub async fn get(conn: &impl ConnectionTrait, id: i64) -> AppResult<Option<Webhook>> {
-    webhooks::Entity::find_by_id(id)
-        .one(conn)
-        .await?
-        .map(Webhook::try_from)
-        .transpose()
+    webhooks::Entity::find_by_id(id).one(conn).await?.map(Webhook::try_from).transpose()
 }
 
 pub async fn require(conn: &impl ConnectionTrait, id: i64) -> AppResult<Webhook> {
-    get(conn, id)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no webhook with id {id}")))
+    get(conn, id).await?.ok_or_else(|| AppError::not_found(format!("no webhook with id {id}")))
 }
 
 /// Webhooks by id, optionally of one itemtype and in one entity or below it.
@@ -111,13 +102,10 @@ pub async fn list(
         base = base.filter(webhooks::Column::Itemtype.eq(itemtype));
     }
     if let Some(entity_id) = entity_id {
-        base = base
-            .filter(webhooks::Column::EntityId.is_in(ENTITIES.subtree_ids(conn, entity_id).await?));
+        base = base.filter(webhooks::Column::EntityId.is_in(ENTITIES.subtree_ids(conn, entity_id).await?));
     }
     let total = base.clone().count(conn).await?;
-    let mut query = base
-        .order_by_asc(webhooks::Column::Id)
-        .limit(page.first + 1);
+    let mut query = base.order_by_asc(webhooks::Column::Id).limit(page.first + 1);
     if let Some(after) = page.after {
         query = query.filter(webhooks::Column::Id.gt(after));
     }
@@ -135,10 +123,7 @@ pub async fn create(
     changes: WebhookChanges,
     secret_changes: SecretChanges,
 ) -> AppResult<Webhook> {
-    let client_secret = secret_changes
-        .client_secret
-        .flatten()
-        .filter(|s| !s.is_empty());
+    let client_secret = secret_changes.client_secret.flatten().filter(|s| !s.is_empty());
     let mut settings = base.with_changes(changes)?;
     settings.validate(client_secret.is_some())?;
     let txn = crate::db::begin_write(db).await?;
@@ -153,19 +138,11 @@ pub async fn create(
     let now = Utc::now();
     let mut model = settings_model(&settings, <webhooks::ActiveModel as Default>::default());
     model.secret_encrypted = Set(secrets.seal(Purpose::WebhookSecret, &secret));
-    model.client_secret_encrypted =
-        Set(client_secret.map(|s| secrets.seal(Purpose::OauthClientSecret, &s)));
+    model.client_secret_encrypted = Set(client_secret.map(|s| secrets.seal(Purpose::OauthClientSecret, &s)));
     model.created_at = Set(now);
     model.updated_at = Set(now);
-    let stored = webhooks::Entity::insert(model)
-        .exec_with_returning(&txn)
-        .await?;
-    history::add(
-        &txn,
-        Subject::Webhook(stored.id),
-        vec![NewEntry::new("create", "Webhook created")],
-    )
-    .await?;
+    let stored = webhooks::Entity::insert(model).exec_with_returning(&txn).await?;
+    history::add(&txn, Subject::Webhook(stored.id), vec![NewEntry::new("create", "Webhook created")]).await?;
     txn.commit().await?;
     Webhook::try_from(stored)
 }
@@ -195,9 +172,7 @@ pub async fn update(
         .settings
         .differences(&settings)
         .into_iter()
-        .map(|(field, old, new)| {
-            NewEntry::change("update", format!("{field} changed"), Some(old), Some(new))
-        })
+        .map(|(field, old, new)| NewEntry::change("update", format!("{field} changed"), Some(old), Some(new)))
         .collect();
     let mut model = settings_model(&settings, stored.clone().into_active_model());
     match secret_changes.secret {
@@ -220,8 +195,7 @@ pub async fn update(
     }
     if let Some(client_secret) = secret_changes.client_secret {
         let client_secret = client_secret.filter(|s| !s.is_empty());
-        model.client_secret_encrypted =
-            Set(client_secret.map(|s| secrets.seal(Purpose::OauthClientSecret, &s)));
+        model.client_secret_encrypted = Set(client_secret.map(|s| secrets.seal(Purpose::OauthClientSecret, &s)));
         entries.push(NewEntry::new("update", "clientSecret changed"));
     }
     if entries.is_empty() {
@@ -247,51 +221,31 @@ pub async fn delete(db: &DatabaseConnection, id: i64) -> AppResult<()> {
 
 /// Replaces the secret with a new random one that fits the scheme and returns it: the only
 /// time a secret leaves hookline.
-pub async fn regenerate_secret(
-    db: &DatabaseConnection,
-    secrets: &SecretBox,
-    id: i64,
-) -> AppResult<String> {
+pub async fn regenerate_secret(db: &DatabaseConnection, secrets: &SecretBox, id: i64) -> AppResult<String> {
     let txn = crate::db::begin_write(db).await?;
     let webhook = require(&txn, id).await?;
     let secret = generate_secret(webhook.settings.signature_scheme);
     webhooks::Entity::update_many()
-        .col_expr(
-            webhooks::Column::SecretEncrypted,
-            secrets.seal(Purpose::WebhookSecret, &secret).into(),
-        )
+        .col_expr(webhooks::Column::SecretEncrypted, secrets.seal(Purpose::WebhookSecret, &secret).into())
         .col_expr(webhooks::Column::UpdatedAt, Utc::now().into())
         .filter(webhooks::Column::Id.eq(id))
         .exec(&txn)
         .await?;
-    history::add(
-        &txn,
-        Subject::Webhook(id),
-        vec![NewEntry::new("update", "secret regenerated")],
-    )
-    .await?;
+    history::add(&txn, Subject::Webhook(id), vec![NewEntry::new("update", "secret regenerated")]).await?;
     txn.commit().await?;
     Ok(secret)
 }
 
 /// The itemtype, entity and category the settings name must exist.
-async fn check_references(
-    conn: &impl ConnectionTrait,
-    settings: &WebhookSettings,
-) -> AppResult<()> {
+async fn check_references(conn: &impl ConnectionTrait, settings: &WebhookSettings) -> AppResult<()> {
     itemtypes::require(conn, &settings.itemtype, "itemtype").await?;
     if ENTITIES.get(conn, settings.entity_id).await?.is_none() {
-        return Err(AppError::validation(format!(
-            "entityId: no entity with id {}",
-            settings.entity_id
-        )));
+        return Err(AppError::validation(format!("entityId: no entity with id {}", settings.entity_id)));
     }
     if let Some(category_id) = settings.category_id
         && CATEGORIES.get(conn, category_id).await?.is_none()
     {
-        return Err(AppError::validation(format!(
-            "categoryId: no webhook category with id {category_id}"
-        )));
+        return Err(AppError::validation(format!("categoryId: no webhook category with id {category_id}")));
     }
     Ok(())
 }

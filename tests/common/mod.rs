@@ -40,23 +40,14 @@ pub async fn each_backend(test: impl AsyncFn(&TestApp)) {
     test(&TestApp::spawn(Backend::Sqlite).await).await;
     if let Ok(admin_url) = std::env::var(POSTGRES_ENV) {
         let name = format!("hookline_t_{}", uuid::Uuid::new_v4().simple());
-        let admin = Database::connect(&admin_url)
-            .await
-            .expect("connect to the PostgreSQL server");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
+        let admin = Database::connect(&admin_url).await.expect("connect to the PostgreSQL server");
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
         {
-            let app =
-                TestApp::spawn_on(Backend::Postgres, Some(&database_url(&admin_url, &name))).await;
+            let app = TestApp::spawn_on(Backend::Postgres, Some(&database_url(&admin_url, &name))).await;
             test(&app).await;
         }
         // The server task closes its pool once stopped; FORCE ends whatever is left.
-        admin
-            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-            .ok();
+        admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok();
     }
 }
 
@@ -76,26 +67,14 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::for_data_dir(dir.path().join("data"));
         if let Some(url) = database_url {
-            config = config
-                .with_database_url(url)
-                .expect("database url")
-                .with_secret_key(rand_key());
+            config = config.with_database_url(url).expect("database url").with_secret_key(rand_key());
         }
-        let app = Application::build(config)
-            .await
-            .expect("application builds");
+        let app = Application::build(config).await.expect("application builds");
         let addr = app.local_addr();
         let state = app.state().clone();
         let shutdown = app.shutdown_token();
         tokio::spawn(app.run_until_stopped());
-        Self {
-            addr,
-            backend,
-            state,
-            client: reqwest::Client::new(),
-            shutdown,
-            _dir: dir,
-        }
+        Self { addr, backend, state, client: reqwest::Client::new(), shutdown, _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -117,11 +96,7 @@ impl TestApp {
     /// The `data` of a request that must succeed.
     pub async fn data(&self, query: &str, variables: Value) -> Value {
         let response = self.query(query, variables).await;
-        assert!(
-            response.get("errors").is_none(),
-            "unexpected errors ({:?}): {response}",
-            self.backend
-        );
+        assert!(response.get("errors").is_none(), "unexpected errors ({:?}): {response}", self.backend);
         response["data"].clone()
     }
 
@@ -129,49 +104,26 @@ impl TestApp {
     pub async fn error(&self, query: &str, variables: Value) -> (String, String) {
         let response = self.query(query, variables).await;
         let error = &response["errors"][0];
-        assert!(
-            error.is_object(),
-            "expected an error ({:?}), got {response}",
-            self.backend
-        );
-        let code = error["extensions"]["code"]
-            .as_str()
-            .unwrap_or("<none>")
-            .to_owned();
-        (
-            code,
-            error["message"].as_str().unwrap_or_default().to_owned(),
-        )
+        assert!(error.is_object(), "expected an error ({:?}), got {response}", self.backend);
+        let code = error["extensions"]["code"].as_str().unwrap_or("<none>").to_owned();
+        (code, error["message"].as_str().unwrap_or_default().to_owned())
     }
 
     /// Asserts that the request fails with `code` and a message containing `needle`.
     pub async fn assert_error(&self, query: &str, variables: Value, code: &str, needle: &str) {
         let (got_code, message) = self.error(query, variables).await;
         assert_eq!(got_code, code, "message: {message} ({:?})", self.backend);
-        assert!(
-            message.contains(needle),
-            "`{message}` should contain `{needle}` ({:?})",
-            self.backend
-        );
+        assert!(message.contains(needle), "`{message}` should contain `{needle}` ({:?})", self.backend);
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request sent")
+        self.client.get(self.url(path)).send().await.expect("request sent")
     }
 }
 
 pub fn rand_key() -> [u8; 32] {
     let mut key = [0u8; 32];
-    for (i, b) in uuid::Uuid::new_v4()
-        .as_bytes()
-        .iter()
-        .chain(uuid::Uuid::new_v4().as_bytes())
-        .enumerate()
-    {
+    for (i, b) in uuid::Uuid::new_v4().as_bytes().iter().chain(uuid::Uuid::new_v4().as_bytes()).enumerate() {
         key[i] = *b;
     }
     key

@@ -1,0 +1,299 @@
+//! The delivery queue: queued webhooks, their outcomes, and what can be done to them.
+
+use async_graphql::{Context, Enum, ID, InputObject, Json, Object, Result, SimpleObject};
+use entity::queued_webhooks::{self as rows, status};
+use serde_json::Value;
+
+use super::{
+    context::session,
+    paging::{Paged, connection, numeric_id, page_request},
+    webhook::Webhook,
+};
+use crate::{
+    domain::{
+        item::rfc3339,
+        webhook::{HttpMethod, WebhookEvent},
+    },
+    error::AppError,
+    service::{
+        queue::{self, QueueFilter},
+        trigger, webhooks,
+    },
+};
+
+/// Where a queued webhook stands.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum QueueStatus {
+    /// Waiting for its first attempt.
+    Pending,
+    /// An attempt is in flight.
+    Sending,
+    /// A 2xx answer was received.
+    Sent,
+    /// An attempt failed; another one is due at `sendTime`.
+    Retrying,
+    /// No attempt left, or the target answered 410 Gone.
+    Failed,
+    /// Cancelled before it was sent.
+    Cancelled,
+}
+
+impl QueueStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => status::PENDING,
+            Self::Sending => status::SENDING,
+            Self::Sent => status::SENT,
+            Self::Retrying => status::RETRYING,
+            Self::Failed => status::FAILED,
+            Self::Cancelled => status::CANCELLED,
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Pending, Self::Sending, Self::Sent, Self::Retrying, Self::Failed, Self::Cancelled]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// One event for one webhook: the request it sends and how its attempts went.
+pub struct QueuedWebhook(pub rows::Model);
+
+#[Object]
+impl QueuedWebhook {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn webhook_id(&self) -> ID {
+        ID(self.0.webhook_id.to_string())
+    }
+
+    async fn webhook(&self, ctx: &Context<'_>) -> Result<Option<Webhook>> {
+        let s = session(ctx)?;
+        Ok(webhooks::get(&s.state.db, self.0.webhook_id).await?.map(Webhook))
+    }
+
+    async fn itemtype(&self) -> &str {
+        &self.0.itemtype
+    }
+
+    async fn item_id(&self) -> ID {
+        ID(self.0.item_id.clone())
+    }
+
+    /// The item's entity when the event was raised.
+    async fn entity_id(&self) -> ID {
+        ID(self.0.entity_id.to_string())
+    }
+
+    async fn event(&self) -> Result<WebhookEvent> {
+        Ok(WebhookEvent::parse(&self.0.event).ok_or_else(|| AppError::internal("unknown stored event"))?)
+    }
+
+    /// The rendered target URL.
+    async fn url(&self) -> &str {
+        &self.0.url
+    }
+
+    async fn http_method(&self) -> Result<HttpMethod> {
+        Ok(HttpMethod::parse(&self.0.http_method).ok_or_else(|| AppError::internal("unknown stored method"))?)
+    }
+
+    /// The rendered custom headers; the signature and delivery headers are added to each
+    /// attempt when it is sent.
+    async fn headers(&self) -> Json<&Value> {
+        Json(&self.0.headers)
+    }
+
+    async fn body(&self) -> Option<&str> {
+        self.0.body.as_deref()
+    }
+
+    async fn status(&self) -> Result<QueueStatus> {
+        Ok(QueueStatus::parse(&self.0.status).ok_or_else(|| AppError::internal("unknown stored status"))?)
+    }
+
+    /// Attempts made so far.
+    async fn sent_try(&self) -> i32 {
+        self.0.sent_try
+    }
+
+    /// Attempts allowed: the webhook's number of retries + 1 when the event was queued.
+    async fn max_attempts(&self) -> i32 {
+        self.0.max_attempts
+    }
+
+    /// The same on every attempt: the `X-Hookline-Delivery` header (and `webhook-id`), for
+    /// receivers to de-duplicate.
+    async fn delivery_id(&self) -> &str {
+        &self.0.delivery_id
+    }
+
+    /// RFC 3339, UTC.
+    async fn create_time(&self) -> String {
+        rfc3339(self.0.create_time)
+    }
+
+    /// When the next attempt is due (RFC 3339, UTC).
+    async fn send_time(&self) -> String {
+        rfc3339(self.0.send_time)
+    }
+
+    /// When the last attempt was made (RFC 3339, UTC).
+    async fn sent_time(&self) -> Option<String> {
+        self.0.sent_time.map(rfc3339)
+    }
+
+    /// The HTTP status of the last answer; null when the last attempt got none.
+    async fn last_status_code(&self) -> Option<i32> {
+        self.0.last_status_code
+    }
+
+    /// The last answer's body (capped), when the webhook saves response bodies.
+    async fn response_body(&self) -> Option<&str> {
+        self.0.response_body.as_deref()
+    }
+
+    /// Why the last attempt failed, or why the request could not be rendered.
+    async fn last_error(&self) -> Option<&str> {
+        self.0.last_error.as_deref()
+    }
+}
+
+/// An event raised by a system that owns its data.
+#[derive(InputObject)]
+pub struct TriggerEventInput {
+    pub itemtype: String,
+    pub item_id: ID,
+    pub event: WebhookEvent,
+    /// The item's snapshot, with ItemInput's keys (name, entityId, fields, parentItemtype,
+    /// parentId): stored (created or replaced) before the event is raised. Without it, the
+    /// stored item is used and must exist.
+    pub item: Option<Json<Value>>,
+}
+
+#[derive(SimpleObject)]
+pub struct TriggerEventResult {
+    /// One queued webhook per matching webhook.
+    pub queued: Vec<QueuedWebhook>,
+}
+
+fn status_filter(status: Option<QueueStatus>) -> Option<&'static str> {
+    status.map(QueueStatus::as_str)
+}
+
+/// The queue of one webhook, for `Webhook.queue`.
+pub async fn webhook_queue(
+    ctx: &Context<'_>,
+    webhook_id: i64,
+    status: Option<QueueStatus>,
+    first: Option<i32>,
+    after: Option<String>,
+) -> Result<Paged<QueuedWebhook>, AppError> {
+    let s = session(ctx)?;
+    let request = page_request(first, after)?;
+    let filter = QueueFilter { webhook_id: Some(webhook_id), status: status_filter(status), ..Default::default() };
+    let page = queue::list(&s.state.db, &filter, request).await?;
+    Ok(connection(page, request.after.is_some(), QueuedWebhook))
+}
+
+#[derive(Default)]
+pub struct QueueQuery;
+
+#[Object]
+impl QueueQuery {
+    async fn queued_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<Option<QueuedWebhook>> {
+        let s = session(ctx)?;
+        Ok(queue::get(&s.state.db, numeric_id(&id, "id")?).await?.map(QueuedWebhook))
+    }
+
+    /// Queued webhooks, newest first. `entityId` matches the item's entity and its children.
+    #[allow(clippy::too_many_arguments)]
+    async fn queued_webhooks(
+        &self,
+        ctx: &Context<'_>,
+        webhook_id: Option<ID>,
+        status: Option<QueueStatus>,
+        itemtype: Option<String>,
+        item_id: Option<ID>,
+        entity_id: Option<ID>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Paged<QueuedWebhook>> {
+        let s = session(ctx)?;
+        let request = page_request(first, after)?;
+        let filter = QueueFilter {
+            webhook_id: webhook_id.map(|id| numeric_id(&id, "webhookId")).transpose()?,
+            status: status_filter(status),
+            itemtype,
+            item_id: item_id.map(|id| id.0),
+            entity_id: entity_id.map(|id| numeric_id(&id, "entityId")).transpose()?,
+        };
+        let page = queue::list(&s.state.db, &filter, request).await?;
+        Ok(connection(page, request.after.is_some(), QueuedWebhook))
+    }
+}
+
+#[derive(Default)]
+pub struct QueueMutation;
+
+#[Object]
+impl QueueMutation {
+    /// Upserts the snapshot in `item` (if given) and raises `event` for the item, whether or
+    /// not the snapshot changed. DELETE and RESTORE also move the stored item into or out of
+    /// the trash; PURGE removes it after raising.
+    async fn trigger_event(&self, ctx: &Context<'_>, input: TriggerEventInput) -> Result<TriggerEventResult> {
+        let s = session(ctx)?;
+        let snapshot = input.item.map(|j| j.0);
+        let changed = trigger::trigger(s.state, &input.itemtype, &input.item_id, input.event, snapshot).await?;
+        Ok(TriggerEventResult { queued: changed.queued.into_iter().map(QueuedWebhook).collect() })
+    }
+
+    /// Sends now, whatever the status and the attempts left, and returns the outcome.
+    /// CONFLICT while an attempt is in flight.
+    async fn force_send_queued_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<QueuedWebhook> {
+        let s = session(ctx)?;
+        let id = numeric_id(&id, "id")?;
+        Ok(QueuedWebhook(s.state.pipeline.force_send(&s.state.db, &s.state.secrets, id).await?))
+    }
+
+    /// Puts FAILED rows (of one webhook, or all) back to PENDING with a fresh budget; returns
+    /// how many.
+    async fn resend_failed_webhooks(&self, ctx: &Context<'_>, webhook_id: Option<ID>) -> Result<i32> {
+        let s = session(ctx)?;
+        let webhook_id = webhook_id.map(|id| numeric_id(&id, "webhookId")).transpose()?;
+        let count = queue::resend_failed(&s.state.db, webhook_id).await?;
+        s.state.pipeline.wake();
+        Ok(i32::try_from(count).unwrap_or(i32::MAX))
+    }
+
+    /// Cancels a PENDING or RETRYING queued webhook; CONFLICT in any other status.
+    async fn cancel_queued_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<QueuedWebhook> {
+        let s = session(ctx)?;
+        Ok(QueuedWebhook(queue::cancel(&s.state.db, numeric_id(&id, "id")?).await?))
+    }
+
+    /// Runs the cleanup now: deletes SENT rows older than `sentDays` and FAILED or CANCELLED
+    /// rows older than `failedDays` (defaults from the configuration, 30); never a row still
+    /// to be sent. Returns how many were deleted.
+    async fn clean_queued_webhooks(
+        &self,
+        ctx: &Context<'_>,
+        sent_days: Option<i32>,
+        failed_days: Option<i32>,
+    ) -> Result<i32> {
+        let s = session(ctx)?;
+        let config = &s.state.pipeline.config;
+        let days = |value: Option<i32>, default: u32, field: &str| match value {
+            None => Ok(default),
+            Some(d) if d >= 0 => Ok(d as u32),
+            Some(_) => Err(AppError::validation(format!("{field}: must be 0 or more days"))),
+        };
+        let sent = days(sent_days, config.cleanup_sent_days, "sentDays")?;
+        let failed = days(failed_days, config.cleanup_failed_days, "failedDays")?;
+        let deleted = queue::clean(&s.state.db, sent, failed).await?;
+        Ok(i32::try_from(deleted).unwrap_or(i32::MAX))
+    }
+}

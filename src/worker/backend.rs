@@ -1,0 +1,109 @@
+//! The apalis backend of the delivery worker: claimed rows arrive through a channel from the
+//! claimer, one task each, and the handler makes the attempt.
+
+use std::{
+    convert::Infallible,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+};
+
+use apalis::prelude::*;
+use apalis_core::backend::BackendConfig;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+use super::Pipeline;
+use crate::{delivery::Signer, service::queue::Outcome};
+
+/// A claimed row, its signer, and the send slot it holds until its outcome is handed over.
+pub struct Delivery {
+    pub row: entity::queued_webhooks::Model,
+    pub signer: Signer,
+    pub slot: OwnedSemaphorePermit,
+}
+
+/// Claimed rows waiting for the worker.
+#[derive(Clone)]
+pub struct ChannelBackend {
+    rx: Arc<Mutex<mpsc::Receiver<Delivery>>>,
+}
+
+impl ChannelBackend {
+    pub fn new(rx: mpsc::Receiver<Delivery>) -> Self {
+        Self { rx: Arc::new(Mutex::new(rx)) }
+    }
+
+    fn receiver(&self) -> std::sync::MutexGuard<'_, mpsc::Receiver<Delivery>> {
+        self.rx.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Closes the channel and returns the ids of the rows still waiting in it.
+    pub fn drain(&self) -> Vec<i64> {
+        let mut rx = self.receiver();
+        rx.close();
+        let mut ids = Vec::new();
+        while let Ok(delivery) = rx.try_recv() {
+            ids.push(delivery.row.id);
+        }
+        ids
+    }
+}
+
+impl Backend for ChannelBackend {
+    type Task = Task<Delivery>;
+    type Error = Infallible;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>, _worker: &WorkerContext) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        _worker: &WorkerContext,
+    ) -> Poll<Option<Result<Task<Delivery>, Infallible>>> {
+        self.receiver().poll_recv(cx).map(|next| {
+            next.map(|delivery| {
+                let id = TaskId::from_int(delivery.row.id as u64);
+                Ok(TaskBuilder::new(delivery).task_id(id).build())
+            })
+        })
+    }
+
+    fn poll_close(&mut self, _cx: &mut Context<'_>, _worker: &WorkerContext) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl BackendConfig for ChannelBackend {
+    type Args = Delivery;
+    type Id = RandomId;
+    type Kind = apalis_core::backend::finalize::Ephemeral;
+    type Config = ();
+    type Layer = apalis_core::layers::Identity;
+
+    fn config(&self) -> &() {
+        &()
+    }
+
+    fn middleware(&mut self, _worker: &mut WorkerContext) -> Self::Layer {
+        apalis_core::layers::Identity::new()
+    }
+}
+
+/// What the delivery handler needs.
+#[derive(Clone)]
+pub struct Handler {
+    pub pipeline: Arc<Pipeline>,
+    pub outcomes: mpsc::Sender<Outcome>,
+}
+
+/// One attempt of one claimed row; its outcome goes to the recorder.
+#[tracing::instrument(skip_all, fields(queued_id = job.row.id))]
+pub async fn deliver(job: Delivery, handler: Data<Handler>) -> Result<(), BoxDynError> {
+    let Delivery { row, signer, slot } = job;
+    let outcome = handler.pipeline.attempt(row, &signer).await;
+    // Hold the slot until the recorder has the outcome: a slow database slows the claimer.
+    handler.outcomes.send(outcome).await.map_err(|_| "the recorder has stopped")?;
+    drop(slot);
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! The workers (apalis): the delivery worker fed by the claimer, the recorder that writes
+//! outcomes in batches, and the periodic cleanup.
+//!
+//! A queued webhook moves `pending`/`retrying` → `sending` (claimed, with a lease) → `sent`,
+//! `retrying` or `failed`. The claimer only claims as many rows as there are free send slots,
+//! so memory stays bounded; a crash leaves rows `sending`, and they are claimed again once
+//! their lease ends (at once on SQLite, whose database has a single process).
+
+mod backend;
+mod claimer;
+mod cleanup;
+mod recorder;
+
+use std::{sync::Arc, time::Duration};
+
+use apalis::prelude::*;
+use chrono::Utc;
+use sea_orm::{DatabaseConnection, DbBackend};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::DeliveryConfig,
+    delivery::{HttpSender, Signer, prepare},
+    domain::outcome::{AttemptResult, decide},
+    error::{AppError, AppResult},
+    secret_box::SecretBox,
+    service::queue::{self, Outcome},
+};
+
+pub use claimer::SignerCache;
+
+/// What the workers and the API share about sending.
+pub struct Pipeline {
+    pub config: DeliveryConfig,
+    pub http: HttpSender,
+    /// Wakes the claimer: rows were queued.
+    pub wake: Notify,
+    pub signers: SignerCache,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    pub fn new(config: DeliveryConfig) -> Result<Self, reqwest::Error> {
+        let http = HttpSender::new(config.http_timeout, config.max_per_host, config.max_response_body)?;
+        Ok(Self { config, http, wake: Notify::new(), signers: SignerCache::default() })
+    }
+
+    /// Rows were queued: claim them now rather than at the next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// How long a claimed row belongs to its worker: long enough to wait for a host slot
+    /// behind every other attempt and then time out itself.
+    pub fn lease(&self) -> Duration {
+        let rounds = (self.config.max_in_flight / self.config.max_per_host) as u32 + 2;
+        self.config.http_timeout * rounds + Duration::from_secs(30)
+    }
+
+    /// Makes one attempt of a claimed row and decides what follows.
+    pub async fn attempt(&self, row: entity::queued_webhooks::Model, signer: &Signer) -> Outcome {
+        let attempted_at = Utc::now();
+        let result = match prepare(&row, signer, attempted_at.timestamp()) {
+            Ok(request) => self.http.send(request).await,
+            Err(error) => AttemptResult::NoResponse { error },
+        };
+        let decision = decide(&result, row.sent_try + 1, row.max_attempts, &self.config.retry);
+        Outcome { row, attempted_at, result, decision }
+    }
+
+    /// Sends a queued webhook now, whatever its status and budget, and returns the row as the
+    /// attempt left it. CONFLICT while the row is being sent.
+    pub async fn force_send(
+        &self,
+        db: &DatabaseConnection,
+        secrets: &SecretBox,
+        id: i64,
+    ) -> AppResult<entity::queued_webhooks::Model> {
+        let row = queue::claim_one(db, id, self.lease()).await?;
+        let signer = match self.signers.for_webhooks(db, secrets, &[row.webhook_id]).await {
+            Ok(mut signers) => signers.remove(&row.webhook_id),
+            Err(err) => {
+                queue::release(db, &[id]).await?;
+                return Err(err);
+            }
+        };
+        let Some(signer) = signer else {
+            queue::release(db, &[id]).await?;
+            return Err(AppError::not_found(format!("the webhook of queued webhook {id} no longer exists")));
+        };
+        let outcome = self.attempt(row, &signer).await;
+        queue::record(db, std::slice::from_ref(&outcome)).await?;
+        queue::require(db, id).await
+    }
+}
+
+/// Runs the workers until `shutdown` is cancelled, then finishes in-flight attempts, gives
+/// claimed but unstarted rows back and writes every outcome.
+pub async fn run(db: DatabaseConnection, secrets: SecretBox, pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
+    if db.get_database_backend() == DbBackend::Sqlite {
+        // A SQLite database has one hookline process: anything `sending` was cut off.
+        match queue::release_abandoned(&db, true).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(rows = n, "resuming deliveries interrupted by a stop"),
+            Err(err) => tracing::error!(?err, "cannot release interrupted deliveries"),
+        }
+    }
+    let slots = Arc::new(Semaphore::new(pipeline.config.max_in_flight));
+    let (jobs_tx, jobs_rx) = mpsc::channel(pipeline.config.max_in_flight);
+    let (outcomes_tx, outcomes_rx) = mpsc::channel(pipeline.config.max_in_flight * 2);
+    let jobs = backend::ChannelBackend::new(jobs_rx);
+    let stop_recorder = CancellationToken::new();
+
+    let claimer =
+        tokio::spawn(claimer::run(db.clone(), secrets.clone(), pipeline.clone(), slots, jobs_tx, shutdown.clone()));
+    let recorder = tokio::spawn(recorder::run(db.clone(), outcomes_rx, stop_recorder.clone()));
+
+    let handler = backend::Handler { pipeline: pipeline.clone(), outcomes: outcomes_tx };
+    let cleanup = cleanup::Cleanup {
+        db: db.clone(),
+        sent_days: pipeline.config.cleanup_sent_days,
+        failed_days: pipeline.config.cleanup_failed_days,
+    };
+    let schedule = cleanup::schedule(&pipeline.config.cleanup_schedule);
+    let concurrency = pipeline.config.max_in_flight;
+    let mut monitor = Monitor::new()
+        .shutdown_timeout(pipeline.config.http_timeout + Duration::from_secs(5))
+        .should_restart(|worker, err| {
+            tracing::error!(worker = worker.name(), %err, "worker stopped; restarting it");
+            true
+        })
+        .register({
+            let jobs = jobs.clone();
+            let handler = handler.clone();
+            move |_restarts| {
+                WorkerBuilder::new("deliveries")
+                    .backend(jobs.clone())
+                    .data(handler.clone())
+                    .concurrency(concurrency)
+                    .catch_panic()
+                    .build(backend::deliver)
+            }
+        });
+    if let Some(schedule) = schedule {
+        monitor = monitor.register(move |_restarts| {
+            WorkerBuilder::new("cleanup")
+                .backend(apalis_cron::CronScheduler::new(schedule.clone()))
+                .data(cleanup.clone())
+                .build(cleanup::run)
+        });
+    }
+    let signal = shutdown.clone();
+    if let Err(err) = monitor
+        .run_with_signal(async move {
+            signal.cancelled().await;
+            Ok(())
+        })
+        .await
+    {
+        tracing::error!(%err, "workers stopped with an error");
+    }
+    claimer.await.ok();
+    // Rows claimed but never started go back to the queue untouched.
+    let unstarted = jobs.drain();
+    if let Err(err) = queue::release(&db, &unstarted).await {
+        tracing::error!(?err, "cannot release claimed deliveries; they resume when their lease ends");
+    }
+    drop(handler);
+    stop_recorder.cancel();
+    recorder.await.ok();
+}

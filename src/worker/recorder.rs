@@ -1,0 +1,53 @@
+//! Writes attempt outcomes in batches: one transaction for everything that finished since the
+//! last write.
+
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::service::queue::{self, Outcome};
+
+const BATCH: usize = 512;
+
+/// Runs until `stop` is cancelled and every outcome sent before has been written.
+pub async fn run(db: DatabaseConnection, mut outcomes: mpsc::Receiver<Outcome>, stop: CancellationToken) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let first = tokio::select! {
+            next = outcomes.recv() => next,
+            _ = stop.cancelled() => {
+                outcomes.close();
+                outcomes.recv().await
+            }
+        };
+        let Some(first) = first else { return };
+        batch.push(first);
+        while batch.len() < BATCH {
+            match outcomes.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        write(&db, &mut batch).await;
+    }
+}
+
+/// Writes the batch, retrying while the database refuses. Outcomes that still cannot be
+/// written are dropped from memory: their rows stay `sending` and are sent again when their
+/// lease ends, so nothing is lost.
+async fn write(db: &DatabaseConnection, batch: &mut Vec<Outcome>) {
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=8 {
+        match queue::record(db, batch).await {
+            Ok(()) => break,
+            Err(err) => {
+                tracing::warn!(?err, attempt, rows = batch.len(), "cannot write delivery outcomes; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    batch.clear();
+}
