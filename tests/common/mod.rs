@@ -2,7 +2,9 @@
 //! `TEST_POSTGRES_URL` names a PostgreSQL server, on a fresh PostgreSQL database too.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+pub mod receiver;
+
+use std::{net::SocketAddr, time::Duration};
 
 use hookline::{Application, config::Config};
 use sea_orm::{ConnectionTrait, Database};
@@ -37,13 +39,28 @@ impl Drop for TestApp {
 
 /// Runs `test` against a fresh application on every backend available.
 pub async fn each_backend(test: impl AsyncFn(&TestApp)) {
-    test(&TestApp::spawn(Backend::Sqlite).await).await;
+    each_backend_with(|_| {}, test).await;
+}
+
+/// The configuration tests run with: retries after 100 ms, a 2 s timeout, quick polling.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::for_data_dir(dir.join("data"));
+    config.delivery.retry.schedule = vec![Duration::from_millis(100)];
+    config.delivery.retry.jitter = 0.0;
+    config.delivery.http_timeout = Duration::from_secs(2);
+    config.delivery.poll_interval = Duration::from_millis(50);
+    config
+}
+
+/// Like [`each_backend`], with the test configuration changed by `configure` first.
+pub async fn each_backend_with(configure: impl Fn(&mut Config), test: impl AsyncFn(&TestApp)) {
+    test(&TestApp::spawn_on(Backend::Sqlite, None, &configure).await).await;
     if let Ok(admin_url) = std::env::var(POSTGRES_ENV) {
         let name = format!("hookline_t_{}", uuid::Uuid::new_v4().simple());
         let admin = Database::connect(&admin_url).await.expect("connect to the PostgreSQL server");
         admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
         {
-            let app = TestApp::spawn_on(Backend::Postgres, Some(&database_url(&admin_url, &name))).await;
+            let app = TestApp::spawn_on(Backend::Postgres, Some(&database_url(&admin_url, &name)), &configure).await;
             test(&app).await;
         }
         // The server task closes its pool once stopped; FORCE ends whatever is left.
@@ -59,13 +76,10 @@ pub fn database_url(admin_url: &str, database: &str) -> String {
 }
 
 impl TestApp {
-    pub async fn spawn(backend: Backend) -> Self {
-        Self::spawn_on(backend, None).await
-    }
-
-    async fn spawn_on(backend: Backend, database_url: Option<&str>) -> Self {
+    async fn spawn_on(backend: Backend, database_url: Option<&str>, configure: &dyn Fn(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config::for_data_dir(dir.path().join("data"));
+        let mut config = test_config(dir.path());
+        configure(&mut config);
         if let Some(url) = database_url {
             config = config.with_database_url(url).expect("database url").with_secret_key(rand_key());
         }
@@ -116,10 +130,30 @@ impl TestApp {
         assert!(message.contains(needle), "`{message}` should contain `{needle}` ({:?})", self.backend);
     }
 
+    /// Polls `queuedWebhooks` until every row is in one of `statuses` and there are at least
+    /// `count` rows; returns the rows (newest first).
+    pub async fn wait_queue(&self, count: usize, statuses: &[&str]) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let data = self.data(QUEUE_QUERY, json!({})).await;
+            let rows: Vec<Value> =
+                data["queuedWebhooks"]["edges"].as_array().into_iter().flatten().map(|e| e["node"].clone()).collect();
+            let settled = rows.iter().all(|r| statuses.contains(&r["status"].as_str().unwrap_or_default()));
+            if rows.len() >= count && settled {
+                return rows;
+            }
+            assert!(std::time::Instant::now() < deadline, "queue did not settle ({:?}): {rows:?}", self.backend);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.expect("request sent")
     }
 }
+
+/// Every field of every queued webhook, newest first.
+pub const QUEUE_QUERY: &str = "{ queuedWebhooks(first: 500) { totalCount edges { node { id webhookId itemtype itemId entityId event url httpMethod headers body status sentTry maxAttempts deliveryId createTime sendTime sentTime lastStatusCode responseBody lastError } } } }";
 
 pub fn rand_key() -> [u8; 32] {
     let mut key = [0u8; 32];
