@@ -191,7 +191,12 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        let known = ["database_url", "database_max_connections", "listen", "data_dir", "secret_key", "log"];
+        // Only the keys RawConfig has: other HOOKLINE_* variables are not configuration.
+        let known: Vec<String> = match serde_json::to_value(RawConfig::default()) {
+            Ok(serde_json::Value::Object(keys)) => keys.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        let known: Vec<&str> = known.iter().map(String::as_str).collect();
         figment = figment.merge(Env::prefixed("HOOKLINE_").only(&known).map(|k| k.as_str().to_lowercase().into()));
         let raw: RawConfig = figment.extract().map_err(|err| {
             let key = err.path.join(".");

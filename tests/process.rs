@@ -80,6 +80,18 @@ fn invalid_configuration_is_refused_at_start_naming_the_key() {
         c.env("HOOKLINE_SECRET_KEY", "dG9vIHNob3J0");
     });
     assert!(stderr.contains("HOOKLINE_SECRET_KEY"), "{stderr}");
+    let stderr = run(&|c| {
+        c.env("HOOKLINE_RETRY_SCHEDULE", "10s,later");
+    });
+    assert!(stderr.contains("HOOKLINE_RETRY_SCHEDULE"), "{stderr}");
+    let stderr = run(&|c| {
+        c.env("HOOKLINE_MAX_IN_FLIGHT", "0");
+    });
+    assert!(stderr.contains("HOOKLINE_MAX_IN_FLIGHT"), "{stderr}");
+    let stderr = run(&|c| {
+        c.env("HOOKLINE_HTTP_TIMEOUT", "soon");
+    });
+    assert!(stderr.contains("HOOKLINE_HTTP_TIMEOUT"), "{stderr}");
 
     let file = dir.path().join("hookline.toml");
     std::fs::write(&file, "database_max_connections = \"many\"\n").expect("write config");

@@ -10,6 +10,7 @@ use std::{
 use apalis::prelude::*;
 use apalis_core::backend::BackendConfig;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio_util::task::TaskTracker;
 
 use super::Pipeline;
 use crate::{delivery::Signer, service::queue::Outcome};
@@ -95,15 +96,23 @@ impl BackendConfig for ChannelBackend {
 pub struct Handler {
     pub pipeline: Arc<Pipeline>,
     pub outcomes: mpsc::Sender<Outcome>,
+    /// Attempts run as tracked tasks, so that a stop waits for them to finish and be
+    /// recorded even when the worker itself is told to stop at once.
+    pub attempts: TaskTracker,
 }
 
 /// One attempt of one claimed row; its outcome goes to the recorder.
 #[tracing::instrument(skip_all, fields(queued_id = job.row.id))]
 pub async fn deliver(job: Delivery, handler: Data<Handler>) -> Result<(), BoxDynError> {
     let Delivery { row, signer, slot } = job;
-    let outcome = handler.pipeline.attempt(row, &signer).await;
-    // Hold the slot until the recorder has the outcome: a slow database slows the claimer.
-    handler.outcomes.send(outcome).await.map_err(|_| "the recorder has stopped")?;
-    drop(slot);
+    let (pipeline, outcomes) = (handler.pipeline.clone(), handler.outcomes.clone());
+    let attempt = handler.attempts.spawn(async move {
+        let outcome = pipeline.attempt(row, &signer).await;
+        // Hold the slot until the recorder has the outcome: a slow database slows the claimer.
+        let recorded = outcomes.send(outcome).await;
+        drop(slot);
+        recorded
+    });
+    attempt.await?.map_err(|_| "the recorder has stopped")?;
     Ok(())
 }

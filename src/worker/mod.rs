@@ -60,7 +60,7 @@ impl Pipeline {
     /// behind every other attempt and then time out itself.
     pub fn lease(&self) -> Duration {
         let rounds = (self.config.max_in_flight / self.config.max_per_host) as u32 + 2;
-        self.config.http_timeout * rounds + Duration::from_secs(30)
+        self.config.http_timeout * rounds + Duration::from_secs(5)
     }
 
     /// Makes one attempt of a claimed row and decides what follows.
@@ -121,7 +121,8 @@ pub async fn run(db: DatabaseConnection, secrets: SecretBox, pipeline: Arc<Pipel
         tokio::spawn(claimer::run(db.clone(), secrets.clone(), pipeline.clone(), slots, jobs_tx, shutdown.clone()));
     let recorder = tokio::spawn(recorder::run(db.clone(), outcomes_rx, stop_recorder.clone()));
 
-    let handler = backend::Handler { pipeline: pipeline.clone(), outcomes: outcomes_tx };
+    let attempts = tokio_util::task::TaskTracker::new();
+    let handler = backend::Handler { pipeline: pipeline.clone(), outcomes: outcomes_tx, attempts: attempts.clone() };
     let cleanup = cleanup::Cleanup {
         db: db.clone(),
         sent_days: pipeline.config.cleanup_sent_days,
@@ -166,6 +167,10 @@ pub async fn run(db: DatabaseConnection, secrets: SecretBox, pipeline: Arc<Pipel
         tracing::error!(%err, "workers stopped with an error");
     }
     claimer.await.ok();
+    attempts.close();
+    if tokio::time::timeout(pipeline.config.http_timeout + Duration::from_secs(5), attempts.wait()).await.is_err() {
+        tracing::warn!("attempts still running at stop; their rows resume when their lease ends");
+    }
     // Rows claimed but never started go back to the queue untouched.
     let unstarted = jobs.drain();
     if let Err(err) = queue::release(&db, &unstarted).await {

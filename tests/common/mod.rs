@@ -2,6 +2,7 @@
 //! `TEST_POSTGRES_URL` names a PostgreSQL server, on a fresh PostgreSQL database too.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod receiver;
 
 use std::{net::SocketAddr, time::Duration};
