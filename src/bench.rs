@@ -1,0 +1,283 @@
+//! `hookline bench`: the delivery benchmark. Starts this binary as a server process on a fresh
+//! database, a receiver that answers 200 at once, and GraphQL clients, then prints figures:
+//! throughput (first mutation to last arrival), the same receiver's ceiling with a bare HTTP
+//! client loop, end-to-end latency at a steady rate, and the server's peak memory.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    process::Stdio,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{Router, body::Bytes, extract::State, routing::post};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// What to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Webhooks on the benchmark itemtype.
+    #[arg(long, default_value_t = 100)]
+    pub webhooks: usize,
+    /// Items created (each fires every webhook).
+    #[arg(long, default_value_t = 200)]
+    pub items: usize,
+    /// Concurrent GraphQL clients creating the items.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Events per second in the latency run.
+    #[arg(long, default_value_t = 500)]
+    pub rate: u64,
+    /// Length of the latency run.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Run on PostgreSQL: the admin URL of a server where a fresh database is created.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+    /// Payload template for every webhook (default: the default payload).
+    #[arg(long)]
+    pub payload: Option<String>,
+}
+
+#[derive(Default)]
+struct Arrivals {
+    count: AtomicU64,
+    last: Mutex<Option<Instant>>,
+    /// Latency run: arrival time by item name.
+    named: Mutex<HashMap<String, Instant>>,
+    track_names: std::sync::atomic::AtomicBool,
+}
+
+async fn receive(State(arrivals): State<Arc<Arrivals>>, body: Bytes) -> &'static str {
+    let now = Instant::now();
+    arrivals.count.fetch_add(1, Ordering::Relaxed);
+    *arrivals.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+    if arrivals.track_names.load(Ordering::Relaxed)
+        && let Ok(value) = serde_json::from_slice::<Value>(&body)
+        && let Some(name) = value["item"]["name"].as_str()
+    {
+        arrivals.named.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), now);
+    }
+    "ok"
+}
+
+struct ServerProcess {
+    child: tokio::process::Child,
+    addr: SocketAddr,
+}
+
+async fn start_server(database: &[(&str, String)], dir: &std::path::Path) -> Result<ServerProcess, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut command = tokio::process::Command::new(exe);
+    command
+        .arg("serve")
+        .env("HOOKLINE_LISTEN", "127.0.0.1:0")
+        .env("HOOKLINE_DATA_DIR", dir)
+        .env("HOOKLINE_LOG", "warn,hookline=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (key, value) in database {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().map_err(|e| format!("cannot start the server: {e}"))?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(addr) = line.split("addr=").nth(1) {
+            let addr = addr.split_whitespace().next().unwrap_or_default().parse().map_err(|_| "bad address")?;
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Ok(ServerProcess { child, addr });
+        }
+    }
+    Err("the server exited before listening".into())
+}
+
+fn peak_rss_mib(pid: Option<u32>) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+async fn gql(client: &reqwest::Client, addr: SocketAddr, query: &str, variables: Value) -> Result<Value, String> {
+    let response: Value = client
+        .post(format!("http://{addr}/graphql"))
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    match response.get("errors") {
+        Some(errors) => Err(errors.to_string()),
+        None => Ok(response["data"].clone()),
+    }
+}
+
+const CREATE_ITEM: &str = "mutation($input: ItemInput!) { createItem(input: $input) { id } }";
+const CREATE_WEBHOOK: &str = "mutation($input: WebhookInput!) { createWebhook(input: $input) { id } }";
+
+async fn wait_for(arrivals: &Arrivals, count: u64, limit: Duration) -> Result<Instant, String> {
+    let deadline = Instant::now() + limit;
+    while arrivals.count.load(Ordering::Relaxed) < count {
+        if Instant::now() > deadline {
+            return Err(format!("only {} of {count} deliveries arrived", arrivals.count.load(Ordering::Relaxed)));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    arrivals.last.lock().unwrap_or_else(|p| p.into_inner()).ok_or_else(|| "no arrival".into())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    let arrivals = Arc::new(Arrivals::default());
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let receiver_addr = receiver.local_addr().map_err(|e| e.to_string())?;
+    let app = Router::new().route("/hook", post(receive)).with_state(arrivals.clone());
+    tokio::spawn(async move { axum::serve(receiver, app).await.ok() });
+
+    let dir = tempfile_dir()?;
+    let mut database = Vec::new();
+    let mut drop_database = None;
+    if let Some(admin) = &args.postgres {
+        let name = format!("hookline_bench_{}", uuid::Uuid::new_v4().simple());
+        let conn = sea_orm::Database::connect(admin).await.map_err(|e| e.to_string())?;
+        sea_orm::ConnectionTrait::execute_unprepared(&conn, &format!("CREATE DATABASE {name}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut url = url::Url::parse(admin).map_err(|e| e.to_string())?;
+        url.set_path(&format!("/{name}"));
+        database.push(("HOOKLINE_DATABASE_URL", url.to_string()));
+        database.push(("HOOKLINE_SECRET_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned()));
+        drop_database = Some((conn, name));
+    }
+    let mut server = start_server(&database, &dir).await?;
+    let addr = server.addr;
+    let client = reqwest::Client::new();
+    let url = format!("http://{receiver_addr}/hook");
+    println!("hookline bench: {} webhooks x {} items by {} clients, {}", args.webhooks, args.items, args.clients,
+        if args.postgres.is_some() { "PostgreSQL" } else { "SQLite" });
+
+    for n in 0..args.webhooks {
+        let mut input = json!({"name": format!("bench {n}"), "entityId": "0", "itemtype": "Ticket", "event": "NEW", "url": url});
+        if let Some(payload) = &args.payload {
+            input["useDefaultPayload"] = json!(false);
+            input["payload"] = json!(payload);
+        }
+        gql(&client, addr, CREATE_WEBHOOK, json!({"input": input})).await?;
+    }
+    let expected = (args.webhooks * args.items) as u64;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..args.clients {
+        let (client, share) = (client.clone(), args.items / args.clients + usize::from(c < args.items % args.clients));
+        tasks.push(tokio::spawn(async move {
+            for i in 0..share {
+                let input = json!({"itemtype": "Ticket", "entityId": "0", "name": format!("c{c}-{i}"), "fields": {"priority": 3, "status": {"id": 1, "name": "New"}}});
+                gql(&client, addr, CREATE_ITEM, json!({"input": input})).await?;
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
+    let enqueued = started.elapsed();
+    let last = wait_for(&arrivals, expected, Duration::from_secs(600)).await?;
+    let elapsed = last - started;
+    let rate = expected as f64 / elapsed.as_secs_f64();
+    println!("throughput: {expected} deliveries in {:.3} s = {rate:.0}/s (all events queued after {:.3} s)", elapsed.as_secs_f64(), enqueued.as_secs_f64());
+
+    // The ceiling: the same receiver driven by a bare HTTP client loop, same concurrency.
+    let concurrency = 64;
+    let body = Bytes::from(vec![b'x'; 300]);
+    let sent = Arc::new(AtomicU64::new(0));
+    let bare = Instant::now();
+    let mut loops = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, sent, body) = (client.clone(), url.clone(), sent.clone(), body.clone());
+        loops.push(tokio::spawn(async move {
+            while sent.fetch_add(1, Ordering::Relaxed) < expected {
+                client.post(&url).body(body.clone()).send().await.ok();
+            }
+        }));
+    }
+    for task in loops {
+        task.await.ok();
+    }
+    let ceiling = expected as f64 / bare.elapsed().as_secs_f64();
+    println!("ceiling: a bare reqwest loop, {concurrency} concurrent, {ceiling:.0}/s; hookline reaches {:.0}% of it", 100.0 * rate / ceiling);
+
+    // Latency at a steady rate, one matching webhook.
+    gql(&client, addr, "mutation { createItemtype(input: {name: \"BenchLatency\"}) { name } }", json!({})).await?;
+    let input = json!({"name": "latency", "entityId": "0", "itemtype": "BenchLatency", "event": "NEW", "url": url});
+    gql(&client, addr, CREATE_WEBHOOK, json!({"input": input})).await?;
+    arrivals.track_names.store(true, Ordering::Relaxed);
+    let total = args.rate * args.seconds;
+    let responded: Arc<Mutex<HashMap<String, (Instant, Instant)>>> = Arc::default();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
+    let mut sends = Vec::with_capacity(total as usize);
+    for n in 0..total {
+        ticker.tick().await;
+        let (client, responded) = (client.clone(), responded.clone());
+        sends.push(tokio::spawn(async move {
+            let name = format!("lat-{n}");
+            let sent_at = Instant::now();
+            let input = json!({"itemtype": "BenchLatency", "entityId": "0", "name": name});
+            if gql(&client, addr, CREATE_ITEM, json!({"input": input})).await.is_ok() {
+                responded.lock().unwrap_or_else(|p| p.into_inner()).insert(name, (sent_at, Instant::now()));
+            }
+        }));
+    }
+    for task in sends {
+        task.await.ok();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let named = arrivals.named.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let responded = responded.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (mut from_response, mut from_request) = (Vec::new(), Vec::new());
+    for (name, (sent_at, answered_at)) in &responded {
+        if let Some(arrived) = named.get(name) {
+            from_response.push(arrived.saturating_duration_since(*answered_at).as_secs_f64() * 1000.0);
+            from_request.push(arrived.saturating_duration_since(*sent_at).as_secs_f64() * 1000.0);
+        }
+    }
+    from_response.sort_by(f64::total_cmp);
+    from_request.sort_by(f64::total_cmp);
+    println!(
+        "latency at {}/s for {} s: {} of {total} arrived; mutation response -> arrival p50 {:.2} ms, p99 {:.2} ms; \
+         mutation sent -> arrival p50 {:.2} ms, p99 {:.2} ms",
+        args.rate, args.seconds, from_response.len(),
+        percentile(&from_response, 0.5), percentile(&from_response, 0.99),
+        percentile(&from_request, 0.5), percentile(&from_request, 0.99),
+    );
+    match peak_rss_mib(server.child.id()) {
+        Some(mib) => println!("server peak memory (VmHWM): {mib:.1} MiB"),
+        None => println!("server peak memory: unavailable"),
+    }
+    server.child.kill().await.ok();
+    if let Some((conn, name)) = drop_database {
+        sea_orm::ConnectionTrait::execute_unprepared(&conn, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok();
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("hookline-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
