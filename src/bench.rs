@@ -168,11 +168,17 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let addr = server.addr;
     let client = reqwest::Client::new();
     let url = format!("http://{receiver_addr}/hook");
-    println!("hookline bench: {} webhooks x {} items by {} clients, {}", args.webhooks, args.items, args.clients,
-        if args.postgres.is_some() { "PostgreSQL" } else { "SQLite" });
+    println!(
+        "hookline bench: {} webhooks x {} items by {} clients, {}",
+        args.webhooks,
+        args.items,
+        args.clients,
+        if args.postgres.is_some() { "PostgreSQL" } else { "SQLite" }
+    );
 
     for n in 0..args.webhooks {
-        let mut input = json!({"name": format!("bench {n}"), "entityId": "0", "itemtype": "Ticket", "event": "NEW", "url": url});
+        let mut input =
+            json!({"name": format!("bench {n}"), "entityId": "0", "itemtype": "Ticket", "event": "NEW", "url": url});
         if let Some(payload) = &args.payload {
             input["useDefaultPayload"] = json!(false);
             input["payload"] = json!(payload);
@@ -199,7 +205,11 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let last = wait_for(&arrivals, expected, Duration::from_secs(600)).await?;
     let elapsed = last - started;
     let rate = expected as f64 / elapsed.as_secs_f64();
-    println!("throughput: {expected} deliveries in {:.3} s = {rate:.0}/s (all events queued after {:.3} s)", elapsed.as_secs_f64(), enqueued.as_secs_f64());
+    println!(
+        "throughput: {expected} deliveries in {:.3} s = {rate:.0}/s (all events queued after {:.3} s)",
+        elapsed.as_secs_f64(),
+        enqueued.as_secs_f64()
+    );
 
     // The ceiling: the same receiver driven by a bare HTTP client loop, same concurrency.
     let concurrency = 64;
@@ -219,7 +229,10 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         task.await.ok();
     }
     let ceiling = expected as f64 / bare.elapsed().as_secs_f64();
-    println!("ceiling: a bare reqwest loop, {concurrency} concurrent, {ceiling:.0}/s; hookline reaches {:.0}% of it", 100.0 * rate / ceiling);
+    println!(
+        "ceiling: a bare reqwest loop, {concurrency} concurrent, {ceiling:.0}/s; hookline reaches {:.0}% of it",
+        100.0 * rate / ceiling
+    );
 
     // Latency at a steady rate, one matching webhook.
     gql(&client, addr, "mutation { createItemtype(input: {name: \"BenchLatency\"}) { name } }", json!({})).await?;
@@ -260,9 +273,13 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     println!(
         "latency at {}/s for {} s: {} of {total} arrived; mutation response -> arrival p50 {:.2} ms, p99 {:.2} ms; \
          mutation sent -> arrival p50 {:.2} ms, p99 {:.2} ms",
-        args.rate, args.seconds, from_response.len(),
-        percentile(&from_response, 0.5), percentile(&from_response, 0.99),
-        percentile(&from_request, 0.5), percentile(&from_request, 0.99),
+        args.rate,
+        args.seconds,
+        from_response.len(),
+        percentile(&from_response, 0.5),
+        percentile(&from_response, 0.99),
+        percentile(&from_request, 0.5),
+        percentile(&from_request, 0.99),
     );
     match peak_rss_mib(server.child.id()) {
         Some(mib) => println!("server peak memory (VmHWM): {mib:.1} MiB"),
@@ -270,7 +287,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     server.child.kill().await.ok();
     if let Some((conn, name)) = drop_database {
-        sea_orm::ConnectionTrait::execute_unprepared(&conn, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok();
+        sea_orm::ConnectionTrait::execute_unprepared(&conn, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .ok();
     }
     std::fs::remove_dir_all(&dir).ok();
     Ok(())

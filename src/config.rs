@@ -24,8 +24,10 @@ struct RawConfig {
     /// `HOOKLINE_DATABASE_URL`: `sqlite://…` or `postgres://…`. Default: a SQLite file in the
     /// data directory.
     database_url: Option<String>,
-    /// `HOOKLINE_DATABASE_MAX_CONNECTIONS`: size of the database connection pool.
-    database_max_connections: u32,
+    /// `HOOKLINE_DATABASE_MAX_CONNECTIONS`: size of the database connection pool. Default: 1 on
+    /// SQLite (one writer at a time anyway; queueing in the pool beats SQLite's busy sleeps),
+    /// 10 on PostgreSQL.
+    database_max_connections: Option<u32>,
     /// `HOOKLINE_LISTEN`: address and port of the HTTP server.
     listen: String,
     /// `HOOKLINE_DATA_DIR`: where the embedded database and the generated key file live.
@@ -60,7 +62,7 @@ impl Default for RawConfig {
     fn default() -> Self {
         Self {
             database_url: None,
-            database_max_connections: 10,
+            database_max_connections: None,
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("data"),
             secret_key: None,
@@ -211,7 +213,7 @@ impl Config {
         Self {
             database_url: SecretString::from(sqlite_url(&data_dir)),
             database_kind: DatabaseKind::Sqlite,
-            database_max_connections: 10,
+            database_max_connections: 1,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             secret_key: SecretKeySource::File(data_dir.join("secret.key")),
             data_dir,
@@ -223,6 +225,9 @@ impl Config {
     /// Points the configuration at another database URL.
     pub fn with_database_url(mut self, url: &str) -> Result<Self, ConfigError> {
         self.database_kind = database_kind(url)?;
+        if self.database_kind == DatabaseKind::Postgres {
+            self.database_max_connections = 10;
+        }
         self.database_url = SecretString::from(url.to_owned());
         Ok(self)
     }
@@ -240,7 +245,7 @@ impl Config {
                 raw.listen
             ))
         })?;
-        if raw.database_max_connections == 0 {
+        if raw.database_max_connections == Some(0) {
             return Err(ConfigError(
                 "key `database_max_connections` (HOOKLINE_DATABASE_MAX_CONNECTIONS): must be at least 1".into(),
             ));
@@ -267,7 +272,10 @@ impl Config {
             delivery,
             database_url: SecretString::from(database_url),
             database_kind,
-            database_max_connections: raw.database_max_connections,
+            database_max_connections: raw.database_max_connections.unwrap_or(match database_kind {
+                DatabaseKind::Sqlite => 1,
+                DatabaseKind::Postgres => 10,
+            }),
             listen,
             data_dir: raw.data_dir,
             secret_key,

@@ -29,6 +29,7 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub secrets: SecretBox,
     pub pipeline: Arc<Pipeline>,
+    pub cache: Arc<service::cache::HotCache>,
 }
 
 /// Why the application could not start.
@@ -103,5 +104,5 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartError> {
     service::itemtypes::seed(&db).await.map_err(|e| StartError::Setup(format!("{e:?}")))?;
     let pipeline =
         Pipeline::new(config.delivery.clone()).map_err(|e| StartError::Setup(format!("HTTP client: {e}")))?;
-    Ok(AppState { db, secrets, pipeline: Arc::new(pipeline) })
+    Ok(AppState { db, secrets, pipeline: Arc::new(pipeline), cache: Arc::default() })
 }

@@ -6,6 +6,9 @@ use clap::{Parser, Subcommand};
 use hookline::{Application, config::Config, graphql};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "hookline", version, about = "A webhook server: item events to signed, retried HTTP deliveries")]
 struct Cli {

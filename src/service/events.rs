@@ -5,12 +5,11 @@ use chrono::Utc;
 use entity::{
     items, queued_webhooks,
     queued_webhooks::status::{FAILED, PENDING},
-    webhooks as webhook_rows,
 };
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait};
 use serde_json::Value;
 
-use super::{items::document_in, tree::EntityIndex, webhooks::Webhook};
+use super::{cache::HotCache, items::document_in, tree::EntityIndex, webhooks::Webhook};
 use crate::{
     domain::{matching::entity_matches, payload::ApiData, render::render, webhook::WebhookEvent},
     error::AppResult,
@@ -42,30 +41,27 @@ pub async fn api_data(
 /// others go on. Returns the queued rows.
 pub async fn raise(
     conn: &impl ConnectionTrait,
+    cache: &HotCache,
     event: WebhookEvent,
     item: &items::Model,
 ) -> AppResult<Vec<queued_webhooks::Model>> {
-    let candidates = webhook_rows::Entity::find()
-        .filter(webhook_rows::Column::Itemtype.eq(&item.itemtype))
-        .filter(webhook_rows::Column::Event.eq(event.as_str()))
-        .filter(webhook_rows::Column::IsActive.eq(true))
-        .all(conn)
-        .await?;
-    if candidates.is_empty() {
+    let candidates = cache.webhooks(conn, &item.itemtype, event.as_str()).await?;
+    if !candidates.iter().any(|w| w.settings.is_active) {
         return Ok(Vec::new());
     }
-    let entities = EntityIndex::load(conn).await?;
+    let entities = cache.entities(conn).await?;
     let chain = entities.chain(item.entity_id);
-    let matching: Vec<_> =
-        candidates.into_iter().filter(|w| entity_matches(w.entity_id, w.is_recursive, &chain)).collect();
+    let matching: Vec<&Webhook> = candidates
+        .iter()
+        .filter(|w| w.settings.is_active && entity_matches(w.settings.entity_id, w.settings.is_recursive, &chain))
+        .collect();
     if matching.is_empty() {
         return Ok(Vec::new());
     }
     let data = api_data(conn, &entities, event, item).await?;
     let now = Utc::now();
     let mut rows = Vec::with_capacity(matching.len());
-    for model in matching {
-        let webhook = Webhook::try_from(model)?;
+    for webhook in matching {
         let rendered = render(&webhook.settings, &data);
         let (url, headers, body, status, last_error) = match rendered {
             Ok(r) => (r.url, Value::Object(r.headers), Some(r.body), PENDING, None),

@@ -12,6 +12,7 @@ use sea_orm::{
 use serde_json::{Map, Value};
 
 use super::{
+    cache::HotCache,
     events,
     history::{self, NewEntry, Subject},
     itemtypes as catalog,
@@ -113,7 +114,7 @@ async fn finish<T>(state: &AppState, txn: DatabaseTransaction, changed: Changed<
 pub async fn create(state: &AppState, input: NewItem) -> AppResult<Changed<items::Model>> {
     let txn = crate::db::begin_write(&state.db).await?;
     let item = insert(&txn, input).await?;
-    let queued = events::raise(&txn, WebhookEvent::New, &item).await?;
+    let queued = events::raise(&txn, &state.cache, WebhookEvent::New, &item).await?;
     finish(state, txn, Changed { item, queued }).await
 }
 
@@ -262,7 +263,8 @@ pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch
     };
     let replacement = Replacement { name: patch.name, entity_id: patch.entity_id, fields, parent: None };
     let (item, changed) = replace(&txn, item, replacement).await?;
-    let queued = if changed { events::raise(&txn, WebhookEvent::Update, &item).await? } else { Vec::new() };
+    let queued =
+        if changed { events::raise(&txn, &state.cache, WebhookEvent::Update, &item).await? } else { Vec::new() };
     finish(state, txn, Changed { item, queued }).await
 }
 
@@ -299,13 +301,17 @@ pub async fn set_deleted(
     }
     let item = mark_deleted(&txn, item, deleted).await?;
     let event = if deleted { WebhookEvent::Delete } else { WebhookEvent::Restore };
-    let queued = events::raise(&txn, event, &item).await?;
+    let queued = events::raise(&txn, &state.cache, event, &item).await?;
     finish(state, txn, Changed { item, queued }).await
 }
 
 /// Raises `purge` with the last snapshot of the item and of each child item (a ticket's
 /// followups), then removes them and their history for good. Returns the removed items.
-pub async fn remove(conn: &impl ConnectionTrait, item: items::Model) -> AppResult<Changed<Vec<items::Model>>> {
+pub async fn remove(
+    conn: &impl ConnectionTrait,
+    cache: &HotCache,
+    item: items::Model,
+) -> AppResult<Changed<Vec<items::Model>>> {
     let children = items::Entity::find()
         .filter(items::Column::ParentItemtype.eq(&item.itemtype))
         .filter(items::Column::ParentId.eq(&item.id))
@@ -315,7 +321,7 @@ pub async fn remove(conn: &impl ConnectionTrait, item: items::Model) -> AppResul
     removed.extend(children);
     let mut queued = Vec::new();
     for gone in &removed {
-        queued.extend(events::raise(conn, WebhookEvent::Purge, gone).await?);
+        queued.extend(events::raise(conn, cache, WebhookEvent::Purge, gone).await?);
     }
     for gone in removed.iter().rev() {
         history::purge(conn, subject(gone)).await?;
@@ -327,7 +333,7 @@ pub async fn remove(conn: &impl ConnectionTrait, item: items::Model) -> AppResul
 pub async fn purge(state: &AppState, itemtype: &str, id: &str) -> AppResult<Changed<Vec<items::Model>>> {
     let txn = crate::db::begin_write(&state.db).await?;
     let item = require(&txn, itemtype, id).await?;
-    let changed = remove(&txn, item).await?;
+    let changed = remove(&txn, &state.cache, item).await?;
     finish(state, txn, changed).await
 }
 

@@ -1,0 +1,98 @@
+//! Caches for the event hot path: the webhooks of an (itemtype, event) and the entity tree.
+//!
+//! Each use checks a cheap version of the cached rows (their count and latest `updated_at`)
+//! in the caller's transaction, so a change made by any process is seen at once and nothing
+//! has to be invalidated by hand.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use chrono::{DateTime, Utc};
+use entity::{entities, webhooks as webhook_rows};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+
+use super::{tree::EntityIndex, webhooks::Webhook};
+use crate::error::AppResult;
+
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
+struct Version {
+    count: i64,
+    latest: Option<DateTime<Utc>>,
+}
+
+type WebhookKey = (String, &'static str);
+
+#[derive(Default)]
+pub struct HotCache {
+    webhooks: Mutex<HashMap<WebhookKey, (Version, Arc<Vec<Webhook>>)>>,
+    entities: Mutex<Option<(Version, Arc<EntityIndex>)>>,
+}
+
+impl std::fmt::Debug for HotCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HotCache")
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl HotCache {
+    /// Every webhook (active or not) of the itemtype and event.
+    pub async fn webhooks(
+        &self,
+        conn: &impl ConnectionTrait,
+        itemtype: &str,
+        event: &'static str,
+    ) -> AppResult<Arc<Vec<Webhook>>> {
+        let filter = |q: sea_orm::Select<webhook_rows::Entity>| {
+            q.filter(webhook_rows::Column::Itemtype.eq(itemtype)).filter(webhook_rows::Column::Event.eq(event))
+        };
+        let version = filter(webhook_rows::Entity::find())
+            .select_only()
+            .column_as(Expr::col(webhook_rows::Column::Id).count(), "count")
+            .column_as(Expr::col(webhook_rows::Column::UpdatedAt).max(), "latest")
+            .into_model::<Version>()
+            .one(conn)
+            .await?;
+        let key = (itemtype.to_owned(), event);
+        if let (Some(version), Some((cached, list))) = (&version, lock(&self.webhooks).get(&key))
+            && version == cached
+        {
+            return Ok(list.clone());
+        }
+        let rows = filter(webhook_rows::Entity::find()).all(conn).await?;
+        let list = Arc::new(rows.into_iter().map(Webhook::try_from).collect::<AppResult<Vec<_>>>()?);
+        if let Some(version) = version {
+            lock(&self.webhooks).insert(key, (version, list.clone()));
+        }
+        Ok(list)
+    }
+
+    /// The entity tree.
+    pub async fn entities(&self, conn: &impl ConnectionTrait) -> AppResult<Arc<EntityIndex>> {
+        let version = entities::Entity::find()
+            .select_only()
+            .column_as(Expr::col(entities::Column::Id).count(), "count")
+            .column_as(Expr::col(entities::Column::UpdatedAt).max(), "latest")
+            .into_model::<Version>()
+            .one(conn)
+            .await?;
+        if let (Some(version), Some((cached, index))) = (&version, lock(&self.entities).as_ref())
+            && version == cached
+        {
+            return Ok(index.clone());
+        }
+        let index = Arc::new(EntityIndex::load(conn).await?);
+        if let Some(version) = version {
+            *lock(&self.entities) = Some((version, index.clone()));
+        }
+        Ok(index)
+    }
+}
