@@ -13,12 +13,13 @@ pub struct Rendered {
     pub body: String,
 }
 
-/// Renders a webhook's request for an event. The body is the default payload unless the
-/// webhook has its own payload; URL and header values are used as written.
-pub fn render(settings: &WebhookSettings, data: &ApiData) -> Result<Rendered, String> {
+/// Renders a webhook's request for an event. The body is the default payload (computed once
+/// per event by the caller) unless the webhook has its own payload; URL and header values are
+/// used as written.
+pub fn render(settings: &WebhookSettings, _data: &ApiData, default_body: &str) -> Result<Rendered, String> {
     let body = match settings.payload.as_deref() {
         Some(payload) if !settings.use_default_payload && !payload.trim().is_empty() => payload.to_owned(),
-        _ => data.default_body(),
+        _ => default_body.to_owned(),
     };
     Ok(Rendered { url: settings.url.clone(), headers: settings.custom_headers.clone(), body })
 }

@@ -6,13 +6,13 @@ use entity::{
     items, queued_webhooks,
     queued_webhooks::status::{FAILED, PENDING},
 };
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait};
+use sea_orm::{ActiveValue::NotSet, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, QueryTrait};
 use serde_json::Value;
 
 use super::{cache::HotCache, items::document_in, tree::EntityIndex, webhooks::Webhook};
 use crate::{
     domain::{matching::entity_matches, payload::ApiData, render::render, webhook::WebhookEvent},
-    error::AppResult,
+    error::{AppError, AppResult},
 };
 
 /// The PostgreSQL channel that tells every hookline process that rows were queued.
@@ -59,45 +59,68 @@ pub async fn raise(
         return Ok(Vec::new());
     }
     let data = api_data(conn, &entities, event, item).await?;
+    let default_body = data.default_body();
     let now = Utc::now();
-    let mut rows = Vec::with_capacity(matching.len());
+    let mut queued = Vec::with_capacity(matching.len());
     for webhook in matching {
-        let rendered = render(&webhook.settings, &data);
-        let (url, headers, body, status, last_error) = match rendered {
+        let (url, headers, body, status, last_error) = match render(&webhook.settings, &data, &default_body) {
             Ok(r) => (r.url, Value::Object(r.headers), Some(r.body), PENDING, None),
             Err(reason) => {
                 (webhook.settings.url.clone(), Value::Object(Default::default()), None, FAILED, Some(reason))
             }
         };
-        rows.push(queued_webhooks::ActiveModel {
-            webhook_id: Set(webhook.id),
-            itemtype: Set(item.itemtype.clone()),
-            item_id: Set(item.id.clone()),
-            entity_id: Set(item.entity_id),
-            event: Set(event.as_str().to_owned()),
-            url: Set(url),
-            http_method: Set(webhook.settings.http_method.as_str().to_owned()),
-            headers: Set(headers),
-            body: Set(body),
-            status: Set(status.to_owned()),
-            sent_try: Set(0),
-            max_attempts: Set(webhook.settings.sent_try + 1),
-            delivery_id: Set(format!("msg_{}", uuid::Uuid::now_v7().simple())),
-            create_time: Set(now),
-            send_time: Set(now),
-            sent_time: Set(None),
-            last_status_code: Set(None),
-            response_body: Set(None),
-            last_error: Set(last_error),
-            save_response_body: Set(webhook.settings.save_response_body),
-            log_in_item_history: Set(webhook.settings.log_in_item_history),
-            lease_until: Set(None),
-            ..Default::default()
+        queued.push(queued_webhooks::Model {
+            id: 0,
+            webhook_id: webhook.id,
+            itemtype: item.itemtype.clone(),
+            item_id: item.id.clone(),
+            entity_id: item.entity_id,
+            event: event.as_str().to_owned(),
+            url,
+            http_method: webhook.settings.http_method.as_str().to_owned(),
+            headers,
+            body,
+            status: status.to_owned(),
+            sent_try: 0,
+            max_attempts: webhook.settings.sent_try + 1,
+            delivery_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+            create_time: now,
+            send_time: now,
+            sent_time: None,
+            last_status_code: None,
+            response_body: None,
+            last_error,
+            save_response_body: webhook.settings.save_response_body,
+            log_in_item_history: webhook.settings.log_in_item_history,
+            lease_until: None,
         });
     }
-    let queued = queued_webhooks::Entity::insert_many(rows).exec_with_returning(conn).await?;
+    insert(conn, &mut queued).await?;
     if conn.get_database_backend() == DbBackend::Postgres {
         conn.execute_unprepared(&format!("NOTIFY {QUEUE_CHANNEL}")).await?;
     }
     Ok(queued)
+}
+
+/// Inserts the rows in one statement and fills in their ids (matched by delivery id).
+async fn insert(conn: &impl ConnectionTrait, rows: &mut [queued_webhooks::Model]) -> AppResult<()> {
+    let actives = rows.iter().map(|row| {
+        let mut active = row.clone().into_active_model();
+        active.id = NotSet;
+        active
+    });
+    let statement = queued_webhooks::Entity::insert_many(actives)
+        .into_query()
+        .returning(sea_orm::sea_query::Query::returning().columns([queued_webhooks::Column::Id, queued_webhooks::Column::DeliveryId]))
+        .to_owned();
+    let mut ids = std::collections::HashMap::with_capacity(rows.len());
+    for returned in conn.query_all(&statement).await? {
+        let id: i64 = returned.try_get("", "id")?;
+        let delivery_id: String = returned.try_get("", "delivery_id")?;
+        ids.insert(delivery_id, id);
+    }
+    for row in rows.iter_mut() {
+        row.id = ids.get(&row.delivery_id).copied().ok_or_else(|| AppError::internal("an inserted row has no id"))?;
+    }
+    Ok(())
 }
