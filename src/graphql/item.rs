@@ -14,7 +14,7 @@ use crate::{
     error::AppError,
     service::{
         history::{self, Subject},
-        items::{self, ItemPatch as PatchInput, NewItem},
+        items::{self, ItemId, ItemPatch as PatchInput, NewItem},
         itemtypes,
         tree::ENTITIES,
     },
@@ -197,7 +197,7 @@ impl ItemMutation {
         let s = session(ctx)?;
         let new = NewItem {
             itemtype: input.itemtype,
-            id: input.id.map(|id| id.0),
+            id: input.id.map_or(ItemId::Next, |id| ItemId::Given(id.0)),
             entity_id: numeric_id(&input.entity_id, "entityId")?,
             name: input.name,
             fields: input.fields.map(|j| j.0),

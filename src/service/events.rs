@@ -6,7 +6,9 @@ use entity::{
     items, queued_webhooks,
     queued_webhooks::status::{FAILED, PENDING},
 };
-use sea_orm::{ActiveValue::NotSet, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, QueryTrait};
+use sea_orm::{
+    ActiveValue::NotSet, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, QueryTrait, sea_query::Query,
+};
 use serde_json::Value;
 
 use super::{cache::HotCache, items::document_in, tree::EntityIndex, webhooks::Webhook};
@@ -102,22 +104,29 @@ pub async fn raise(
     Ok(queued)
 }
 
-/// Inserts the rows in one statement and fills in their ids (matched by delivery id).
+/// Rows per INSERT statement: small on PostgreSQL, where a large statement stalls on the
+/// socket (sqlx writes it in pieces and TCP delays the last one); within SQLite's limit of
+/// bound variables there.
+fn insert_chunk(backend: DbBackend) -> usize {
+    if backend == DbBackend::Postgres { 10 } else { 500 }
+}
+
+/// Inserts the rows, a few per statement, and fills in their ids (matched by delivery id).
 async fn insert(conn: &impl ConnectionTrait, rows: &mut [queued_webhooks::Model]) -> AppResult<()> {
-    let actives = rows.iter().map(|row| {
-        let mut active = row.clone().into_active_model();
-        active.id = NotSet;
-        active
-    });
-    let statement = queued_webhooks::Entity::insert_many(actives)
-        .into_query()
-        .returning(sea_orm::sea_query::Query::returning().columns([queued_webhooks::Column::Id, queued_webhooks::Column::DeliveryId]))
-        .to_owned();
     let mut ids = std::collections::HashMap::with_capacity(rows.len());
-    for returned in conn.query_all(&statement).await? {
-        let id: i64 = returned.try_get("", "id")?;
-        let delivery_id: String = returned.try_get("", "delivery_id")?;
-        ids.insert(delivery_id, id);
+    for chunk in rows.chunks(insert_chunk(conn.get_database_backend())) {
+        let actives = chunk.iter().map(|row| {
+            let mut active = row.clone().into_active_model();
+            active.id = NotSet;
+            active
+        });
+        let returning = Query::returning().columns([queued_webhooks::Column::Id, queued_webhooks::Column::DeliveryId]);
+        let statement = queued_webhooks::Entity::insert_many(actives).into_query().returning(returning).to_owned();
+        for returned in conn.query_all(&statement).await? {
+            let id: i64 = returned.try_get("", "id")?;
+            let delivery_id: String = returned.try_get("", "delivery_id")?;
+            ids.insert(delivery_id, id);
+        }
     }
     for row in rows.iter_mut() {
         row.id = ids.get(&row.delivery_id).copied().ok_or_else(|| AppError::internal("an inserted row has no id"))?;

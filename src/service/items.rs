@@ -5,8 +5,8 @@ use entity::{items, itemtypes, queued_webhooks};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, Query},
 };
 use serde_json::{Map, Value};
@@ -32,12 +32,23 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct NewItem {
     pub itemtype: String,
-    pub id: Option<String>,
+    pub id: ItemId,
     pub entity_id: i64,
     pub name: Option<String>,
     pub fields: Option<Value>,
     pub parent_itemtype: Option<String>,
     pub parent_id: Option<String>,
+}
+
+/// Where a new item's id comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemId {
+    /// The caller's own id.
+    Given(String),
+    /// A number already taken from the itemtype's counter.
+    Assigned(String),
+    /// The next number of the itemtype's counter, taken in the item's transaction.
+    Next,
 }
 
 /// What `updateItem` asks for; `None` leaves a value as it is.
@@ -111,7 +122,13 @@ async fn finish<T>(state: &AppState, txn: DatabaseTransaction, changed: Changed<
 }
 
 /// Stores a new item and raises `new`.
-pub async fn create(state: &AppState, input: NewItem) -> AppResult<Changed<items::Model>> {
+pub async fn create(state: &AppState, mut input: NewItem) -> AppResult<Changed<items::Model>> {
+    if input.id == ItemId::Next && state.db.get_database_backend() == DbBackend::Postgres {
+        // Take the number in its own short transaction: holding the counter's row lock for the
+        // whole item transaction would serialize every concurrent create of the itemtype.
+        catalog::require(&state.db, &input.itemtype, "itemtype").await?;
+        input.id = ItemId::Assigned(next_free_id(&state.db, &input.itemtype).await?);
+    }
     let txn = crate::db::begin_write(&state.db).await?;
     let item = insert(&txn, input).await?;
     let queued = events::raise(&txn, &state.cache, WebhookEvent::New, &item).await?;
@@ -125,7 +142,7 @@ pub async fn insert(conn: &impl ConnectionTrait, input: NewItem) -> AppResult<it
     require_entity(conn, input.entity_id).await?;
     let (parent_itemtype, parent_id) = checked_parent(conn, &itemtype, input.parent_itemtype, input.parent_id).await?;
     let id = match input.id {
-        Some(id) => {
+        ItemId::Given(id) => {
             let id = rules::checked_id(&id)?;
             if get(conn, &itemtype.name, &id).await?.is_some() {
                 return Err(AppError::conflict(format!("a {} with id `{id}` already exists", itemtype.name)));
@@ -133,7 +150,8 @@ pub async fn insert(conn: &impl ConnectionTrait, input: NewItem) -> AppResult<it
             reserve_numeric_id(conn, &itemtype.name, &id).await?;
             id
         }
-        None => next_free_id(conn, &itemtype.name).await?,
+        ItemId::Assigned(id) => id,
+        ItemId::Next => next_free_id(conn, &itemtype.name).await?,
     };
     let now = Utc::now();
     let model = items::ActiveModel {

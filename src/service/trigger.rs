@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::items::{self, Changed, NewItem, Replacement};
+use super::items::{self, Changed, ItemId, NewItem, Replacement};
 use crate::{
     AppState,
     domain::webhook::WebhookEvent,
@@ -62,7 +62,7 @@ pub async fn trigger(
                 .ok_or_else(|| AppError::validation("item.entityId: required to store a new item"))?;
             let new = NewItem {
                 itemtype: itemtype.to_owned(),
-                id: Some(item_id.to_owned()),
+                id: ItemId::Given(item_id.to_owned()),
                 entity_id: parse_entity(&entity_id)?,
                 name: snapshot.name,
                 fields: snapshot.fields.map(Value::Object),

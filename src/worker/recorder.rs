@@ -10,6 +10,9 @@ use tokio_util::sync::CancellationToken;
 use crate::service::queue::{self, Outcome};
 
 const BATCH: usize = 512;
+/// How long the first outcome of a batch waits for others: fewer, larger transactions leave
+/// the database free for new events and claims.
+const LINGER: Duration = Duration::from_millis(5);
 
 /// Runs until `stop` is cancelled and every outcome sent before has been written.
 pub async fn run(db: DatabaseConnection, mut outcomes: mpsc::Receiver<Outcome>, stop: CancellationToken) {
@@ -24,10 +27,11 @@ pub async fn run(db: DatabaseConnection, mut outcomes: mpsc::Receiver<Outcome>, 
         };
         let Some(first) = first else { return };
         batch.push(first);
+        let deadline = tokio::time::Instant::now() + LINGER;
         while batch.len() < BATCH {
-            match outcomes.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+            match tokio::time::timeout_at(deadline, outcomes.recv()).await {
+                Ok(Some(next)) => batch.push(next),
+                Ok(None) | Err(_) => break,
             }
         }
         write(&db, &mut batch).await;
