@@ -445,3 +445,26 @@ async fn trigger_event_upserts_the_snapshot_and_always_raises() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_to_one_host_keeps_to_the_per_host_limit() {
+    each_backend_with(
+        |c| {
+            c.delivery.max_per_host = 4;
+            c.delivery.max_in_flight = 16;
+        },
+        async |app| {
+            let receiver = Receiver::start().await;
+            receiver.delay_all(Duration::from_millis(30));
+            for n in 0..60 {
+                webhook(app, hook(&receiver, &format!("/fan{n}"), "NEW", json!({}))).await;
+            }
+            create_item(app, json!({"itemtype": "Ticket", "entityId": "0"})).await;
+            receiver.wait_for(60, WAIT).await;
+            app.wait_queue(60, &["SENT"]).await;
+            let peak = receiver.max_in_flight();
+            assert!((1..=4).contains(&peak), "at most 4 requests at once to one host, saw {peak}");
+        },
+    )
+    .await;
+}

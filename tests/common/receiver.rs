@@ -54,6 +54,8 @@ pub enum Reply {
 #[derive(Default)]
 struct Inner {
     requests: Vec<Recorded>,
+    in_flight: usize,
+    max_in_flight: usize,
     scripts: HashMap<String, VecDeque<Reply>>,
     default_delay: Option<Duration>,
 }
@@ -90,6 +92,11 @@ impl Receiver {
     /// Every request waits this long before its answer.
     pub fn delay_all(&self, delay: Duration) {
         self.lock().default_delay = Some(delay);
+    }
+
+    /// The most requests that were being answered at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.lock().max_in_flight
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -135,11 +142,19 @@ async fn record(
             at: Instant::now(),
         });
         let reply = inner.scripts.get_mut(&path).and_then(VecDeque::pop_front);
+        inner.in_flight += 1;
+        inner.max_in_flight = inner.max_in_flight.max(inner.in_flight);
         (reply, inner.default_delay)
     };
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
+    let response = answer(reply).await;
+    inner.lock().unwrap_or_else(|p| p.into_inner()).in_flight -= 1;
+    response
+}
+
+async fn answer(reply: Option<Reply>) -> Response {
     match reply.unwrap_or(Reply::Status(200)) {
         Reply::Status(code) => StatusCode::from_u16(code).unwrap_or(StatusCode::OK).into_response(),
         Reply::Full(code, headers, body) => {
