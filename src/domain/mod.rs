@@ -9,5 +9,6 @@ pub mod payload;
 pub mod render;
 pub mod retry;
 pub mod signing;
+pub mod template;
 pub mod tree;
 pub mod webhook;
