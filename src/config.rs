@@ -14,7 +14,10 @@ use figment::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::retry::{RetryPolicy, parse_duration, parse_schedule};
+use crate::domain::{
+    retry::{RetryPolicy, parse_duration, parse_schedule},
+    template::Limits,
+};
 
 /// The raw keys as they appear in the TOML file (and, upper-cased with the `HOOKLINE_` prefix,
 /// in the environment).
@@ -56,6 +59,10 @@ struct RawConfig {
     cleanup_sent_days: u32,
     /// `HOOKLINE_CLEANUP_FAILED_DAYS`: FAILED and CANCELLED rows older than this are deleted.
     cleanup_failed_days: u32,
+    /// `HOOKLINE_MAX_TEMPLATE_SIZE`: bytes of one payload, URL or header template.
+    max_template_size: usize,
+    /// `HOOKLINE_MAX_RENDERED_SIZE`: bytes a template may render to.
+    max_rendered_size: usize,
 }
 
 impl Default for RawConfig {
@@ -77,6 +84,8 @@ impl Default for RawConfig {
             cleanup_schedule: "0 30 3 * * *".into(),
             cleanup_sent_days: 30,
             cleanup_failed_days: 30,
+            max_template_size: 64 * 1024,
+            max_rendered_size: 1024 * 1024,
         }
     }
 }
@@ -93,6 +102,7 @@ pub struct DeliveryConfig {
     pub cleanup_schedule: String,
     pub cleanup_sent_days: u32,
     pub cleanup_failed_days: u32,
+    pub templates: Limits,
 }
 
 impl Default for DeliveryConfig {
@@ -141,6 +151,7 @@ impl DeliveryConfig {
             cleanup_schedule: raw.cleanup_schedule.clone(),
             cleanup_sent_days: raw.cleanup_sent_days,
             cleanup_failed_days: raw.cleanup_failed_days,
+            templates: Limits { max_template: raw.max_template_size, max_rendered: raw.max_rendered_size },
         })
     }
 }

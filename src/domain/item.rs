@@ -82,7 +82,32 @@ pub fn checked_fields(fields: Option<Value>) -> AppResult<Map<String, Value>> {
     if map.keys().any(|k| k.is_empty()) {
         return Err(AppError::validation("fields: keys must not be empty"));
     }
+    for (key, value) in &map {
+        if key.contains('\0') || holds_nul(value) {
+            return Err(AppError::validation(format!("fields.{key}: text cannot contain the NUL character (U+0000)")));
+        }
+    }
     Ok(map)
+}
+
+/// Whether a JSON value holds the NUL character anywhere (databases cannot store it in text).
+pub fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
+/// A text input without the NUL character, or VALIDATION naming `field`.
+pub fn checked_text(text: Option<String>, field: &str) -> AppResult<Option<String>> {
+    match text {
+        Some(t) if t.contains('\0') => {
+            Err(AppError::validation(format!("{field}: text cannot contain the NUL character (U+0000)")))
+        }
+        other => Ok(other),
+    }
 }
 
 /// Applies a JSON merge patch (RFC 7396) to the fields: a key set to `null` is removed,

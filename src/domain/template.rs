@@ -112,9 +112,14 @@ impl Template {
 
     /// Renders with the variables; checks the size, line breaks in headers and JSON validity.
     pub fn render(&self, variables: &liquid::Object) -> Result<String, String> {
-        let text = self.compiled.render(variables).map_err(|e| format!("rendering failed: {}", first_line(&e.to_string())))?;
+        let text =
+            self.compiled.render(variables).map_err(|e| format!("rendering failed: {}", first_line(&e.to_string())))?;
         if text.len() > self.limits.max_rendered {
-            return Err(format!("renders to {} bytes, more than the limit of {}", text.len(), self.limits.max_rendered));
+            return Err(format!(
+                "renders to {} bytes, more than the limit of {}",
+                text.len(),
+                self.limits.max_rendered
+            ));
         }
         match self.context {
             Context::Json => {
@@ -148,11 +153,15 @@ fn located(source: &str, error: &liquid::Error) -> TemplateError {
         let mut numbers = at.trim().split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty());
         let line = numbers.next().and_then(|n| n.parse().ok());
         let column = numbers.next().and_then(|n| n.parse().ok());
-        let message = text.lines().find(|l| l.trim_start().starts_with('=')).map_or(first_line(&text), |l| l.trim_start_matches([' ', '=']));
+        let message = text
+            .lines()
+            .find(|l| l.trim_start().starts_with('='))
+            .map_or(first_line(&text), |l| l.trim_start_matches([' ', '=']));
         return TemplateError { line, column, message: message.trim().to_owned() };
     }
     // Other errors name the offending snippet ("requested filter=foo").
-    let snippet = text.split('=').nth(1).map(|s| s.split_whitespace().next().unwrap_or_default().trim_matches(['"', '\'']));
+    let snippet =
+        text.split('=').nth(1).map(|s| s.split_whitespace().next().unwrap_or_default().trim_matches(['"', '\'']));
     let (line, column) = match snippet.filter(|s| !s.is_empty()).and_then(|s| source.find(s)) {
         Some(offset) => {
             let before = &source[..offset];
@@ -172,7 +181,8 @@ fn check_ranges(source: &str) -> Result<(), TemplateError> {
         if words.first() != Some(&"for") {
             continue;
         }
-        let Some(range) = tag.find('(').map(|start| &tag[start + 1..tag[start..].find(')').map_or(tag.len(), |e| start + e)])
+        let Some(range) =
+            tag.find('(').map(|start| &tag[start + 1..tag[start..].find(')').map_or(tag.len(), |e| start + e)])
         else {
             continue;
         };
@@ -203,9 +213,14 @@ fn escape_outputs(source: &str, context: Context) -> String {
     while let Some(start) = rest.find(['{']) {
         let (before, from) = rest.split_at(start);
         out.push_str(before);
-        if let Some(after_raw) = from.strip_prefix("{%").filter(|t| t.trim_start_matches('-').trim_start().starts_with("raw")) {
+        if let Some(after_raw) =
+            from.strip_prefix("{%").filter(|t| t.trim_start_matches('-').trim_start().starts_with("raw"))
+        {
             // Copy a raw block untouched.
-            let end = after_raw.find("endraw").and_then(|i| after_raw[i..].find("%}").map(|j| i + j + 2)).unwrap_or(after_raw.len());
+            let end = after_raw
+                .find("endraw")
+                .and_then(|i| after_raw[i..].find("%}").map(|j| i + j + 2))
+                .unwrap_or(after_raw.len());
             out.push_str("{%");
             out.push_str(&after_raw[..end]);
             rest = &after_raw[end..];
@@ -342,46 +357,66 @@ mod tests {
     #[test]
     fn strings_in_json_are_escaped_exactly() {
         let nasty = "quote \" backslash \\ newline \n tab \t <&> emoji 🎉 line-sep \u{2028} nul \u{0}";
-        let out = render(r#"{"text": "Ticket: {{ item.name }}"}"#, Context::Json, json!({"item": {"name": nasty}})).expect("renders");
+        let out = render(r#"{"text": "Ticket: {{ item.name }}"}"#, Context::Json, json!({"item": {"name": nasty}}))
+            .expect("renders");
         let parsed: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
         assert_eq!(parsed["text"], format!("Ticket: {nasty}"));
     }
 
     #[test]
     fn the_json_filter_prints_literals() {
-        let data = json!({"item": {"id": 7, "team": [{"name": "a"}], "status": {"id": 2, "name": "x\"y"}, "none": null}});
+        let data =
+            json!({"item": {"id": 7, "team": [{"name": "a"}], "status": {"id": 2, "name": "x\"y"}, "none": null}});
         let out = render(r#"{"id": {{ item.id | json }}, "team": {{ item.team | json }}, "status": {{ item.status | json }}, "none": {{ item.none | json }}}"#, Context::Json, data.clone()).expect("renders");
         let parsed: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
-        assert_eq!(parsed, json!({"id": 7, "team": [{"name": "a"}], "status": {"id": 2, "name": "x\"y"}, "none": null}));
+        assert_eq!(
+            parsed,
+            json!({"id": 7, "team": [{"name": "a"}], "status": {"id": 2, "name": "x\"y"}, "none": null})
+        );
         let plain_number = render(r#"{"id": {{ item.id }}}"#, Context::Json, data).expect("numbers print as they are");
         assert_eq!(plain_number, r#"{"id": 7}"#);
     }
 
     #[test]
     fn invalid_json_output_is_reported() {
-        let err = render(r#"{"a": {{ item.name }}}"#, Context::Json, json!({"item": {"name": "x y"}})).expect_err("not JSON");
+        let err =
+            render(r#"{"a": {{ item.name }}}"#, Context::Json, json!({"item": {"name": "x y"}})).expect_err("not JSON");
         assert!(err.contains("invalid JSON"), "{err}");
     }
 
     #[test]
     fn url_placeholders_are_percent_encoded_unless_raw() {
         let data = json!({"event": "new", "item": {"id": 5, "name": "a b/c?d"}, "parent_item": {"external_id": "ext1234"}, "base": "https://h.example/x"});
-        let url = render("http://localhost/{{ parent_item.external_id }}/{{ event }}/{{ item.id }}", Context::Url, data.clone()).expect("renders");
+        let url = render(
+            "http://localhost/{{ parent_item.external_id }}/{{ event }}/{{ item.id }}",
+            Context::Url,
+            data.clone(),
+        )
+        .expect("renders");
         assert_eq!(url, "http://localhost/ext1234/new/5");
-        assert_eq!(render("http://h/{{ item.name }}?q={{ item.name }}", Context::Url, data.clone()).expect("r"), "http://h/a%20b%2Fc%3Fd?q=a%20b%2Fc%3Fd");
+        assert_eq!(
+            render("http://h/{{ item.name }}?q={{ item.name }}", Context::Url, data.clone()).expect("r"),
+            "http://h/a%20b%2Fc%3Fd?q=a%20b%2Fc%3Fd"
+        );
         assert_eq!(render("{{ base | raw }}/y", Context::Url, data).expect("r"), "https://h.example/x/y");
     }
 
     #[test]
     fn headers_refuse_line_breaks() {
-        let err = render("Bearer {{ item.token }}", Context::Header, json!({"item": {"token": "a\r\nX: y"}})).expect_err("CRLF");
+        let err = render("Bearer {{ item.token }}", Context::Header, json!({"item": {"token": "a\r\nX: y"}}))
+            .expect_err("CRLF");
         assert!(err.contains("line break"), "{err}");
-        assert_eq!(render("Bearer {{ item.token }}", Context::Header, json!({"item": {"token": "t0k"}})).expect("r"), "Bearer t0k");
+        assert_eq!(
+            render("Bearer {{ item.token }}", Context::Header, json!({"item": {"token": "t0k"}})).expect("r"),
+            "Bearer t0k"
+        );
     }
 
     #[test]
     fn parse_errors_say_where() {
-        let err = Template::parse("{\n  \"a\": \"{{ item.name | nosuchfilter }}\"\n}", Context::Json, Limits::default()).expect_err("unknown filter");
+        let err =
+            Template::parse("{\n  \"a\": \"{{ item.name | nosuchfilter }}\"\n}", Context::Json, Limits::default())
+                .expect_err("unknown filter");
         assert_eq!(err.line, Some(2), "{err}");
         assert!(err.message.to_lowercase().contains("filter"), "{err}");
         let err = Template::parse("ok\n{% nosuchtag %}", Context::Json, Limits::default()).expect_err("unknown tag");
@@ -398,12 +433,16 @@ mod tests {
         assert!(big.render(&vars(json!({}))).expect_err("too big").contains("limit"));
         assert!(Template::parse("{% for i in (1..100000) %}x{% endfor %}", Context::Text, Limits::default()).is_err());
         assert!(Template::parse("{% for i in (1..item.n) %}x{% endfor %}", Context::Text, Limits::default()).is_err());
-        assert!(Template::parse("{% for t in item.team %}{{ t.name }}{% endfor %}", Context::Text, Limits::default()).is_ok());
+        assert!(
+            Template::parse("{% for t in item.team %}{{ t.name }}{% endfor %}", Context::Text, Limits::default())
+                .is_ok()
+        );
     }
 
     #[test]
     fn raw_blocks_and_whitespace_control_survive_rewriting() {
-        let out = render("{% raw %}{{ not }}{% endraw %} {{- item.a -}} !", Context::Json, json!({"item": {"a": "x"}})).expect_err("not JSON but renders");
+        let out = render("{% raw %}{{ not }}{% endraw %} {{- item.a -}} !", Context::Json, json!({"item": {"a": "x"}}))
+            .expect_err("not JSON but renders");
         assert!(out.contains("invalid JSON"));
         let text = escape_outputs("{% raw %}{{ not }}{% endraw %}{{- item.a -}}{{ item.b | json }}", Context::Json);
         assert_eq!(text, "{% raw %}{{ not }}{% endraw %}{{- item.a  | __hookline_json_string -}}{{ item.b | json }}");

@@ -24,6 +24,9 @@ pub fn checked_name(name: &str, field: &str) -> AppResult<String> {
     if name.chars().count() > 255 {
         return Err(AppError::validation(format!("{field}: must be at most 255 characters")));
     }
+    if name.contains('\0') {
+        return Err(AppError::validation(format!("{field}: text cannot contain the NUL character (U+0000)")));
+    }
     if name.contains(SEPARATOR.trim()) {
         return Err(AppError::validation(format!(
             "{field}: must not contain `>`, which separates names in completename"

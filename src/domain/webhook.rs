@@ -168,6 +168,19 @@ impl WebhookSettings {
     /// Checks every rule that needs nothing but the settings themselves. `has_client_secret`
     /// tells whether an OAuth client secret is (or will be) stored.
     pub fn validate(&mut self, has_client_secret: bool) -> AppResult<()> {
+        let texts = [
+            ("name", Some(&self.name)),
+            ("comment", self.comment.as_ref()),
+            ("url", Some(&self.url)),
+            ("payload", self.payload.as_ref()),
+            ("oauthUrl", self.oauth_url.as_ref()),
+            ("clientId", self.client_id.as_ref()),
+        ];
+        for (field, text) in texts {
+            if text.is_some_and(|t| t.contains('\0')) {
+                return Err(AppError::validation(format!("{field}: text cannot contain the NUL character (U+0000)")));
+            }
+        }
         self.name = self.name.trim().to_owned();
         if self.name.is_empty() {
             return Err(AppError::validation("name: must not be empty"));
@@ -249,7 +262,7 @@ pub fn check_custom_headers(headers: &Map<String, Value>) -> AppResult<()> {
         let Value::String(text) = value else {
             return Err(AppError::validation(format!("customHeaders: the value of `{name}` must be a string")));
         };
-        if text.contains(['\r', '\n']) {
+        if text.contains(['\r', '\n', '\0']) {
             return Err(AppError::validation(format!(
                 "customHeaders: the value of `{name}` must not contain a line break"
             )));

@@ -6,6 +6,7 @@ mod errors;
 mod item;
 mod itemtype;
 mod paging;
+mod preview;
 mod queue;
 mod webhook;
 
@@ -23,6 +24,7 @@ pub struct QueryRoot(
     item::ItemQuery,
     webhook::WebhookQuery,
     queue::QueueQuery,
+    preview::PreviewQuery,
 );
 
 /// Every mutation of the API.

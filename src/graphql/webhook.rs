@@ -374,14 +374,20 @@ impl WebhookMutation {
     async fn create_webhook(&self, ctx: &Context<'_>, input: WebhookInput) -> Result<Webhook> {
         let s = session(ctx)?;
         let (base, changes, secrets) = input.into_parts()?;
-        Ok(Webhook(webhooks::create(&s.state.db, &s.state.secrets, base, changes, secrets).await?))
+        Ok(Webhook(
+            webhooks::create(&s.state.db, &s.state.secrets, s.state.pipeline.config.templates, base, changes, secrets)
+                .await?,
+        ))
     }
 
     async fn update_webhook(&self, ctx: &Context<'_>, id: ID, input: WebhookPatch) -> Result<Webhook> {
         let s = session(ctx)?;
         let (changes, secrets) = input.into_changes()?;
         let id = numeric_id(&id, "id")?;
-        Ok(Webhook(webhooks::update(&s.state.db, &s.state.secrets, id, changes, secrets).await?))
+        Ok(Webhook(
+            webhooks::update(&s.state.db, &s.state.secrets, s.state.pipeline.config.templates, id, changes, secrets)
+                .await?,
+        ))
     }
 
     /// Deletes the webhook and its history.

@@ -17,7 +17,10 @@ use sea_orm::{
 };
 
 use super::{tree::EntityIndex, webhooks::Webhook};
-use crate::error::AppResult;
+use crate::{
+    domain::{render::WebhookTemplates, template::Limits},
+    error::AppResult,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
 struct Version {
@@ -27,9 +30,16 @@ struct Version {
 
 type WebhookKey = (String, &'static str);
 
+/// A webhook and its parsed templates (or why they do not parse).
+#[derive(Debug)]
+pub struct CachedWebhook {
+    pub webhook: Webhook,
+    pub templates: Result<WebhookTemplates, String>,
+}
+
 #[derive(Default)]
 pub struct HotCache {
-    webhooks: Mutex<HashMap<WebhookKey, (Version, Arc<Vec<Webhook>>)>>,
+    webhooks: Mutex<HashMap<WebhookKey, (Version, Arc<Vec<CachedWebhook>>)>>,
     entities: Mutex<Option<(Version, Arc<EntityIndex>)>>,
 }
 
@@ -44,13 +54,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl HotCache {
-    /// Every webhook (active or not) of the itemtype and event.
+    /// Every webhook (active or not) of the itemtype and event, with its templates parsed.
     pub async fn webhooks(
         &self,
         conn: &impl ConnectionTrait,
         itemtype: &str,
         event: &'static str,
-    ) -> AppResult<Arc<Vec<Webhook>>> {
+        limits: Limits,
+    ) -> AppResult<Arc<Vec<CachedWebhook>>> {
         let filter = |q: sea_orm::Select<webhook_rows::Entity>| {
             q.filter(webhook_rows::Column::Itemtype.eq(itemtype)).filter(webhook_rows::Column::Event.eq(event))
         };
@@ -68,7 +79,13 @@ impl HotCache {
             return Ok(list.clone());
         }
         let rows = filter(webhook_rows::Entity::find()).all(conn).await?;
-        let list = Arc::new(rows.into_iter().map(Webhook::try_from).collect::<AppResult<Vec<_>>>()?);
+        let mut list = Vec::with_capacity(rows.len());
+        for row in rows {
+            let webhook = Webhook::try_from(row)?;
+            let templates = WebhookTemplates::parse(&webhook.settings, limits).map_err(|e| e.to_string());
+            list.push(CachedWebhook { webhook, templates });
+        }
+        let list = Arc::new(list);
         if let Some(version) = version {
             lock(&self.webhooks).insert(key, (version, list.clone()));
         }

@@ -11,9 +11,13 @@ use sea_orm::{
 };
 use serde_json::Value;
 
-use super::{cache::HotCache, items::document_in, tree::EntityIndex, webhooks::Webhook};
+use super::{
+    cache::{CachedWebhook, HotCache},
+    items::document_in,
+    tree::EntityIndex,
+};
 use crate::{
-    domain::{matching::entity_matches, payload::ApiData, render::render, webhook::WebhookEvent},
+    domain::{matching::entity_matches, payload::ApiData, render, template::Limits, webhook::WebhookEvent},
     error::{AppError, AppResult},
 };
 
@@ -44,28 +48,35 @@ pub async fn api_data(
 pub async fn raise(
     conn: &impl ConnectionTrait,
     cache: &HotCache,
+    limits: Limits,
     event: WebhookEvent,
     item: &items::Model,
 ) -> AppResult<Vec<queued_webhooks::Model>> {
-    let candidates = cache.webhooks(conn, &item.itemtype, event.as_str()).await?;
-    if !candidates.iter().any(|w| w.settings.is_active) {
+    let candidates = cache.webhooks(conn, &item.itemtype, event.as_str(), limits).await?;
+    if !candidates.iter().any(|c| c.webhook.settings.is_active) {
         return Ok(Vec::new());
     }
     let entities = cache.entities(conn).await?;
     let chain = entities.chain(item.entity_id);
-    let matching: Vec<&Webhook> = candidates
+    let matching: Vec<&CachedWebhook> = candidates
         .iter()
-        .filter(|w| w.settings.is_active && entity_matches(w.settings.entity_id, w.settings.is_recursive, &chain))
+        .filter(|c| {
+            let s = &c.webhook.settings;
+            s.is_active && entity_matches(s.entity_id, s.is_recursive, &chain)
+        })
         .collect();
     if matching.is_empty() {
         return Ok(Vec::new());
     }
     let data = api_data(conn, &entities, event, item).await?;
     let default_body = data.default_body();
+    let needs_variables = matching.iter().any(|c| c.templates.as_ref().is_ok_and(|t| t.uses_variables()));
+    let variables = if needs_variables { render::variables(&data) } else { liquid::Object::new() };
     let now = Utc::now();
     let mut queued = Vec::with_capacity(matching.len());
-    for webhook in matching {
-        let (url, headers, body, status, last_error) = match render(&webhook.settings, &data, &default_body) {
+    for CachedWebhook { webhook, templates } in matching {
+        let rendered = templates.as_ref().map_err(Clone::clone).and_then(|t| t.render(&variables, &default_body));
+        let (url, headers, body, status, last_error) = match rendered {
             Ok(r) => (r.url, Value::Object(r.headers), Some(r.body), PENDING, None),
             Err(reason) => {
                 (webhook.settings.url.clone(), Value::Object(Default::default()), None, FAILED, Some(reason))

@@ -23,6 +23,7 @@ use crate::{
     AppState,
     domain::{
         item::{self as rules, EntityRef, ItemSnapshot},
+        template::Limits,
         webhook::WebhookEvent,
     },
     error::{AppError, AppResult},
@@ -131,7 +132,7 @@ pub async fn create(state: &AppState, mut input: NewItem) -> AppResult<Changed<i
     }
     let txn = crate::db::begin_write(&state.db).await?;
     let item = insert(&txn, input).await?;
-    let queued = events::raise(&txn, &state.cache, WebhookEvent::New, &item).await?;
+    let queued = events::raise(&txn, &state.cache, state.pipeline.config.templates, WebhookEvent::New, &item).await?;
     finish(state, txn, Changed { item, queued }).await
 }
 
@@ -139,6 +140,7 @@ pub async fn create(state: &AppState, mut input: NewItem) -> AppResult<Changed<i
 pub async fn insert(conn: &impl ConnectionTrait, input: NewItem) -> AppResult<items::Model> {
     let itemtype = catalog::require(conn, &input.itemtype, "itemtype").await?;
     let fields = rules::checked_fields(input.fields)?;
+    let name = rules::checked_text(input.name, "name")?;
     require_entity(conn, input.entity_id).await?;
     let (parent_itemtype, parent_id) = checked_parent(conn, &itemtype, input.parent_itemtype, input.parent_id).await?;
     let id = match input.id {
@@ -158,7 +160,7 @@ pub async fn insert(conn: &impl ConnectionTrait, input: NewItem) -> AppResult<it
         itemtype: Set(itemtype.name.clone()),
         id: Set(id),
         entity_id: Set(input.entity_id),
-        name: Set(input.name),
+        name: Set(name),
         fields: Set(Value::Object(fields)),
         parent_itemtype: Set(parent_itemtype),
         parent_id: Set(parent_id),
@@ -223,7 +225,7 @@ pub async fn replace(
 ) -> AppResult<(items::Model, bool)> {
     let mut entries = Vec::new();
     let mut active = item.clone().into_active_model();
-    if let Some(name) = new.name
+    if let Some(name) = new.name.map(|n| rules::checked_text(n, "name")).transpose()?
         && name != item.name
     {
         entries.push(NewEntry::change("update", "name changed", item.name.clone(), name.clone()));
@@ -281,8 +283,11 @@ pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch
     };
     let replacement = Replacement { name: patch.name, entity_id: patch.entity_id, fields, parent: None };
     let (item, changed) = replace(&txn, item, replacement).await?;
-    let queued =
-        if changed { events::raise(&txn, &state.cache, WebhookEvent::Update, &item).await? } else { Vec::new() };
+    let queued = if changed {
+        events::raise(&txn, &state.cache, state.pipeline.config.templates, WebhookEvent::Update, &item).await?
+    } else {
+        Vec::new()
+    };
     finish(state, txn, Changed { item, queued }).await
 }
 
@@ -319,7 +324,7 @@ pub async fn set_deleted(
     }
     let item = mark_deleted(&txn, item, deleted).await?;
     let event = if deleted { WebhookEvent::Delete } else { WebhookEvent::Restore };
-    let queued = events::raise(&txn, &state.cache, event, &item).await?;
+    let queued = events::raise(&txn, &state.cache, state.pipeline.config.templates, event, &item).await?;
     finish(state, txn, Changed { item, queued }).await
 }
 
@@ -328,6 +333,7 @@ pub async fn set_deleted(
 pub async fn remove(
     conn: &impl ConnectionTrait,
     cache: &HotCache,
+    limits: Limits,
     item: items::Model,
 ) -> AppResult<Changed<Vec<items::Model>>> {
     let children = items::Entity::find()
@@ -339,7 +345,7 @@ pub async fn remove(
     removed.extend(children);
     let mut queued = Vec::new();
     for gone in &removed {
-        queued.extend(events::raise(conn, cache, WebhookEvent::Purge, gone).await?);
+        queued.extend(events::raise(conn, cache, limits, WebhookEvent::Purge, gone).await?);
     }
     for gone in removed.iter().rev() {
         history::purge(conn, subject(gone)).await?;
@@ -351,7 +357,7 @@ pub async fn remove(
 pub async fn purge(state: &AppState, itemtype: &str, id: &str) -> AppResult<Changed<Vec<items::Model>>> {
     let txn = crate::db::begin_write(&state.db).await?;
     let item = require(&txn, itemtype, id).await?;
-    let changed = remove(&txn, &state.cache, item).await?;
+    let changed = remove(&txn, &state.cache, state.pipeline.config.templates, item).await?;
     finish(state, txn, changed).await
 }
 

@@ -7,6 +7,7 @@ pub mod history;
 pub mod items;
 pub mod itemtypes;
 pub mod paging;
+pub mod preview;
 pub mod queue;
 pub mod tree;
 pub mod trigger;

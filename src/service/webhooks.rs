@@ -16,6 +16,7 @@ use super::{
     tree::{CATEGORIES, ENTITIES},
 };
 use crate::{
+    domain::template::Limits,
     domain::webhook::{
         HttpMethod, SignatureScheme, WebhookChanges, WebhookEvent, WebhookSettings, check_secret, generate_secret,
     },
@@ -119,6 +120,7 @@ pub async fn list(
 pub async fn create(
     db: &DatabaseConnection,
     secrets: &SecretBox,
+    limits: Limits,
     base: WebhookSettings,
     changes: WebhookChanges,
     secret_changes: SecretChanges,
@@ -128,6 +130,7 @@ pub async fn create(
     settings.validate(client_secret.is_some())?;
     let txn = crate::db::begin_write(db).await?;
     check_references(&txn, &settings).await?;
+    super::preview::check_templates(&txn, &settings, limits).await?;
     let secret = match secret_changes.secret {
         Some(secret) => {
             check_secret(settings.signature_scheme, &secret)?;
@@ -150,6 +153,7 @@ pub async fn create(
 pub async fn update(
     db: &DatabaseConnection,
     secrets: &SecretBox,
+    limits: Limits,
     id: i64,
     changes: WebhookChanges,
     secret_changes: SecretChanges,
@@ -167,6 +171,7 @@ pub async fn update(
     };
     settings.validate(has_client_secret)?;
     check_references(&txn, &settings).await?;
+    super::preview::check_templates(&txn, &settings, limits).await?;
 
     let mut entries: Vec<NewEntry> = current
         .settings

@@ -136,7 +136,7 @@ async fn record(
             path: path.clone(),
             headers: headers
                 .iter()
-                .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().to_owned()))
+                .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
                 .collect(),
             body: body.to_vec(),
             at: Instant::now(),

@@ -1,0 +1,49 @@
+//! Previews of what a webhook sends, and the variables its templates can use.
+
+use async_graphql::{Context, ID, Json, Object, Result, SimpleObject};
+use serde_json::{Map, Value};
+
+use super::{context::session, paging::numeric_id};
+use crate::service::preview;
+
+/// What a webhook would send for an item now.
+#[derive(SimpleObject)]
+pub struct WebhookPreview {
+    /// The template variables: `{event, item, parent_item?}`.
+    pub api_data: Json<Value>,
+    /// The body, rendered.
+    pub payload: String,
+    /// The URL, rendered.
+    pub url: String,
+    /// Every header of an attempt, `{"Name": "value"}`; those computed at send time (signature,
+    /// timestamp, delivery id) are shown as placeholders.
+    pub headers: Json<Map<String, Value>>,
+}
+
+#[derive(Default)]
+pub struct PreviewQuery;
+
+#[Object]
+impl PreviewQuery {
+    /// Renders the webhook for one stored item of its itemtype, as it would be queued now.
+    /// NOT_FOUND for an item of another itemtype; VALIDATION when it cannot be rendered.
+    async fn webhook_preview(&self, ctx: &Context<'_>, webhook_id: ID, item_id: ID) -> Result<WebhookPreview> {
+        let s = session(ctx)?;
+        let webhook_id = numeric_id(&webhook_id, "webhookId")?;
+        let limits = s.state.pipeline.config.templates;
+        let preview = preview::preview(&s.state.db, limits, webhook_id, &item_id).await?;
+        Ok(WebhookPreview {
+            api_data: Json(preview.api_data),
+            payload: preview.rendered.body,
+            url: preview.rendered.url,
+            headers: Json(preview.headers),
+        })
+    }
+
+    /// The variable paths templates of the itemtype can use, for autocompletion: `event`,
+    /// `item.*` (known fields and those seen in stored items) and `parent_item.*`.
+    async fn payload_variables(&self, ctx: &Context<'_>, itemtype: String) -> Result<Vec<String>> {
+        let s = session(ctx)?;
+        Ok(preview::payload_variables(&s.state.db, &itemtype).await?)
+    }
+}

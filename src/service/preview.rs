@@ -1,0 +1,156 @@
+//! What a webhook would send for an item now, and the variables templates can use.
+
+use std::collections::BTreeSet;
+
+use entity::items as item_rows;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde_json::{Map, Value};
+
+use super::{events::api_data, items, itemtypes, tree::EntityIndex, webhooks};
+use crate::{
+    domain::{
+        render::{self, Rendered, WebhookTemplates},
+        template::Limits,
+        webhook::{SignatureScheme, WebhookSettings},
+    },
+    error::{AppError, AppResult},
+};
+
+/// A preview of one webhook for one item.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    pub api_data: Value,
+    pub rendered: Rendered,
+    /// Every header an attempt carries; those computed at send time are shown as placeholders.
+    pub headers: Map<String, Value>,
+}
+
+/// Renders the webhook for the stored item, as it would be queued now.
+pub async fn preview(
+    conn: &impl ConnectionTrait,
+    limits: Limits,
+    webhook_id: i64,
+    item_id: &str,
+) -> AppResult<Preview> {
+    let webhook = webhooks::require(conn, webhook_id).await?;
+    let settings = &webhook.settings;
+    let item = items::get(conn, &settings.itemtype, item_id).await?.ok_or_else(|| {
+        AppError::not_found(format!(
+            "no {} with id `{item_id}`: webhook {webhook_id} fires for {} items only",
+            settings.itemtype, settings.itemtype
+        ))
+    })?;
+    let entities = EntityIndex::load(conn).await?;
+    let data = api_data(conn, &entities, settings.event, &item).await?;
+    let templates = WebhookTemplates::parse(settings, limits).map_err(|e| AppError::validation(e.to_string()))?;
+    let rendered = templates.render(&render::variables(&data), &data.default_body()).map_err(AppError::validation)?;
+    let headers = attempt_headers(settings, &rendered);
+    Ok(Preview { api_data: data.to_value(), rendered, headers })
+}
+
+/// The headers of an attempt, in the order they are sent.
+fn attempt_headers(settings: &WebhookSettings, rendered: &Rendered) -> Map<String, Value> {
+    let mut headers = Map::new();
+    let has = |name: &str| rendered.headers.keys().any(|k| k.eq_ignore_ascii_case(name));
+    let get = settings.http_method == crate::domain::webhook::HttpMethod::Get;
+    if !get && !has("content-type") {
+        headers.insert("Content-Type".into(), "application/json".into());
+    }
+    if !has("user-agent") {
+        headers.insert("User-Agent".into(), concat!("hookline/", env!("CARGO_PKG_VERSION")).into());
+    }
+    headers.extend(rendered.headers.clone());
+    headers.insert("X-Hookline-Delivery".into(), "<the queued webhook's delivery id>".into());
+    if matches!(settings.signature_scheme, SignatureScheme::Glpi | SignatureScheme::Both) {
+        headers.insert("X-GLPI-signature".into(), "<HMAC-SHA256 of the body and timestamp, at send time>".into());
+        headers.insert("X-GLPI-timestamp".into(), "<Unix time of the attempt>".into());
+    }
+    if matches!(settings.signature_scheme, SignatureScheme::StandardWebhooks | SignatureScheme::Both) {
+        headers.insert("webhook-id".into(), "<the queued webhook's delivery id>".into());
+        headers.insert("webhook-timestamp".into(), "<Unix time of the attempt>".into());
+        headers.insert("webhook-signature".into(), "<v1,HMAC-SHA256 at send time>".into());
+    }
+    headers
+}
+
+/// Checks a webhook's templates when it is saved: they must parse, and render (against the
+/// newest stored item of the itemtype, when there is one) to a valid request.
+pub async fn check_templates(conn: &impl ConnectionTrait, settings: &WebhookSettings, limits: Limits) -> AppResult<()> {
+    let templates = WebhookTemplates::parse(settings, limits).map_err(|e| AppError::validation(e.to_string()))?;
+    let Some(sample) = newest_items(conn, &settings.itemtype, 1).await?.pop() else { return Ok(()) };
+    let entities = EntityIndex::load(conn).await?;
+    let data = api_data(conn, &entities, settings.event, &sample).await?;
+    templates.render(&render::variables(&data), &data.default_body()).map_err(|reason| {
+        AppError::validation(format!("{reason} (rendered for {} `{}`)", sample.itemtype, sample.id))
+    })?;
+    Ok(())
+}
+
+async fn newest_items(conn: &impl ConnectionTrait, itemtype: &str, count: u64) -> AppResult<Vec<item_rows::Model>> {
+    Ok(item_rows::Entity::find()
+        .filter(item_rows::Column::Itemtype.eq(itemtype))
+        .order_by_desc(item_rows::Column::Seq)
+        .limit(count)
+        .all(conn)
+        .await?)
+}
+
+/// The variable paths templates can use for an itemtype: `event`, the item document's keys
+/// (known fields and those seen in the newest stored items, nested objects flattened) and
+/// `parent_item.*` for types with parents.
+pub async fn payload_variables(conn: &impl ConnectionTrait, itemtype: &str) -> AppResult<Vec<String>> {
+    let known = itemtypes::require(conn, itemtype, "itemtype").await?;
+    let mut paths = BTreeSet::from(["event".to_owned()]);
+    add_document_paths(conn, &mut paths, "item", &known).await?;
+    for parent in &known.parent_itemtypes {
+        if let Some(parent) = itemtypes::get(conn, parent).await? {
+            add_document_paths(conn, &mut paths, "parent_item", &parent).await?;
+        }
+    }
+    Ok(paths.into_iter().collect())
+}
+
+async fn add_document_paths(
+    conn: &impl ConnectionTrait,
+    paths: &mut BTreeSet<String>,
+    root: &str,
+    itemtype: &itemtypes::Itemtype,
+) -> AppResult<()> {
+    for key in
+        ["id", "name", "is_deleted", "date_creation", "date_mod", "entity.id", "entity.name", "entity.completename"]
+    {
+        paths.insert(format!("{root}.{key}"));
+    }
+    for field in &itemtype.fields {
+        paths.insert(format!("{root}.{field}"));
+    }
+    for item in newest_items(conn, &itemtype.name, 50).await? {
+        if let Value::Object(fields) = &item.fields {
+            for (key, value) in fields {
+                flatten(paths, &format!("{root}.{key}"), value, 0);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn flatten(paths: &mut BTreeSet<String>, path: &str, value: &Value, depth: usize) {
+    match value {
+        Value::Object(map) if depth < 4 && !map.is_empty() => {
+            for (key, inner) in map {
+                flatten(paths, &format!("{path}.{key}"), inner, depth + 1);
+            }
+        }
+        Value::Array(items) if depth < 4 => {
+            paths.insert(path.to_owned());
+            if let Some(Value::Object(first)) = items.first() {
+                for (key, inner) in first {
+                    flatten(paths, &format!("{path}[0].{key}"), inner, depth + 1);
+                }
+            }
+        }
+        _ => {
+            paths.insert(path.to_owned());
+        }
+    }
+}
