@@ -58,6 +58,19 @@ async fn queue_events(server: &Server, receiver: &Receiver) {
     }
 }
 
+/// A server on a fresh data dir, a slow receiver, and every event queued.
+async fn start_delivering(
+    database: &[(&'static str, String)],
+) -> (tempfile::TempDir, Receiver, Vec<(&'static str, String)>, Server) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let receiver = Receiver::start().await;
+    receiver.delay_all(Duration::from_millis(150));
+    let env = env(dir.path(), database);
+    let server = Server::start(dir.path(), &env);
+    queue_events(&server, &receiver).await;
+    (dir, receiver, env, server)
+}
+
 /// Waits until every queued webhook is SENT and returns their delivery ids.
 async fn wait_all_sent(server: &Server, expected: usize) -> Vec<String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
@@ -100,12 +113,7 @@ fn counts(requests: &[Recorded]) -> HashMap<String, usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_process_loses_nothing_and_repeats_only_attempts_in_flight() {
     for (backend, database) in databases().await {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let receiver = Receiver::start().await;
-        receiver.delay_all(Duration::from_millis(150));
-        let env = env(dir.path(), &database);
-        let mut server = Server::start(dir.path(), &env);
-        queue_events(&server, &receiver).await;
+        let (dir, receiver, env, mut server) = start_delivering(&database).await;
         receiver.wait_for(MAX_IN_FLIGHT * 2, Duration::from_secs(30)).await;
         server.kill9();
         let before_restart = receiver.requests().len();
@@ -129,12 +137,7 @@ async fn a_killed_process_loses_nothing_and_repeats_only_attempts_in_flight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_attempts_and_a_restart_sends_the_rest_once() {
     for (backend, database) in databases().await {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let receiver = Receiver::start().await;
-        receiver.delay_all(Duration::from_millis(150));
-        let env = env(dir.path(), &database);
-        let mut server = Server::start(dir.path(), &env);
-        queue_events(&server, &receiver).await;
+        let (dir, receiver, env, mut server) = start_delivering(&database).await;
         receiver.wait_for(MAX_IN_FLIGHT, Duration::from_secs(30)).await;
         assert!(server.terminate(), "{backend}: a clean exit on SIGTERM");
         let after_stop = receiver.requests().len();
