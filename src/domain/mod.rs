@@ -1,6 +1,7 @@
 //! Domain rules as plain functions: no database, no HTTP. Resolvers and workers both reach
 //! them through the services in `crate::service`, and unit tests reach them directly.
 
+pub mod filter;
 pub mod item;
 pub mod itemtype;
 pub mod matching;
