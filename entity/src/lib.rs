@@ -5,5 +5,6 @@ pub mod history_entries;
 pub mod items;
 pub mod itemtypes;
 pub mod queued_webhooks;
+pub mod saved_searches;
 pub mod webhook_categories;
 pub mod webhooks;

@@ -36,6 +36,10 @@ pub struct Model {
     pub payload: Option<String>,
     /// JSON object `{"Header-Name": "template"}`.
     pub custom_headers: Json,
+    /// Inline filter criteria (a JSON array), when the filter is not a saved search.
+    pub filter_criteria: Option<Json>,
+    /// The saved search used as filter.
+    pub saved_search_id: Option<i64>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_create_configuration_tables;
 mod m20261127_000002_create_queued_webhooks;
+mod m20261127_000003_create_saved_searches;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261127_000001_create_configuration_tables::Migration),
             Box::new(m20261127_000002_create_queued_webhooks::Migration),
+            Box::new(m20261127_000003_create_saved_searches::Migration),
         ]
     }
 }

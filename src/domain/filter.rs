@@ -103,7 +103,7 @@ pub struct Subject<'a> {
     pub item: &'a Value,
     pub parent_item: Option<&'a Value>,
     /// The entity and its ancestors, the entity first.
-    pub entity_chain: &'a dyn Fn(i64) -> Vec<i64>,
+    pub entity_chain: &'a (dyn Fn(i64) -> Vec<i64> + Sync),
 }
 
 impl Filter {
@@ -146,7 +146,9 @@ fn compile_one(spec: &CriterionSpec, at: &str) -> AppResult<(Link, Node)> {
         return Ok((link, Node::Group(compile_list(group, &format!("{at}.criteria"))?)));
     }
     let field = spec.field.as_deref().map(str::trim).filter(|f| !f.is_empty());
-    let field = field.ok_or_else(|| AppError::validation(format!("{at}.field: required (a path such as `priority` or `status.name`)")))?;
+    let field = field.ok_or_else(|| {
+        AppError::validation(format!("{at}.field: required (a path such as `priority` or `status.name`)"))
+    })?;
     let (root, path) = parse_field(field).map_err(|e| AppError::validation(format!("{at}.field: {e}")))?;
     let searchtype = spec.searchtype.as_deref().map(|s| s.trim().to_ascii_lowercase()).unwrap_or_default();
     let value = spec.value.clone().unwrap_or_default();
@@ -339,7 +341,10 @@ fn equals(expected: &str, value: Option<&Value>) -> bool {
     let Some(value) = value else { return false };
     let candidates: Vec<&Value> = match value {
         Value::Object(map) => map.get("id").into_iter().collect(),
-        Value::Array(items) => items.iter().flat_map(|v| if let Value::Object(m) = v { m.get("id").into_iter().collect() } else { vec![v] }).collect(),
+        Value::Array(items) => items
+            .iter()
+            .flat_map(|v| if let Value::Object(m) = v { m.get("id").into_iter().collect() } else { vec![v] })
+            .collect(),
         other => vec![other],
     };
     candidates.into_iter().any(|v| match (v, expected.trim().parse::<f64>()) {
@@ -467,13 +472,17 @@ mod tests {
         // true OR true AND false → true (AND binds tighter)
         assert!(check(vec![f("AND", "priority", "5"), f("OR", "priority", "5"), f("AND", "status", "9")], t.clone()));
         // false OR true AND NOT true → false
-        assert!(!check(vec![f("AND", "priority", "1"), f("OR", "priority", "5"), f("AND NOT", "status", "2")], t.clone()));
+        assert!(!check(
+            vec![f("AND", "priority", "1"), f("OR", "priority", "5"), f("AND NOT", "status", "2")],
+            t.clone()
+        ));
         // a first criterion's NOT counts
         assert!(check(vec![f("AND NOT", "priority", "1")], t.clone()));
         // OR NOT
         assert!(check(vec![f("AND", "priority", "1"), f("OR NOT", "status", "9")], t.clone()));
         // groups are parentheses: (false OR true) AND true
-        let grouped = vec![group("AND", vec![f("AND", "priority", "1"), f("OR", "priority", "5")]), f("AND", "status", "2")];
+        let grouped =
+            vec![group("AND", vec![f("AND", "priority", "1"), f("OR", "priority", "5")]), f("AND", "status", "2")];
         assert!(check(grouped, t.clone()));
         let negated = vec![f("AND", "status", "2"), group("AND NOT", vec![f("AND", "priority", "5")])];
         assert!(!check(negated, t));
@@ -495,10 +504,16 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert!(err(vec![leaf("AND", "name", "like", "x")]).starts_with("criteria[0].searchtype: unknown operator"));
-        assert!(err(vec![leaf("AND", "a", "equals", "1"), leaf("AND", "priority", "lessthan", "soon")]).starts_with("criteria[1].value"));
+        assert!(
+            err(vec![leaf("AND", "a", "equals", "1"), leaf("AND", "priority", "lessthan", "soon")])
+                .starts_with("criteria[1].value")
+        );
         assert!(err(vec![group("AND", vec![])]).starts_with("criteria[0].criteria: "));
         assert!(err(vec![leaf("XOR", "a", "equals", "1")]).starts_with("criteria[0].link"));
-        assert!(err(vec![group("AND", vec![leaf("AND", "name", "under", "1")])]).starts_with("criteria[0].criteria[0].field"));
+        assert!(
+            err(vec![group("AND", vec![leaf("AND", "name", "under", "1")])])
+                .starts_with("criteria[0].criteria[0].field")
+        );
         assert!(err(vec![]).starts_with("criteria:"));
         assert!(err(vec![leaf("AND", "", "equals", "1")]).starts_with("criteria[0].field"));
     }

@@ -171,14 +171,19 @@ impl ItemQuery {
         Ok(items::get(&s.state.db, &itemtype, &id).await?.map(Item))
     }
 
-    /// Items of a type, in the order they were first stored.
+    /// Items of a type, in the order they were first stored; with `criteria`, only those that
+    /// match (as a webhook filter would).
     async fn items(
         &self,
         ctx: &Context<'_>,
         itemtype: String,
+        criteria: Option<Vec<super::filter::CriterionInput>>,
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<Paged<Item>> {
+        if let Some(criteria) = criteria {
+            return Ok(super::filter::matching(ctx, &itemtype, criteria, first, after).await?);
+        }
         let s = session(ctx)?;
         itemtypes::require(&s.state.db, &itemtype, "itemtype").await?;
         let request = page_request(first, after)?;

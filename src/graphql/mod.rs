@@ -3,6 +3,7 @@
 mod context;
 mod entity;
 mod errors;
+mod filter;
 mod item;
 mod itemtype;
 mod paging;
@@ -25,6 +26,7 @@ pub struct QueryRoot(
     webhook::WebhookQuery,
     queue::QueueQuery,
     preview::PreviewQuery,
+    filter::FilterQuery,
 );
 
 /// Every mutation of the API.
@@ -35,6 +37,7 @@ pub struct MutationRoot(
     item::ItemMutation,
     webhook::WebhookMutation,
     queue::QueueMutation,
+    filter::FilterMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;

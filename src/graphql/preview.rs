@@ -18,6 +18,8 @@ pub struct WebhookPreview {
     /// Every header of an attempt, `{"Name": "value"}`; those computed at send time (signature,
     /// timestamp, delivery id) are shown as placeholders.
     pub headers: Json<Map<String, Value>>,
+    /// Whether the item matches the webhook's filter (true without a filter).
+    pub matches_filter: bool,
 }
 
 #[derive(Default)]
@@ -37,6 +39,7 @@ impl PreviewQuery {
             payload: preview.rendered.body,
             url: preview.rendered.url,
             headers: Json(preview.headers),
+            matches_filter: preview.matches_filter,
         })
     }
 

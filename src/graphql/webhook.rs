@@ -17,6 +17,7 @@ use crate::{
     },
     error::AppResult,
     service::{
+        filters,
         tree::{CATEGORIES, ENTITIES},
         webhooks::{self, SecretChanges},
     },
@@ -169,6 +170,22 @@ impl Webhook {
         after: Option<String>,
     ) -> Result<Paged<QueuedWebhook>> {
         Ok(webhook_queue(ctx, self.0.id, status, first, after).await?)
+    }
+
+    /// The filter's criteria (those of the saved search when the filter is one); null when the
+    /// webhook fires for every item.
+    async fn filter(&self, ctx: &Context<'_>) -> Result<Option<Vec<Json<Value>>>> {
+        let s = session(ctx)?;
+        let criteria = filters::webhook_criteria(&s.state.db, &self.0.filter).await?;
+        Ok(criteria.map(|list| list.into_iter().map(|c| Json(serde_json::to_value(c).unwrap_or_default())).collect()))
+    }
+
+    /// The saved search used as filter, if any.
+    async fn saved_search_id(&self) -> Option<ID> {
+        match self.0.filter {
+            filters::WebhookFilter::Saved(id) => Some(ID(id.to_string())),
+            _ => None,
+        }
     }
 
     /// Changes to the webhook, newest first.

@@ -10,15 +10,15 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use entity::{entities, webhooks as webhook_rows};
+use entity::{entities, saved_searches, webhooks as webhook_rows};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 
-use super::{tree::EntityIndex, webhooks::Webhook};
+use super::{filters::webhook_criteria, tree::EntityIndex, webhooks::Webhook};
 use crate::{
-    domain::{render::WebhookTemplates, template::Limits},
+    domain::{filter::Filter, render::WebhookTemplates, template::Limits},
     error::AppResult,
 };
 
@@ -35,11 +35,13 @@ type WebhookKey = (String, &'static str);
 pub struct CachedWebhook {
     pub webhook: Webhook,
     pub templates: Result<WebhookTemplates, String>,
+    /// The compiled filter, if the webhook has one.
+    pub filter: Option<Result<Filter, String>>,
 }
 
 #[derive(Default)]
 pub struct HotCache {
-    webhooks: Mutex<HashMap<WebhookKey, (Version, Arc<Vec<CachedWebhook>>)>>,
+    webhooks: Mutex<HashMap<WebhookKey, ((Version, Version), Arc<Vec<CachedWebhook>>)>>,
     entities: Mutex<Option<(Version, Arc<EntityIndex>)>>,
 }
 
@@ -65,13 +67,22 @@ impl HotCache {
         let filter = |q: sea_orm::Select<webhook_rows::Entity>| {
             q.filter(webhook_rows::Column::Itemtype.eq(itemtype)).filter(webhook_rows::Column::Event.eq(event))
         };
-        let version = filter(webhook_rows::Entity::find())
+        let webhooks = filter(webhook_rows::Entity::find())
             .select_only()
             .column_as(Expr::col(webhook_rows::Column::Id).count(), "count")
             .column_as(Expr::col(webhook_rows::Column::UpdatedAt).max(), "latest")
             .into_model::<Version>()
             .one(conn)
             .await?;
+        // Saved searches used as filters change independently of the webhooks.
+        let searches = saved_searches::Entity::find()
+            .select_only()
+            .column_as(Expr::col(saved_searches::Column::Id).count(), "count")
+            .column_as(Expr::col(saved_searches::Column::UpdatedAt).max(), "latest")
+            .into_model::<Version>()
+            .one(conn)
+            .await?;
+        let version = webhooks.zip(searches);
         let key = (itemtype.to_owned(), event);
         if let (Some(version), Some((cached, list))) = (&version, lock(&self.webhooks).get(&key))
             && version == cached
@@ -83,7 +94,12 @@ impl HotCache {
         for row in rows {
             let webhook = Webhook::try_from(row)?;
             let templates = WebhookTemplates::parse(&webhook.settings, limits).map_err(|e| e.to_string());
-            list.push(CachedWebhook { webhook, templates });
+            let filter = match webhook_criteria(conn, &webhook.filter).await {
+                Ok(Some(criteria)) => Some(Filter::compile(&criteria).map_err(|e| format!("{e:?}"))),
+                Ok(None) => None,
+                Err(err) => Some(Err(format!("{err:?}"))),
+            };
+            list.push(CachedWebhook { webhook, templates, filter });
         }
         let list = Arc::new(list);
         if let Some(version) = version {

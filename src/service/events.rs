@@ -17,7 +17,9 @@ use super::{
     tree::EntityIndex,
 };
 use crate::{
-    domain::{matching::entity_matches, payload::ApiData, render, template::Limits, webhook::WebhookEvent},
+    domain::{
+        filter::Subject, matching::entity_matches, payload::ApiData, render, template::Limits, webhook::WebhookEvent,
+    },
     error::{AppError, AppResult},
 };
 
@@ -58,23 +60,39 @@ pub async fn raise(
     }
     let entities = cache.entities(conn).await?;
     let chain = entities.chain(item.entity_id);
-    let matching: Vec<&CachedWebhook> = candidates
+    let in_scope: Vec<&CachedWebhook> = candidates
         .iter()
         .filter(|c| {
             let s = &c.webhook.settings;
             s.is_active && entity_matches(s.entity_id, s.is_recursive, &chain)
         })
         .collect();
-    if matching.is_empty() {
+    if in_scope.is_empty() {
         return Ok(Vec::new());
     }
     let data = api_data(conn, &entities, event, item).await?;
+    let entity_chain = |id| entities.chain(id);
+    let subject = Subject { item: &data.item, parent_item: data.parent_item.as_ref(), entity_chain: &entity_chain };
+    let matching: Vec<&CachedWebhook> = in_scope
+        .into_iter()
+        .filter(|c| match &c.filter {
+            None => true,
+            Some(Ok(filter)) => filter.matches(&subject),
+            Some(Err(reason)) => {
+                tracing::warn!(webhook = c.webhook.id, %reason, "the webhook's filter cannot be used; it does not fire");
+                false
+            }
+        })
+        .collect();
+    if matching.is_empty() {
+        return Ok(Vec::new());
+    }
     let default_body = data.default_body();
     let needs_variables = matching.iter().any(|c| c.templates.as_ref().is_ok_and(|t| t.uses_variables()));
     let variables = if needs_variables { render::variables(&data) } else { liquid::Object::new() };
     let now = Utc::now();
     let mut queued = Vec::with_capacity(matching.len());
-    for CachedWebhook { webhook, templates } in matching {
+    for CachedWebhook { webhook, templates, .. } in matching {
         let rendered = templates.as_ref().map_err(Clone::clone).and_then(|t| t.render(&variables, &default_body));
         let (url, headers, body, status, last_error) = match rendered {
             Ok(r) => (r.url, Value::Object(r.headers), Some(r.body), PENDING, None),

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod events;
+pub mod filters;
 pub mod history;
 pub mod items;
 pub mod itemtypes;

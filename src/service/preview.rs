@@ -6,9 +6,10 @@ use entity::items as item_rows;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::{Map, Value};
 
-use super::{events::api_data, items, itemtypes, tree::EntityIndex, webhooks};
+use super::{events::api_data, filters, items, itemtypes, tree::EntityIndex, webhooks};
 use crate::{
     domain::{
+        filter::Filter,
         render::{self, Rendered, WebhookTemplates},
         template::Limits,
         webhook::{SignatureScheme, WebhookSettings},
@@ -23,6 +24,8 @@ pub struct Preview {
     pub rendered: Rendered,
     /// Every header an attempt carries; those computed at send time are shown as placeholders.
     pub headers: Map<String, Value>,
+    /// Whether the item matches the webhook's filter (true without a filter).
+    pub matches_filter: bool,
 }
 
 /// Renders the webhook for the stored item, as it would be queued now.
@@ -45,7 +48,11 @@ pub async fn preview(
     let templates = WebhookTemplates::parse(settings, limits).map_err(|e| AppError::validation(e.to_string()))?;
     let rendered = templates.render(&render::variables(&data), &data.default_body()).map_err(AppError::validation)?;
     let headers = attempt_headers(settings, &rendered);
-    Ok(Preview { api_data: data.to_value(), rendered, headers })
+    let matches_filter = match filters::webhook_criteria(conn, &webhook.filter).await? {
+        Some(criteria) => filters::item_matches(conn, &entities, &Filter::compile(&criteria)?, &item).await?,
+        None => true,
+    };
+    Ok(Preview { api_data: data.to_value(), rendered, headers, matches_filter })
 }
 
 /// The headers of an attempt, in the order they are sent.

@@ -37,6 +37,7 @@ pub struct SecretChanges {
 pub struct Webhook {
     pub id: i64,
     pub settings: WebhookSettings,
+    pub filter: super::filters::WebhookFilter,
     pub has_client_secret: bool,
     pub created_at: chrono::DateTime<Utc>,
     pub updated_at: chrono::DateTime<Utc>,
@@ -75,6 +76,7 @@ impl TryFrom<webhooks::Model> for Webhook {
         };
         Ok(Self {
             id: m.id,
+            filter: super::filters::WebhookFilter::from_columns(m.filter_criteria.as_ref(), m.saved_search_id),
             settings,
             has_client_secret: m.client_secret_encrypted.is_some(),
             created_at: m.created_at,
@@ -197,6 +199,12 @@ pub async fn update(
             })?;
         }
         None => {}
+    }
+    if settings.itemtype != current.settings.itemtype && current.filter != super::filters::WebhookFilter::None {
+        // As GLPI: a filter searches one itemtype, so it goes when the itemtype changes.
+        model.filter_criteria = Set(None);
+        model.saved_search_id = Set(None);
+        entries.push(NewEntry::new("update", "filter dropped: the itemtype changed"));
     }
     if let Some(client_secret) = secret_changes.client_secret {
         let client_secret = client_secret.filter(|s| !s.is_empty());

@@ -1,0 +1,162 @@
+//! Filters: saved searches, a webhook's filter, and previews of the items they match.
+
+use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject};
+use entity::saved_searches;
+use serde_json::Value;
+
+use super::{
+    context::session,
+    item::Item,
+    paging::{Paged, connection, numeric_id, page_request},
+    webhook::Webhook,
+};
+use crate::{
+    domain::{filter::CriterionSpec, item::rfc3339},
+    error::AppResult,
+    service::filters::{self, SavedSearchInput as SavedInput},
+};
+
+/// One search criterion, or a group of them (a parenthesis).
+#[derive(InputObject, Clone)]
+pub struct CriterionInput {
+    /// AND (default), OR, AND NOT, OR NOT. NOT binds first, then AND, then OR.
+    pub link: Option<String>,
+    /// A dotted path into the item document (`priority`, `status.name`, `entity.id`), or into
+    /// the parent item's (`parent_item.priority`).
+    pub field: Option<String>,
+    /// contains, notcontains, equals, notequals, lessthan, morethan, under, notunder, empty.
+    pub searchtype: Option<String>,
+    pub value: Option<String>,
+    /// A group's criteria.
+    pub criteria: Option<Vec<CriterionInput>>,
+}
+
+impl From<CriterionInput> for CriterionSpec {
+    fn from(input: CriterionInput) -> Self {
+        Self {
+            link: input.link,
+            field: input.field,
+            searchtype: input.searchtype,
+            value: input.value,
+            criteria: input.criteria.map(|c| c.into_iter().map(Self::from).collect()),
+        }
+    }
+}
+
+pub fn specs(criteria: Vec<CriterionInput>) -> Vec<CriterionSpec> {
+    criteria.into_iter().map(CriterionSpec::from).collect()
+}
+
+/// Criteria saved under a name, reusable as a webhook filter.
+#[derive(SimpleObject)]
+pub struct SavedSearch {
+    pub id: ID,
+    pub name: String,
+    pub itemtype: String,
+    pub criteria: Json<Value>,
+    /// RFC 3339, UTC.
+    pub updated_at: String,
+}
+
+impl From<saved_searches::Model> for SavedSearch {
+    fn from(m: saved_searches::Model) -> Self {
+        Self {
+            id: ID(m.id.to_string()),
+            name: m.name,
+            itemtype: m.itemtype,
+            criteria: Json(m.criteria),
+            updated_at: rfc3339(m.updated_at),
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct SavedSearchInput {
+    /// Unique.
+    pub name: String,
+    pub itemtype: String,
+    pub criteria: Vec<CriterionInput>,
+}
+
+impl From<SavedSearchInput> for SavedInput {
+    fn from(input: SavedSearchInput) -> Self {
+        Self { name: input.name, itemtype: input.itemtype, criteria: specs(input.criteria) }
+    }
+}
+
+/// Stored items of the itemtype matching the criteria, for `items` and `filterPreview`.
+pub async fn matching(
+    ctx: &Context<'_>,
+    itemtype: &str,
+    criteria: Vec<CriterionInput>,
+    first: Option<i32>,
+    after: Option<String>,
+) -> AppResult<Paged<Item>> {
+    let s = session(ctx)?;
+    let request = page_request(first, after)?;
+    let page = filters::matching_items(&s.state.db, itemtype, &specs(criteria), request).await?;
+    Ok(connection(page, request.after.is_some(), Item))
+}
+
+#[derive(Default)]
+pub struct FilterQuery;
+
+#[Object]
+impl FilterQuery {
+    /// Saved searches by name, optionally of one itemtype.
+    async fn saved_searches(&self, ctx: &Context<'_>, itemtype: Option<String>) -> Result<Vec<SavedSearch>> {
+        let s = session(ctx)?;
+        Ok(filters::list_saved(&s.state.db, itemtype.as_deref()).await?.into_iter().map(SavedSearch::from).collect())
+    }
+
+    /// The stored items that the criteria match, with the total: what a webhook with this
+    /// filter fires for (the same evaluator decides at event time).
+    async fn filter_preview(
+        &self,
+        ctx: &Context<'_>,
+        itemtype: String,
+        criteria: Vec<CriterionInput>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Paged<Item>> {
+        Ok(matching(ctx, &itemtype, criteria, first, after).await?)
+    }
+}
+
+#[derive(Default)]
+pub struct FilterMutation;
+
+#[Object]
+impl FilterMutation {
+    async fn create_saved_search(&self, ctx: &Context<'_>, input: SavedSearchInput) -> Result<SavedSearch> {
+        let s = session(ctx)?;
+        Ok(filters::create_saved(&s.state.db, input.into()).await?.into())
+    }
+
+    async fn update_saved_search(&self, ctx: &Context<'_>, id: ID, input: SavedSearchInput) -> Result<SavedSearch> {
+        let s = session(ctx)?;
+        Ok(filters::update_saved(&s.state.db, numeric_id(&id, "id")?, input.into()).await?.into())
+    }
+
+    /// CONFLICT while a webhook uses it.
+    async fn delete_saved_search(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
+        let s = session(ctx)?;
+        filters::delete_saved(&s.state.db, numeric_id(&id, "id")?).await?;
+        Ok(true)
+    }
+
+    /// Sets the webhook's filter: inline `criteria`, or a saved search of its itemtype. With
+    /// neither, clears it. A webhook with a filter fires only for items that match.
+    async fn set_webhook_filter(
+        &self,
+        ctx: &Context<'_>,
+        webhook_id: ID,
+        criteria: Option<Vec<CriterionInput>>,
+        saved_search_id: Option<ID>,
+    ) -> Result<Webhook> {
+        let s = session(ctx)?;
+        let webhook_id = numeric_id(&webhook_id, "webhookId")?;
+        let saved = saved_search_id.map(|id| numeric_id(&id, "savedSearchId")).transpose()?;
+        Ok(Webhook(filters::set_webhook_filter(&s.state.db, webhook_id, criteria.map(specs), saved).await?))
+    }
+}
