@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// Payload template for every webhook (default: the default payload).
     #[arg(long)]
     pub payload: Option<String>,
+    /// Instead: time the matching of one event against 10,000 filtered webhooks.
+    #[arg(long)]
+    pub matching: bool,
 }
 
 #[derive(Default)]
@@ -143,6 +146,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub async fn run(args: BenchArgs) -> Result<(), String> {
+    if args.matching {
+        return crate::bench_match::run();
+    }
     let arrivals = Arc::new(Arrivals::default());
     let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let receiver_addr = receiver.local_addr().map_err(|e| e.to_string())?;

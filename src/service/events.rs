@@ -44,6 +44,33 @@ pub async fn api_data(
     Ok(ApiData { item: document_in(entities, item)?, event: event.as_str(), parent_item })
 }
 
+/// The active webhooks whose entity scope holds an item of the entity `chain` (the item's
+/// entity first, then its ancestors).
+pub fn in_scope<'a>(candidates: &'a [CachedWebhook], chain: &[i64]) -> Vec<&'a CachedWebhook> {
+    candidates
+        .iter()
+        .filter(|c| {
+            let s = &c.webhook.settings;
+            s.is_active && entity_matches(s.entity_id, s.is_recursive, chain)
+        })
+        .collect()
+}
+
+/// Those whose filter (if any) matches the event's documents.
+pub fn passing<'a>(in_scope: Vec<&'a CachedWebhook>, subject: &Subject<'_>) -> Vec<&'a CachedWebhook> {
+    in_scope
+        .into_iter()
+        .filter(|c| match &c.filter {
+            None => true,
+            Some(Ok(filter)) => filter.matches(subject),
+            Some(Err(reason)) => {
+                tracing::warn!(webhook = c.webhook.id, %reason, "the webhook's filter cannot be used; it does not fire");
+                false
+            }
+        })
+        .collect()
+}
+
 /// Queues every active webhook of the item's type and the event whose entity scope holds
 /// the item. A webhook whose request cannot be rendered gets a FAILED row saying why; the
 /// others go on. Returns the queued rows.
@@ -59,31 +86,14 @@ pub async fn raise(
         return Ok(Vec::new());
     }
     let entities = cache.entities(conn).await?;
-    let chain = entities.chain(item.entity_id);
-    let in_scope: Vec<&CachedWebhook> = candidates
-        .iter()
-        .filter(|c| {
-            let s = &c.webhook.settings;
-            s.is_active && entity_matches(s.entity_id, s.is_recursive, &chain)
-        })
-        .collect();
+    let in_scope = in_scope(&candidates, &entities.chain(item.entity_id));
     if in_scope.is_empty() {
         return Ok(Vec::new());
     }
     let data = api_data(conn, &entities, event, item).await?;
     let entity_chain = |id| entities.chain(id);
     let subject = Subject { item: &data.item, parent_item: data.parent_item.as_ref(), entity_chain: &entity_chain };
-    let matching: Vec<&CachedWebhook> = in_scope
-        .into_iter()
-        .filter(|c| match &c.filter {
-            None => true,
-            Some(Ok(filter)) => filter.matches(&subject),
-            Some(Err(reason)) => {
-                tracing::warn!(webhook = c.webhook.id, %reason, "the webhook's filter cannot be used; it does not fire");
-                false
-            }
-        })
-        .collect();
+    let matching = passing(in_scope, &subject);
     if matching.is_empty() {
         return Ok(Vec::new());
     }
