@@ -34,16 +34,6 @@ fn rng(seed: &mut u64) -> u64 {
     *seed
 }
 
-fn criterion(link: &str, field: &str, searchtype: &str, value: &str) -> CriterionSpec {
-    CriterionSpec {
-        link: Some(link.into()),
-        field: Some(field.into()),
-        searchtype: Some(searchtype.into()),
-        value: Some(value.into()),
-        criteria: None,
-    }
-}
-
 pub fn run() -> Result<(), String> {
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     // A 5-level tree: 0 > 4 children > 4 each > … (341 entities); parent of n is (n - 1) / 4.
@@ -69,9 +59,14 @@ pub fn run() -> Result<(), String> {
             WebhookSettings::defaults(format!("w{n}"), entity, itemtype.clone(), event, "https://h.example/x".into());
         settings.is_recursive = rng(&mut seed) % 5 != 0;
         let criteria = vec![
-            criterion("AND", "priority", "morethan", &(rng(&mut seed) % 5).to_string()),
-            criterion("AND", "status.name", "contains", ["new", "proc", "clos"][(rng(&mut seed) % 3) as usize]),
-            criterion("AND NOT", "brand", "equals", ["Acme", "Other"][(rng(&mut seed) % 2) as usize]),
+            CriterionSpec::leaf("AND", "priority", "morethan", &(rng(&mut seed) % 5).to_string()),
+            CriterionSpec::leaf(
+                "AND",
+                "status.name",
+                "contains",
+                ["new", "proc", "clos"][(rng(&mut seed) % 3) as usize],
+            ),
+            CriterionSpec::leaf("AND NOT", "brand", "equals", ["Acme", "Other"][(rng(&mut seed) % 2) as usize]),
         ];
         let filter = Some(Filter::compile(&criteria).map_err(|e| format!("{e:?}")));
         let templates = WebhookTemplates::parse(&settings, Limits::default()).map_err(|e| e.to_string());

@@ -26,6 +26,19 @@ pub struct CriterionSpec {
     pub criteria: Option<Vec<CriterionSpec>>,
 }
 
+impl CriterionSpec {
+    /// A criterion on one field.
+    pub fn leaf(link: &str, field: &str, searchtype: &str, value: &str) -> Self {
+        Self {
+            link: Some(link.into()),
+            field: Some(field.into()),
+            searchtype: Some(searchtype.into()),
+            value: Some(value.into()),
+            criteria: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
     And,
@@ -404,13 +417,7 @@ mod tests {
     use super::*;
 
     fn leaf(link: &str, field: &str, searchtype: &str, value: &str) -> CriterionSpec {
-        CriterionSpec {
-            link: Some(link.into()),
-            field: Some(field.into()),
-            searchtype: Some(searchtype.into()),
-            value: Some(value.into()),
-            criteria: None,
-        }
+        CriterionSpec::leaf(link, field, searchtype, value)
     }
 
     fn group(link: &str, criteria: Vec<CriterionSpec>) -> CriterionSpec {

@@ -51,6 +51,22 @@ impl std::fmt::Debug for HotCache {
     }
 }
 
+/// The count and latest `updated_at` of the rows a query selects.
+async fn version<E: EntityTrait>(
+    conn: &impl ConnectionTrait,
+    rows: sea_orm::Select<E>,
+    id: E::Column,
+    updated_at: E::Column,
+) -> AppResult<Option<Version>> {
+    Ok(rows
+        .select_only()
+        .column_as(Expr::col(id).count(), "count")
+        .column_as(Expr::col(updated_at).max(), "latest")
+        .into_model::<Version>()
+        .one(conn)
+        .await?)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -67,21 +83,21 @@ impl HotCache {
         let filter = |q: sea_orm::Select<webhook_rows::Entity>| {
             q.filter(webhook_rows::Column::Itemtype.eq(itemtype)).filter(webhook_rows::Column::Event.eq(event))
         };
-        let webhooks = filter(webhook_rows::Entity::find())
-            .select_only()
-            .column_as(Expr::col(webhook_rows::Column::Id).count(), "count")
-            .column_as(Expr::col(webhook_rows::Column::UpdatedAt).max(), "latest")
-            .into_model::<Version>()
-            .one(conn)
-            .await?;
+        let webhooks = version(
+            conn,
+            filter(webhook_rows::Entity::find()),
+            webhook_rows::Column::Id,
+            webhook_rows::Column::UpdatedAt,
+        )
+        .await?;
         // Saved searches used as filters change independently of the webhooks.
-        let searches = saved_searches::Entity::find()
-            .select_only()
-            .column_as(Expr::col(saved_searches::Column::Id).count(), "count")
-            .column_as(Expr::col(saved_searches::Column::UpdatedAt).max(), "latest")
-            .into_model::<Version>()
-            .one(conn)
-            .await?;
+        let searches = version(
+            conn,
+            saved_searches::Entity::find(),
+            saved_searches::Column::Id,
+            saved_searches::Column::UpdatedAt,
+        )
+        .await?;
         let version = webhooks.zip(searches);
         let key = (itemtype.to_owned(), event);
         if let (Some(version), Some((cached, list))) = (&version, lock(&self.webhooks).get(&key))
@@ -110,13 +126,8 @@ impl HotCache {
 
     /// The entity tree.
     pub async fn entities(&self, conn: &impl ConnectionTrait) -> AppResult<Arc<EntityIndex>> {
-        let version = entities::Entity::find()
-            .select_only()
-            .column_as(Expr::col(entities::Column::Id).count(), "count")
-            .column_as(Expr::col(entities::Column::UpdatedAt).max(), "latest")
-            .into_model::<Version>()
-            .one(conn)
-            .await?;
+        let version =
+            version(conn, entities::Entity::find(), entities::Column::Id, entities::Column::UpdatedAt).await?;
         if let (Some(version), Some((cached, index))) = (&version, lock(&self.entities).as_ref())
             && version == cached
         {
