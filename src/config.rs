@@ -63,6 +63,11 @@ struct RawConfig {
     max_template_size: usize,
     /// `HOOKLINE_MAX_RENDERED_SIZE`: bytes a template may render to.
     max_rendered_size: usize,
+    /// `HOOKLINE_SUBSCRIPTION_BUFFER`: queue changes kept for a slow subscriber before it
+    /// misses some (and is told how many).
+    subscription_buffer: usize,
+    /// `HOOKLINE_STATS_INTERVAL`: the shortest time between two queueStats messages.
+    stats_interval: String,
 }
 
 impl Default for RawConfig {
@@ -86,6 +91,8 @@ impl Default for RawConfig {
             cleanup_failed_days: 30,
             max_template_size: 64 * 1024,
             max_rendered_size: 1024 * 1024,
+            subscription_buffer: 1024,
+            stats_interval: "250ms".into(),
         }
     }
 }
@@ -103,6 +110,8 @@ pub struct DeliveryConfig {
     pub cleanup_sent_days: u32,
     pub cleanup_failed_days: u32,
     pub templates: Limits,
+    pub subscription_buffer: usize,
+    pub stats_interval: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -152,6 +161,8 @@ impl DeliveryConfig {
             cleanup_sent_days: raw.cleanup_sent_days,
             cleanup_failed_days: raw.cleanup_failed_days,
             templates: Limits { max_template: raw.max_template_size, max_rendered: raw.max_rendered_size },
+            subscription_buffer: raw.subscription_buffer.max(1),
+            stats_interval: duration("stats_interval", &raw.stats_interval)?,
         })
     }
 }

@@ -63,6 +63,7 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |stream| {
             GraphQLWebSocket::new(stream, schema, protocol)
+                .keepalive_timeout(std::time::Duration::from_secs(60))
                 .on_connection_init(|_payload| async move {
                     let mut data = Data::default();
                     data.insert(Caller::local());

@@ -31,6 +31,8 @@ pub struct AppState {
     pub secrets: SecretBox,
     pub pipeline: Arc<Pipeline>,
     pub cache: Arc<service::cache::HotCache>,
+    /// Live queue counters shared by subscribers.
+    pub live: Arc<service::live::StatsHub>,
 }
 
 /// Why the application could not start.
@@ -105,5 +107,6 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartError> {
     service::itemtypes::seed(&db).await.map_err(|e| StartError::Setup(format!("{e:?}")))?;
     let pipeline =
         Pipeline::new(config.delivery.clone()).map_err(|e| StartError::Setup(format!("HTTP client: {e}")))?;
-    Ok(AppState { db, secrets, pipeline: Arc::new(pipeline), cache: Arc::default() })
+    let live = Arc::new(service::live::StatsHub::new(db.clone(), pipeline.bus.clone(), config.delivery.stats_interval));
+    Ok(AppState { db, secrets, pipeline: Arc::new(pipeline), cache: Arc::default(), live })
 }

@@ -11,10 +11,8 @@ use std::{
     time::Duration,
 };
 
-use common::{TestApp, each_backend};
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+use common::{each_backend, ws};
+use serde_json::json;
 
 fn hookline(dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hookline"));
@@ -148,58 +146,25 @@ async fn get_graphql_serves_graphiql_and_health_routes_answer() {
     .await;
 }
 
-/// Opens a `graphql-transport-ws` connection and acknowledges it.
-async fn websocket(
-    app: &TestApp,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let mut request = format!("ws://{}/graphql", app.addr).into_client_request().expect("request");
-    request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
-    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.expect("websocket connects");
-    assert_eq!(
-        response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
-        Some("graphql-transport-ws")
-    );
-    ws.send(Message::text(json!({"type": "connection_init", "payload": {}}).to_string())).await.expect("init");
-    let ack = next_json(&mut ws).await;
-    assert_eq!(ack["type"], "connection_ack");
-    ws
-}
-
-async fn next_json(
-    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-) -> Value {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a message in time");
-        match message.expect("stream open").expect("message") {
-            Message::Text(text) => return serde_json::from_str(&text).expect("JSON message"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected message {other:?}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn websocket_operations_run_and_bad_variables_are_validation_errors() {
     each_backend(async |app| {
-        let mut ws = websocket(app).await;
-        let subscribe = |id: &str, query: &str, variables: Value| {
-            Message::text(json!({"id": id, "type": "subscribe", "payload": {"query": query, "variables": variables}}).to_string())
-        };
-        ws.send(subscribe("1", "{ entities { name } }", json!({}))).await.expect("send");
-        let next = next_json(&mut ws).await;
+        let mut ws = ws::connect(app.addr).await;
+        ws::subscribe(&mut ws, "1", "{ entities { name } }", json!({})).await;
+        let next = ws::next(&mut ws).await;
         assert_eq!(next["type"], "next");
         assert_eq!(next["payload"]["data"]["entities"][0]["name"], "Root entity");
-        assert_eq!(next_json(&mut ws).await["type"], "complete");
+        assert_eq!(ws::next(&mut ws).await["type"], "complete");
 
         let query = "mutation($e: WebhookEvent!) { createWebhook(input: {name: \"w\", entityId: 0, itemtype: \"Ticket\", event: $e, url: \"https://example.org\"}) { id } }";
-        ws.send(subscribe("2", query, json!({"e": "EXPLODE"}))).await.expect("send");
-        let reply = next_json(&mut ws).await;
+        ws::subscribe(&mut ws, "2", query, json!({"e": "EXPLODE"})).await;
+        let reply = ws::next(&mut ws).await;
         let errors = if reply["type"] == "error" { reply["payload"].clone() } else { reply["payload"]["errors"].clone() };
         assert_eq!(errors[0]["extensions"]["code"], "VALIDATION", "{reply}");
-        assert_eq!(next_json(&mut ws).await, json!({"id": "2", "type": "complete"}));
+        assert_eq!(ws::next(&mut ws).await, json!({"id": "2", "type": "complete"}));
 
-        ws.send(subscribe("3", "mutation { createEntity(input: {name: \"\"}) { id } }", json!({}))).await.expect("send");
-        let reply = next_json(&mut ws).await;
+        ws::subscribe(&mut ws, "3", "mutation { createEntity(input: {name: \"\"}) { id } }", json!({})).await;
+        let reply = ws::next(&mut ws).await;
         assert_eq!(reply["payload"]["errors"][0]["extensions"]["code"], "VALIDATION", "{reply}");
     })
     .await;

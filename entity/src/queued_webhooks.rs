@@ -10,7 +10,7 @@ pub mod status {
     pub const CANCELLED: &str = "cancelled";
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "queued_webhooks")]
 pub struct Model {
     #[sea_orm(primary_key)]

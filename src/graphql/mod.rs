@@ -6,12 +6,13 @@ mod errors;
 mod filter;
 mod item;
 mod itemtype;
+mod live;
 mod paging;
 mod preview;
 mod queue;
 mod webhook;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, Schema};
 
 pub use context::{Caller, Session, session};
 
@@ -27,6 +28,7 @@ pub struct QueryRoot(
     queue::QueueQuery,
     preview::PreviewQuery,
     filter::FilterQuery,
+    live::StatsQuery,
 );
 
 /// Every mutation of the API.
@@ -40,12 +42,12 @@ pub struct MutationRoot(
     filter::FilterMutation,
 );
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, live::SubscriptionRoot>;
 
 /// The schema, with the application state every resolver reaches through [`session`].
 pub fn build_schema(state: Option<AppState>) -> AppSchema {
-    let mut builder =
-        Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription).extension(errors::ErrorCodes);
+    let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), live::SubscriptionRoot)
+        .extension(errors::ErrorCodes);
     if let Some(state) = state {
         builder = builder.data(state);
     }

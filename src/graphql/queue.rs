@@ -16,6 +16,7 @@ use crate::{
     },
     error::AppError,
     service::{
+        live::QueueChange,
         queue::{self, QueueFilter},
         trigger, webhooks,
     },
@@ -58,107 +59,132 @@ impl QueueStatus {
 }
 
 /// One event for one webhook: the request it sends and how its attempts went.
-pub struct QueuedWebhook(pub rows::Model);
+pub struct QueuedWebhook {
+    row: rows::Model,
+    /// A row from a live change, without body, headers and response body (read on demand).
+    partial: bool,
+}
+
+impl From<rows::Model> for QueuedWebhook {
+    fn from(row: rows::Model) -> Self {
+        Self { row, partial: false }
+    }
+}
+
+impl QueuedWebhook {
+    pub fn partial(row: rows::Model) -> Self {
+        Self { row, partial: true }
+    }
+
+    /// The whole stored row, for the fields a live change leaves out.
+    async fn full(&self, ctx: &Context<'_>) -> Result<rows::Model> {
+        if !self.partial {
+            return Ok(self.row.clone());
+        }
+        let s = session(ctx)?;
+        Ok(queue::get(&s.state.db, self.row.id).await?.unwrap_or_else(|| self.row.clone()))
+    }
+}
 
 #[Object]
 impl QueuedWebhook {
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.row.id.to_string())
     }
 
     async fn webhook_id(&self) -> ID {
-        ID(self.0.webhook_id.to_string())
+        ID(self.row.webhook_id.to_string())
     }
 
     async fn webhook(&self, ctx: &Context<'_>) -> Result<Option<Webhook>> {
         let s = session(ctx)?;
-        Ok(webhooks::get(&s.state.db, self.0.webhook_id).await?.map(Webhook))
+        Ok(webhooks::get(&s.state.db, self.row.webhook_id).await?.map(Webhook))
     }
 
     async fn itemtype(&self) -> &str {
-        &self.0.itemtype
+        &self.row.itemtype
     }
 
     async fn item_id(&self) -> ID {
-        ID(self.0.item_id.clone())
+        ID(self.row.item_id.clone())
     }
 
     /// The item's entity when the event was raised.
     async fn entity_id(&self) -> ID {
-        ID(self.0.entity_id.to_string())
+        ID(self.row.entity_id.to_string())
     }
 
     async fn event(&self) -> Result<WebhookEvent> {
-        Ok(WebhookEvent::parse(&self.0.event).ok_or_else(|| AppError::internal("unknown stored event"))?)
+        Ok(WebhookEvent::parse(&self.row.event).ok_or_else(|| AppError::internal("unknown stored event"))?)
     }
 
     /// The rendered target URL.
     async fn url(&self) -> &str {
-        &self.0.url
+        &self.row.url
     }
 
     async fn http_method(&self) -> Result<HttpMethod> {
-        Ok(HttpMethod::parse(&self.0.http_method).ok_or_else(|| AppError::internal("unknown stored method"))?)
+        Ok(HttpMethod::parse(&self.row.http_method).ok_or_else(|| AppError::internal("unknown stored method"))?)
     }
 
     /// The rendered custom headers; the signature and delivery headers are added to each
     /// attempt when it is sent.
-    async fn headers(&self) -> Json<&Value> {
-        Json(&self.0.headers)
+    async fn headers(&self, ctx: &Context<'_>) -> Result<Json<Value>> {
+        Ok(Json(self.full(ctx).await?.headers))
     }
 
-    async fn body(&self) -> Option<&str> {
-        self.0.body.as_deref()
+    async fn body(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        Ok(self.full(ctx).await?.body)
     }
 
     async fn status(&self) -> Result<QueueStatus> {
-        Ok(QueueStatus::parse(&self.0.status).ok_or_else(|| AppError::internal("unknown stored status"))?)
+        Ok(QueueStatus::parse(&self.row.status).ok_or_else(|| AppError::internal("unknown stored status"))?)
     }
 
     /// Attempts made so far.
     async fn sent_try(&self) -> i32 {
-        self.0.sent_try
+        self.row.sent_try
     }
 
     /// Attempts allowed: the webhook's number of retries + 1 when the event was queued.
     async fn max_attempts(&self) -> i32 {
-        self.0.max_attempts
+        self.row.max_attempts
     }
 
     /// The same on every attempt: the `X-Hookline-Delivery` header (and `webhook-id`), for
     /// receivers to de-duplicate.
     async fn delivery_id(&self) -> &str {
-        &self.0.delivery_id
+        &self.row.delivery_id
     }
 
     /// RFC 3339, UTC.
     async fn create_time(&self) -> String {
-        rfc3339(self.0.create_time)
+        rfc3339(self.row.create_time)
     }
 
     /// When the next attempt is due (RFC 3339, UTC).
     async fn send_time(&self) -> String {
-        rfc3339(self.0.send_time)
+        rfc3339(self.row.send_time)
     }
 
     /// When the last attempt was made (RFC 3339, UTC).
     async fn sent_time(&self) -> Option<String> {
-        self.0.sent_time.map(rfc3339)
+        self.row.sent_time.map(rfc3339)
     }
 
     /// The HTTP status of the last answer; null when the last attempt got none.
     async fn last_status_code(&self) -> Option<i32> {
-        self.0.last_status_code
+        self.row.last_status_code
     }
 
     /// The last answer's body (capped), when the webhook saves response bodies.
-    async fn response_body(&self) -> Option<&str> {
-        self.0.response_body.as_deref()
+    async fn response_body(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        Ok(self.full(ctx).await?.response_body)
     }
 
     /// Why the last attempt failed, or why the request could not be rendered.
     async fn last_error(&self) -> Option<&str> {
-        self.0.last_error.as_deref()
+        self.row.last_error.as_deref()
     }
 }
 
@@ -196,7 +222,7 @@ pub async fn webhook_queue(
     let request = page_request(first, after)?;
     let filter = QueueFilter { webhook_id: Some(webhook_id), status: status_filter(status), ..Default::default() };
     let page = queue::list(&s.state.db, &filter, request).await?;
-    Ok(connection(page, request.after.is_some(), QueuedWebhook))
+    Ok(connection(page, request.after.is_some(), QueuedWebhook::from))
 }
 
 #[derive(Default)]
@@ -206,7 +232,7 @@ pub struct QueueQuery;
 impl QueueQuery {
     async fn queued_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<Option<QueuedWebhook>> {
         let s = session(ctx)?;
-        Ok(queue::get(&s.state.db, numeric_id(&id, "id")?).await?.map(QueuedWebhook))
+        Ok(queue::get(&s.state.db, numeric_id(&id, "id")?).await?.map(QueuedWebhook::from))
     }
 
     /// Queued webhooks, newest first. `entityId` matches the item's entity and its children.
@@ -232,7 +258,7 @@ impl QueueQuery {
             entity_id: entity_id.map(|id| numeric_id(&id, "entityId")).transpose()?,
         };
         let page = queue::list(&s.state.db, &filter, request).await?;
-        Ok(connection(page, request.after.is_some(), QueuedWebhook))
+        Ok(connection(page, request.after.is_some(), QueuedWebhook::from))
     }
 }
 
@@ -248,7 +274,7 @@ impl QueueMutation {
         let s = session(ctx)?;
         let snapshot = input.item.map(|j| j.0);
         let changed = trigger::trigger(s.state, &input.itemtype, &input.item_id, input.event, snapshot).await?;
-        Ok(TriggerEventResult { queued: changed.queued.into_iter().map(QueuedWebhook).collect() })
+        Ok(TriggerEventResult { queued: changed.queued.into_iter().map(QueuedWebhook::from).collect() })
     }
 
     /// Sends now, whatever the status and the attempts left, and returns the outcome.
@@ -256,7 +282,7 @@ impl QueueMutation {
     async fn force_send_queued_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<QueuedWebhook> {
         let s = session(ctx)?;
         let id = numeric_id(&id, "id")?;
-        Ok(QueuedWebhook(s.state.pipeline.force_send(&s.state.db, &s.state.secrets, id).await?))
+        Ok(QueuedWebhook::from(s.state.pipeline.force_send(&s.state.db, &s.state.secrets, id).await?))
     }
 
     /// Puts FAILED rows (of one webhook, or all) back to PENDING with a fresh budget; returns
@@ -264,15 +290,20 @@ impl QueueMutation {
     async fn resend_failed_webhooks(&self, ctx: &Context<'_>, webhook_id: Option<ID>) -> Result<i32> {
         let s = session(ctx)?;
         let webhook_id = webhook_id.map(|id| numeric_id(&id, "webhookId")).transpose()?;
-        let count = queue::resend_failed(&s.state.db, webhook_id).await?;
+        let rows = queue::resend_failed(&s.state.db, webhook_id).await?;
         s.state.pipeline.wake();
+        let count = rows.len();
+        let changes = rows.into_iter().map(|row| QueueChange::new(row, Some(status::FAILED))).collect();
+        s.state.pipeline.bus.publish(&s.state.db, changes).await;
         Ok(i32::try_from(count).unwrap_or(i32::MAX))
     }
 
     /// Cancels a PENDING or RETRYING queued webhook; CONFLICT in any other status.
     async fn cancel_queued_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<QueuedWebhook> {
         let s = session(ctx)?;
-        Ok(QueuedWebhook(queue::cancel(&s.state.db, numeric_id(&id, "id")?).await?))
+        let (row, previous) = queue::cancel(&s.state.db, numeric_id(&id, "id")?).await?;
+        s.state.pipeline.bus.publish(&s.state.db, vec![QueueChange::new(row.clone(), Some(&previous))]).await;
+        Ok(QueuedWebhook::from(row))
     }
 
     /// Runs the cleanup now: deletes SENT rows older than `sentDays` and FAILED or CANCELLED

@@ -118,8 +118,15 @@ async fn finish<T>(state: &AppState, txn: DatabaseTransaction, changed: Changed<
     txn.commit().await?;
     if !changed.queued.is_empty() {
         state.pipeline.wake();
+        publish_queued(state, &changed.queued).await;
     }
     Ok(changed)
+}
+
+/// Tells subscribers about newly queued rows.
+pub async fn publish_queued(state: &AppState, queued: &[queued_webhooks::Model]) {
+    let changes = queued.iter().map(|row| super::live::QueueChange::new(row.clone(), None)).collect();
+    state.pipeline.bus.publish(&state.db, changes).await;
 }
 
 /// Stores a new item and raises `new`.

@@ -7,6 +7,7 @@ pub mod filters;
 pub mod history;
 pub mod items;
 pub mod itemtypes;
+pub mod live;
 pub mod paging;
 pub mod preview;
 pub mod queue;

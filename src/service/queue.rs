@@ -105,7 +105,8 @@ pub async fn claim_due(db: &DatabaseConnection, limit: u64, lease: Duration) -> 
     Ok(rows)
 }
 
-/// Claims one row whatever its status (for a forced send); CONFLICT while it is being sent.
+/// Claims one row whatever its status (for a forced send) and returns it as it was before;
+/// CONFLICT while it is being sent.
 pub async fn claim_one(db: &DatabaseConnection, id: i64, lease: Duration) -> AppResult<queued_webhooks::Model> {
     let txn = crate::db::begin_write(db).await?;
     let row = require(&txn, id).await?;
@@ -119,7 +120,7 @@ pub async fn claim_one(db: &DatabaseConnection, id: i64, lease: Duration) -> App
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    Ok(queued_webhooks::Model { status: SENDING.into(), ..row })
+    Ok(row)
 }
 
 /// Gives claimed rows back to the queue untouched (they were never attempted).
@@ -185,6 +186,26 @@ impl Outcome {
             AttemptResult::Response { body, .. } if self.row.save_response_body => body.clone(),
             _ => None,
         }
+    }
+
+    /// The row as `record` leaves it.
+    pub fn updated_row(&self, now: DateTime<Utc>) -> queued_webhooks::Model {
+        let mut row = self.row.clone();
+        row.status = self.new_status().to_owned();
+        row.sent_try += 1;
+        row.sent_time = Some(self.attempted_at);
+        row.last_status_code = self.status_code();
+        row.response_body = self.response_body();
+        row.lease_until = None;
+        match &self.decision {
+            Decision::Sent => row.last_error = None,
+            Decision::Retry { delay, error } => {
+                row.send_time = now + chrono::Duration::from_std(*delay).unwrap_or(chrono::Duration::MAX);
+                row.last_error = Some(error.clone());
+            }
+            Decision::Failed { error, .. } => row.last_error = Some(error.clone()),
+        }
+        row
     }
 
     /// A plain success: written together with others of the same status code.
@@ -289,8 +310,8 @@ async fn write_one(conn: &impl ConnectionTrait, outcome: &Outcome, now: DateTime
     Ok(())
 }
 
-/// FAILED rows back to PENDING with a fresh budget; returns how many.
-pub async fn resend_failed(db: &DatabaseConnection, webhook_id: Option<i64>) -> AppResult<u64> {
+/// FAILED rows back to PENDING with a fresh budget; returns them.
+pub async fn resend_failed(db: &DatabaseConnection, webhook_id: Option<i64>) -> AppResult<Vec<queued_webhooks::Model>> {
     let mut update = queued_webhooks::Entity::update_many()
         .col_expr(Q::Status, Expr::value(PENDING))
         .col_expr(Q::SentTry, Expr::value(0))
@@ -300,13 +321,14 @@ pub async fn resend_failed(db: &DatabaseConnection, webhook_id: Option<i64>) -> 
     if let Some(id) = webhook_id {
         update = update.filter(Q::WebhookId.eq(id));
     }
-    let result = update.exec(db).await?;
+    let rows = update.exec_with_returning(db).await?;
     notify(db).await?;
-    Ok(result.rows_affected)
+    Ok(rows)
 }
 
-/// Cancels a PENDING or RETRYING row; CONFLICT otherwise.
-pub async fn cancel(db: &DatabaseConnection, id: i64) -> AppResult<queued_webhooks::Model> {
+/// Cancels a PENDING or RETRYING row; CONFLICT otherwise. Returns the row and its status
+/// before.
+pub async fn cancel(db: &DatabaseConnection, id: i64) -> AppResult<(queued_webhooks::Model, String)> {
     let txn = crate::db::begin_write(db).await?;
     let row = require(&txn, id).await?;
     if row.status != PENDING && row.status != RETRYING {
@@ -321,7 +343,8 @@ pub async fn cancel(db: &DatabaseConnection, id: i64) -> AppResult<queued_webhoo
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    Ok(queued_webhooks::Model { status: CANCELLED.into(), ..row })
+    let previous = row.status.clone();
+    Ok((queued_webhooks::Model { status: CANCELLED.into(), ..row }, previous))
 }
 
 /// Deletes SENT rows whose last attempt is older than `sent_days` and FAILED or CANCELLED

@@ -96,6 +96,7 @@ pub async fn trigger(
     txn.commit().await?;
     if !queued.is_empty() {
         state.pipeline.wake();
+        items::publish_queued(state, &queued).await;
     }
     Ok(Changed { item: (), queued })
 }

@@ -8,7 +8,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use entity::webhooks;
+use entity::{queued_webhooks::status, webhooks};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -19,7 +19,11 @@ use crate::{
     domain::webhook::SignatureScheme,
     error::{AppError, AppResult},
     secret_box::{Purpose, SecretBox},
-    service::{events::QUEUE_CHANNEL, queue},
+    service::{
+        events::QUEUE_CHANNEL,
+        live::{CHANGES_CHANNEL, QueueChange, decode},
+        queue,
+    },
 };
 
 /// At most this many rows per claim.
@@ -69,6 +73,14 @@ pub async fn run(
                 }
             };
             let claimed = rows.len();
+            let changes = rows
+                .iter()
+                .map(|row| {
+                    let previous = if row.sent_try > 0 { status::RETRYING } else { status::PENDING };
+                    QueueChange::new(row.clone(), Some(previous))
+                })
+                .collect();
+            pipeline.bus.publish(&db, changes).await;
             if let Err(err) = hand_over(&db, &secrets, &pipeline, rows, &mut permit, &jobs).await {
                 tracing::warn!(?err, "cannot hand claimed deliveries over");
             }
@@ -132,7 +144,7 @@ async fn listen(db: DatabaseConnection, pipeline: Arc<Pipeline>, shutdown: Cance
                 }
             }
         };
-        if let Err(err) = listener.listen(QUEUE_CHANNEL).await {
+        if let Err(err) = listener.listen_all([QUEUE_CHANNEL, CHANGES_CHANNEL]).await {
             tracing::warn!(%err, "cannot LISTEN for queued deliveries");
             continue;
         }
@@ -140,6 +152,11 @@ async fn listen(db: DatabaseConnection, pipeline: Arc<Pipeline>, shutdown: Cance
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 next = listener.recv() => match next {
+                    Ok(notification) if notification.channel() == CHANGES_CHANNEL => {
+                        for change in decode(notification.payload()) {
+                            pipeline.bus.deliver_local(change);
+                        }
+                    }
                     Ok(_) => pipeline.wake(),
                     Err(err) => {
                         tracing::warn!(%err, "lost the LISTEN connection; reconnecting");

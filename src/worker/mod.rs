@@ -25,8 +25,12 @@ use crate::{
     domain::outcome::{AttemptResult, decide},
     error::{AppError, AppResult},
     secret_box::SecretBox,
-    service::queue::{self, Outcome},
+    service::{
+        live::{QueueBus, QueueChange},
+        queue::{self, Outcome},
+    },
 };
+use entity::queued_webhooks::status;
 
 pub use claimer::SignerCache;
 
@@ -34,6 +38,8 @@ pub use claimer::SignerCache;
 pub struct Pipeline {
     pub config: DeliveryConfig,
     pub http: HttpSender,
+    /// Where every status change of a queued webhook is published.
+    pub bus: Arc<QueueBus>,
     /// Wakes the claimer: rows were queued.
     pub wake: Notify,
     pub signers: SignerCache,
@@ -48,7 +54,8 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     pub fn new(config: DeliveryConfig) -> Result<Self, reqwest::Error> {
         let http = HttpSender::new(config.http_timeout, config.max_per_host, config.max_response_body)?;
-        Ok(Self { config, http, wake: Notify::new(), signers: SignerCache::default() })
+        let bus = Arc::new(QueueBus::new(config.subscription_buffer));
+        Ok(Self { config, http, bus, wake: Notify::new(), signers: SignerCache::default() })
     }
 
     /// Rows were queued: claim them now rather than at the next poll.
@@ -82,7 +89,9 @@ impl Pipeline {
         secrets: &SecretBox,
         id: i64,
     ) -> AppResult<entity::queued_webhooks::Model> {
-        let row = queue::claim_one(db, id, self.lease()).await?;
+        let before = queue::claim_one(db, id, self.lease()).await?;
+        let previous = before.status.clone();
+        let row = entity::queued_webhooks::Model { status: status::SENDING.into(), ..before };
         let signer = match self.signers.for_webhooks(db, secrets, &[row.webhook_id]).await {
             Ok(mut signers) => signers.remove(&row.webhook_id),
             Err(err) => {
@@ -94,9 +103,12 @@ impl Pipeline {
             queue::release(db, &[id]).await?;
             return Err(AppError::not_found(format!("the webhook of queued webhook {id} no longer exists")));
         };
+        self.bus.publish(db, vec![QueueChange::new(row.clone(), Some(&previous))]).await;
         let outcome = self.attempt(row, &signer).await;
         queue::record(db, std::slice::from_ref(&outcome)).await?;
-        queue::require(db, id).await
+        let after = queue::require(db, id).await?;
+        self.bus.publish(db, vec![QueueChange::new(after.clone(), Some(status::SENDING))]).await;
+        Ok(after)
     }
 }
 
@@ -119,7 +131,7 @@ pub async fn run(db: DatabaseConnection, secrets: SecretBox, pipeline: Arc<Pipel
 
     let claimer =
         tokio::spawn(claimer::run(db.clone(), secrets.clone(), pipeline.clone(), slots, jobs_tx, shutdown.clone()));
-    let recorder = tokio::spawn(recorder::run(db.clone(), outcomes_rx, stop_recorder.clone()));
+    let recorder = tokio::spawn(recorder::run(db.clone(), pipeline.bus.clone(), outcomes_rx, stop_recorder.clone()));
 
     let attempts = tokio_util::task::TaskTracker::new();
     let handler = backend::Handler { pipeline: pipeline.clone(), outcomes: outcomes_tx, attempts: attempts.clone() };

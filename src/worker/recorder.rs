@@ -1,13 +1,18 @@
 //! Writes attempt outcomes in batches: one transaction for everything that finished since the
 //! last write.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
+
+use entity::queued_webhooks::status;
 
 use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::queue::{self, Outcome};
+use crate::service::{
+    live::{QueueBus, QueueChange},
+    queue::{self, Outcome},
+};
 
 const BATCH: usize = 512;
 /// How long the first outcome of a batch waits for others: fewer, larger transactions leave
@@ -15,7 +20,12 @@ const BATCH: usize = 512;
 const LINGER: Duration = Duration::from_millis(5);
 
 /// Runs until `stop` is cancelled and every outcome sent before has been written.
-pub async fn run(db: DatabaseConnection, mut outcomes: mpsc::Receiver<Outcome>, stop: CancellationToken) {
+pub async fn run(
+    db: DatabaseConnection,
+    bus: Arc<QueueBus>,
+    mut outcomes: mpsc::Receiver<Outcome>,
+    stop: CancellationToken,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         let first = tokio::select! {
@@ -34,18 +44,24 @@ pub async fn run(db: DatabaseConnection, mut outcomes: mpsc::Receiver<Outcome>, 
                 Ok(None) | Err(_) => break,
             }
         }
-        write(&db, &mut batch).await;
+        write(&db, &bus, &mut batch).await;
     }
 }
 
 /// Writes the batch, retrying while the database refuses. Outcomes that still cannot be
 /// written are dropped from memory: their rows stay `sending` and are sent again when their
 /// lease ends, so nothing is lost.
-async fn write(db: &DatabaseConnection, batch: &mut Vec<Outcome>) {
+async fn write(db: &DatabaseConnection, bus: &QueueBus, batch: &mut Vec<Outcome>) {
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=8 {
         match queue::record(db, batch).await {
-            Ok(()) => break,
+            Ok(()) => {
+                let now = chrono::Utc::now();
+                let changes =
+                    batch.iter().map(|o| QueueChange::new(o.updated_row(now), Some(status::SENDING))).collect();
+                bus.publish(db, changes).await;
+                break;
+            }
             Err(err) => {
                 tracing::warn!(?err, attempt, rows = batch.len(), "cannot write delivery outcomes; retrying");
                 tokio::time::sleep(delay).await;

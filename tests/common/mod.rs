@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod receiver;
+pub mod ws;
 
 use std::{net::SocketAddr, time::Duration};
 

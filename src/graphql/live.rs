@@ -1,0 +1,154 @@
+//! Live monitoring: a stream of queue changes and live counters.
+
+use std::{collections::HashSet, sync::Arc};
+
+use async_graphql::{Context, ID, Object, Result, SimpleObject, Subscription};
+use futures_util::{Stream, stream};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{
+    context::session,
+    paging::numeric_id,
+    queue::{QueueStatus, QueuedWebhook},
+};
+use crate::service::{
+    live::{self, QueueChange},
+    tree::EntityIndex,
+};
+
+/// One status change of a queued webhook.
+pub struct QueueUpdate {
+    change: Arc<QueueChange>,
+    missed: u64,
+}
+
+#[Object]
+impl QueueUpdate {
+    /// The queued webhook after the change.
+    async fn queued_webhook(&self) -> QueuedWebhook {
+        QueuedWebhook::partial(self.change.row.clone())
+    }
+
+    /// Its status before the change; null when it was just queued.
+    async fn previous_status(&self) -> Option<QueueStatus> {
+        self.change.previous_status.as_deref().and_then(QueueStatus::parse)
+    }
+
+    /// How many updates this subscriber missed since its previous message because it fell
+    /// behind (0 normally).
+    async fn missed_updates(&self) -> u64 {
+        self.missed
+    }
+}
+
+/// The queue's counters.
+#[derive(SimpleObject, Clone)]
+pub struct QueueStats {
+    pub pending: i64,
+    pub sending: i64,
+    pub sent: i64,
+    pub retrying: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    /// Age of the oldest PENDING queued webhook; null when none is pending.
+    pub oldest_pending_age_seconds: Option<f64>,
+    /// SENT queued webhooks whose last attempt was in the last minute.
+    pub sent_last_minute: i64,
+}
+
+impl From<live::QueueStats> for QueueStats {
+    fn from(s: live::QueueStats) -> Self {
+        Self {
+            pending: s.pending,
+            sending: s.sending,
+            sent: s.sent,
+            retrying: s.retrying,
+            failed: s.failed,
+            cancelled: s.cancelled,
+            oldest_pending_age_seconds: s.oldest_pending_age_seconds,
+            sent_last_minute: s.sent_last_minute,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct StatsQuery;
+
+#[Object]
+impl StatsQuery {
+    /// The queue's counters now, for one webhook or all.
+    async fn queue_stats(&self, ctx: &Context<'_>, webhook_id: Option<ID>) -> Result<QueueStats> {
+        let s = session(ctx)?;
+        let webhook_id = webhook_id.map(|id| numeric_id(&id, "webhookId")).transpose()?;
+        Ok(live::stats(&s.state.db, webhook_id).await?.into())
+    }
+}
+
+pub struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// One message per status change of a queued webhook: queued, claimed, sent, retry
+    /// scheduled, failed, cancelled, forced. Filters combine; `entityId` includes the entity's
+    /// children. A subscriber that falls behind is told with `missedUpdates`.
+    async fn queue_updates(
+        &self,
+        ctx: &Context<'_>,
+        webhook_id: Option<ID>,
+        entity_id: Option<ID>,
+        status: Option<QueueStatus>,
+    ) -> Result<impl Stream<Item = QueueUpdate>> {
+        let s = session(ctx)?;
+        let webhook_id = webhook_id.map(|id| numeric_id(&id, "webhookId")).transpose()?;
+        let entities: Option<HashSet<i64>> = match entity_id {
+            Some(id) => {
+                let id = numeric_id(&id, "entityId")?;
+                Some(EntityIndex::load(&s.state.db).await?.subtree(id).into_iter().collect())
+            }
+            None => None,
+        };
+        let wanted = status.map(QueueStatus::as_str);
+        let receiver = s.state.pipeline.bus.subscribe();
+        Ok(stream::unfold((receiver, 0u64), move |(mut receiver, mut missed)| {
+            let entities = entities.clone();
+            async move {
+                loop {
+                    match receiver.recv().await {
+                        Ok(change) => {
+                            let row = &change.row;
+                            let keep = webhook_id.is_none_or(|id| row.webhook_id == id)
+                                && entities.as_ref().is_none_or(|set| set.contains(&row.entity_id))
+                                && wanted.is_none_or(|s| row.status == s);
+                            if keep {
+                                let update = QueueUpdate { change, missed };
+                                return Some((update, (receiver, 0)));
+                            }
+                        }
+                        Err(RecvError::Lagged(n)) => missed += n,
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            }
+        }))
+    }
+
+    /// The queue's counters (as the `queueStats` query gives them), at once and then after
+    /// changes, at most once per `HOOKLINE_STATS_INTERVAL` (default 250 ms).
+    async fn queue_stats(&self, ctx: &Context<'_>, webhook_id: Option<ID>) -> Result<impl Stream<Item = QueueStats>> {
+        let s = session(ctx)?;
+        let webhook_id = webhook_id.map(|id| numeric_id(&id, "webhookId")).transpose()?;
+        let receiver = s.state.live.watch(webhook_id);
+        Ok(stream::unfold((receiver, true), |(mut receiver, first)| async move {
+            if !first {
+                receiver.changed().await.ok()?;
+            }
+            loop {
+                let current = receiver.borrow_and_update().clone();
+                if let Some(stats) = current {
+                    return Some((QueueStats::from(stats), (receiver, false)));
+                }
+                receiver.changed().await.ok()?;
+            }
+        }))
+    }
+}

@@ -1,0 +1,203 @@
+//! Live monitoring over a real WebSocket: every queue transition, filters, live counters, a
+//! subscriber that falls behind, and (on PostgreSQL) changes made by another process.
+
+mod common;
+
+use std::{collections::HashMap, time::Duration};
+
+use common::{POSTGRES_ENV, binary::Server, each_backend, each_backend_with, receiver::Receiver, ws};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+const UPDATES: &str = "subscription($w: ID, $e: ID, $s: QueueStatus) { queueUpdates(webhookId: $w, entityId: $e, status: $s) { previousStatus missedUpdates queuedWebhook { id webhookId status sentTry lastStatusCode sentTime body } } }";
+const CREATE_WEBHOOK: &str = "mutation($input: WebhookInput!) { createWebhook(input: $input) { id } }";
+const CREATE_ITEM: &str = "mutation($input: ItemInput!) { createItem(input: $input) { id } }";
+
+fn hook(receiver: &Receiver, entity: &Value) -> Value {
+    json!({"input": {"name": "live", "entityId": entity, "isRecursive": true, "itemtype": "Ticket", "event": "NEW", "url": receiver.url("/hook")}})
+}
+
+/// Reads `count` updates of subscription `id`.
+async fn updates(socket: &mut ws::Socket, id: &str, count: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    while out.len() < count {
+        let message = ws::next(socket).await;
+        assert_eq!(message["type"], "next", "{message}");
+        assert_eq!(message["id"], id);
+        assert!(message["payload"]["errors"].is_null(), "{message}");
+        out.push(message["payload"]["data"]["queueUpdates"].clone());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transition_to_sent_is_streamed() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        app.data(CREATE_WEBHOOK, hook(&receiver, &json!("0"))).await;
+        let mut socket = ws::connect(app.addr).await;
+        ws::subscribe(&mut socket, "u", UPDATES, json!({})).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for n in 0..3 {
+            app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0", "name": format!("t{n}")}}))
+                .await;
+        }
+        let seen = updates(&mut socket, "u", 9).await;
+        let mut by_row: HashMap<String, Vec<(Value, Value)>> = HashMap::new();
+        for update in &seen {
+            let row = &update["queuedWebhook"];
+            by_row
+                .entry(row["id"].as_str().unwrap_or_default().to_owned())
+                .or_default()
+                .push((update["previousStatus"].clone(), row["status"].clone()));
+            assert_eq!(update["missedUpdates"], 0);
+        }
+        assert_eq!(by_row.len(), 3);
+        for transitions in by_row.values() {
+            assert_eq!(
+                transitions,
+                &vec![
+                    (Value::Null, json!("PENDING")),
+                    (json!("PENDING"), json!("SENDING")),
+                    (json!("SENDING"), json!("SENT"))
+                ]
+            );
+        }
+        let sent = seen.iter().find(|u| u["queuedWebhook"]["status"] == "SENT").cloned().unwrap_or_default();
+        assert_eq!(sent["queuedWebhook"]["sentTry"], 1);
+        assert_eq!(sent["queuedWebhook"]["lastStatusCode"], 200);
+        assert!(
+            sent["queuedWebhook"]["body"].as_str().unwrap_or_default().contains("\"event\":\"new\""),
+            "the body is read on demand"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_filters_combine() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        let europe = app.data("mutation { createEntity(input: {name: \"Europe\"}) { id } }", json!({})).await["createEntity"]["id"].clone();
+        let paris = app.data("mutation($p: ID!) { createEntity(input: {name: \"Paris\", parentId: $p}) { id } }", json!({"p": europe})).await["createEntity"]["id"].clone();
+        let first = app.data(CREATE_WEBHOOK, hook(&receiver, &json!("0"))).await["createWebhook"]["id"].clone();
+        let second = app.data(CREATE_WEBHOOK, hook(&receiver, &json!("0"))).await["createWebhook"]["id"].clone();
+        let mut socket = ws::connect(app.addr).await;
+        ws::subscribe(&mut socket, "a", UPDATES, json!({"w": first, "s": "SENT"})).await;
+        ws::subscribe(&mut socket, "b", UPDATES, json!({"e": europe, "s": "SENT"})).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0"}})).await;
+        app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": paris}})).await;
+        let mut got: HashMap<String, Vec<Value>> = HashMap::new();
+        while got.values().map(Vec::len).sum::<usize>() < 4 {
+            let message = ws::next(&mut socket).await;
+            got.entry(message["id"].as_str().unwrap_or_default().to_owned()).or_default().push(message["payload"]["data"]["queueUpdates"]["queuedWebhook"].clone());
+        }
+        let a = &got["a"];
+        assert_eq!(a.len(), 2, "SENT rows of the first webhook: {a:?}");
+        assert!(a.iter().all(|r| r["webhookId"] == first && r["status"] == "SENT"));
+        let b = &got["b"];
+        assert_eq!(b.len(), 2, "SENT rows of items under Europe (both webhooks): {b:?}");
+        assert!(b.iter().any(|r| r["webhookId"] == second));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_counters_converge_to_the_query() {
+    each_backend_with(
+        |c| c.delivery.stats_interval = Duration::from_millis(100),
+        async |app| {
+            let receiver = Receiver::start().await;
+            app.data(CREATE_WEBHOOK, hook(&receiver, &json!("0"))).await;
+            let mut socket = ws::connect(app.addr).await;
+            let stats = "subscription { queueStats { pending sending sent retrying failed cancelled oldestPendingAgeSeconds sentLastMinute } }";
+            ws::subscribe(&mut socket, "s", stats, json!({})).await;
+            let first = ws::next(&mut socket).await;
+            assert_eq!(first["payload"]["data"]["queueStats"]["sent"], 0, "sent at once on subscribe");
+            for _ in 0..20 {
+                app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0"}})).await;
+            }
+            app.wait_queue(20, &["SENT"]).await;
+            let query = app.data("{ queueStats { pending sending sent retrying failed cancelled sentLastMinute } }", json!({})).await["queueStats"].clone();
+            assert_eq!(query["sent"], 20);
+            let mut messages = 1;
+            loop {
+                let message = ws::next(&mut socket).await["payload"]["data"]["queueStats"].clone();
+                messages += 1;
+                if message["sent"] == 20 && message["pending"] == 0 && message["sending"] == 0 {
+                    assert_eq!(message["sentLastMinute"], 20);
+                    assert_eq!(message["oldestPendingAgeSeconds"], Value::Null);
+                    break;
+                }
+            }
+            assert!(messages < 60, "throttled: {messages} messages for 60 changes");
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_does_not_read_is_told_what_it_missed_and_slows_nothing() {
+    each_backend_with(
+        |c| c.delivery.subscription_buffer = 8,
+        async |app| {
+            let receiver = Receiver::start().await;
+            app.data(CREATE_WEBHOOK, hook(&receiver, &json!("0"))).await;
+            let schema = hookline::graphql::build_schema(Some(app.state.clone()));
+            let request = async_graphql::Request::new(
+                "subscription { queueUpdates { missedUpdates queuedWebhook { id status } } }",
+            )
+            .data(hookline::graphql::Caller::local());
+            let mut stream = schema.execute_stream(request);
+            // Start the subscription, then stop reading while 30 items are delivered.
+            let mut first = Box::pin(stream.next());
+            assert!(futures_util::poll!(&mut first).is_pending());
+            drop(first);
+            for _ in 0..30 {
+                app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0"}})).await;
+            }
+            app.wait_queue(30, &["SENT"]).await;
+            assert_eq!(receiver.requests().len(), 30, "the deliveries did not wait for the subscriber");
+            let next =
+                tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("an update").expect("open");
+            let missed = next.data.into_json().expect("json")["queueUpdates"]["missedUpdates"].as_u64().unwrap_or(0);
+            assert!(missed >= 60, "90 changes, 8 kept: {missed} missed");
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_of_one_process_sees_the_sends_of_another() {
+    let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
+        eprintln!("{POSTGRES_ENV} is not set: this test needs PostgreSQL");
+        return;
+    };
+    let name = format!("hookline_t_{}", uuid::Uuid::new_v4().simple());
+    let admin = sea_orm::Database::connect(&admin_url).await.expect("connect");
+    sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("CREATE DATABASE {name}")).await.expect("create");
+    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, common::rand_key());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = vec![
+        ("HOOKLINE_DATABASE_URL", common::database_url(&admin_url, &name)),
+        ("HOOKLINE_SECRET_KEY", key),
+        ("HOOKLINE_DATA_DIR", dir.path().display().to_string()),
+    ];
+    let watcher = Server::start(dir.path(), &env);
+    let worker = Server::start(dir.path(), &env);
+    let receiver = Receiver::start().await;
+    worker.data(CREATE_WEBHOOK, hook(&receiver, &json!("0"))).await;
+    let mut socket = ws::connect(watcher.addr).await;
+    ws::subscribe(&mut socket, "u", UPDATES, json!({"s": "SENT"})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        worker.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0"}})).await;
+    }
+    let seen = updates(&mut socket, "u", 5).await;
+    assert!(seen.iter().all(|u| u["queuedWebhook"]["status"] == "SENT"));
+    drop((watcher, worker));
+    sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .ok();
+}
