@@ -45,6 +45,40 @@ pub struct BenchArgs {
     /// Instead: time the matching of one event against 10,000 filtered webhooks.
     #[arg(long)]
     pub matching: bool,
+    /// WebSocket subscribers to `queueUpdates` kept reading during the whole run (each watches
+    /// one webhook of the throughput run, in turn).
+    #[arg(long, default_value_t = 0)]
+    pub subscribers: usize,
+}
+
+/// Opens a `queueUpdates` subscription and counts its messages until the run ends.
+async fn subscriber(addr: SocketAddr, webhook_id: Option<String>, received: Arc<AtomicU64>) -> Result<(), String> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+    let mut request = format!("ws://{addr}/graphql").into_client_request().map_err(|e| e.to_string())?;
+    request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| e.to_string())?;
+    let send = |value: Value| Message::text(value.to_string());
+    socket.send(send(json!({"type": "connection_init", "payload": {}}))).await.map_err(|e| e.to_string())?;
+    let query = "subscription($w: ID) { queueUpdates(webhookId: $w) { previousStatus missedUpdates queuedWebhook { id status sentTry } } }";
+    let subscribe =
+        json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"w": webhook_id}}});
+    socket.send(send(subscribe)).await.map_err(|e| e.to_string())?;
+    while let Some(Ok(message)) = socket.next().await {
+        if let Message::Text(text) = message
+            && text.contains("\"next\"")
+        {
+            received.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
+fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 #[derive(Default)]
@@ -182,6 +216,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         if args.postgres.is_some() { "PostgreSQL" } else { "SQLite" }
     );
 
+    let mut webhook_ids = Vec::new();
     for n in 0..args.webhooks {
         let mut input =
             json!({"name": format!("bench {n}"), "entityId": "0", "itemtype": "Ticket", "event": "NEW", "url": url});
@@ -189,7 +224,18 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             input["useDefaultPayload"] = json!(false);
             input["payload"] = json!(payload);
         }
-        gql(&client, addr, CREATE_WEBHOOK, json!({"input": input})).await?;
+        let created = gql(&client, addr, CREATE_WEBHOOK, json!({"input": input})).await?;
+        webhook_ids.push(created["createWebhook"]["id"].as_str().unwrap_or_default().to_owned());
+    }
+    let streamed = Arc::new(AtomicU64::new(0));
+    let mut subscribers = Vec::new();
+    for n in 0..args.subscribers {
+        let webhook = if webhook_ids.len() > 1 { Some(webhook_ids[n % webhook_ids.len()].clone()) } else { None };
+        subscribers.push(tokio::spawn(subscriber(addr, webhook, streamed.clone())));
+    }
+    if args.subscribers > 0 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        println!("{} subscribers attached to queueUpdates", args.subscribers);
     }
     let expected = (args.webhooks * args.items) as u64;
     let started = Instant::now();
@@ -246,6 +292,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     gql(&client, addr, CREATE_WEBHOOK, json!({"input": input})).await?;
     arrivals.track_names.store(true, Ordering::Relaxed);
     let total = args.rate * args.seconds;
+    let cpu_before = cpu_seconds(server.child.id());
+    let latency_started = Instant::now();
     let responded: Arc<Mutex<HashMap<String, (Instant, Instant)>>> = Arc::default();
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
     let mut sends = Vec::with_capacity(total as usize);
@@ -264,6 +312,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     for task in sends {
         task.await.ok();
     }
+    let latency_wall = latency_started.elapsed().as_secs_f64();
+    let cpu_after = cpu_seconds(server.child.id());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let named = arrivals.named.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let responded = responded.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -287,6 +337,19 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         percentile(&from_request, 0.5),
         percentile(&from_request, 0.99),
     );
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+        println!(
+            "server CPU during the latency run: {:.0}% of one core ({:.2} s over {latency_wall:.2} s)",
+            100.0 * (after - before) / latency_wall,
+            after - before
+        );
+    }
+    if args.subscribers > 0 {
+        println!("subscription messages received: {}", streamed.load(Ordering::Relaxed));
+        for task in subscribers {
+            task.abort();
+        }
+    }
     match peak_rss_mib(server.child.id()) {
         Some(mib) => println!("server peak memory (VmHWM): {mib:.1} MiB"),
         None => println!("server peak memory: unavailable"),

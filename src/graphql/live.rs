@@ -4,7 +4,6 @@ use std::{collections::HashSet, sync::Arc};
 
 use async_graphql::{Context, ID, Object, Result, SimpleObject, Subscription};
 use futures_util::{Stream, stream};
-use tokio::sync::broadcast::error::RecvError;
 
 use super::{
     context::session,
@@ -108,24 +107,18 @@ impl SubscriptionRoot {
             None => None,
         };
         let wanted = status.map(QueueStatus::as_str);
-        let receiver = s.state.pipeline.bus.subscribe();
-        Ok(stream::unfold((receiver, 0u64), move |(mut receiver, mut missed)| {
+        let subscription = s.state.pipeline.bus.subscribe(webhook_id);
+        Ok(stream::unfold(subscription, move |mut subscription| {
             let entities = entities.clone();
             async move {
                 loop {
-                    match receiver.recv().await {
-                        Ok(change) => {
-                            let row = &change.row;
-                            let keep = webhook_id.is_none_or(|id| row.webhook_id == id)
-                                && entities.as_ref().is_none_or(|set| set.contains(&row.entity_id))
-                                && wanted.is_none_or(|s| row.status == s);
-                            if keep {
-                                let update = QueueUpdate { change, missed };
-                                return Some((update, (receiver, 0)));
-                            }
-                        }
-                        Err(RecvError::Lagged(n)) => missed += n,
-                        Err(RecvError::Closed) => return None,
+                    let change = subscription.changes.recv().await?;
+                    let row = &change.row;
+                    let keep = entities.as_ref().is_none_or(|set| set.contains(&row.entity_id))
+                        && wanted.is_none_or(|s| row.status == s);
+                    if keep {
+                        let missed = subscription.take_missed();
+                        return Some((QueueUpdate { change, missed }, subscription));
                     }
                 }
             }

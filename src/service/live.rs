@@ -4,7 +4,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -16,7 +19,7 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait},
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::error::AppResult;
 
@@ -42,31 +45,83 @@ impl QueueChange {
     }
 }
 
-/// Where queue changes are published and read.
-#[derive(Debug)]
+/// One subscriber's end: its changes, and how many it missed because it fell behind.
+pub struct Subscription {
+    pub changes: mpsc::Receiver<Arc<QueueChange>>,
+    missed: Arc<AtomicU64>,
+}
+
+impl Subscription {
+    /// How many changes were dropped for this subscriber since the last call.
+    pub fn take_missed(&self) -> u64 {
+        self.missed.swap(0, Ordering::Relaxed)
+    }
+}
+
+struct Subscriber {
+    webhook_id: Option<i64>,
+    tx: mpsc::Sender<Arc<QueueChange>>,
+    missed: Arc<AtomicU64>,
+}
+
+/// Where queue changes are published and read. Each subscriber has its own bounded buffer and
+/// only receives the changes of the webhook it watches, so a slow subscriber never slows the
+/// workers or the others: when its buffer is full, its changes are dropped and counted.
 pub struct QueueBus {
-    tx: broadcast::Sender<Arc<QueueChange>>,
+    subscribers: Mutex<Vec<Subscriber>>,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for QueueBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueBus").field("capacity", &self.capacity).finish_non_exhaustive()
+    }
 }
 
 impl QueueBus {
     pub fn new(capacity: usize) -> Self {
-        Self { tx: broadcast::channel(capacity).0 }
+        Self { subscribers: Mutex::new(Vec::new()), capacity: capacity.max(1) }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<QueueChange>> {
-        self.tx.subscribe()
+    /// Subscribes to the changes of one webhook, or of all.
+    pub fn subscribe(&self, webhook_id: Option<i64>) -> Subscription {
+        let (tx, changes) = mpsc::channel(self.capacity);
+        let missed = Arc::new(AtomicU64::new(0));
+        self.lock().push(Subscriber { webhook_id, tx, missed: missed.clone() });
+        Subscription { changes, missed }
     }
 
-    /// Hands changes to the local subscribers.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Subscriber>> {
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn has_subscribers(&self) -> bool {
+        !self.lock().is_empty()
+    }
+
+    /// Hands a change to the local subscribers that watch its webhook.
     pub fn deliver_local(&self, change: QueueChange) {
-        // No subscriber is not an error.
-        let _ = self.tx.send(Arc::new(change));
+        let change = Arc::new(change);
+        self.lock().retain(|subscriber| {
+            if subscriber.webhook_id.is_some_and(|id| id != change.row.webhook_id) {
+                return !subscriber.tx.is_closed();
+            }
+            match subscriber.tx.try_send(change.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    subscriber.missed.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
     }
 
     /// Publishes committed changes: locally on SQLite, through NOTIFY on PostgreSQL (every
     /// process, this one included, receives them from its listener).
     pub async fn publish(&self, db: &DatabaseConnection, changes: Vec<QueueChange>) {
-        if changes.is_empty() || self.tx.receiver_count() == 0 && db.get_database_backend() != DbBackend::Postgres {
+        // On PostgreSQL other processes may have subscribers: always publish there.
+        if changes.is_empty() || (!self.has_subscribers() && db.get_database_backend() != DbBackend::Postgres) {
             return;
         }
         if db.get_database_backend() != DbBackend::Postgres {
@@ -227,7 +282,7 @@ impl StatsHub {
     /// Recomputes after changes (at most once per throttle interval) and every few seconds
     /// (ages and the last minute move on their own); stops when nobody watches.
     async fn compute(self: Arc<Self>, webhook_id: Option<i64>, tx: watch::Sender<Option<QueueStats>>) {
-        let mut changes = self.bus.subscribe();
+        let mut subscription = self.bus.subscribe(webhook_id);
         let mut dirty = true;
         let mut refresh = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -250,13 +305,15 @@ impl StatsHub {
                 return;
             }
             tokio::select! {
-                change = changes.recv() => match change {
-                    Ok(change) => dirty = webhook_id.is_none_or(|id| change.row.webhook_id == id),
-                    Err(broadcast::error::RecvError::Lagged(_)) => dirty = true,
-                    Err(broadcast::error::RecvError::Closed) => return,
+                change = subscription.changes.recv() => match change {
+                    Some(_) => dirty = true,
+                    None => return,
                 },
                 _ = refresh.tick() => dirty = true,
             }
+            // A burst is one recomputation: drop what else is waiting.
+            while subscription.changes.try_recv().is_ok() {}
+            subscription.take_missed();
         }
     }
 }
