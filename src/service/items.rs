@@ -125,6 +125,9 @@ async fn finish<T>(state: &AppState, txn: DatabaseTransaction, changed: Changed<
 
 /// Tells subscribers about newly queued rows.
 pub async fn publish_queued(state: &AppState, queued: &[queued_webhooks::Model]) {
+    if !state.pipeline.bus.wanted(&state.db) {
+        return;
+    }
     let changes = queued.iter().map(|row| super::live::QueueChange::new(row.clone(), None)).collect();
     state.pipeline.bus.publish(&state.db, changes).await;
 }

@@ -25,6 +25,11 @@ use crate::error::AppResult;
 
 /// The PostgreSQL channel queue changes travel on.
 pub const CHANGES_CHANNEL: &str = "hookline_queue_changes";
+/// The PostgreSQL channel on which a process with subscribers says so (at once and every
+/// two seconds), so that processes publish changes only while someone listens.
+pub const SUBSCRIBERS_CHANNEL: &str = "hookline_subscribers";
+/// How long a process keeps publishing after it last heard of a remote subscriber.
+const REMOTE_SUBSCRIBERS_TTL: std::time::Duration = std::time::Duration::from_secs(6);
 /// Most bytes of one NOTIFY payload (PostgreSQL's limit is 8000).
 const MAX_PAYLOAD: usize = 7000;
 
@@ -70,6 +75,10 @@ struct Subscriber {
 pub struct QueueBus {
     subscribers: Mutex<Vec<Subscriber>>,
     capacity: usize,
+    /// When another process last said it has subscribers.
+    remote_seen: Mutex<Option<std::time::Instant>>,
+    /// Wakes the announcer when the first subscriber arrives.
+    pub announce: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for QueueBus {
@@ -80,7 +89,12 @@ impl std::fmt::Debug for QueueBus {
 
 impl QueueBus {
     pub fn new(capacity: usize) -> Self {
-        Self { subscribers: Mutex::new(Vec::new()), capacity: capacity.max(1) }
+        Self {
+            subscribers: Mutex::new(Vec::new()),
+            capacity: capacity.max(1),
+            remote_seen: Mutex::new(None),
+            announce: tokio::sync::Notify::new(),
+        }
     }
 
     /// Subscribes to the changes of one webhook, or of all.
@@ -88,6 +102,7 @@ impl QueueBus {
         let (tx, changes) = mpsc::channel(self.capacity);
         let missed = Arc::new(AtomicU64::new(0));
         self.lock().push(Subscriber { webhook_id, tx, missed: missed.clone() });
+        self.announce.notify_one();
         Subscription { changes, missed }
     }
 
@@ -95,8 +110,46 @@ impl QueueBus {
         self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn has_subscribers(&self) -> bool {
-        !self.lock().is_empty()
+    pub fn has_subscribers(&self) -> bool {
+        let mut subscribers = self.lock();
+        subscribers.retain(|s| !s.tx.is_closed());
+        !subscribers.is_empty()
+    }
+
+    /// Another process has subscribers.
+    pub fn remote_subscribers_seen(&self) {
+        *self.remote_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+    }
+
+    /// Whether changes need to be published at all: a subscriber here, or (on PostgreSQL) one
+    /// in another process lately.
+    pub fn wanted(&self, db: &DatabaseConnection) -> bool {
+        if self.has_subscribers() {
+            return true;
+        }
+        db.get_database_backend() == DbBackend::Postgres
+            && self
+                .remote_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|at| at.elapsed() < REMOTE_SUBSCRIBERS_TTL)
+    }
+
+    /// On PostgreSQL, tells the other processes while this one has subscribers.
+    pub async fn announce_subscribers(&self, db: DatabaseConnection, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            if self.has_subscribers() {
+                let statement = Statement::from_string(DbBackend::Postgres, format!("NOTIFY {SUBSCRIBERS_CHANNEL}"));
+                if let Err(err) = db.execute_raw(statement).await {
+                    tracing::warn!(%err, "cannot announce subscribers");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.announce.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
     }
 
     /// Hands a change to the local subscribers that watch its webhook.
@@ -120,8 +173,7 @@ impl QueueBus {
     /// Publishes committed changes: locally on SQLite, through NOTIFY on PostgreSQL (every
     /// process, this one included, receives them from its listener).
     pub async fn publish(&self, db: &DatabaseConnection, changes: Vec<QueueChange>) {
-        // On PostgreSQL other processes may have subscribers: always publish there.
-        if changes.is_empty() || (!self.has_subscribers() && db.get_database_backend() != DbBackend::Postgres) {
+        if changes.is_empty() || !self.wanted(db) {
             return;
         }
         if db.get_database_backend() != DbBackend::Postgres {

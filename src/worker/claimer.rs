@@ -21,7 +21,7 @@ use crate::{
     secret_box::{Purpose, SecretBox},
     service::{
         events::QUEUE_CHANNEL,
-        live::{CHANGES_CHANNEL, QueueChange, decode},
+        live::{CHANGES_CHANNEL, QueueChange, SUBSCRIBERS_CHANNEL, decode},
         queue,
     },
 };
@@ -39,6 +39,8 @@ pub async fn run(
 ) {
     if db.get_database_backend() == DbBackend::Postgres {
         tokio::spawn(listen(db.clone(), pipeline.clone(), shutdown.clone()));
+        let (bus, db, shutdown) = (pipeline.bus.clone(), db.clone(), shutdown.clone());
+        tokio::spawn(async move { bus.announce_subscribers(db, shutdown).await });
     }
     let mut poll = tokio::time::interval(pipeline.config.poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -73,14 +75,16 @@ pub async fn run(
                 }
             };
             let claimed = rows.len();
-            let changes = rows
-                .iter()
-                .map(|row| {
-                    let previous = if row.sent_try > 0 { status::RETRYING } else { status::PENDING };
-                    QueueChange::new(row.clone(), Some(previous))
-                })
-                .collect();
-            pipeline.bus.publish(&db, changes).await;
+            if pipeline.bus.wanted(&db) {
+                let changes = rows
+                    .iter()
+                    .map(|row| {
+                        let previous = if row.sent_try > 0 { status::RETRYING } else { status::PENDING };
+                        QueueChange::new(row.clone(), Some(previous))
+                    })
+                    .collect();
+                pipeline.bus.publish(&db, changes).await;
+            }
             if let Err(err) = hand_over(&db, &secrets, &pipeline, rows, &mut permit, &jobs).await {
                 tracing::warn!(?err, "cannot hand claimed deliveries over");
             }
@@ -144,7 +148,7 @@ async fn listen(db: DatabaseConnection, pipeline: Arc<Pipeline>, shutdown: Cance
                 }
             }
         };
-        if let Err(err) = listener.listen_all([QUEUE_CHANNEL, CHANGES_CHANNEL]).await {
+        if let Err(err) = listener.listen_all([QUEUE_CHANNEL, CHANGES_CHANNEL, SUBSCRIBERS_CHANNEL]).await {
             tracing::warn!(%err, "cannot LISTEN for queued deliveries");
             continue;
         }
@@ -152,6 +156,9 @@ async fn listen(db: DatabaseConnection, pipeline: Arc<Pipeline>, shutdown: Cance
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 next = listener.recv() => match next {
+                    Ok(notification) if notification.channel() == SUBSCRIBERS_CHANNEL => {
+                        pipeline.bus.remote_subscribers_seen();
+                    }
                     Ok(notification) if notification.channel() == CHANGES_CHANNEL => {
                         for change in decode(notification.payload()) {
                             pipeline.bus.deliver_local(change);

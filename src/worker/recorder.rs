@@ -55,6 +55,7 @@ async fn write(db: &DatabaseConnection, bus: &QueueBus, batch: &mut Vec<Outcome>
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=8 {
         match queue::record(db, batch).await {
+            Ok(()) if !bus.wanted(db) => break,
             Ok(()) => {
                 let now = chrono::Utc::now();
                 let changes =
