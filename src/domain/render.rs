@@ -51,6 +51,13 @@ pub fn body_is_json(headers: &Map<String, Value>) -> bool {
         .is_none_or(|value| value.to_ascii_lowercase().contains("json"))
 }
 
+fn check_url(url: &str) -> Result<(), String> {
+    match url::Url::parse(url.trim()) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => Ok(()),
+        _ => Err(format!("url: renders to `{url}`, which is not an http or https URL")),
+    }
+}
+
 fn is_dynamic(source: &str) -> bool {
     source.contains("{{") || source.contains("{%")
 }
@@ -69,6 +76,13 @@ impl WebhookTemplates {
             _ => None,
         };
         let url = Template::parse(&settings.url, Context::Url, limits).map_err(field("url"))?;
+        if url.is_fixed() {
+            // Checked once here rather than for every event.
+            check_url(&settings.url).map_err(|message| FieldError {
+                field: "url".into(),
+                error: TemplateError { line: None, column: None, message: message.trim_start_matches("url: ").into() },
+            })?;
+        }
         let mut headers = Vec::with_capacity(settings.custom_headers.len());
         for (name, value) in &settings.custom_headers {
             let source = value.as_str().unwrap_or_default();
@@ -94,9 +108,8 @@ impl WebhookTemplates {
             None => default_body.to_owned(),
         };
         let url = self.url.render(variables).map_err(|e| format!("url: {e}"))?;
-        match url::Url::parse(url.trim()) {
-            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {}
-            _ => return Err(format!("url: renders to `{url}`, which is not an http or https URL")),
+        if !self.url.is_fixed() {
+            check_url(&url)?;
         }
         let mut headers = Map::with_capacity(self.headers.len());
         for (name, template) in &self.headers {

@@ -71,6 +71,9 @@ pub struct Template {
     compiled: liquid::Template,
     context: Context,
     limits: Limits,
+    /// The text itself, when it has no tag or output and passes the context's checks: then
+    /// rendering is a copy.
+    fixed: Option<String>,
 }
 
 impl std::fmt::Debug for Template {
@@ -107,11 +110,23 @@ impl Template {
         parser().parse(source).map_err(|e| located(source, &e))?;
         let rewritten = escape_outputs(source, context);
         let compiled = parser().parse(&rewritten).map_err(|e| located(source, &e))?;
-        Ok(Self { compiled, context, limits })
+        let mut template = Self { compiled, context, limits, fixed: None };
+        if !source.contains("{{") && !source.contains("{%") {
+            template.fixed = template.render(&liquid::Object::new()).ok();
+        }
+        Ok(template)
+    }
+
+    /// Whether the template is plain text (no variables, nothing to evaluate).
+    pub fn is_fixed(&self) -> bool {
+        self.fixed.is_some()
     }
 
     /// Renders with the variables; checks the size, line breaks in headers and JSON validity.
     pub fn render(&self, variables: &liquid::Object) -> Result<String, String> {
+        if let Some(text) = &self.fixed {
+            return Ok(text.clone());
+        }
         let text =
             self.compiled.render(variables).map_err(|e| format!("rendering failed: {}", first_line(&e.to_string())))?;
         if text.len() > self.limits.max_rendered {
