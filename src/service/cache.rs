@@ -16,7 +16,11 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait},
 };
 
-use super::{filters::webhook_criteria, tree::EntityIndex, webhooks::Webhook};
+use super::{
+    filters::{WebhookFilter, webhook_criteria},
+    tree::EntityIndex,
+    webhooks::Webhook,
+};
 use crate::{
     domain::{filter::Filter, render::WebhookTemplates, template::Limits},
     error::AppResult,
@@ -90,18 +94,26 @@ impl HotCache {
             webhook_rows::Column::UpdatedAt,
         )
         .await?;
-        // Saved searches used as filters change independently of the webhooks.
-        let searches = version(
-            conn,
-            saved_searches::Entity::find(),
-            saved_searches::Column::Id,
-            saved_searches::Column::UpdatedAt,
-        )
-        .await?;
-        let version = webhooks.zip(searches);
         let key = (itemtype.to_owned(), event);
-        if let (Some(version), Some((cached, list))) = (&version, lock(&self.webhooks).get(&key))
-            && version == cached
+        // Saved searches used as filters change independently of the webhooks; their version
+        // only matters when one of these webhooks uses one.
+        let uses_saved = match lock(&self.webhooks).get(&key) {
+            Some(((cached, _), list)) if Some(cached) == webhooks.as_ref() => {
+                list.iter().any(|c| matches!(c.webhook.filter, WebhookFilter::Saved(_)))
+            }
+            _ => true,
+        };
+        let searches = if uses_saved {
+            version(conn, saved_searches::Entity::find(), saved_searches::Column::Id, saved_searches::Column::UpdatedAt)
+                .await?
+        } else {
+            Some(Version { count: -1, latest: None })
+        };
+        let version = webhooks.zip(searches);
+        if let (Some((webhooks, searches)), Some(((cached_webhooks, cached_searches), list))) =
+            (&version, lock(&self.webhooks).get(&key))
+            && webhooks == cached_webhooks
+            && (!uses_saved || searches == cached_searches)
         {
             return Ok(list.clone());
         }
