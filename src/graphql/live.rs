@@ -2,7 +2,7 @@
 
 use std::{collections::HashSet, sync::Arc};
 
-use async_graphql::{Context, ID, Object, Result, SimpleObject, Subscription};
+use async_graphql::{Context, ID, Object, Result, Subscription};
 use futures_util::{Stream, stream};
 
 use super::{
@@ -11,7 +11,7 @@ use super::{
     queue::{QueueStatus, QueuedWebhook},
 };
 use crate::service::{
-    live::{self, QueueChange},
+    live::{self, QueueChange, QueueStats},
     tree::EntityIndex,
 };
 
@@ -40,36 +40,6 @@ impl QueueUpdate {
     }
 }
 
-/// The queue's counters.
-#[derive(SimpleObject, Clone)]
-pub struct QueueStats {
-    pub pending: i64,
-    pub sending: i64,
-    pub sent: i64,
-    pub retrying: i64,
-    pub failed: i64,
-    pub cancelled: i64,
-    /// Age of the oldest PENDING queued webhook; null when none is pending.
-    pub oldest_pending_age_seconds: Option<f64>,
-    /// SENT queued webhooks whose last attempt was in the last minute.
-    pub sent_last_minute: i64,
-}
-
-impl From<live::QueueStats> for QueueStats {
-    fn from(s: live::QueueStats) -> Self {
-        Self {
-            pending: s.pending,
-            sending: s.sending,
-            sent: s.sent,
-            retrying: s.retrying,
-            failed: s.failed,
-            cancelled: s.cancelled,
-            oldest_pending_age_seconds: s.oldest_pending_age_seconds,
-            sent_last_minute: s.sent_last_minute,
-        }
-    }
-}
-
 #[derive(Default)]
 pub struct StatsQuery;
 
@@ -79,7 +49,7 @@ impl StatsQuery {
     async fn queue_stats(&self, ctx: &Context<'_>, webhook_id: Option<ID>) -> Result<QueueStats> {
         let s = session(ctx)?;
         let webhook_id = webhook_id.map(|id| numeric_id(&id, "webhookId")).transpose()?;
-        Ok(live::stats(&s.state.db, webhook_id).await?.into())
+        Ok(live::stats(&s.state.db, webhook_id).await?)
     }
 }
 
@@ -138,7 +108,7 @@ impl SubscriptionRoot {
             loop {
                 let current = receiver.borrow_and_update().clone();
                 if let Some(stats) = current {
-                    return Some((QueueStats::from(stats), (receiver, false)));
+                    return Some((stats, (receiver, false)));
                 }
                 receiver.changed().await.ok()?;
             }

@@ -218,8 +218,8 @@ pub fn decode(payload: &str) -> Vec<QueueChange> {
     serde_json::from_str(payload).unwrap_or_default()
 }
 
-/// The queue's counters, for one webhook or all.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// The queue's counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, async_graphql::SimpleObject)]
 pub struct QueueStats {
     pub pending: i64,
     pub sending: i64,
@@ -227,7 +227,9 @@ pub struct QueueStats {
     pub retrying: i64,
     pub failed: i64,
     pub cancelled: i64,
+    /// Age of the oldest PENDING queued webhook; null when none is pending.
     pub oldest_pending_age_seconds: Option<f64>,
+    /// SENT queued webhooks whose last attempt was in the last minute.
     pub sent_last_minute: i64,
 }
 
