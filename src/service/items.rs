@@ -115,21 +115,35 @@ pub struct Changed<T> {
 
 /// Commits the transaction and wakes the workers when rows were queued.
 async fn finish<T>(state: &AppState, txn: DatabaseTransaction, changed: Changed<T>) -> AppResult<Changed<T>> {
-    txn.commit().await?;
-    if !changed.queued.is_empty() {
-        state.pipeline.wake();
-        publish_queued(state, &changed.queued).await;
-    }
+    commit_and_announce(state, txn, &changed.queued).await?;
     Ok(changed)
 }
 
-/// Tells subscribers about newly queued rows.
-pub async fn publish_queued(state: &AppState, queued: &[queued_webhooks::Model]) {
-    if !state.pipeline.bus.wanted(&state.db) {
-        return;
+/// Commits, tells subscribers about the queued rows, then wakes the workers: a subscriber
+/// sees a row queued before it sees it claimed. On PostgreSQL the announcement goes out with
+/// the commit itself, ahead of any process's claim.
+pub async fn commit_and_announce(
+    state: &AppState,
+    txn: DatabaseTransaction,
+    queued: &[queued_webhooks::Model],
+) -> AppResult<()> {
+    let bus = &state.pipeline.bus;
+    let changes: Vec<_> = if !queued.is_empty() && bus.wanted(&state.db) {
+        queued.iter().map(|row| super::live::QueueChange::new(row.clone(), None)).collect()
+    } else {
+        Vec::new()
+    };
+    if state.db.get_database_backend() == DbBackend::Postgres {
+        bus.publish(&txn, changes).await;
+        txn.commit().await?;
+    } else {
+        txn.commit().await?;
+        bus.publish(&state.db, changes).await;
     }
-    let changes = queued.iter().map(|row| super::live::QueueChange::new(row.clone(), None)).collect();
-    state.pipeline.bus.publish(&state.db, changes).await;
+    if !queued.is_empty() {
+        state.pipeline.wake();
+    }
+    Ok(())
 }
 
 /// Stores a new item and raises `new`.

@@ -123,7 +123,7 @@ impl QueueBus {
 
     /// Whether changes need to be published at all: a subscriber here, or (on PostgreSQL) one
     /// in another process lately.
-    pub fn wanted(&self, db: &DatabaseConnection) -> bool {
+    pub fn wanted(&self, db: &impl ConnectionTrait) -> bool {
         if self.has_subscribers() {
             return true;
         }
@@ -172,7 +172,7 @@ impl QueueBus {
 
     /// Publishes committed changes: locally on SQLite, through NOTIFY on PostgreSQL (every
     /// process, this one included, receives them from its listener).
-    pub async fn publish(&self, db: &DatabaseConnection, changes: Vec<QueueChange>) {
+    pub async fn publish(&self, db: &impl ConnectionTrait, changes: Vec<QueueChange>) {
         if changes.is_empty() || !self.wanted(db) {
             return;
         }
@@ -198,7 +198,7 @@ impl QueueBus {
     }
 }
 
-async fn notify(db: &DatabaseConnection, batch: &[String]) {
+async fn notify(db: &impl ConnectionTrait, batch: &[String]) {
     if batch.is_empty() {
         return;
     }

@@ -93,11 +93,7 @@ pub async fn trigger(
             super::events::raise(&txn, &state.cache, state.pipeline.config.templates, event, &item).await?
         }
     };
-    txn.commit().await?;
-    if !queued.is_empty() {
-        state.pipeline.wake();
-        items::publish_queued(state, &queued).await;
-    }
+    items::commit_and_announce(state, txn, &queued).await?;
     Ok(Changed { item: (), queued })
 }
 
