@@ -57,7 +57,7 @@ pub fn run() -> Result<(), String> {
         let entity = (rng(&mut seed) % 21) as i64;
         let mut settings =
             WebhookSettings::defaults(format!("w{n}"), entity, itemtype.clone(), event, "https://h.example/x".into());
-        settings.is_recursive = rng(&mut seed) % 5 != 0;
+        settings.is_recursive = !rng(&mut seed).is_multiple_of(5);
         let criteria = vec![
             CriterionSpec::leaf("AND", "priority", "morethan", &(rng(&mut seed) % 5).to_string()),
             CriterionSpec::leaf(

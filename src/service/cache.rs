@@ -34,6 +34,9 @@ struct Version {
 
 type WebhookKey = (String, &'static str);
 
+/// The versions of the webhooks and of the saved searches a list was loaded at, and the list.
+type CachedList = ((Version, Version), Arc<Vec<CachedWebhook>>);
+
 /// A webhook and its parsed templates (or why they do not parse).
 #[derive(Debug)]
 pub struct CachedWebhook {
@@ -45,7 +48,7 @@ pub struct CachedWebhook {
 
 #[derive(Default)]
 pub struct HotCache {
-    webhooks: Mutex<HashMap<WebhookKey, ((Version, Version), Arc<Vec<CachedWebhook>>)>>,
+    webhooks: Mutex<HashMap<WebhookKey, CachedList>>,
     entities: Mutex<Option<(Version, Arc<EntityIndex>)>>,
 }
 
