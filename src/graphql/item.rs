@@ -57,7 +57,8 @@ impl Item {
     /// every field at top level.
     async fn document(&self, ctx: &Context<'_>) -> Result<Json<Value>> {
         let s = session(ctx)?;
-        Ok(Json(items::document(&s.state.db, &self.0).await?))
+        let entities = s.state.cache.entities(&s.state.db).await?;
+        Ok(Json(items::document_in(&entities, &self.0)?))
     }
 
     /// In the trash.

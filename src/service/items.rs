@@ -86,11 +86,6 @@ pub async fn list(conn: &impl ConnectionTrait, itemtype: &str, page: PageRequest
     Ok(Page::from_fetched(rows, page, total))
 }
 
-/// The item document templates and filters see (entity resolved from the store).
-pub async fn document(conn: &impl ConnectionTrait, item: &items::Model) -> AppResult<Value> {
-    document_in(&EntityIndex::load(conn).await?, item)
-}
-
 /// The item document, with the entity taken from a loaded entity tree.
 pub fn document_in(entities: &EntityIndex, item: &items::Model) -> AppResult<Value> {
     let entity: EntityRef = entities.entity_ref(item.entity_id)?;
