@@ -68,6 +68,9 @@ struct RawConfig {
     subscription_buffer: usize,
     /// `HOOKLINE_STATS_INTERVAL`: the shortest time between two queueStats messages.
     stats_interval: String,
+    /// `HOOKLINE_SUBSCRIPTION_RATE`: most `queueUpdates` messages per second over all the
+    /// subscribers of a process, shared evenly; beyond it updates are missed (and counted).
+    subscription_rate: u32,
 }
 
 impl Default for RawConfig {
@@ -93,6 +96,7 @@ impl Default for RawConfig {
             max_rendered_size: 1024 * 1024,
             subscription_buffer: 1024,
             stats_interval: "250ms".into(),
+            subscription_rate: 20_000,
         }
     }
 }
@@ -112,6 +116,7 @@ pub struct DeliveryConfig {
     pub templates: Limits,
     pub subscription_buffer: usize,
     pub stats_interval: Duration,
+    pub subscription_rate: u32,
 }
 
 impl Default for DeliveryConfig {
@@ -131,7 +136,11 @@ impl DeliveryConfig {
         if http_timeout.is_zero() || poll_interval.is_zero() {
             return Err(ConfigError("keys `http_timeout` and `poll_interval` must be more than 0".into()));
         }
-        for (key, value) in [("max_in_flight", raw.max_in_flight), ("max_per_host", raw.max_per_host)] {
+        for (key, value) in [
+            ("max_in_flight", raw.max_in_flight),
+            ("max_per_host", raw.max_per_host),
+            ("subscription_rate", raw.subscription_rate as usize),
+        ] {
             if value == 0 {
                 return Err(ConfigError(format!("key `{key}` ({}): must be at least 1", env_name(key))));
             }
@@ -163,6 +172,7 @@ impl DeliveryConfig {
             templates: Limits { max_template: raw.max_template_size, max_rendered: raw.max_rendered_size },
             subscription_buffer: raw.subscription_buffer.max(1),
             stats_interval: duration("stats_interval", &raw.stats_interval)?,
+            subscription_rate: raw.subscription_rate,
         })
     }
 }

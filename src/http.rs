@@ -1,10 +1,9 @@
 //! HTTP routes: GraphQL (POST; GET for GraphiQL or the WebSocket upgrade), health and readiness.
 
-use async_graphql::{
-    Data,
-    http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource},
-};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use std::str::FromStr;
+
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource, WebSocketProtocols};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::{
     Router,
     extract::{FromRequestParts, Request, State, WebSocketUpgrade},
@@ -50,9 +49,17 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
             .into_response();
     }
     let (mut parts, _body) = request.into_parts();
-    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
-        Ok(protocol) => protocol,
-        Err(err) => return err.into_response(),
+    let protocol = parts
+        .headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|protocols| protocols.split(',').find_map(|p| WebSocketProtocols::from_str(p.trim()).ok()));
+    let Some(protocol) = protocol else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "ask for the `graphql-transport-ws` (or the older `graphql-ws`) WebSocket subprotocol",
+        )
+            .into_response();
     };
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade,
@@ -61,16 +68,7 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
     let schema = state.schema.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| {
-            GraphQLWebSocket::new(stream, schema, protocol)
-                .keepalive_timeout(std::time::Duration::from_secs(60))
-                .on_connection_init(|_payload| async move {
-                    let mut data = Data::default();
-                    data.insert(Caller::local());
-                    Ok(data)
-                })
-                .serve()
-        })
+        .on_upgrade(move |socket| crate::websocket::serve(socket, schema, protocol))
         .into_response()
 }
 

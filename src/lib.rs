@@ -14,6 +14,7 @@ pub mod graphql;
 mod http;
 pub mod secret_box;
 pub mod service;
+pub mod websocket;
 pub mod worker;
 
 use std::{net::SocketAddr, sync::Arc};

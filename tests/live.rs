@@ -169,6 +169,39 @@ async fn a_subscriber_that_does_not_read_is_told_what_it_missed_and_slows_nothin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_beyond_the_message_rate_are_counted_as_missed() {
+    each_backend_with(
+        // One message a second over all subscribers, after a first burst of 16.
+        |c| c.delivery.subscription_rate = 1,
+        async |app| {
+            let receiver = Receiver::start().await;
+            app.data(CREATE_WEBHOOK, hook(&receiver, &json!("0"))).await;
+            let mut socket = ws::connect(app.addr).await;
+            ws::subscribe(&mut socket, "u", UPDATES, json!({})).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for _ in 0..30 {
+                app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0"}})).await;
+            }
+            app.wait_queue(30, &["SENT"]).await;
+            let (mut received, mut missed) = (0, 0);
+            while let Some(message) = ws::within(&mut socket, Duration::from_millis(500)).await {
+                assert_eq!(message["type"], "next", "{message}");
+                missed += message["payload"]["data"]["queueUpdates"]["missedUpdates"].as_i64().unwrap_or(-1000);
+                received += 1;
+            }
+            assert!((16..40).contains(&received), "90 changes at 1/s after 16: {received} received");
+            // Tokens come back with time; the next change tells how many were missed.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0"}})).await;
+            let next = updates(&mut socket, "u", 1).await.remove(0);
+            assert_eq!(next["queuedWebhook"]["status"], "PENDING");
+            assert_eq!(next["missedUpdates"], 90 - received - missed, "every change is received or counted");
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_of_one_process_sees_the_sends_of_another() {
     let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
         eprintln!("{POSTGRES_ENV} is not set: this test needs PostgreSQL");

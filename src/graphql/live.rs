@@ -1,6 +1,6 @@
 //! Live monitoring: a stream of queue changes and live counters.
 
-use std::{collections::HashSet, sync::Arc};
+use std::sync::Arc;
 
 use async_graphql::{Context, ID, Object, Result, Subscription};
 use futures_util::{Stream, stream};
@@ -11,7 +11,7 @@ use super::{
     queue::{QueueStatus, QueuedWebhook},
 };
 use crate::service::{
-    live::{self, QueueChange, QueueStats},
+    live::{self, QueueChange, QueueStats, Watch},
     tree::EntityIndex,
 };
 
@@ -69,29 +69,19 @@ impl SubscriptionRoot {
     ) -> Result<impl Stream<Item = QueueUpdate>> {
         let s = session(ctx)?;
         let webhook_id = webhook_id.map(|id| numeric_id(&id, "webhookId")).transpose()?;
-        let entities: Option<HashSet<i64>> = match entity_id {
+        let entities = match entity_id {
             Some(id) => {
                 let id = numeric_id(&id, "entityId")?;
                 Some(EntityIndex::load(&s.state.db).await?.subtree(id).into_iter().collect())
             }
             None => None,
         };
-        let wanted = status.map(QueueStatus::as_str);
-        let subscription = s.state.pipeline.bus.subscribe(webhook_id);
-        Ok(stream::unfold(subscription, move |mut subscription| {
-            let entities = entities.clone();
-            async move {
-                loop {
-                    let change = subscription.changes.recv().await?;
-                    let row = &change.row;
-                    let keep = entities.as_ref().is_none_or(|set| set.contains(&row.entity_id))
-                        && wanted.is_none_or(|s| row.status == s);
-                    if keep {
-                        let missed = subscription.take_missed();
-                        return Some((QueueUpdate { change, missed }, subscription));
-                    }
-                }
-            }
+        let watch = Watch { webhook_id, entities, status: status.map(QueueStatus::as_str) };
+        let subscription = s.state.pipeline.bus.subscribe(watch);
+        Ok(stream::unfold(subscription, |mut subscription| async move {
+            let change = subscription.changes.recv().await?;
+            let missed = subscription.take_missed();
+            Some((QueueUpdate { change, missed }, subscription))
         }))
     }
 

@@ -32,6 +32,8 @@ pub const SUBSCRIBERS_CHANNEL: &str = "hookline_subscribers";
 const REMOTE_SUBSCRIBERS_TTL: std::time::Duration = std::time::Duration::from_secs(6);
 /// Most bytes of one NOTIFY payload (PostgreSQL's limit is 8000).
 const MAX_PAYLOAD: usize = 7000;
+/// The messages a metered subscriber may always receive at once, whatever its share.
+const MIN_BURST: f64 = 16.0;
 
 /// One status change. The row carries no body, headers or response body (they are read from
 /// the database when a subscriber asks for them).
@@ -63,18 +65,50 @@ impl Subscription {
     }
 }
 
+/// Which changes a subscriber wants; the parts combine.
+#[derive(Debug, Clone, Default)]
+pub struct Watch {
+    pub webhook_id: Option<i64>,
+    /// The entities whose queued webhooks count (an entity and its children).
+    pub entities: Option<std::collections::HashSet<i64>>,
+    /// Only changes to this status.
+    pub status: Option<&'static str>,
+}
+
+impl Watch {
+    pub fn webhook(webhook_id: Option<i64>) -> Self {
+        Self { webhook_id, ..Self::default() }
+    }
+
+    fn wants(&self, row: &queued_webhooks::Model) -> bool {
+        self.webhook_id.is_none_or(|id| id == row.webhook_id)
+            && self.entities.as_ref().is_none_or(|set| set.contains(&row.entity_id))
+            && self.status.is_none_or(|s| s == row.status)
+    }
+}
+
 struct Subscriber {
-    webhook_id: Option<i64>,
+    watch: Watch,
     tx: mpsc::Sender<Arc<QueueChange>>,
     missed: Arc<AtomicU64>,
+    /// Messages this subscriber may still be sent now (None: not metered).
+    tokens: Option<f64>,
 }
 
 /// Where queue changes are published and read. Each subscriber has its own bounded buffer and
 /// only receives the changes of the webhook it watches, so a slow subscriber never slows the
 /// workers or the others: when its buffer is full, its changes are dropped and counted.
+///
+/// Subscribers together never get more than `rate` messages a second, shared evenly (each has
+/// a token bucket refilled at `rate / subscribers`, holding at most a second of its share, and
+/// at least [`MIN_BURST`]): every message costs a GraphQL execution and a WebSocket frame, and
+/// deliveries must not starve however many dashboards watch. A change beyond its share is
+/// missed, and counted like the changes a full buffer drops.
 pub struct QueueBus {
     subscribers: Mutex<Vec<Subscriber>>,
     capacity: usize,
+    rate: f64,
+    refilled: Mutex<std::time::Instant>,
     /// When another process last said it has subscribers.
     remote_seen: Mutex<Option<std::time::Instant>>,
     /// Wakes the announcer when the first subscriber arrives.
@@ -88,20 +122,33 @@ impl std::fmt::Debug for QueueBus {
 }
 
 impl QueueBus {
-    pub fn new(capacity: usize) -> Self {
+    /// `capacity` changes kept per subscriber; `rate` messages a second over all subscribers.
+    pub fn new(capacity: usize, rate: u32) -> Self {
         Self {
             subscribers: Mutex::new(Vec::new()),
             capacity: capacity.max(1),
+            rate: f64::from(Ord::max(rate, 1)),
+            refilled: Mutex::new(std::time::Instant::now()),
             remote_seen: Mutex::new(None),
             announce: tokio::sync::Notify::new(),
         }
     }
 
-    /// Subscribes to the changes of one webhook, or of all.
-    pub fn subscribe(&self, webhook_id: Option<i64>) -> Subscription {
+    /// Subscribes to the changes of one webhook, or of all, within the shared message rate.
+    pub fn subscribe(&self, watch: Watch) -> Subscription {
+        self.add(watch, Some(MIN_BURST))
+    }
+
+    /// Subscribes without a share of the message rate: for the process's own watchers, such
+    /// as the stats hub, that send no message per change.
+    pub fn subscribe_unmetered(&self, watch: Watch) -> Subscription {
+        self.add(watch, None)
+    }
+
+    fn add(&self, watch: Watch, tokens: Option<f64>) -> Subscription {
         let (tx, changes) = mpsc::channel(self.capacity);
         let missed = Arc::new(AtomicU64::new(0));
-        self.lock().push(Subscriber { webhook_id, tx, missed: missed.clone() });
+        self.lock().push(Subscriber { watch, tx, missed: missed.clone(), tokens });
         self.announce.notify_one();
         Subscription { changes, missed }
     }
@@ -152,12 +199,43 @@ impl QueueBus {
         }
     }
 
-    /// Hands a change to the local subscribers that watch its webhook.
-    pub fn deliver_local(&self, change: QueueChange) {
-        let change = Arc::new(change);
-        self.lock().retain(|subscriber| {
-            if subscriber.webhook_id.is_some_and(|id| id != change.row.webhook_id) {
+    /// Refills every metered subscriber's tokens for the time since the last refill.
+    fn refill(&self, subscribers: &mut [Subscriber]) {
+        let now = std::time::Instant::now();
+        let elapsed = {
+            let mut at = self.refilled.lock().unwrap_or_else(|p| p.into_inner());
+            let elapsed = now.duration_since(*at).as_secs_f64();
+            *at = now;
+            elapsed
+        };
+        let metered = subscribers.iter().filter(|s| s.tokens.is_some()).count().max(1) as f64;
+        let share = self.rate / metered;
+        let burst = share.max(MIN_BURST);
+        for tokens in subscribers.iter_mut().filter_map(|s| s.tokens.as_mut()) {
+            *tokens = (*tokens + share * elapsed).min(burst);
+        }
+    }
+
+    /// Hands changes to the local subscribers that watch their webhooks.
+    pub fn deliver_local(&self, changes: impl IntoIterator<Item = QueueChange>) {
+        let mut subscribers = self.lock();
+        self.refill(&mut subscribers);
+        for change in changes {
+            Self::hand_over(&mut subscribers, Arc::new(change));
+        }
+    }
+
+    fn hand_over(subscribers: &mut Vec<Subscriber>, change: Arc<QueueChange>) {
+        subscribers.retain_mut(|subscriber| {
+            if !subscriber.watch.wants(&change.row) {
                 return !subscriber.tx.is_closed();
+            }
+            if let Some(tokens) = subscriber.tokens.as_mut() {
+                if *tokens < 1.0 {
+                    subscriber.missed.fetch_add(1, Ordering::Relaxed);
+                    return !subscriber.tx.is_closed();
+                }
+                *tokens -= 1.0;
             }
             match subscriber.tx.try_send(change.clone()) {
                 Ok(()) => true,
@@ -177,9 +255,7 @@ impl QueueBus {
             return;
         }
         if db.get_database_backend() != DbBackend::Postgres {
-            for change in changes {
-                self.deliver_local(change);
-            }
+            self.deliver_local(changes);
             return;
         }
         let mut batch = Vec::new();
@@ -336,7 +412,7 @@ impl StatsHub {
     /// Recomputes after changes (at most once per throttle interval) and every few seconds
     /// (ages and the last minute move on their own); stops when nobody watches.
     async fn compute(self: Arc<Self>, webhook_id: Option<i64>, tx: watch::Sender<Option<QueueStats>>) {
-        let mut subscription = self.bus.subscribe(webhook_id);
+        let mut subscription = self.bus.subscribe_unmetered(Watch::webhook(webhook_id));
         let mut dirty = true;
         let mut refresh = tokio::time::interval(Duration::from_secs(5));
         loop {

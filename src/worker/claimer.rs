@@ -160,9 +160,7 @@ async fn listen(db: DatabaseConnection, pipeline: Arc<Pipeline>, shutdown: Cance
                         pipeline.bus.remote_subscribers_seen();
                     }
                     Ok(notification) if notification.channel() == CHANGES_CHANNEL => {
-                        for change in decode(notification.payload()) {
-                            pipeline.bus.deliver_local(change);
-                        }
+                        pipeline.bus.deliver_local(decode(notification.payload()));
                     }
                     Ok(_) => pipeline.wake(),
                     Err(err) => {

@@ -54,7 +54,7 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     pub fn new(config: DeliveryConfig) -> Result<Self, reqwest::Error> {
         let http = HttpSender::new(config.http_timeout, config.max_per_host, config.max_response_body)?;
-        let bus = Arc::new(QueueBus::new(config.subscription_buffer));
+        let bus = Arc::new(QueueBus::new(config.subscription_buffer, config.subscription_rate));
         Ok(Self { config, http, bus, wake: Notify::new(), signers: SignerCache::default() })
     }
 

@@ -31,8 +31,14 @@ pub async fn subscribe(ws: &mut Socket, id: &str, query: &str, variables: Value)
 
 /// The next JSON message (pings answered, pongs skipped).
 pub async fn next(ws: &mut Socket) -> Value {
+    within(ws, Duration::from_secs(20)).await.expect("a message in time")
+}
+
+/// The next JSON message if one comes within `wait`.
+pub async fn within(ws: &mut Socket, wait: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(20), ws.next()).await.expect("a message in time");
+        let message = tokio::time::timeout_at(deadline, ws.next()).await.ok()?;
         match message.expect("stream open").expect("message") {
             Message::Text(text) => {
                 let value: Value = serde_json::from_str(&text).expect("JSON message");
@@ -43,7 +49,7 @@ pub async fn next(ws: &mut Socket) -> Value {
                 if value["type"] == "pong" {
                     continue;
                 }
-                return value;
+                return Some(value);
             }
             Message::Ping(_) | Message::Pong(_) => continue,
             other => panic!("unexpected message {other:?}"),

@@ -1,0 +1,91 @@
+//! Serving one GraphQL WebSocket connection (`graphql-transport-ws`, or the older `graphql-ws`).
+//!
+//! async-graphql speaks the protocol; this loop carries its messages. It writes every message
+//! that is ready before flushing once (a burst of subscription messages costs one write, not
+//! one per message), pings the client every [`PING_EVERY`] (a WebSocket ping, which browsers
+//! and client libraries answer by themselves, plus `ka` for the older protocol's clients) and
+//! closes a connection from which nothing, not even a pong, came for [`SILENCE_LIMIT`].
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use async_graphql::{
+    Data, Executor,
+    http::{WebSocketProtocols, WsMessage},
+};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt, StreamExt, future};
+
+use crate::graphql::Caller;
+
+pub const PING_EVERY: Duration = Duration::from_secs(15);
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(60);
+/// Most messages written before one flush.
+const MAX_BATCH: usize = 256;
+
+pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSocketProtocols) {
+    let (mut sink, incoming) = socket.split();
+    let heard = Arc::new(Mutex::new(Instant::now()));
+    let input = {
+        let heard = heard.clone();
+        incoming
+            .take_while(|frame| future::ready(frame.is_ok()))
+            .filter_map(move |frame| {
+                *heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                future::ready(match frame {
+                    Ok(frame @ (Message::Text(_) | Message::Binary(_))) => Some(frame.into_data()),
+                    _ => None,
+                })
+            })
+    };
+    let legacy = protocol == WebSocketProtocols::SubscriptionsTransportWS;
+    let outgoing = async_graphql::http::WebSocket::new(executor, input, protocol)
+        .on_connection_init(|_payload| async move {
+            // Where the token of the auth issue will be read; every connection acts as the
+            // local super-admin until then.
+            let mut data = Data::default();
+            data.insert(Caller::local());
+            Ok(data)
+        })
+        .map(|message| match message {
+            WsMessage::Text(text) => Message::Text(text.into()),
+            WsMessage::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
+        })
+        .ready_chunks(MAX_BATCH);
+    futures_util::pin_mut!(outgoing);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    loop {
+        tokio::select! {
+            batch = outgoing.next() => {
+                let Some(batch) = batch else { break };
+                let mut failed = false;
+                for message in batch {
+                    failed |= sink.feed(message).await.is_err();
+                }
+                if failed || sink.flush().await.is_err() {
+                    break;
+                }
+            }
+            _ = ping.tick() => {
+                if heard.lock().unwrap_or_else(|p| p.into_inner()).elapsed() > SILENCE_LIMIT {
+                    tracing::debug!("closing a silent WebSocket connection");
+                    break;
+                }
+                let mut pings = vec![Message::Ping(Default::default())];
+                if legacy {
+                    pings.push(Message::Text(r#"{"type":"ka"}"#.into()));
+                }
+                let mut failed = false;
+                for message in pings {
+                    failed |= sink.feed(message).await.is_err();
+                }
+                if failed || sink.flush().await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    sink.close().await.ok();
+}
