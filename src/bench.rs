@@ -49,6 +49,18 @@ pub struct BenchArgs {
     /// one webhook of the throughput run, in turn).
     #[arg(long, default_value_t = 0)]
     pub subscribers: usize,
+    /// Signature scheme of every webhook: GLPI, STANDARD_WEBHOOKS or BOTH.
+    #[arg(long, default_value = "GLPI")]
+    pub signature: String,
+    /// Every webhook gets OAuth client credentials, its tokens issued by the receiver.
+    #[arg(long)]
+    pub oauth: bool,
+}
+
+/// The receiver's token endpoint: counts requests and issues a token valid for an hour.
+async fn issue_token(State(arrivals): State<Arc<Arrivals>>) -> axum::Json<Value> {
+    let n = arrivals.tokens.fetch_add(1, Ordering::Relaxed) + 1;
+    axum::Json(json!({"access_token": format!("bench-token-{n}"), "token_type": "Bearer", "expires_in": 3600}))
 }
 
 /// Opens a `queueUpdates` subscription and counts its messages until the run ends.
@@ -84,15 +96,23 @@ fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
 #[derive(Default)]
 struct Arrivals {
     count: AtomicU64,
+    /// Token requests (with `--oauth`).
+    tokens: AtomicU64,
+    /// Deliveries that came without `Authorization: Bearer …` (with `--oauth`).
+    unauthorized: AtomicU64,
     last: Mutex<Option<Instant>>,
     /// Latency run: arrival time by item name.
     named: Mutex<HashMap<String, Instant>>,
     track_names: std::sync::atomic::AtomicBool,
 }
 
-async fn receive(State(arrivals): State<Arc<Arrivals>>, body: Bytes) -> &'static str {
+async fn receive(State(arrivals): State<Arc<Arrivals>>, headers: axum::http::HeaderMap, body: Bytes) -> &'static str {
     let now = Instant::now();
     arrivals.count.fetch_add(1, Ordering::Relaxed);
+    if !headers.get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("Bearer bench-token-"))
+    {
+        arrivals.unauthorized.fetch_add(1, Ordering::Relaxed);
+    }
     *arrivals.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
     if arrivals.track_names.load(Ordering::Relaxed)
         && let Ok(value) = serde_json::from_slice::<Value>(&body)
@@ -116,6 +136,8 @@ async fn start_server(database: &[(&str, String)], dir: &std::path::Path) -> Res
         .env("HOOKLINE_LISTEN", "127.0.0.1:0")
         .env("HOOKLINE_DATA_DIR", dir)
         .env("HOOKLINE_LOG", "warn,hookline=info")
+        // The benchmark's receiver listens on loopback.
+        .env("HOOKLINE_ALLOW_PRIVATE_TARGETS", "true")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -186,7 +208,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let arrivals = Arc::new(Arrivals::default());
     let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let receiver_addr = receiver.local_addr().map_err(|e| e.to_string())?;
-    let app = Router::new().route("/hook", post(receive)).with_state(arrivals.clone());
+    let app =
+        Router::new().route("/hook", post(receive)).route("/token", post(issue_token)).with_state(arrivals.clone());
     tokio::spawn(async move { axum::serve(receiver, app).await.ok() });
 
     let dir = tempfile_dir()?;
@@ -209,11 +232,13 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let client = reqwest::Client::new();
     let url = format!("http://{receiver_addr}/hook");
     println!(
-        "hookline bench: {} webhooks x {} items by {} clients, {}",
+        "hookline bench: {} webhooks x {} items by {} clients, {}, signature {}{}",
         args.webhooks,
         args.items,
         args.clients,
-        if args.postgres.is_some() { "PostgreSQL" } else { "SQLite" }
+        if args.postgres.is_some() { "PostgreSQL" } else { "SQLite" },
+        args.signature.to_uppercase(),
+        if args.oauth { ", OAuth" } else { "" }
     );
 
     let mut webhook_ids = Vec::new();
@@ -223,6 +248,13 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         if let Some(payload) = &args.payload {
             input["useDefaultPayload"] = json!(false);
             input["payload"] = json!(payload);
+        }
+        input["signatureScheme"] = json!(args.signature.to_uppercase());
+        if args.oauth {
+            input["useOauth"] = json!(true);
+            input["oauthUrl"] = json!(format!("http://{receiver_addr}/token"));
+            input["clientId"] = json!("bench");
+            input["clientSecret"] = json!("bench-client-secret");
         }
         let created = gql(&client, addr, CREATE_WEBHOOK, json!({"input": input})).await?;
         webhook_ids.push(created["createWebhook"]["id"].as_str().unwrap_or_default().to_owned());
@@ -349,6 +381,13 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         for task in subscribers {
             task.abort();
         }
+    }
+    if args.oauth {
+        println!(
+            "OAuth: {} token requests; {} deliveries arrived without the token",
+            arrivals.tokens.load(Ordering::Relaxed),
+            arrivals.unauthorized.load(Ordering::Relaxed)
+        );
     }
     match peak_rss_mib(server.child.id()) {
         Some(mib) => println!("server peak memory (VmHWM): {mib:.1} MiB"),

@@ -11,12 +11,16 @@ use figment::{
     Figment,
     providers::{Env, Format, Serialized, Toml},
 };
+use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{
-    retry::{RetryPolicy, parse_duration, parse_schedule},
-    template::Limits,
+use crate::{
+    delivery::TargetPolicy,
+    domain::{
+        retry::{RetryPolicy, parse_duration, parse_schedule},
+        template::Limits,
+    },
 };
 
 /// The raw keys as they appear in the TOML file (and, upper-cased with the `HOOKLINE_` prefix,
@@ -71,6 +75,13 @@ struct RawConfig {
     /// `HOOKLINE_SUBSCRIPTION_RATE`: most `queueUpdates` messages per second over all the
     /// subscribers of a process, shared evenly; beyond it updates are missed (and counted).
     subscription_rate: u32,
+    /// `HOOKLINE_ALLOW_PRIVATE_TARGETS`: let webhooks, token and CRA URLs reach loopback,
+    /// private and other special addresses (tests and development only).
+    allow_private_targets: bool,
+    /// `HOOKLINE_ALLOWED_NETWORKS`: comma-separated CIDRs exempt from that refusal.
+    allowed_networks: String,
+    /// `HOOKLINE_CRA_CACHE`: how long a successful challenge–response is trusted.
+    cra_cache: String,
 }
 
 impl Default for RawConfig {
@@ -97,6 +108,9 @@ impl Default for RawConfig {
             subscription_buffer: 1024,
             stats_interval: "250ms".into(),
             subscription_rate: 20_000,
+            allow_private_targets: false,
+            allowed_networks: String::new(),
+            cra_cache: "10m".into(),
         }
     }
 }
@@ -117,6 +131,8 @@ pub struct DeliveryConfig {
     pub subscription_buffer: usize,
     pub stats_interval: Duration,
     pub subscription_rate: u32,
+    pub targets: TargetPolicy,
+    pub cra_cache: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -173,8 +189,28 @@ impl DeliveryConfig {
             subscription_buffer: raw.subscription_buffer.max(1),
             stats_interval: duration("stats_interval", &raw.stats_interval)?,
             subscription_rate: raw.subscription_rate,
+            targets: TargetPolicy {
+                allow_private: raw.allow_private_targets,
+                allowed_networks: parse_networks(&raw.allowed_networks)?,
+            },
+            cra_cache: duration("cra_cache", &raw.cra_cache)?,
         })
     }
+}
+
+fn parse_networks(text: &str) -> Result<Vec<IpNet>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<IpNet>().or_else(|_| part.parse::<std::net::IpAddr>().map(IpNet::from)).map_err(|_| {
+                ConfigError(format!(
+                    "key `allowed_networks` (HOOKLINE_ALLOWED_NETWORKS): `{part}` is not a network such as \
+                     10.0.0.0/8 or fd00::/8"
+                ))
+            })
+        })
+        .collect()
 }
 
 fn env_name(key: &str) -> String {

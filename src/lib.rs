@@ -14,6 +14,7 @@ pub mod graphql;
 mod http;
 pub mod secret_box;
 pub mod service;
+pub mod verify;
 pub mod websocket;
 pub mod worker;
 
@@ -106,8 +107,8 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartError> {
     db::migrate(&db).await?;
     ENTITIES.ensure_root(&db).await.map_err(|e| StartError::Setup(format!("{e:?}")))?;
     service::itemtypes::seed(&db).await.map_err(|e| StartError::Setup(format!("{e:?}")))?;
-    let pipeline =
-        Pipeline::new(config.delivery.clone()).map_err(|e| StartError::Setup(format!("HTTP client: {e}")))?;
+    let pipeline = Pipeline::new(config.delivery.clone(), secrets.clone())
+        .map_err(|e| StartError::Setup(format!("HTTP client: {e}")))?;
     let live = Arc::new(service::live::StatsHub::new(db.clone(), pipeline.bus.clone(), config.delivery.stats_interval));
     Ok(AppState { db, secrets, pipeline: Arc::new(pipeline), cache: Arc::default(), live })
 }

@@ -29,6 +29,8 @@ enum Command {
     Schema,
     /// Run the delivery benchmark against a fresh server process and print figures.
     Bench(hookline::bench::BenchArgs),
+    /// Verify a received webhook's signature: the body on stdin, exit status 0 when valid.
+    Verify(hookline::verify::VerifyArgs),
 }
 
 #[tokio::main]
@@ -38,6 +40,23 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Schema) => {
             print!("{}", graphql::sdl());
             return std::process::ExitCode::SUCCESS;
+        }
+        Some(Command::Verify(args)) => {
+            let mut body = Vec::new();
+            if let Err(err) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut body) {
+                eprintln!("hookline verify: cannot read the body from stdin: {err}");
+                return std::process::ExitCode::from(2);
+            }
+            return match args.check(&body, chrono::Utc::now().timestamp()) {
+                Ok(()) => {
+                    println!("valid");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(rejection) => {
+                    println!("invalid: {rejection}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
         }
         Some(Command::Bench(args)) => {
             return match hookline::bench::run(args).await {

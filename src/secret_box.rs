@@ -27,6 +27,8 @@ const NONCE_LEN: usize = 12;
 pub enum Purpose {
     WebhookSecret,
     OauthClientSecret,
+    /// A credential header's value in a queued webhook.
+    QueuedHeader,
 }
 
 impl Purpose {
@@ -34,6 +36,7 @@ impl Purpose {
         match self {
             Self::WebhookSecret => b"webhook.secret",
             Self::OauthClientSecret => b"webhook.client_secret",
+            Self::QueuedHeader => b"queued_webhook.header",
         }
     }
 }

@@ -16,7 +16,7 @@ use async_graphql::{
     http::{WebSocketProtocols, WsMessage},
 };
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::{SinkExt, StreamExt, future};
+use futures_util::{FutureExt, SinkExt, StreamExt, future};
 
 use crate::graphql::Caller;
 
@@ -24,21 +24,23 @@ pub const PING_EVERY: Duration = Duration::from_secs(15);
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(60);
 /// Most messages written before one flush.
 const MAX_BATCH: usize = 256;
+/// The shortest time between two flushes of one connection: a message after a quiet spell
+/// goes out at once; in a stream of messages, those that come within this time share one
+/// write (and the client one read).
+const LINGER: Duration = Duration::from_millis(10);
 
 pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSocketProtocols) {
     let (mut sink, incoming) = socket.split();
     let heard = Arc::new(Mutex::new(Instant::now()));
     let input = {
         let heard = heard.clone();
-        incoming
-            .take_while(|frame| future::ready(frame.is_ok()))
-            .filter_map(move |frame| {
-                *heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-                future::ready(match frame {
-                    Ok(frame @ (Message::Text(_) | Message::Binary(_))) => Some(frame.into_data()),
-                    _ => None,
-                })
+        incoming.take_while(|frame| future::ready(frame.is_ok())).filter_map(move |frame| {
+            *heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            future::ready(match frame {
+                Ok(frame @ (Message::Text(_) | Message::Binary(_))) => Some(frame.into_data()),
+                _ => None,
             })
+        })
     };
     let legacy = protocol == WebSocketProtocols::SubscriptionsTransportWS;
     let outgoing = async_graphql::http::WebSocket::new(executor, input, protocol)
@@ -56,17 +58,31 @@ pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSoc
         .ready_chunks(MAX_BATCH);
     futures_util::pin_mut!(outgoing);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let mut flushed = Instant::now() - LINGER;
     loop {
         tokio::select! {
             batch = outgoing.next() => {
-                let Some(batch) = batch else { break };
+                let Some(mut batch) = batch else { break };
                 let mut failed = false;
-                for message in batch {
-                    failed |= sink.feed(message).await.is_err();
+                loop {
+                    for message in batch {
+                        failed |= sink.feed(message).await.is_err();
+                    }
+                    let since = flushed.elapsed();
+                    if failed || since >= LINGER {
+                        break;
+                    }
+                    // Messages are coming fast: let more gather before writing.
+                    tokio::time::sleep(LINGER - since).await;
+                    match outgoing.next().now_or_never() {
+                        Some(Some(more)) => batch = more,
+                        Some(None) | None => break,
+                    }
                 }
                 if failed || sink.flush().await.is_err() {
                     break;
                 }
+                flushed = Instant::now();
             }
             _ = ping.tick() => {
                 if heard.lock().unwrap_or_else(|p| p.into_inner()).elapsed() > SILENCE_LIMIT {

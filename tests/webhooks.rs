@@ -91,10 +91,12 @@ async fn every_field_round_trips() {
         });
         let webhook = create(app, input.clone()).await;
         for (key, value) in input.as_object().into_iter().flatten() {
-            if key != "clientSecret" {
+            if key != "clientSecret" && key != "customHeaders" {
                 assert_eq!(&webhook[key], value, "{key}");
             }
         }
+        // Credential headers are write-only, like secrets.
+        assert_eq!(webhook["customHeaders"], json!({"Authorization": "(hidden)", "X-Team": "ops"}));
         assert_eq!(webhook["hasClientSecret"], true);
         let (sealed, sealed_client) = stored_secrets(app, webhook["id"].as_str().unwrap_or_default()).await;
         let secret = app.state.secrets.open(Purpose::WebhookSecret, &sealed).expect("opens");

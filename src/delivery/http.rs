@@ -1,5 +1,6 @@
-//! The shared HTTP client: connection pooling and keep-alive, no redirects, a timeout, a cap on
-//! response bodies, and bounded concurrency per target host.
+//! The shared HTTP client: connection pooling and keep-alive, no redirects, no proxy, a
+//! timeout, a cap on response bodies, bounded concurrency per target host, and only allowed
+//! addresses (checked on literal hosts before sending and on resolved names at connect time).
 
 use std::{
     collections::HashMap,
@@ -9,7 +10,10 @@ use std::{
 
 use tokio::sync::Semaphore;
 
-use super::PreparedRequest;
+use super::{
+    PreparedRequest,
+    guard::{GuardedResolver, TargetPolicy},
+};
 use crate::domain::{outcome::AttemptResult, retry::parse_retry_after};
 
 pub struct HttpSender {
@@ -18,19 +22,28 @@ pub struct HttpSender {
     max_per_host: usize,
     max_body: usize,
     timeout: Duration,
+    pub policy: Arc<TargetPolicy>,
 }
 
 impl HttpSender {
-    pub fn new(timeout: Duration, max_per_host: usize, max_body: usize) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        timeout: Duration,
+        max_per_host: usize,
+        max_body: usize,
+        policy: TargetPolicy,
+    ) -> Result<Self, reqwest::Error> {
+        let policy = Arc::new(policy);
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() }))
             .timeout(timeout)
             .connect_timeout(timeout)
             .pool_max_idle_per_host(max_per_host)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .build()?;
-        Ok(Self { client, hosts: Mutex::new(HashMap::new()), max_per_host, max_body, timeout })
+        Ok(Self { client, hosts: Mutex::new(HashMap::new()), max_per_host, max_body, timeout, policy })
     }
 
     fn host_limit(&self, url: &url::Url) -> Arc<Semaphore> {
@@ -45,6 +58,9 @@ impl HttpSender {
 
     /// Sends one attempt, waiting for a free slot of its host first.
     pub async fn send(&self, request: PreparedRequest) -> AttemptResult {
+        if let Err(error) = self.policy.check_url(&request.url) {
+            return AttemptResult::NoResponse { error };
+        }
         let limit = self.host_limit(&request.url);
         let _slot = limit.acquire_owned().await;
         let mut builder = self.client.request(request.method, request.url);
@@ -64,6 +80,12 @@ impl HttpSender {
         };
         let retry_after = header(reqwest::header::RETRY_AFTER).and_then(|v| parse_retry_after(&v, chrono::Utc::now()));
         let location = header(reqwest::header::LOCATION);
+        let body = Some(self.read_body(&mut response).await);
+        AttemptResult::Response { status, body, retry_after, location }
+    }
+
+    /// The body, up to the configured size.
+    async fn read_body(&self, response: &mut reqwest::Response) -> String {
         let mut body = Vec::new();
         while let Ok(Some(chunk)) = response.chunk().await {
             let room = self.max_body.saturating_sub(body.len());
@@ -72,8 +94,31 @@ impl HttpSender {
                 break;
             }
         }
-        let body = Some(String::from_utf8_lossy(&body).into_owned());
-        AttemptResult::Response { status, body, retry_after, location }
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    /// GETs `url` (a challenge) under the same rules as deliveries: its status and body.
+    pub async fn get(&self, url: url::Url) -> Result<(u16, String), String> {
+        self.exchange(&url, self.client.get(url.clone())).await
+    }
+
+    /// POSTs a form to `url` (a token request) under the same rules as deliveries.
+    pub async fn post_form(&self, url: url::Url, form: &[(&str, &str)]) -> Result<(u16, String), String> {
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let builder = self
+            .client
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(reqwest::header::ACCEPT, "application/json")
+            .body(body);
+        self.exchange(&url, builder).await
+    }
+
+    async fn exchange(&self, url: &url::Url, builder: reqwest::RequestBuilder) -> Result<(u16, String), String> {
+        self.policy.check_url(url)?;
+        let mut response = builder.send().await.map_err(|err| self.describe(&err))?;
+        let status = response.status().as_u16();
+        Ok((status, self.read_body(&mut response).await))
     }
 
     fn describe(&self, err: &reqwest::Error) -> String {

@@ -1,8 +1,12 @@
-//! Outgoing HTTP: preparing each attempt (headers, signatures) and sending it with one shared
-//! client, within the overall and per-host limits.
+//! Outgoing HTTP: preparing each attempt (headers, signatures, credentials) and sending it with
+//! one shared client, within the overall and per-host limits and only to allowed addresses.
 
+pub mod credentials;
+mod guard;
 mod http;
 mod request;
 
+pub use credentials::{ChallengeCache, CraResult, OAuthClient, TokenCache};
+pub use guard::{TargetPolicy, special_kind};
 pub use http::HttpSender;
-pub use request::{PreparedRequest, Signer, prepare};
+pub use request::{PreparedRequest, Signer, prepare, seal_credentials};

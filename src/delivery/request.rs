@@ -4,28 +4,82 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use crate::domain::{signing::signature_headers, webhook::SignatureScheme};
+use crate::{
+    domain::{
+        signing::signature_headers,
+        webhook::{SignatureScheme, is_sensitive_header},
+    },
+    secret_box::{Purpose, SecretBox},
+};
 
-/// How a webhook signs its attempts.
+/// How a sealed header value starts in a queued webhook's stored headers.
+const SEALED: &str = "hookline-sealed:";
+
+/// Encrypts the values of credential headers (see [`is_sensitive_header`]) before a queued
+/// webhook is stored.
+pub fn seal_credentials(headers: &mut serde_json::Map<String, Value>, secrets: &SecretBox) {
+    for (name, value) in headers.iter_mut() {
+        if is_sensitive_header(name)
+            && let Some(text) = value.as_str()
+        {
+            *value = Value::String(format!("{SEALED}{}", secrets.seal(Purpose::QueuedHeader, text)));
+        }
+    }
+}
+
+/// A stored header value, decrypted when it was sealed.
+fn open_header(value: &str, secrets: &SecretBox) -> Result<String, String> {
+    match value.strip_prefix(SEALED) {
+        Some(sealed) => secrets
+            .open(Purpose::QueuedHeader, sealed)
+            .map(|v| v.expose_secret().to_owned())
+            .map_err(|_| "a stored header cannot be decrypted: was HOOKLINE_SECRET_KEY changed?".to_owned()),
+        None => Ok(value.to_owned()),
+    }
+}
+
+/// How a webhook signs and authenticates its attempts, as of its `version` (`updated_at`).
 #[derive(Clone)]
 pub struct Signer {
+    pub webhook_id: i64,
+    pub version: chrono::DateTime<chrono::Utc>,
     pub scheme: SignatureScheme,
     pub secret: SecretString,
+    /// Challenge the target (CRA) before sending.
+    pub cra: bool,
+    /// Send an OAuth 2 access token of this client.
+    pub oauth: Option<std::sync::Arc<super::OAuthClient>>,
 }
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer").field("scheme", &self.scheme).finish_non_exhaustive()
+        f.debug_struct("Signer")
+            .field("webhook_id", &self.webhook_id)
+            .field("scheme", &self.scheme)
+            .field("cra", &self.cra)
+            .field("oauth", &self.oauth)
+            .finish_non_exhaustive()
     }
 }
 
-/// An attempt ready to be sent.
-#[derive(Debug, Clone)]
+/// An attempt ready to be sent (its Debug output leaves the header values out).
+#[derive(Clone)]
 pub struct PreparedRequest {
     pub method: reqwest::Method,
     pub url: url::Url,
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for PreparedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("PreparedRequest")
+            .field("method", &self.method)
+            .field("url", &self.url.as_str())
+            .field("headers", &names)
+            .finish_non_exhaustive()
+    }
 }
 
 pub const DELIVERY_HEADER: &str = "X-Hookline-Delivery";
@@ -35,6 +89,7 @@ pub const DELIVERY_HEADER: &str = "X-Hookline-Delivery";
 pub fn prepare(
     row: &entity::queued_webhooks::Model,
     signer: &Signer,
+    secrets: &SecretBox,
     timestamp: i64,
 ) -> Result<PreparedRequest, String> {
     let url = url::Url::parse(row.url.trim()).map_err(|e| format!("the URL `{}` is not valid: {e}", row.url))?;
@@ -45,10 +100,14 @@ pub fn prepare(
         .map_err(|_| format!("`{}` is not an HTTP method", row.http_method))?;
     let body = (method != reqwest::Method::GET).then(|| row.body.clone().unwrap_or_default().into_bytes());
     let mut headers: Vec<(String, String)> = Vec::with_capacity(8);
-    let custom = match &row.headers {
-        Value::Object(map) => map.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned()))).collect(),
-        _ => Vec::new(),
-    };
+    let mut custom = Vec::new();
+    if let Value::Object(map) = &row.headers {
+        for (name, value) in map {
+            if let Some(value) = value.as_str() {
+                custom.push((name.clone(), open_header(value, secrets)?));
+            }
+        }
+    }
     let has = |name: &str| custom.iter().any(|(k, _): &(String, String)| k.eq_ignore_ascii_case(name));
     if body.is_some() && !has("content-type") {
         headers.push(("Content-Type".into(), "application/json".into()));

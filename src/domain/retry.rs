@@ -47,6 +47,22 @@ impl RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// For a row queued `elapsed` ago that allows `retries` retries: the time left until its
+    /// next scheduled retry (the schedule's delays added up, without jitter), or None when the
+    /// schedule's window is spent.
+    pub fn next_scheduled(&self, elapsed: Duration, retries: u32) -> Option<Duration> {
+        let mut at = Duration::ZERO;
+        for index in 0..retries as usize {
+            at += self.schedule.get(index).or(self.schedule.last()).copied().unwrap_or(Duration::from_secs(60));
+            if at > elapsed {
+                return Some(at - elapsed);
+            }
+        }
+        None
+    }
+}
+
 /// Parses `500ms`, `10s`, `5m`, `2h`, `1d` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -86,6 +102,17 @@ pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scheduled_retries_follow_the_schedule_from_the_queue_time() {
+        let policy =
+            RetryPolicy { schedule: vec![Duration::from_secs(10), Duration::from_secs(60)], ..Default::default() };
+        assert_eq!(policy.next_scheduled(Duration::from_secs(3), 3), Some(Duration::from_secs(7)));
+        assert_eq!(policy.next_scheduled(Duration::from_secs(10), 3), Some(Duration::from_secs(60)));
+        assert_eq!(policy.next_scheduled(Duration::from_secs(75), 3), Some(Duration::from_secs(55)));
+        assert_eq!(policy.next_scheduled(Duration::from_secs(130), 3), None, "10 s + 60 s + 60 s are spent");
+        assert_eq!(policy.next_scheduled(Duration::ZERO, 0), None, "no retry allowed");
+    }
 
     fn policy(jitter: f64) -> RetryPolicy {
         RetryPolicy { schedule: parse_schedule("10s,1m,5m").expect("schedule"), jitter, ..Default::default() }

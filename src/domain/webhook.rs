@@ -245,6 +245,43 @@ fn check_plain_url(url: &str, field: &str) -> AppResult<()> {
     }
 }
 
+/// What the API shows instead of the value of a sensitive header.
+pub const HIDDEN: &str = "(hidden)";
+
+/// Headers whose values are credentials: never shown by the API or written to history, and
+/// stored encrypted in queued webhooks.
+pub fn is_sensitive_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(name.as_str(), "authorization" | "proxy-authorization" | "cookie")
+        || ["token", "secret", "password", "passwd", "api-key", "apikey", "api_key", "auth", "session", "credential"]
+            .iter()
+            .any(|word| name.contains(word))
+}
+
+/// The headers with the values of sensitive ones replaced by [`HIDDEN`].
+pub fn redact_headers(headers: &Map<String, Value>) -> Map<String, Value> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let value = if is_sensitive_header(name) { Value::String(HIDDEN.into()) } else { value.clone() };
+            (name.clone(), value)
+        })
+        .collect()
+}
+
+/// After an update that sent back [`HIDDEN`] for a sensitive header (as read from the API),
+/// keeps that header's stored value.
+pub fn keep_hidden_headers(headers: &mut Map<String, Value>, stored: &Map<String, Value>) {
+    for (name, value) in headers.iter_mut() {
+        if value.as_str() == Some(HIDDEN)
+            && is_sensitive_header(name)
+            && let Some(old) = stored.get(name)
+        {
+            *value = old.clone();
+        }
+    }
+}
+
 /// Custom headers: a JSON object whose keys are HTTP header names and whose values are
 /// strings (templates) without CR or LF; the signature and delivery headers are hookline's.
 pub fn check_custom_headers(headers: &Map<String, Value>) -> AppResult<()> {
@@ -377,6 +414,21 @@ mod tests {
     }
 
     #[test]
+    fn credentials_in_headers_are_hidden_and_kept_on_update() {
+        let headers = json!({"Authorization": "Bearer x", "X-Api-Key": "k", "X-Tenant": "7"});
+        let headers = headers.as_object().cloned().unwrap_or_default();
+        let shown = redact_headers(&headers);
+        assert_eq!(
+            Value::Object(shown.clone()),
+            json!({"Authorization": HIDDEN, "X-Api-Key": HIDDEN, "X-Tenant": "7"})
+        );
+        let mut sent_back = shown;
+        sent_back.insert("X-Tenant".into(), "8".into());
+        keep_hidden_headers(&mut sent_back, &headers);
+        assert_eq!(Value::Object(sent_back), json!({"Authorization": "Bearer x", "X-Api-Key": "k", "X-Tenant": "8"}));
+    }
+
+    #[test]
     fn custom_headers_must_be_an_object_of_strings() {
         let check = |v: Value| parse_custom_headers(v).and_then(|m| check_custom_headers(&m));
         assert!(check(json!({"Authorization": "Bearer {{ item.token }}"})).is_ok());
@@ -494,8 +546,8 @@ impl WebhookSettings {
             ("payload", show(&self.payload), show(&new.payload)),
             (
                 "customHeaders",
-                Value::Object(self.custom_headers.clone()).to_string(),
-                Value::Object(new.custom_headers.clone()).to_string(),
+                Value::Object(redact_headers(&self.custom_headers)).to_string(),
+                Value::Object(redact_headers(&new.custom_headers)).to_string(),
             ),
         ];
         pairs.into_iter().filter(|(_, old, new)| old != new).collect()

@@ -127,10 +127,15 @@ impl QueuedWebhook {
         Ok(HttpMethod::parse(&self.row.http_method).ok_or_else(|| AppError::internal("unknown stored method"))?)
     }
 
-    /// The rendered custom headers; the signature and delivery headers are added to each
-    /// attempt when it is sent.
+    /// The rendered custom headers (credential headers read `(hidden)`: they are stored
+    /// encrypted); the signature, delivery and OAuth headers are added to each attempt when it
+    /// is sent.
     async fn headers(&self, ctx: &Context<'_>) -> Result<Json<Value>> {
-        Ok(Json(self.full(ctx).await?.headers))
+        let headers = match self.full(ctx).await?.headers {
+            Value::Object(map) => Value::Object(crate::domain::webhook::redact_headers(&map)),
+            other => other,
+        };
+        Ok(Json(headers))
     }
 
     async fn body(&self, ctx: &Context<'_>) -> Result<Option<String>> {

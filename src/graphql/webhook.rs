@@ -11,13 +11,14 @@ use super::{
     queue::{QueueStatus, QueuedWebhook, webhook_queue},
 };
 use crate::{
+    delivery::{CraResult, credentials::challenge},
     domain::{
         item::rfc3339,
-        webhook::{HttpMethod, SignatureScheme, WebhookChanges, WebhookEvent, WebhookSettings},
+        webhook::{HttpMethod, SignatureScheme, WebhookChanges, WebhookEvent, WebhookSettings, redact_headers},
     },
-    error::AppResult,
+    error::{AppError, AppResult},
     service::{
-        filters,
+        filters, preview,
         tree::{CATEGORIES, ENTITIES},
         webhooks::{self, SecretChanges},
     },
@@ -146,9 +147,11 @@ impl Webhook {
         self.0.settings.payload.as_deref()
     }
 
-    /// `{"Header-Name": "template"}`.
+    /// `{"Header-Name": "template"}`. Values of credential headers (Authorization, Cookie,
+    /// names with token, secret, key, auth, password, …) read `(hidden)`; sending `(hidden)`
+    /// back in an update keeps the stored value.
     async fn custom_headers(&self) -> Json<Value> {
-        Json(Value::Object(self.0.settings.custom_headers.clone()))
+        Json(Value::Object(redact_headers(&self.0.settings.custom_headers)))
     }
 
     /// RFC 3339, UTC.
@@ -391,8 +394,9 @@ impl WebhookMutation {
     async fn create_webhook(&self, ctx: &Context<'_>, input: WebhookInput) -> Result<Webhook> {
         let s = session(ctx)?;
         let (base, changes, secrets) = input.into_parts()?;
+        let config = &s.state.pipeline.config;
         Ok(Webhook(
-            webhooks::create(&s.state.db, &s.state.secrets, s.state.pipeline.config.templates, base, changes, secrets)
+            webhooks::create(&s.state.db, &s.state.secrets, config.templates, &config.targets, base, changes, secrets)
                 .await?,
         ))
     }
@@ -400,9 +404,10 @@ impl WebhookMutation {
     async fn update_webhook(&self, ctx: &Context<'_>, id: ID, input: WebhookPatch) -> Result<Webhook> {
         let s = session(ctx)?;
         let (changes, secrets) = input.into_changes()?;
+        let config = &s.state.pipeline.config;
         let id = numeric_id(&id, "id")?;
         Ok(Webhook(
-            webhooks::update(&s.state.db, &s.state.secrets, s.state.pipeline.config.templates, id, changes, secrets)
+            webhooks::update(&s.state.db, &s.state.secrets, config.templates, &config.targets, id, changes, secrets)
                 .await?,
         ))
     }
@@ -412,6 +417,35 @@ impl WebhookMutation {
         let s = session(ctx)?;
         webhooks::delete(&s.state.db, numeric_id(&id, "id")?).await?;
         Ok(true)
+    }
+
+    /// Runs the challenge–response (CRA) against the webhook's URL now, whether or not
+    /// `useCraChallenge` is on: `GET <url>?crc_token=<token>` must answer 200 with the hex
+    /// HMAC-SHA256 of the token keyed with the webhook secret. A templated URL is rendered for
+    /// `itemId` (default: the newest stored item). A success is cached like those of sends.
+    async fn validate_cra_challenge(
+        &self,
+        ctx: &Context<'_>,
+        webhook_id: ID,
+        item_id: Option<ID>,
+    ) -> Result<CraResult> {
+        let s = session(ctx)?;
+        let id = numeric_id(&webhook_id, "webhookId")?;
+        let pipeline = &s.state.pipeline;
+        let url =
+            preview::challenge_url(&s.state.db, pipeline.config.templates, id, item_id.as_ref().map(|id| id.as_str()))
+                .await?;
+        let signer = pipeline
+            .signers
+            .for_webhooks(&s.state.db, &s.state.secrets, &[id])
+            .await?
+            .remove(&id)
+            .ok_or_else(|| AppError::not_found(format!("no webhook with id `{id}`")))?;
+        let result = challenge(&pipeline.http, &url, &signer.secret).await;
+        if result.valid {
+            pipeline.challenges.remember(id, signer.version, &url);
+        }
+        Ok(result)
     }
 
     /// Replaces the secret with a new random one that fits the signature scheme and returns

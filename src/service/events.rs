@@ -17,10 +17,12 @@ use super::{
     tree::EntityIndex,
 };
 use crate::{
+    delivery::seal_credentials,
     domain::{
         filter::Subject, matching::entity_matches, payload::ApiData, render, template::Limits, webhook::WebhookEvent,
     },
     error::{AppError, AppResult},
+    secret_box::SecretBox,
 };
 
 /// The PostgreSQL channel that tells every hookline process that rows were queued.
@@ -77,6 +79,7 @@ pub fn passing<'a>(in_scope: Vec<&'a CachedWebhook>, subject: &Subject<'_>) -> V
 pub async fn raise(
     conn: &impl ConnectionTrait,
     cache: &HotCache,
+    secrets: &SecretBox,
     limits: Limits,
     event: WebhookEvent,
     item: &items::Model,
@@ -105,7 +108,10 @@ pub async fn raise(
     for CachedWebhook { webhook, templates, .. } in matching {
         let rendered = templates.as_ref().map_err(Clone::clone).and_then(|t| t.render(&variables, &default_body));
         let (url, headers, body, status, last_error) = match rendered {
-            Ok(r) => (r.url, Value::Object(r.headers), Some(r.body), PENDING, None),
+            Ok(mut r) => {
+                seal_credentials(&mut r.headers, secrets);
+                (r.url, Value::Object(r.headers), Some(r.body), PENDING, None)
+            }
             Err(reason) => {
                 (webhook.settings.url.clone(), Value::Object(Default::default()), None, FAILED, Some(reason))
             }

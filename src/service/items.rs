@@ -27,6 +27,7 @@ use crate::{
         webhook::WebhookEvent,
     },
     error::{AppError, AppResult},
+    secret_box::SecretBox,
 };
 
 /// What `createItem` asks for.
@@ -151,7 +152,9 @@ pub async fn create(state: &AppState, mut input: NewItem) -> AppResult<Changed<i
     }
     let txn = crate::db::begin_write(&state.db).await?;
     let item = insert(&txn, input).await?;
-    let queued = events::raise(&txn, &state.cache, state.pipeline.config.templates, WebhookEvent::New, &item).await?;
+    let queued =
+        events::raise(&txn, &state.cache, &state.secrets, state.pipeline.config.templates, WebhookEvent::New, &item)
+            .await?;
     finish(state, txn, Changed { item, queued }).await
 }
 
@@ -303,7 +306,8 @@ pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch
     let replacement = Replacement { name: patch.name, entity_id: patch.entity_id, fields, parent: None };
     let (item, changed) = replace(&txn, item, replacement).await?;
     let queued = if changed {
-        events::raise(&txn, &state.cache, state.pipeline.config.templates, WebhookEvent::Update, &item).await?
+        events::raise(&txn, &state.cache, &state.secrets, state.pipeline.config.templates, WebhookEvent::Update, &item)
+            .await?
     } else {
         Vec::new()
     };
@@ -343,7 +347,8 @@ pub async fn set_deleted(
     }
     let item = mark_deleted(&txn, item, deleted).await?;
     let event = if deleted { WebhookEvent::Delete } else { WebhookEvent::Restore };
-    let queued = events::raise(&txn, &state.cache, state.pipeline.config.templates, event, &item).await?;
+    let queued =
+        events::raise(&txn, &state.cache, &state.secrets, state.pipeline.config.templates, event, &item).await?;
     finish(state, txn, Changed { item, queued }).await
 }
 
@@ -352,6 +357,7 @@ pub async fn set_deleted(
 pub async fn remove(
     conn: &impl ConnectionTrait,
     cache: &HotCache,
+    secrets: &SecretBox,
     limits: Limits,
     item: items::Model,
 ) -> AppResult<Changed<Vec<items::Model>>> {
@@ -364,7 +370,7 @@ pub async fn remove(
     removed.extend(children);
     let mut queued = Vec::new();
     for gone in &removed {
-        queued.extend(events::raise(conn, cache, limits, WebhookEvent::Purge, gone).await?);
+        queued.extend(events::raise(conn, cache, secrets, limits, WebhookEvent::Purge, gone).await?);
     }
     for gone in removed.iter().rev() {
         history::purge(conn, subject(gone)).await?;
@@ -376,7 +382,7 @@ pub async fn remove(
 pub async fn purge(state: &AppState, itemtype: &str, id: &str) -> AppResult<Changed<Vec<items::Model>>> {
     let txn = crate::db::begin_write(&state.db).await?;
     let item = require(&txn, itemtype, id).await?;
-    let changed = remove(&txn, &state.cache, state.pipeline.config.templates, item).await?;
+    let changed = remove(&txn, &state.cache, &state.secrets, state.pipeline.config.templates, item).await?;
     finish(state, txn, changed).await
 }
 

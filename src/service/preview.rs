@@ -66,7 +66,7 @@ fn attempt_headers(settings: &WebhookSettings, rendered: &Rendered) -> Map<Strin
     if !has("user-agent") {
         headers.insert("User-Agent".into(), concat!("hookline/", env!("CARGO_PKG_VERSION")).into());
     }
-    headers.extend(rendered.headers.clone());
+    headers.extend(crate::domain::webhook::redact_headers(&rendered.headers));
     headers.insert("X-Hookline-Delivery".into(), "<the queued webhook's delivery id>".into());
     if matches!(settings.signature_scheme, SignatureScheme::Glpi | SignatureScheme::Both) {
         headers.insert("X-GLPI-signature".into(), "<HMAC-SHA256 of the body and timestamp, at send time>".into());
@@ -91,6 +91,31 @@ pub async fn check_templates(conn: &impl ConnectionTrait, settings: &WebhookSett
         AppError::validation(format!("{reason} (rendered for {} `{}`)", sample.itemtype, sample.id))
     })?;
     Ok(())
+}
+
+/// The URL a challenge of the webhook goes to: its URL, rendered for `item_id` (or the newest
+/// stored item of its itemtype) when it is a template.
+pub async fn challenge_url(
+    conn: &impl ConnectionTrait,
+    limits: Limits,
+    webhook_id: i64,
+    item_id: Option<&str>,
+) -> AppResult<String> {
+    let webhook = webhooks::require(conn, webhook_id).await?;
+    let url = &webhook.settings.url;
+    if !url.contains("{{") && !url.contains("{%") {
+        return Ok(url.clone());
+    }
+    let item_id = match item_id {
+        Some(id) => id.to_owned(),
+        None => newest_items(conn, &webhook.settings.itemtype, 1).await?.pop().map(|item| item.id).ok_or_else(|| {
+            AppError::validation(format!(
+                "itemId: the URL of webhook {webhook_id} is a template and no {} is stored to render it; give itemId",
+                webhook.settings.itemtype
+            ))
+        })?,
+    };
+    Ok(preview(conn, limits, webhook_id, &item_id).await?.rendered.url)
 }
 
 async fn newest_items(conn: &impl ConnectionTrait, itemtype: &str, count: u64) -> AppResult<Vec<item_rows::Model>> {

@@ -163,6 +163,8 @@ pub struct Outcome {
     pub attempted_at: DateTime<Utc>,
     pub result: AttemptResult,
     pub decision: Decision,
+    /// Whether a request was sent to the target (a failed CRA challenge is not an attempt).
+    pub counted: bool,
 }
 
 impl Outcome {
@@ -192,8 +194,10 @@ impl Outcome {
     pub fn updated_row(&self, now: DateTime<Utc>) -> queued_webhooks::Model {
         let mut row = self.row.clone();
         row.status = self.new_status().to_owned();
-        row.sent_try += 1;
-        row.sent_time = Some(self.attempted_at);
+        if self.counted {
+            row.sent_try += 1;
+            row.sent_time = Some(self.attempted_at);
+        }
         row.last_status_code = self.status_code();
         row.response_body = self.response_body();
         row.lease_until = None;
@@ -210,7 +214,10 @@ impl Outcome {
 
     /// A plain success: written together with others of the same status code.
     fn is_plain_success(&self) -> bool {
-        matches!(self.decision, Decision::Sent) && !self.row.save_response_body && !self.row.log_in_item_history
+        matches!(self.decision, Decision::Sent)
+            && self.counted
+            && !self.row.save_response_body
+            && !self.row.log_in_item_history
     }
 }
 
@@ -258,8 +265,8 @@ async fn write_one(conn: &impl ConnectionTrait, outcome: &Outcome, now: DateTime
     };
     let updated = queued_webhooks::Entity::update_many()
         .col_expr(Q::Status, Expr::value(outcome.new_status()))
-        .col_expr(Q::SentTry, Expr::col(Q::SentTry).add(1))
-        .col_expr(Q::SentTime, Expr::value(outcome.attempted_at))
+        .col_expr(Q::SentTry, Expr::col(Q::SentTry).add(i32::from(outcome.counted)))
+        .col_expr(Q::SentTime, Expr::value(if outcome.counted { Some(outcome.attempted_at) } else { row.sent_time }))
         .col_expr(Q::SendTime, Expr::value(send_time))
         .col_expr(Q::LastStatusCode, Expr::value(outcome.status_code()))
         .col_expr(Q::ResponseBody, Expr::value(outcome.response_body()))
@@ -272,7 +279,7 @@ async fn write_one(conn: &impl ConnectionTrait, outcome: &Outcome, now: DateTime
     if updated.rows_affected == 0 {
         return Ok(());
     }
-    if row.log_in_item_history && row.event != "purge" {
+    if row.log_in_item_history && row.event != "purge" && outcome.counted {
         let old = row.last_status_code.map(|c| c.to_string()).unwrap_or_default();
         let new = outcome.status_code().map(|c| c.to_string()).unwrap_or_default();
         let entry = NewEntry {

@@ -83,14 +83,18 @@ pub async fn trigger(
         }
     };
     let queued = match event {
-        WebhookEvent::Purge => items::remove(&txn, &state.cache, state.pipeline.config.templates, item).await?.queued,
+        WebhookEvent::Purge => {
+            items::remove(&txn, &state.cache, &state.secrets, state.pipeline.config.templates, item).await?.queued
+        }
         WebhookEvent::Delete | WebhookEvent::Restore => {
             let deleted = event == WebhookEvent::Delete;
             let item = if item.is_deleted != deleted { items::mark_deleted(&txn, item, deleted).await? } else { item };
-            super::events::raise(&txn, &state.cache, state.pipeline.config.templates, event, &item).await?
+            super::events::raise(&txn, &state.cache, &state.secrets, state.pipeline.config.templates, event, &item)
+                .await?
         }
         WebhookEvent::New | WebhookEvent::Update => {
-            super::events::raise(&txn, &state.cache, state.pipeline.config.templates, event, &item).await?
+            super::events::raise(&txn, &state.cache, &state.secrets, state.pipeline.config.templates, event, &item)
+                .await?
         }
     };
     items::commit_and_announce(state, txn, &queued).await?;

@@ -16,9 +16,11 @@ use super::{
     tree::{CATEGORIES, ENTITIES},
 };
 use crate::{
+    delivery::TargetPolicy,
     domain::template::Limits,
     domain::webhook::{
         HttpMethod, SignatureScheme, WebhookChanges, WebhookEvent, WebhookSettings, check_secret, generate_secret,
+        keep_hidden_headers,
     },
     error::{AppError, AppResult},
     secret_box::{Purpose, SecretBox},
@@ -119,10 +121,48 @@ pub async fn list(
     Ok(Page::from_fetched(rows, page, total))
 }
 
+/// Refuses a URL whose host is a literal address hookline may not reach (`http://127.0.0.1/`,
+/// `http://[::ffff:10.0.0.1]/`, `http://2130706433/`); host names are checked when resolved,
+/// at send time.
+fn check_targets(settings: &WebhookSettings, targets: &TargetPolicy) -> AppResult<()> {
+    for (field, url) in [("url", Some(&settings.url)), ("oauthUrl", settings.oauth_url.as_ref())] {
+        let Some(url) = url else { continue };
+        if let Ok(parsed) = url::Url::parse(without_tags(url).trim())
+            && let Err(reason) = targets.check_url(&parsed)
+        {
+            return Err(AppError::validation(format!("{field}: {reason}")));
+        }
+    }
+    Ok(())
+}
+
+/// The text with each template tag (`{{ … }}`, `{% … %}`) replaced by `x`.
+fn without_tags(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(['{']) {
+        let close = match rest[start..].get(..2) {
+            Some("{{") => "}}",
+            Some("{%") => "%}",
+            _ => {
+                out.push_str(&rest[..=start]);
+                rest = &rest[start + 1..];
+                continue;
+            }
+        };
+        out.push_str(&rest[..start]);
+        out.push('x');
+        rest = rest[start..].find(close).map_or("", |end| &rest[start + end + 2..]);
+    }
+    out.push_str(rest);
+    out
+}
+
 pub async fn create(
     db: &DatabaseConnection,
     secrets: &SecretBox,
     limits: Limits,
+    targets: &TargetPolicy,
     base: WebhookSettings,
     changes: WebhookChanges,
     secret_changes: SecretChanges,
@@ -130,6 +170,7 @@ pub async fn create(
     let client_secret = secret_changes.client_secret.flatten().filter(|s| !s.is_empty());
     let mut settings = base.with_changes(changes)?;
     settings.validate(client_secret.is_some())?;
+    check_targets(&settings, targets)?;
     let txn = crate::db::begin_write(db).await?;
     check_references(&txn, &settings).await?;
     super::preview::check_templates(&txn, &settings, limits).await?;
@@ -156,6 +197,7 @@ pub async fn update(
     db: &DatabaseConnection,
     secrets: &SecretBox,
     limits: Limits,
+    targets: &TargetPolicy,
     id: i64,
     changes: WebhookChanges,
     secret_changes: SecretChanges,
@@ -167,11 +209,13 @@ pub async fn update(
         .ok_or_else(|| AppError::not_found(format!("no webhook with id {id}")))?;
     let current = Webhook::try_from(stored.clone())?;
     let mut settings = current.settings.clone().with_changes(changes)?;
+    keep_hidden_headers(&mut settings.custom_headers, &current.settings.custom_headers);
     let has_client_secret = match &secret_changes.client_secret {
         Some(new) => new.as_deref().is_some_and(|s| !s.is_empty()),
         None => current.has_client_secret,
     };
     settings.validate(has_client_secret)?;
+    check_targets(&settings, targets)?;
     check_references(&txn, &settings).await?;
     super::preview::check_templates(&txn, &settings, limits).await?;
 

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Pipeline, backend::Delivery};
 use crate::{
-    delivery::Signer,
+    delivery::{OAuthClient, Signer},
     domain::webhook::SignatureScheme,
     error::{AppError, AppResult},
     secret_box::{Purpose, SecretBox},
@@ -198,7 +198,22 @@ impl SignerCache {
                     let scheme = SignatureScheme::parse(&row.signature_scheme)
                         .ok_or_else(|| AppError::internal(format!("webhook {}: unknown signature scheme", row.id)))?;
                     let secret = secrets.open(Purpose::WebhookSecret, &row.secret_encrypted)?;
-                    let signer = Signer { scheme, secret };
+                    let oauth = match (row.use_oauth, &row.oauth_url, &row.client_secret_encrypted) {
+                        (true, Some(token_url), Some(sealed)) => Some(Arc::new(OAuthClient {
+                            token_url: token_url.clone(),
+                            client_id: row.client_id.clone().unwrap_or_default(),
+                            client_secret: secrets.open(Purpose::OauthClientSecret, sealed)?,
+                        })),
+                        _ => None,
+                    };
+                    let signer = Signer {
+                        webhook_id: row.id,
+                        version: row.updated_at,
+                        scheme,
+                        secret,
+                        cra: row.use_cra_challenge,
+                        oauth,
+                    };
                     entries.insert(row.id, (row.updated_at, signer.clone()));
                     signer
                 }

@@ -16,13 +16,14 @@ use std::{sync::Arc, time::Duration};
 use apalis::prelude::*;
 use chrono::Utc;
 use sea_orm::{DatabaseConnection, DbBackend};
+use secrecy::ExposeSecret;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::DeliveryConfig,
-    delivery::{HttpSender, Signer, prepare},
-    domain::outcome::{AttemptResult, decide},
+    delivery::{ChallengeCache, HttpSender, PreparedRequest, Signer, TokenCache, prepare},
+    domain::outcome::{AttemptResult, Decision, decide},
     error::{AppError, AppResult},
     secret_box::SecretBox,
     service::{
@@ -37,12 +38,18 @@ pub use claimer::SignerCache;
 /// What the workers and the API share about sending.
 pub struct Pipeline {
     pub config: DeliveryConfig,
+    /// Opens the credential headers stored in queued webhooks.
+    pub secrets: SecretBox,
     pub http: HttpSender,
     /// Where every status change of a queued webhook is published.
     pub bus: Arc<QueueBus>,
     /// Wakes the claimer: rows were queued.
     pub wake: Notify,
     pub signers: SignerCache,
+    /// Successful challenge–responses, per webhook and URL.
+    pub challenges: ChallengeCache,
+    /// OAuth access tokens, per webhook.
+    pub tokens: TokenCache,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -52,10 +59,25 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(config: DeliveryConfig) -> Result<Self, reqwest::Error> {
-        let http = HttpSender::new(config.http_timeout, config.max_per_host, config.max_response_body)?;
+    pub fn new(config: DeliveryConfig, secrets: SecretBox) -> Result<Self, reqwest::Error> {
+        let http = HttpSender::new(
+            config.http_timeout,
+            config.max_per_host,
+            config.max_response_body,
+            config.targets.clone(),
+        )?;
         let bus = Arc::new(QueueBus::new(config.subscription_buffer, config.subscription_rate));
-        Ok(Self { config, http, bus, wake: Notify::new(), signers: SignerCache::default() })
+        let challenges = ChallengeCache::new(config.cra_cache);
+        Ok(Self {
+            config,
+            secrets,
+            http,
+            bus,
+            wake: Notify::new(),
+            signers: SignerCache::default(),
+            challenges,
+            tokens: TokenCache::default(),
+        })
     }
 
     /// Rows were queued: claim them now rather than at the next poll.
@@ -70,15 +92,59 @@ impl Pipeline {
         self.config.http_timeout * rounds + Duration::from_secs(5)
     }
 
-    /// Makes one attempt of a claimed row and decides what follows.
+    /// Makes one attempt of a claimed row and decides what follows. A webhook with CRA is
+    /// challenged first (unless a recent success is cached); a failed challenge is not an
+    /// attempt: the row waits for its next scheduled retry time, until the schedule's window
+    /// is spent.
     pub async fn attempt(&self, row: entity::queued_webhooks::Model, signer: &Signer) -> Outcome {
         let attempted_at = Utc::now();
-        let result = match prepare(&row, signer, attempted_at.timestamp()) {
-            Ok(request) => self.http.send(request).await,
+        if signer.cra
+            && let Err(error) =
+                self.challenges.ensure(&self.http, row.webhook_id, signer.version, &row.url, &signer.secret).await
+        {
+            let elapsed = (attempted_at - row.create_time).to_std().unwrap_or_default();
+            let retries = (row.max_attempts - 1).max(0) as u32;
+            let decision = match self.config.retry.next_scheduled(elapsed, retries) {
+                Some(delay) => Decision::Retry { delay, error: format!("{error} (not counted as an attempt)") },
+                None => Decision::Failed {
+                    error: format!("{error}; the retry schedule's window is spent"),
+                    deactivate_webhook: false,
+                },
+            };
+            let result = AttemptResult::NoResponse { error };
+            return Outcome { row, attempted_at, result, decision, counted: false };
+        }
+        let result = match prepare(&row, signer, &self.secrets, attempted_at.timestamp()) {
+            Ok(request) => self.send_authorized(request, signer).await,
             Err(error) => AttemptResult::NoResponse { error },
         };
         let decision = decide(&result, row.sent_try + 1, row.max_attempts, &self.config.retry);
-        Outcome { row, attempted_at, result, decision }
+        Outcome { row, attempted_at, result, decision, counted: true }
+    }
+
+    /// Sends a request, with an OAuth access token when the webhook has a client; when the
+    /// target answers 401, the token is refreshed once and the request sent again.
+    async fn send_authorized(&self, request: PreparedRequest, signer: &Signer) -> AttemptResult {
+        let Some(client) = &signer.oauth else {
+            return self.http.send(request).await;
+        };
+        let mut rejected = None;
+        loop {
+            let token =
+                match self.tokens.token(&self.http, signer.webhook_id, signer.version, client, rejected.as_ref()).await
+                {
+                    Ok(token) => token,
+                    Err(error) => return AttemptResult::NoResponse { error },
+                };
+            let mut authorized = request.clone();
+            authorized.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
+            authorized.headers.push(("Authorization".into(), format!("Bearer {}", token.expose_secret())));
+            let result = self.http.send(authorized).await;
+            match result {
+                AttemptResult::Response { status: 401, .. } if rejected.is_none() => rejected = Some(token),
+                _ => return result,
+            }
+        }
     }
 
     /// Sends a queued webhook now, whatever its status and budget, and returns the row as the

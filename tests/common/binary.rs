@@ -35,7 +35,12 @@ impl Server {
     /// Starts `hookline serve` on a free port with these variables and waits until it listens.
     pub fn start(dir: &Path, env: &[(&str, String)]) -> Self {
         let mut command = command(dir);
-        command.arg("serve").env("HOOKLINE_LISTEN", "127.0.0.1:0").env("HOOKLINE_LOG", "info");
+        command
+            .arg("serve")
+            .env("HOOKLINE_LISTEN", "127.0.0.1:0")
+            .env("HOOKLINE_LOG", "info")
+            // The receivers of the tests listen on loopback.
+            .env("HOOKLINE_ALLOW_PRIVATE_TARGETS", "true");
         for (key, value) in env {
             command.env(key, value);
         }

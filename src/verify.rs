@@ -1,0 +1,254 @@
+//! Verifying hookline's signatures on the receiving side: the code behind `hookline verify`,
+//! usable as a library by a Rust receiver.
+//!
+//! A request passes when its signature is the HMAC of what was sent (compared in constant
+//! time, after checking the length: an empty or truncated signature never passes) and its
+//! timestamp is neither older than `max_age` nor more than [`FUTURE_SKEW`] seconds ahead.
+
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::domain::signing::standard_key;
+
+/// How far ahead of the receiver's clock a timestamp may be.
+pub const FUTURE_SKEW: i64 = 60;
+/// The default largest age of a request, in seconds (the Standard Webhooks libraries' tolerance).
+pub const DEFAULT_MAX_AGE: i64 = 300;
+
+/// Why a request does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("the timestamp `{0}` is not a number of seconds")]
+    BadTimestamp(String),
+    #[error("the request is too old: signed {age} s ago, the limit is {max_age} s")]
+    Expired { age: i64, max_age: i64 },
+    #[error("the timestamp is {ahead} s in the future (more than {FUTURE_SKEW} s ahead)")]
+    FromTheFuture { ahead: i64 },
+    #[error("no signature was given")]
+    Missing,
+    #[error("the signature is not well formed: {0}")]
+    Malformed(String),
+    #[error("the signature does not match")]
+    Mismatch,
+    #[error("the standard scheme needs the `webhook-id` header (--id)")]
+    MissingId,
+    #[error("the secret is not a Standard Webhooks secret (`whsec_` followed by base64)")]
+    BadSecret,
+}
+
+/// Which scheme `hookline verify` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scheme {
+    /// `X-GLPI-signature` and `X-GLPI-timestamp`.
+    Glpi,
+    /// `webhook-id`, `webhook-timestamp` and `webhook-signature`.
+    Standard,
+}
+
+/// `hookline verify`: checks one received request, its body read from stdin.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    #[arg(long, value_enum)]
+    pub scheme: Scheme,
+    /// The webhook secret (`whsec_…` for the standard scheme).
+    #[arg(long, env = "HOOKLINE_VERIFY_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// The `webhook-id` header (standard scheme).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The `X-GLPI-timestamp` or `webhook-timestamp` header.
+    #[arg(long)]
+    pub timestamp: String,
+    /// The `X-GLPI-signature` or `webhook-signature` header.
+    #[arg(long, allow_hyphen_values = true)]
+    pub signature: String,
+    /// The largest accepted age in seconds (the webhook's expiration delay); 0 accepts any age.
+    #[arg(long, default_value_t = DEFAULT_MAX_AGE)]
+    pub max_age: i64,
+}
+
+impl VerifyArgs {
+    pub fn check(&self, body: &[u8], now: i64) -> Result<(), Rejection> {
+        match self.scheme {
+            Scheme::Glpi => verify_glpi(&self.secret, body, &self.timestamp, &self.signature, now, self.max_age),
+            Scheme::Standard => {
+                let id = self.id.as_deref().ok_or(Rejection::MissingId)?;
+                verify_standard(&self.secret, id, body, &self.timestamp, &self.signature, now, self.max_age)
+            }
+        }
+    }
+}
+
+fn mac(key: &[u8]) -> Hmac<Sha256> {
+    <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+}
+
+/// Checks a timestamp (decimal Unix seconds) against `now` and `max_age` (0: no age limit).
+pub fn check_timestamp(timestamp: &str, now: i64, max_age: i64) -> Result<i64, Rejection> {
+    let at: i64 = timestamp.trim().parse().map_err(|_| Rejection::BadTimestamp(timestamp.to_owned()))?;
+    if at - now > FUTURE_SKEW {
+        return Err(Rejection::FromTheFuture { ahead: at - now });
+    }
+    if max_age > 0 && now - at > max_age {
+        return Err(Rejection::Expired { age: now - at, max_age });
+    }
+    Ok(at)
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// Verifies GLPI's scheme: `X-GLPI-signature` (hex) over the body followed by
+/// `X-GLPI-timestamp`, keyed with the secret's bytes.
+pub fn verify_glpi(
+    secret: &str,
+    body: &[u8],
+    timestamp: &str,
+    signature: &str,
+    now: i64,
+    max_age: i64,
+) -> Result<(), Rejection> {
+    let at = check_timestamp(timestamp, now, max_age)?;
+    let signature = signature.trim();
+    if signature.is_empty() {
+        return Err(Rejection::Missing);
+    }
+    let given = decode_hex(signature).ok_or_else(|| Rejection::Malformed("expected hexadecimal".into()))?;
+    if given.len() != 32 {
+        return Err(Rejection::Malformed(format!("{} bytes instead of 32", given.len())));
+    }
+    let mut mac = mac(secret.as_bytes());
+    mac.update(body);
+    mac.update(at.to_string().as_bytes());
+    mac.verify_slice(&given).map_err(|_| Rejection::Mismatch)
+}
+
+/// Verifies the Standard Webhooks scheme: one of the space-separated `v1,<base64>` values of
+/// `webhook-signature` is the HMAC of `{webhook-id}.{webhook-timestamp}.{body}`, keyed with
+/// the decoded `whsec_` secret.
+pub fn verify_standard(
+    secret: &str,
+    id: &str,
+    body: &[u8],
+    timestamp: &str,
+    signature: &str,
+    now: i64,
+    max_age: i64,
+) -> Result<(), Rejection> {
+    let key = standard_key(secret).ok_or(Rejection::BadSecret)?;
+    let at = check_timestamp(timestamp, now, max_age)?;
+    let mut seen = false;
+    let mut malformed = None;
+    for candidate in signature.split_whitespace() {
+        let Some(encoded) = candidate.strip_prefix("v1,") else { continue };
+        seen = true;
+        let given = match BASE64.decode(encoded) {
+            Ok(given) if given.len() == 32 => given,
+            Ok(given) => {
+                malformed = Some(format!("{} bytes instead of 32", given.len()));
+                continue;
+            }
+            Err(_) => {
+                malformed = Some("expected base64".into());
+                continue;
+            }
+        };
+        let mut mac = mac(&key);
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(at.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        if mac.verify_slice(&given).is_ok() {
+            return Ok(());
+        }
+    }
+    match (seen, malformed) {
+        (false, _) => Err(Rejection::Missing),
+        (true, Some(reason)) => Err(Rejection::Malformed(reason)),
+        (true, None) => Err(Rejection::Mismatch),
+    }
+}
+
+/// The answer to a CRA challenge: the lowercase hex HMAC-SHA256 of the token, keyed with the
+/// webhook secret's bytes (as GLPI computes it).
+pub fn cra_answer(secret: &str, token: &str) -> String {
+    let mut mac = mac(secret.as_bytes());
+    mac.update(token.as_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::signing::{glpi_signature, standard_signature};
+
+    const NOW: i64 = 1_700_000_000;
+    const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    #[test]
+    fn glpi_signatures_verify_and_tampering_does_not() {
+        let signature = glpi_signature(b"{}", NOW, "s3cret");
+        assert_eq!(verify_glpi("s3cret", b"{}", &NOW.to_string(), &signature, NOW, 300), Ok(()));
+        assert_eq!(verify_glpi("s3cret", b"{ }", &NOW.to_string(), &signature, NOW, 300), Err(Rejection::Mismatch));
+        assert_eq!(verify_glpi("other", b"{}", &NOW.to_string(), &signature, NOW, 300), Err(Rejection::Mismatch));
+    }
+
+    #[test]
+    fn empty_truncated_and_garbled_signatures_never_verify() {
+        let signature = glpi_signature(b"{}", NOW, "s");
+        let ts = NOW.to_string();
+        assert_eq!(verify_glpi("s", b"{}", &ts, "", NOW, 300), Err(Rejection::Missing));
+        assert!(matches!(verify_glpi("s", b"{}", &ts, &signature[..62], NOW, 300), Err(Rejection::Malformed(_))));
+        assert!(matches!(verify_glpi("s", b"{}", &ts, &signature[..2], NOW, 300), Err(Rejection::Malformed(_))));
+        assert!(matches!(verify_glpi("s", b"{}", &ts, "zz", NOW, 300), Err(Rejection::Malformed(_))));
+        let key = standard_key(WHSEC).expect("key");
+        let good = standard_signature("msg", NOW, b"{}", &key);
+        assert_eq!(verify_standard(WHSEC, "msg", b"{}", &ts, &good, NOW, 300), Ok(()));
+        assert_eq!(verify_standard(WHSEC, "msg", b"{}", &ts, "", NOW, 300), Err(Rejection::Missing));
+        assert_eq!(
+            verify_standard(WHSEC, "msg", b"{}", &ts, "v1,", NOW, 300),
+            Err(Rejection::Malformed("0 bytes instead of 32".into()))
+        );
+        assert!(verify_standard(WHSEC, "msg", b"{}", &ts, &good[..20], NOW, 300).is_err());
+    }
+
+    #[test]
+    fn stale_and_future_timestamps_are_rejected() {
+        let old = NOW - 301;
+        let signature = glpi_signature(b"{}", old, "s");
+        assert_eq!(
+            verify_glpi("s", b"{}", &old.to_string(), &signature, NOW, 300),
+            Err(Rejection::Expired { age: 301, max_age: 300 })
+        );
+        let ahead = NOW + 61;
+        let signature = glpi_signature(b"{}", ahead, "s");
+        assert_eq!(
+            verify_glpi("s", b"{}", &ahead.to_string(), &signature, NOW, 300),
+            Err(Rejection::FromTheFuture { ahead: 61 })
+        );
+        let signature = glpi_signature(b"{}", old, "s");
+        assert_eq!(verify_glpi("s", b"{}", &old.to_string(), &signature, NOW, 0), Ok(()), "0 disables the age check");
+    }
+
+    #[test]
+    fn one_of_several_standard_signatures_is_enough() {
+        let key = standard_key(WHSEC).expect("key");
+        let good = standard_signature("msg", NOW, b"{}", &key);
+        let header = format!("v1,AAAA v1a,xyz {good}");
+        assert_eq!(verify_standard(WHSEC, "msg", b"{}", &NOW.to_string(), &header, NOW, 300), Ok(()));
+    }
+
+    #[test]
+    fn the_cra_answer_is_the_hex_hmac_of_the_token() {
+        assert_eq!(
+            cra_answer("key", "The quick brown fox jumps over the lazy dog"),
+            "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+    }
+}
