@@ -33,6 +33,9 @@ pub struct BenchArgs {
     /// Events per second in the latency run.
     #[arg(long, default_value_t = 500)]
     pub rate: u64,
+    /// Webhooks fired by each event of the latency run (deliveries per second = rate x fanout).
+    #[arg(long, default_value_t = 1)]
+    pub fanout: usize,
     /// Length of the latency run.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
@@ -270,6 +273,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         println!("{} subscribers attached to queueUpdates", args.subscribers);
     }
     let expected = (args.webhooks * args.items) as u64;
+    let (server_cpu, own_cpu) = (cpu_seconds(server.child.id()), cpu_seconds(Some(std::process::id())));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..args.clients {
@@ -294,6 +298,23 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         elapsed.as_secs_f64(),
         enqueued.as_secs_f64()
     );
+    if args.oauth {
+        println!(
+            "OAuth: {} token requests; {} of the {expected} deliveries arrived without the token",
+            arrivals.tokens.load(Ordering::Relaxed),
+            arrivals.unauthorized.load(Ordering::Relaxed)
+        );
+    }
+    let used = |before: Option<f64>, pid: Option<u32>| Some(cpu_seconds(pid)? - before?);
+    if let (Some(server_used), Some(own_used)) =
+        (used(server_cpu, server.child.id()), used(own_cpu, Some(std::process::id())))
+    {
+        println!(
+            "CPU during the throughput run: server {server_used:.2} s, benchmark clients and receiver {own_used:.2} s \
+             (over {:.2} s, 2 cores)",
+            elapsed.as_secs_f64()
+        );
+    }
 
     // The ceiling: the same receiver driven by a bare HTTP client loop, same concurrency.
     let concurrency = 64;
@@ -320,8 +341,11 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
 
     // Latency at a steady rate, one matching webhook.
     gql(&client, addr, "mutation { createItemtype(input: {name: \"BenchLatency\"}) { name } }", json!({})).await?;
-    let input = json!({"name": "latency", "entityId": "0", "itemtype": "BenchLatency", "event": "NEW", "url": url});
-    gql(&client, addr, CREATE_WEBHOOK, json!({"input": input})).await?;
+    for n in 0..args.fanout.max(1) {
+        let input =
+            json!({"name": format!("latency {n}"), "entityId": "0", "itemtype": "BenchLatency", "event": "NEW", "url": url});
+        gql(&client, addr, CREATE_WEBHOOK, json!({"input": input})).await?;
+    }
     arrivals.track_names.store(true, Ordering::Relaxed);
     let total = args.rate * args.seconds;
     let cpu_before = cpu_seconds(server.child.id());
@@ -359,9 +383,14 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     from_response.sort_by(f64::total_cmp);
     from_request.sort_by(f64::total_cmp);
     println!(
-        "latency at {}/s for {} s: {} of {total} arrived; mutation response -> arrival p50 {:.2} ms, p99 {:.2} ms; \
+        "latency at {}/s{} for {} s: {} of {total} arrived; mutation response -> arrival p50 {:.2} ms, p99 {:.2} ms; \
          mutation sent -> arrival p50 {:.2} ms, p99 {:.2} ms",
         args.rate,
+        if args.fanout > 1 {
+            format!(" x {} webhooks = {} deliveries/s (to the last arrival)", args.fanout, args.rate * args.fanout as u64)
+        } else {
+            String::new()
+        },
         args.seconds,
         from_response.len(),
         percentile(&from_response, 0.5),
@@ -381,13 +410,6 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         for task in subscribers {
             task.abort();
         }
-    }
-    if args.oauth {
-        println!(
-            "OAuth: {} token requests; {} deliveries arrived without the token",
-            arrivals.tokens.load(Ordering::Relaxed),
-            arrivals.unauthorized.load(Ordering::Relaxed)
-        );
     }
     match peak_rss_mib(server.child.id()) {
         Some(mib) => println!("server peak memory (VmHWM): {mib:.1} MiB"),

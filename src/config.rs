@@ -107,7 +107,7 @@ impl Default for RawConfig {
             max_rendered_size: 1024 * 1024,
             subscription_buffer: 1024,
             stats_interval: "250ms".into(),
-            subscription_rate: 20_000,
+            subscription_rate: 5_000,
             allow_private_targets: false,
             allowed_networks: String::new(),
             cra_cache: "10m".into(),

@@ -68,6 +68,10 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
     let schema = state.schema.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        // Clients send small messages; each poll of the connection zeroes this much of its
+        // read buffer first (tungstenite), and the 128 KiB default made every subscription
+        // message cost a 128 KiB memset.
+        .read_buffer_size(4096)
         .on_upgrade(move |socket| crate::websocket::serve(socket, schema, protocol))
         .into_response()
 }

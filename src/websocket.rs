@@ -27,7 +27,7 @@ const MAX_BATCH: usize = 256;
 /// The shortest time between two flushes of one connection: a message after a quiet spell
 /// goes out at once; in a stream of messages, those that come within this time share one
 /// write (and the client one read).
-const LINGER: Duration = Duration::from_millis(10);
+const LINGER: Duration = Duration::from_millis(25);
 
 pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSocketProtocols) {
     let (mut sink, incoming) = socket.split();

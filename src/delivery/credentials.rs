@@ -150,11 +150,13 @@ struct Token {
     until: Instant,
 }
 
-/// Access tokens by webhook. One request per webhook fetches a token while the others wait
-/// for it, so a burst of deliveries costs one token request.
+/// Access tokens by webhook. A valid token is read without waiting; when it must be fetched,
+/// one request per webhook does it while the others wait for its result, so a burst of
+/// deliveries costs one token request.
 #[derive(Default)]
 pub struct TokenCache {
-    slots: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Option<Token>>>>>,
+    tokens: Mutex<HashMap<i64, Token>>,
+    fetching: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// How long a token without `expires_in` or a JWT `exp` is used.
@@ -169,9 +171,14 @@ struct TokenResponse {
 }
 
 impl TokenCache {
-    fn slot(&self, webhook_id: i64) -> Arc<tokio::sync::Mutex<Option<Token>>> {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.entry(webhook_id).or_default().clone()
+    /// The cached token of the webhook, if it is still good and not `rejected`.
+    fn cached(&self, webhook_id: i64, version: DateTime<Utc>, rejected: Option<&SecretString>) -> Option<SecretString> {
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let token = tokens.get(&webhook_id)?;
+        let usable = token.version == version
+            && token.until > Instant::now()
+            && rejected.is_none_or(|r| r.expose_secret() != token.value.expose_secret());
+        usable.then(|| token.value.clone())
     }
 
     /// A token for the webhook: the cached one unless it expired, its webhook changed, or it
@@ -184,19 +191,19 @@ impl TokenCache {
         client: &OAuthClient,
         rejected: Option<&SecretString>,
     ) -> Result<SecretString, String> {
-        let slot = self.slot(webhook_id);
-        let mut cached = slot.lock().await;
-        if let Some(token) = cached.as_ref()
-            && token.version == version
-            && token.until > Instant::now()
-            && rejected.is_none_or(|r| r.expose_secret() != token.value.expose_secret())
-        {
-            return Ok(token.value.clone());
+        if let Some(token) = self.cached(webhook_id, version, rejected) {
+            return Ok(token);
         }
-        *cached = None;
+        let gate = self.fetching.lock().unwrap_or_else(|p| p.into_inner()).entry(webhook_id).or_default().clone();
+        let _fetching = gate.lock().await;
+        // Another request may have fetched it meanwhile.
+        if let Some(token) = self.cached(webhook_id, version, rejected) {
+            return Ok(token);
+        }
         let (value, lifetime) = request_token(http, client).await?;
         let until = Instant::now() + lifetime.saturating_sub((lifetime / 5).min(Duration::from_secs(30)));
-        *cached = Some(Token { value: value.clone(), version, until });
+        let token = Token { value: value.clone(), version, until };
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(webhook_id, token);
         Ok(value)
     }
 }
