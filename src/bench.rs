@@ -342,8 +342,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     // Latency at a steady rate, one matching webhook.
     gql(&client, addr, "mutation { createItemtype(input: {name: \"BenchLatency\"}) { name } }", json!({})).await?;
     for n in 0..args.fanout.max(1) {
-        let input =
-            json!({"name": format!("latency {n}"), "entityId": "0", "itemtype": "BenchLatency", "event": "NEW", "url": url});
+        let input = json!({"name": format!("latency {n}"), "entityId": "0", "itemtype": "BenchLatency", "event": "NEW", "url": url});
         gql(&client, addr, CREATE_WEBHOOK, json!({"input": input})).await?;
     }
     arrivals.track_names.store(true, Ordering::Relaxed);
@@ -387,7 +386,11 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
          mutation sent -> arrival p50 {:.2} ms, p99 {:.2} ms",
         args.rate,
         if args.fanout > 1 {
-            format!(" x {} webhooks = {} deliveries/s (to the last arrival)", args.fanout, args.rate * args.fanout as u64)
+            format!(
+                " x {} webhooks = {} deliveries/s (to the last arrival)",
+                args.fanout,
+                args.rate * args.fanout as u64
+            )
         } else {
             String::new()
         },

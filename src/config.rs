@@ -75,6 +75,9 @@ struct RawConfig {
     /// `HOOKLINE_SUBSCRIPTION_RATE`: most `queueUpdates` messages per second over all the
     /// subscribers of a process, shared evenly; beyond it updates are missed (and counted).
     subscription_rate: u32,
+    /// `HOOKLINE_WS_PING_INTERVAL`: how often WebSocket connections are pinged; one silent
+    /// for four intervals is closed.
+    ws_ping_interval: String,
     /// `HOOKLINE_ALLOW_PRIVATE_TARGETS`: let webhooks, token and CRA URLs reach loopback,
     /// private and other special addresses (tests and development only).
     allow_private_targets: bool,
@@ -108,6 +111,7 @@ impl Default for RawConfig {
             subscription_buffer: 1024,
             stats_interval: "250ms".into(),
             subscription_rate: 5_000,
+            ws_ping_interval: "15s".into(),
             allow_private_targets: false,
             allowed_networks: String::new(),
             cra_cache: "10m".into(),
@@ -133,6 +137,7 @@ pub struct DeliveryConfig {
     pub subscription_rate: u32,
     pub targets: TargetPolicy,
     pub cra_cache: Duration,
+    pub ws_ping_interval: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -194,6 +199,14 @@ impl DeliveryConfig {
                 allowed_networks: parse_networks(&raw.allowed_networks)?,
             },
             cra_cache: duration("cra_cache", &raw.cra_cache)?,
+            ws_ping_interval: match duration("ws_ping_interval", &raw.ws_ping_interval)? {
+                zero if zero.is_zero() => {
+                    return Err(ConfigError(
+                        "key `ws_ping_interval` (HOOKLINE_WS_PING_INTERVAL): must be more than 0".into(),
+                    ));
+                }
+                interval => interval,
+            },
         })
     }
 }

@@ -66,13 +66,14 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
         Err(err) => return err.into_response(),
     };
     let schema = state.schema.clone();
+    let ping_every = state.app.pipeline.config.ws_ping_interval;
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         // Clients send small messages; each poll of the connection zeroes this much of its
         // read buffer first (tungstenite), and the 128 KiB default made every subscription
         // message cost a 128 KiB memset.
         .read_buffer_size(4096)
-        .on_upgrade(move |socket| crate::websocket::serve(socket, schema, protocol))
+        .on_upgrade(move |socket| crate::websocket::serve(socket, schema, protocol, ping_every))
         .into_response()
 }
 

@@ -2,9 +2,9 @@
 //!
 //! async-graphql speaks the protocol; this loop carries its messages. It writes every message
 //! that is ready before flushing once (a burst of subscription messages costs one write, not
-//! one per message), pings the client every [`PING_EVERY`] (a WebSocket ping, which browsers
-//! and client libraries answer by themselves, plus `ka` for the older protocol's clients) and
-//! closes a connection from which nothing, not even a pong, came for [`SILENCE_LIMIT`].
+//! one per message), pings the client every `ping_every` (a WebSocket ping, which browsers and
+//! client libraries answer by themselves, plus `ka` for the older protocol's clients) and
+//! closes a connection from which nothing, not even a pong, came for four of those intervals.
 
 use std::{
     sync::{Arc, Mutex},
@@ -20,8 +20,6 @@ use futures_util::{FutureExt, SinkExt, StreamExt, future};
 
 use crate::graphql::Caller;
 
-pub const PING_EVERY: Duration = Duration::from_secs(15);
-pub const SILENCE_LIMIT: Duration = Duration::from_secs(60);
 /// Most messages written before one flush.
 const MAX_BATCH: usize = 256;
 /// The shortest time between two flushes of one connection: a message after a quiet spell
@@ -29,7 +27,7 @@ const MAX_BATCH: usize = 256;
 /// write (and the client one read).
 const LINGER: Duration = Duration::from_millis(25);
 
-pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSocketProtocols) {
+pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSocketProtocols, ping_every: Duration) {
     let (mut sink, incoming) = socket.split();
     let heard = Arc::new(Mutex::new(Instant::now()));
     let input = {
@@ -57,7 +55,7 @@ pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSoc
         })
         .ready_chunks(MAX_BATCH);
     futures_util::pin_mut!(outgoing);
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut flushed = Instant::now() - LINGER;
     loop {
         tokio::select! {
@@ -85,7 +83,7 @@ pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSoc
                 flushed = Instant::now();
             }
             _ = ping.tick() => {
-                if heard.lock().unwrap_or_else(|p| p.into_inner()).elapsed() > SILENCE_LIMIT {
+                if heard.lock().unwrap_or_else(|p| p.into_inner()).elapsed() > ping_every * 4 {
                     tracing::debug!("closing a silent WebSocket connection");
                     break;
                 }

@@ -234,3 +234,69 @@ async fn a_subscriber_of_one_process_sees_the_sends_of_another() {
         .await
         .ok();
 }
+
+fn pinging(config: &mut hookline::config::Config) {
+    config.delivery.ws_ping_interval = Duration::from_millis(200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_older_graphql_ws_protocol_streams_updates_and_keep_alives() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+    each_backend_with(pinging, async |app| {
+        let receiver = Receiver::start().await;
+        app.data(CREATE_WEBHOOK, hook(&receiver, &json!("0"))).await;
+        let mut request = format!("ws://{}/graphql", app.addr).into_client_request().expect("request");
+        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-ws"));
+        let (mut socket, response) = tokio_tungstenite::connect_async(request).await.expect("connects");
+        assert_eq!(response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()), Some("graphql-ws"));
+        let send = |value: Value| Message::text(value.to_string());
+        socket.send(send(json!({"type": "connection_init", "payload": {}}))).await.expect("init");
+        let start = json!({"id": "1", "type": "start", "payload": {"query": UPDATES, "variables": {}}});
+        socket.send(send(start)).await.expect("start");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0"}})).await;
+        let (mut statuses, mut keep_alives, mut acked) = (Vec::new(), 0, false);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while statuses.len() < 3 || keep_alives == 0 {
+            let frame = tokio::time::timeout_at(deadline, socket.next()).await.expect("in time").expect("open");
+            let Message::Text(text) = frame.expect("frame") else { continue };
+            let message: Value = serde_json::from_str(&text).expect("json");
+            match message["type"].as_str() {
+                Some("connection_ack") => acked = true,
+                Some("ka") => keep_alives += 1,
+                Some("data") => {
+                    statuses.push(message["payload"]["data"]["queueUpdates"]["queuedWebhook"]["status"].clone())
+                }
+                _ => panic!("unexpected {message}"),
+            }
+        }
+        assert!(acked);
+        assert_eq!(statuses, vec![json!("PENDING"), json!("SENDING"), json!("SENT")]);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_subscribers_are_pinged_and_kept() {
+    use tokio_tungstenite::tungstenite::Message;
+    each_backend_with(pinging, async |app| {
+        let receiver = Receiver::start().await;
+        app.data(CREATE_WEBHOOK, hook(&receiver, &json!("0"))).await;
+        let mut socket = ws::connect(app.addr).await;
+        ws::subscribe(&mut socket, "u", UPDATES, json!({})).await;
+        // Idle for longer than four ping intervals: the client library answers the pings.
+        let (mut pings, deadline) = (0, tokio::time::Instant::now() + Duration::from_millis(1500));
+        while let Ok(frame) = tokio::time::timeout_at(deadline, socket.next()).await {
+            match frame.expect("open").expect("frame") {
+                Message::Ping(_) => pings += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(pings >= 4, "{pings} pings in 1.5 s");
+        app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0"}})).await;
+        let seen = updates(&mut socket, "u", 3).await;
+        assert_eq!(seen[2]["queuedWebhook"]["status"], "SENT", "the connection is still open");
+    })
+    .await;
+}
