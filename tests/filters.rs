@@ -190,7 +190,7 @@ async fn preview_and_firing_agree_on_random_items_and_criteria() {
             for i in 0..(1 + next(3)) {
                 let op = ops[next(ops.len() as u64) as usize];
                 let field = ["word", "n", "missing"][next(3) as usize];
-                let value = if matches!(op, "lessthan" | "morethan") { next(10).to_string() } else if field == "n" { next(10).to_string() } else { words[next(words.len() as u64) as usize].to_owned() };
+                let value = if matches!(op, "lessthan" | "morethan") || field == "n" { next(10).to_string() } else { words[next(words.len() as u64) as usize].to_owned() };
                 let leaf = json!({"link": links[next(4) as usize], "field": field, "searchtype": op, "value": value});
                 criteria.push(if i == 1 && next(2) == 0 { json!({"link": links[next(4) as usize], "criteria": [leaf]}) } else { leaf });
             }

@@ -32,6 +32,7 @@ enum WebhookCategories {
 }
 
 #[derive(DeriveIden)]
+#[allow(clippy::enum_variant_names)] // `ParentItemtypes` is the column's name
 enum Itemtypes {
     Table,
     Name,
