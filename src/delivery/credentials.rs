@@ -89,15 +89,20 @@ pub async fn challenge(http: &HttpSender, url: &str, secret: &SecretString) -> C
 /// When a webhook (at a version) passed a challenge, by webhook and URL.
 type Validated = HashMap<(i64, String), (DateTime<Utc>, Instant)>;
 
-/// Successful challenges by webhook and URL, kept for a while.
+/// The last challenge of a webhook and URL: when it ended and how.
+type LastChallenge = Option<(Instant, Result<(), String>)>;
+
+/// Successful challenges by webhook and URL, kept for a while. One challenge per webhook and
+/// URL runs at a time; deliveries that waited for it take its result.
 pub struct ChallengeCache {
     ttl: Duration,
     validated: Mutex<Validated>,
+    running: Mutex<HashMap<(i64, String), Arc<tokio::sync::Mutex<LastChallenge>>>>,
 }
 
 impl ChallengeCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, validated: Mutex::new(HashMap::new()) }
+        Self { ttl, validated: Mutex::new(HashMap::new()), running: Mutex::new(HashMap::new()) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Validated> {
@@ -132,13 +137,29 @@ impl ChallengeCache {
         if self.is_valid(webhook_id, version, url) {
             return Ok(());
         }
-        let result = challenge(http, url, secret).await;
-        if result.valid {
+        let waited_from = Instant::now();
+        let gate = {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            if running.len() > 10_000 {
+                running.retain(|_, gate| Arc::strong_count(gate) > 1);
+            }
+            running.entry((webhook_id, url.to_owned())).or_default().clone()
+        };
+        let mut last = gate.lock().await;
+        if let Some((ended, result)) = last.as_ref()
+            && *ended >= waited_from
+        {
+            return result.clone();
+        }
+        let outcome = challenge(http, url, secret).await;
+        let result = if outcome.valid {
             self.remember(webhook_id, version, url);
             Ok(())
         } else {
-            Err(result.message)
-        }
+            Err(outcome.message)
+        };
+        *last = Some((Instant::now(), result.clone()));
+        result
     }
 }
 
