@@ -231,17 +231,21 @@ impl TokenCache {
 
 /// POSTs `grant_type=client_credentials` with the client id and secret to the token URL.
 async fn request_token(http: &HttpSender, client: &OAuthClient) -> Result<(SecretString, Duration), String> {
-    let url = url::Url::parse(&client.token_url)
-        .map_err(|e| format!("OAuth: the token URL `{}` is not valid: {e}", client.token_url))?;
+    let url = url::Url::parse(&client.token_url).map_err(|e| format!("OAuth: the token URL is not valid: {e}"))?;
+    // Shown in errors without any user or password it carries.
+    let shown = {
+        let mut shown = url.clone();
+        shown.set_username("").ok();
+        shown.set_password(None).ok();
+        shown.to_string()
+    };
     let form = [
         ("grant_type", "client_credentials"),
         ("client_id", client.client_id.as_str()),
         ("client_secret", client.client_secret.expose_secret()),
     ];
-    let (status, body) = http
-        .post_form(url, &form)
-        .await
-        .map_err(|e| format!("OAuth: token request to {} failed: {e}", client.token_url))?;
+    let (status, body) =
+        http.post_form(url, &form).await.map_err(|e| format!("OAuth: token request to {} failed: {e}", shown))?;
     let parsed: Option<TokenResponse> = serde_json::from_str(&body).ok();
     if !(200..300).contains(&status) {
         let reason = parsed
@@ -249,15 +253,15 @@ async fn request_token(http: &HttpSender, client: &OAuthClient) -> Result<(Secre
                 p.error.map(|e| format!("{e}{}", p.error_description.map(|d| format!(": {d}")).unwrap_or_default()))
             })
             .unwrap_or_default();
-        return Err(format!("OAuth: the token endpoint {} answered HTTP {status} {reason}", client.token_url)
+        return Err(format!("OAuth: the token endpoint {} answered HTTP {status} {reason}", shown)
             .trim_end()
             .to_owned());
     }
     let Some(response) = parsed else {
-        return Err(format!("OAuth: the token endpoint {} did not answer a JSON token response", client.token_url));
+        return Err(format!("OAuth: the token endpoint {} did not answer a JSON token response", shown));
     };
     let Some(token) = response.access_token.filter(|t| !t.is_empty()) else {
-        return Err(format!("OAuth: the token endpoint {} answered without an access_token", client.token_url));
+        return Err(format!("OAuth: the token endpoint {} answered without an access_token", shown));
     };
     let expires_in = match response.expires_in {
         Some(serde_json::Value::Number(n)) => n.as_f64(),
