@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource, WebSocketProtocols};
+use async_graphql::http::{GraphiQLSource, WebSocketProtocols};
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::{
     Router,
@@ -68,7 +68,8 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
     let schema = state.schema.clone();
     let ping_every = state.app.pipeline.config.ws_ping_interval;
     upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        // Answer with the subprotocol that will be spoken (the client's first known one).
+        .protocols([protocol.sec_websocket_protocol()])
         // Clients send small messages; each poll of the connection zeroes this much of its
         // read buffer first (tungstenite), and the 128 KiB default made every subscription
         // message cost a 128 KiB memset.

@@ -87,11 +87,13 @@ fn mac(key: &[u8]) -> Hmac<Sha256> {
 /// Checks a timestamp (decimal Unix seconds) against `now` and `max_age` (0: no age limit).
 pub fn check_timestamp(timestamp: &str, now: i64, max_age: i64) -> Result<i64, Rejection> {
     let at: i64 = timestamp.trim().parse().map_err(|_| Rejection::BadTimestamp(timestamp.to_owned()))?;
-    if at - now > FUTURE_SKEW {
-        return Err(Rejection::FromTheFuture { ahead: at - now });
+    // Far-off values (a header is the sender's to choose) must not overflow.
+    let ahead = at.checked_sub(now).ok_or_else(|| Rejection::BadTimestamp(timestamp.to_owned()))?;
+    if ahead > FUTURE_SKEW {
+        return Err(Rejection::FromTheFuture { ahead });
     }
-    if max_age > 0 && now - at > max_age {
-        return Err(Rejection::Expired { age: now - at, max_age });
+    if max_age > 0 && -ahead > max_age {
+        return Err(Rejection::Expired { age: -ahead, max_age });
     }
     Ok(at)
 }
@@ -234,6 +236,13 @@ mod tests {
         );
         let signature = glpi_signature(b"{}", old, "s");
         assert_eq!(verify_glpi("s", b"{}", &old.to_string(), &signature, NOW, 0), Ok(()), "0 disables the age check");
+    }
+
+    #[test]
+    fn extreme_timestamps_are_rejected_without_overflow() {
+        for ts in [i64::MIN.to_string(), i64::MAX.to_string(), "-9223372036854775808".into(), "1e3".into(), "".into()] {
+            assert!(check_timestamp(&ts, NOW, 300).is_err(), "{ts}");
+        }
     }
 
     #[test]

@@ -55,8 +55,11 @@ pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSoc
         })
         .ready_chunks(MAX_BATCH);
     futures_util::pin_mut!(outgoing);
+    // A client that neither reads nor answers for this long is dropped (a write blocked on a
+    // client that stopped reading counts too).
+    let silence = ping_every * 4;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-    let mut flushed = Instant::now() - LINGER;
+    let mut flushed = Instant::now().checked_sub(LINGER).unwrap_or_else(Instant::now);
     loop {
         tokio::select! {
             batch = outgoing.next() => {
@@ -64,7 +67,7 @@ pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSoc
                 let mut failed = false;
                 loop {
                     for message in batch {
-                        failed |= sink.feed(message).await.is_err();
+                        failed |= !within(silence, sink.feed(message)).await;
                     }
                     let since = flushed.elapsed();
                     if failed || since >= LINGER {
@@ -77,13 +80,13 @@ pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSoc
                         Some(None) | None => break,
                     }
                 }
-                if failed || sink.flush().await.is_err() {
+                if failed || !within(silence, sink.flush()).await {
                     break;
                 }
                 flushed = Instant::now();
             }
             _ = ping.tick() => {
-                if heard.lock().unwrap_or_else(|p| p.into_inner()).elapsed() > ping_every * 4 {
+                if heard.lock().unwrap_or_else(|p| p.into_inner()).elapsed() > silence {
                     tracing::debug!("closing a silent WebSocket connection");
                     break;
                 }
@@ -93,13 +96,18 @@ pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSoc
                 }
                 let mut failed = false;
                 for message in pings {
-                    failed |= sink.feed(message).await.is_err();
+                    failed |= !within(silence, sink.feed(message)).await;
                 }
-                if failed || sink.flush().await.is_err() {
+                if failed || !within(silence, sink.flush()).await {
                     break;
                 }
             }
         }
     }
     sink.close().await.ok();
+}
+
+/// Whether a write finished well within `limit`.
+async fn within<E>(limit: Duration, write: impl Future<Output = Result<(), E>>) -> bool {
+    matches!(tokio::time::timeout(limit, write).await, Ok(Ok(())))
 }

@@ -43,6 +43,8 @@ struct Target {
     /// `expires_in` of issued tokens (None: left out); `token_error` answers 400 instead.
     expires_in: Option<u64>,
     token_error: bool,
+    /// The token endpoint never answers in time.
+    token_hang: bool,
     /// Deliveries: their Authorization header.
     deliveries: Vec<Option<String>>,
     /// The next delivery answers.
@@ -83,9 +85,16 @@ async fn deliver(State(target): State<Shared>, headers: HeaderMap) -> Response {
     StatusCode::from_u16(status).unwrap_or(StatusCode::OK).into_response()
 }
 
-async fn token(State(target): State<Shared>, body: String) -> Response {
-    let mut target = target.lock().unwrap_or_else(|p| p.into_inner());
-    target.token_requests.push(body);
+async fn token(State(shared): State<Shared>, body: String) -> Response {
+    let hang = {
+        let mut target = shared.lock().unwrap_or_else(|p| p.into_inner());
+        target.token_requests.push(body);
+        target.token_hang
+    };
+    if hang {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let target = shared.lock().unwrap_or_else(|p| p.into_inner());
     if target.token_error {
         let error = json!({"error": "invalid_client", "error_description": "unknown client"});
         return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
@@ -286,6 +295,31 @@ async fn token_endpoint_errors_show_in_last_error_without_the_secret() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_waiting_for_a_failing_token_request_share_its_failure() {
+    each_backend_with(
+        |c| {
+            quick(c);
+            c.delivery.retry.schedule = vec![Duration::from_secs(60)];
+        },
+        async |app| {
+            let (base, target) = start_target(Target { token_hang: true, ..Default::default() }).await;
+            webhook(app, oauth(&base)).await;
+            for _ in 0..5 {
+                ticket(app).await;
+            }
+            let rows = app.wait_queue(5, &["RETRYING"]).await;
+            for row in &rows {
+                let error = row["lastError"].as_str().unwrap_or_default();
+                assert!(error.contains("OAuth") && error.contains("timeout"), "{error}");
+            }
+            let requests = lock(&target).token_requests.len();
+            assert!(requests <= 2, "{requests} token requests for 5 deliveries waiting on the same endpoint");
+        },
+    )
+    .await;
+}
+
 fn closed(config: &mut hookline::config::Config) {
     quick(config);
     config.delivery.targets.allow_private = false;
@@ -315,6 +349,15 @@ async fn literal_private_addresses_are_refused_when_saved() {
             "url": "https://example.com/hook", "useOauth": true, "oauthUrl": "http://192.168.0.1/token",
             "clientId": "c", "clientSecret": "s"}});
         app.assert_error(CREATE_WEBHOOK, input, "VALIDATION", "oauthUrl").await;
+        for (field, url) in
+            [("url", "https://user:pw@example.com/hook"), ("oauthUrl", "https://id:secret@auth.example.com/token")]
+        {
+            let mut input = json!({"name": "creds", "entityId": "0", "itemtype": "Ticket", "event": "NEW",
+                "url": "https://example.com/hook", "useOauth": true, "oauthUrl": "https://auth.example.com/token",
+                "clientId": "c", "clientSecret": "s"});
+            input[field] = json!(url);
+            app.assert_error(CREATE_WEBHOOK, json!({ "input": input }), "VALIDATION", "user or password").await;
+        }
         let listed = app.data("{ webhooks(first: 10) { totalCount } }", json!({})).await;
         assert_eq!(listed["webhooks"]["totalCount"], 0, "nothing stored");
     })
@@ -330,7 +373,8 @@ async fn a_name_resolving_to_loopback_is_refused_at_send_time_unless_allowed() {
         ticket(app).await;
         let rows = app.wait_queue(1, &["RETRYING"]).await;
         let error = rows[0]["lastError"].as_str().unwrap_or_default();
-        assert!(error.contains("127.0.0.1 (loopback)") && error.contains("HOOKLINE_ALLOWED_NETWORKS"), "{error}");
+        assert!(error.contains("not public (loopback)") && error.contains("HOOKLINE_ALLOWED_NETWORKS"), "{error}");
+        assert!(!error.contains("127.0.0.1"), "the resolved address is not shown: {error}");
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(receiver.requests().is_empty(), "nothing reached loopback");
     })

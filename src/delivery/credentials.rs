@@ -86,23 +86,63 @@ pub async fn challenge(http: &HttpSender, url: &str, secret: &SecretString) -> C
     }
 }
 
+/// The last run of a gate: when it ended and what it gave.
+type LastRun<T> = Arc<tokio::sync::Mutex<Option<(Instant, T)>>>;
+
+/// One run at a time per key (a challenge, a token request). Those who waited for a run take
+/// its result, success or failure, instead of running again: a burst of deliveries to a
+/// failing endpoint costs one request, not one per delivery in turn.
+struct Gates<K, T> {
+    gates: Mutex<HashMap<K, LastRun<T>>>,
+}
+
+impl<K, T> Default for Gates<K, T> {
+    fn default() -> Self {
+        Self { gates: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, T: Clone> Gates<K, T> {
+    /// `cached()` when it has a result once the gate is ours; else the result of a run that
+    /// ended while we waited; else `run`'s.
+    async fn run(&self, key: K, cached: impl Fn() -> Option<T>, run: impl Future<Output = T>) -> T {
+        let waited_from = Instant::now();
+        let gate = {
+            let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+            if gates.len() > 10_000 {
+                gates.retain(|_, gate| Arc::strong_count(gate) > 1);
+            }
+            gates.entry(key).or_default().clone()
+        };
+        let mut last = gate.lock().await;
+        if let Some(result) = cached() {
+            return result;
+        }
+        if let Some((ended, result)) = last.as_ref()
+            && *ended >= waited_from
+        {
+            return result.clone();
+        }
+        let result = run.await;
+        *last = Some((Instant::now(), result.clone()));
+        result
+    }
+}
+
 /// When a webhook (at a version) passed a challenge, by webhook and URL.
 type Validated = HashMap<(i64, String), (DateTime<Utc>, Instant)>;
 
-/// The last challenge of a webhook and URL: when it ended and how.
-type LastChallenge = Option<(Instant, Result<(), String>)>;
-
-/// Successful challenges by webhook and URL, kept for a while. One challenge per webhook and
-/// URL runs at a time; deliveries that waited for it take its result.
+/// Successful challenges by webhook and URL, kept for a while. One challenge per webhook
+/// version and URL runs at a time.
 pub struct ChallengeCache {
     ttl: Duration,
     validated: Mutex<Validated>,
-    running: Mutex<HashMap<(i64, String), Arc<tokio::sync::Mutex<LastChallenge>>>>,
+    running: Gates<(i64, DateTime<Utc>, String), Result<(), String>>,
 }
 
 impl ChallengeCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, validated: Mutex::new(HashMap::new()), running: Mutex::new(HashMap::new()) }
+        Self { ttl, validated: Mutex::new(HashMap::new()), running: Gates::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Validated> {
@@ -137,29 +177,18 @@ impl ChallengeCache {
         if self.is_valid(webhook_id, version, url) {
             return Ok(());
         }
-        let waited_from = Instant::now();
-        let gate = {
-            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            if running.len() > 10_000 {
-                running.retain(|_, gate| Arc::strong_count(gate) > 1);
+        let key = (webhook_id, version, url.to_owned());
+        let cached = || self.is_valid(webhook_id, version, url).then_some(Ok(()));
+        let run = async {
+            let outcome = challenge(http, url, secret).await;
+            if outcome.valid {
+                self.remember(webhook_id, version, url);
+                Ok(())
+            } else {
+                Err(outcome.message)
             }
-            running.entry((webhook_id, url.to_owned())).or_default().clone()
         };
-        let mut last = gate.lock().await;
-        if let Some((ended, result)) = last.as_ref()
-            && *ended >= waited_from
-        {
-            return result.clone();
-        }
-        let outcome = challenge(http, url, secret).await;
-        let result = if outcome.valid {
-            self.remember(webhook_id, version, url);
-            Ok(())
-        } else {
-            Err(outcome.message)
-        };
-        *last = Some((Instant::now(), result.clone()));
-        result
+        self.running.run(key, cached, run).await
     }
 }
 
@@ -177,11 +206,13 @@ struct Token {
 #[derive(Default)]
 pub struct TokenCache {
     tokens: Mutex<HashMap<i64, Token>>,
-    fetching: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    fetching: Gates<(i64, DateTime<Utc>), Result<SecretString, String>>,
 }
 
 /// How long a token without `expires_in` or a JWT `exp` is used.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
+/// The longest a token is used, whatever it says.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
 
 #[derive(Deserialize)]
 struct TokenResponse {
@@ -215,17 +246,16 @@ impl TokenCache {
         if let Some(token) = self.cached(webhook_id, version, rejected) {
             return Ok(token);
         }
-        let gate = self.fetching.lock().unwrap_or_else(|p| p.into_inner()).entry(webhook_id).or_default().clone();
-        let _fetching = gate.lock().await;
-        // Another request may have fetched it meanwhile.
-        if let Some(token) = self.cached(webhook_id, version, rejected) {
-            return Ok(token);
-        }
-        let (value, lifetime) = request_token(http, client).await?;
-        let until = Instant::now() + lifetime.saturating_sub((lifetime / 5).min(Duration::from_secs(30)));
-        let token = Token { value: value.clone(), version, until };
-        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(webhook_id, token);
-        Ok(value)
+        let cached = || self.cached(webhook_id, version, rejected).map(Ok);
+        let fetch = async {
+            let (value, lifetime) = request_token(http, client).await?;
+            let usable = lifetime.saturating_sub((lifetime / 5).min(Duration::from_secs(30)));
+            let until = Instant::now().checked_add(usable).unwrap_or_else(|| Instant::now() + MAX_TOKEN_LIFETIME);
+            let token = Token { value: value.clone(), version, until };
+            self.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(webhook_id, token);
+            Ok(value)
+        };
+        self.fetching.run((webhook_id, version), cached, fetch).await
     }
 }
 
@@ -269,7 +299,7 @@ async fn request_token(http: &HttpSender, client: &OAuthClient) -> Result<(Secre
         _ => None,
     };
     let lifetime = match expires_in {
-        Some(seconds) if seconds > 0.0 => Duration::from_secs_f64(seconds.min(86_400.0 * 365.0)),
+        Some(seconds) if seconds > 0.0 => Duration::from_secs_f64(seconds.min(MAX_TOKEN_LIFETIME.as_secs_f64())),
         _ => jwt_lifetime(&token).unwrap_or(DEFAULT_TOKEN_LIFETIME),
     };
     Ok((SecretString::from(token), lifetime))
@@ -283,7 +313,7 @@ fn jwt_lifetime(token: &str) -> Option<Duration> {
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims.trim_end_matches('=')).ok()?).ok()?;
     let exp = claims.get("exp")?.as_f64()?;
     let left = exp - Utc::now().timestamp() as f64;
-    Some(Duration::from_secs_f64(left.max(0.0)))
+    Some(Duration::from_secs_f64(left.clamp(0.0, MAX_TOKEN_LIFETIME.as_secs_f64())))
 }
 
 #[cfg(test)]
@@ -297,6 +327,8 @@ mod tests {
         let left = jwt_lifetime(&token).expect("a lifetime");
         assert!(left > Duration::from_secs(110) && left <= Duration::from_secs(120), "{left:?}");
         assert_eq!(jwt_lifetime("opaque-token"), None);
+        let far = format!("eyJhbGciOiJIUzI1NiJ9.{}.c2ln", URL_SAFE_NO_PAD.encode("{\"exp\":1e20}"));
+        assert_eq!(jwt_lifetime(&far), Some(MAX_TOKEN_LIFETIME), "capped, not a panic");
     }
 
     #[test]

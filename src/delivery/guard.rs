@@ -42,18 +42,25 @@ impl TargetPolicy {
             _ => return Ok(()),
         };
         match self.refusal(ip) {
-            Some(kind) => Err(refused_message(&ip.to_string(), &[(ip, kind)])),
+            Some(kind) => Err(format!("target `{ip}` refused: {ip} ({kind}) is not a public address; {ALLOW_HINT}")),
             None => Ok(()),
         }
     }
 }
 
-fn refused_message(host: &str, refused: &[(IpAddr, &str)]) -> String {
-    let list: Vec<String> = refused.iter().map(|(ip, kind)| format!("{ip} ({kind})")).collect();
+const ALLOW_HINT: &str =
+    "allow it with HOOKLINE_ALLOWED_NETWORKS (or HOOKLINE_ALLOW_PRIVATE_TARGETS=true in development)";
+
+/// The refusal of a host name. Its addresses are logged, not shown: API users must not learn
+/// the internal network's names and addresses from it.
+fn refused_name(host: &str, refused: &[(IpAddr, &'static str)]) -> String {
+    let mut kinds: Vec<&str> = refused.iter().map(|(_, kind)| *kind).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    tracing::debug!(host, addresses = ?refused, "refused a target that resolves to special addresses");
     format!(
-        "target `{host}` refused: {} is not a public address; allow it with HOOKLINE_ALLOWED_NETWORKS \
-         (or HOOKLINE_ALLOW_PRIVATE_TARGETS=true in development)",
-        list.join(", ")
+        "target `{host}` refused: it resolves to addresses that are not public ({}); {ALLOW_HINT}",
+        kinds.join(", ")
     )
 }
 
@@ -129,11 +136,8 @@ impl Resolve for GuardedResolver {
             if allowed.is_empty() {
                 let refused: Vec<(IpAddr, &str)> =
                     refused.iter().filter_map(|addr| policy.refusal(addr.ip()).map(|kind| (addr.ip(), kind))).collect();
-                let message = if refused.is_empty() {
-                    format!("`{host}` has no address")
-                } else {
-                    refused_message(&host, &refused)
-                };
+                let message =
+                    if refused.is_empty() { format!("`{host}` has no address") } else { refused_name(&host, &refused) };
                 return Err(message.into());
             }
             let addrs: Addrs = Box::new(allowed.into_iter());

@@ -104,7 +104,8 @@ pub fn prepare(
     if let Value::Object(map) = &row.headers {
         for (name, value) in map {
             if let Some(value) = value.as_str() {
-                custom.push((name.clone(), open_header(value, secrets)?));
+                let value = if is_sensitive_header(name) { open_header(value, secrets)? } else { value.to_owned() };
+                custom.push((name.clone(), value));
             }
         }
     }

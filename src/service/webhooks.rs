@@ -121,15 +121,20 @@ pub async fn list(
     Ok(Page::from_fetched(rows, page, total))
 }
 
-/// Refuses a URL whose host is a literal address hookline may not reach (`http://127.0.0.1/`,
-/// `http://[::ffff:10.0.0.1]/`, `http://2130706433/`); host names are checked when resolved,
-/// at send time.
+/// Refuses a URL with a user or password, or whose host is a literal address hookline may not
+/// reach (`http://127.0.0.1/`, `http://[::ffff:10.0.0.1]/`, `http://2130706433/`); host names
+/// are checked when resolved, at send time.
 fn check_targets(settings: &WebhookSettings, targets: &TargetPolicy) -> AppResult<()> {
     for (field, url) in [("url", Some(&settings.url)), ("oauthUrl", settings.oauth_url.as_ref())] {
         let Some(url) = url else { continue };
-        if let Ok(parsed) = url::Url::parse(without_tags(url).trim())
-            && let Err(reason) = targets.check_url(&parsed)
-        {
+        let Ok(parsed) = url::Url::parse(without_tags(url).trim()) else { continue };
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(AppError::validation(format!(
+                "{field}: must not carry a user or password (`user:password@`), which would be stored and shown \
+                 in clear; send credentials in a custom Authorization header (stored encrypted) or use OAuth"
+            )));
+        }
+        if let Err(reason) = targets.check_url(&parsed) {
             return Err(AppError::validation(format!("{field}: {reason}")));
         }
     }

@@ -86,9 +86,10 @@ impl Pipeline {
     }
 
     /// How long a claimed row belongs to its worker: long enough to wait for a host slot
-    /// behind every other attempt and then time out itself.
+    /// behind every other attempt and then time out itself, after a challenge and a token
+    /// request that time out too, and again after a 401.
     pub fn lease(&self) -> Duration {
-        let rounds = (self.config.max_in_flight / self.config.max_per_host) as u32 + 2;
+        let rounds = (self.config.max_in_flight / self.config.max_per_host) as u32 * 2 + 5;
         self.config.http_timeout * rounds + Duration::from_secs(5)
     }
 
