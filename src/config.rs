@@ -78,6 +78,9 @@ struct RawConfig {
     /// `HOOKLINE_WS_PING_INTERVAL`: how often WebSocket connections are pinged; one silent
     /// for four intervals is closed.
     ws_ping_interval: String,
+    /// `HOOKLINE_ALLOWED_ORIGINS`: comma-separated browser origins (`https://dash.example.com`)
+    /// allowed to open WebSocket connections besides the server's own; `*` allows any.
+    allowed_origins: String,
     /// `HOOKLINE_ALLOW_PRIVATE_TARGETS`: let webhooks, token and CRA URLs reach loopback,
     /// private and other special addresses (tests and development only).
     allow_private_targets: bool,
@@ -112,6 +115,7 @@ impl Default for RawConfig {
             stats_interval: "250ms".into(),
             subscription_rate: 5_000,
             ws_ping_interval: "15s".into(),
+            allowed_origins: String::new(),
             allow_private_targets: false,
             allowed_networks: String::new(),
             cra_cache: "10m".into(),
@@ -138,6 +142,8 @@ pub struct DeliveryConfig {
     pub targets: TargetPolicy,
     pub cra_cache: Duration,
     pub ws_ping_interval: Duration,
+    /// Browser origins allowed to open WebSocket connections (besides the server's own).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for DeliveryConfig {
@@ -199,6 +205,12 @@ impl DeliveryConfig {
                 allowed_networks: parse_networks(&raw.allowed_networks)?,
             },
             cra_cache: duration("cra_cache", &raw.cra_cache)?,
+            allowed_origins: raw
+                .allowed_origins
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                .filter(|o| !o.is_empty())
+                .collect(),
             ws_ping_interval: match duration("ws_ping_interval", &raw.ws_ping_interval)? {
                 zero if zero.is_zero() => {
                     return Err(ConfigError(

@@ -49,6 +49,9 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
             .into_response();
     }
     let (mut parts, _body) = request.into_parts();
+    if let Err(refusal) = check_origin(&parts.headers, &state.app.pipeline.config.allowed_origins) {
+        return (StatusCode::FORBIDDEN, refusal).into_response();
+    }
     let protocol = parts
         .headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
@@ -76,6 +79,22 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
         .read_buffer_size(4096)
         .on_upgrade(move |socket| crate::websocket::serve(socket, schema, protocol, ping_every))
         .into_response()
+}
+
+/// A browser says which page opens a WebSocket (`Origin`); other pages than the server's own
+/// and the configured ones are refused, so that a web page cannot use a visitor's access to
+/// hookline (cross-site WebSocket hijacking). Clients that are not browsers send no `Origin`.
+fn check_origin(headers: &axum::http::HeaderMap, allowed: &[String]) -> Result<(), String> {
+    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+    let origin = origin.to_str().unwrap_or_default().trim_end_matches('/').to_ascii_lowercase();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+    let same_site = ["http://", "https://"].iter().any(|scheme| origin.strip_prefix(scheme) == Some(host.as_str()));
+    if same_site || allowed.iter().any(|a| a == "*" || *a == origin) {
+        return Ok(());
+    }
+    Err(format!(
+        "WebSocket connections from pages of `{origin}` are refused; add it to HOOKLINE_ALLOWED_ORIGINS to allow them"
+    ))
 }
 
 /// Ready when the database answers.

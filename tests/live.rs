@@ -300,3 +300,27 @@ async fn idle_subscribers_are_pinged_and_kept() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn websocket_connections_from_other_sites_are_refused_unless_allowed() {
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
+    let attempt = |addr: std::net::SocketAddr, origin: &'static str| async move {
+        let mut request = format!("ws://{addr}/graphql").into_client_request().expect("request");
+        let headers = request.headers_mut();
+        headers.insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
+        headers.insert("Origin", HeaderValue::from_static(origin));
+        tokio_tungstenite::connect_async(request).await.map(|_| ()).map_err(|e| e.to_string())
+    };
+    each_backend_with(
+        |c| c.delivery.allowed_origins = vec!["https://dash.example.com".into()],
+        async |app| {
+            let refused = attempt(app.addr, "https://evil.example").await;
+            assert!(refused.is_err_and(|e| e.contains("403")), "another site is refused");
+            assert!(attempt(app.addr, "https://dash.example.com").await.is_ok(), "a configured origin");
+            let own: &'static str = Box::leak(format!("http://{}", app.addr).into_boxed_str());
+            assert!(attempt(app.addr, own).await.is_ok(), "the server's own pages (GraphiQL)");
+            ws::connect(app.addr).await; // no Origin: not a browser
+        },
+    )
+    .await;
+}
