@@ -111,6 +111,8 @@ pub struct QueueBus {
     refilled: Mutex<std::time::Instant>,
     /// When another process last said it has subscribers.
     remote_seen: Mutex<Option<std::time::Instant>>,
+    /// This process's name in those announcements (its own are not another's).
+    pub process_id: String,
     /// Wakes the announcer when the first subscriber arrives.
     pub announce: tokio::sync::Notify,
 }
@@ -130,6 +132,7 @@ impl QueueBus {
             rate: f64::from(Ord::max(rate, 1)),
             refilled: Mutex::new(std::time::Instant::now()),
             remote_seen: Mutex::new(None),
+            process_id: uuid::Uuid::new_v4().simple().to_string(),
             announce: tokio::sync::Notify::new(),
         }
     }
@@ -168,12 +171,10 @@ impl QueueBus {
         *self.remote_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
     }
 
-    /// Whether changes need to be published at all: a subscriber here, or (on PostgreSQL) one
-    /// in another process lately.
-    pub fn wanted(&self, db: &impl ConnectionTrait) -> bool {
-        if self.has_subscribers() {
-            return true;
-        }
+    /// Whether another process (on PostgreSQL) had subscribers lately: changes then go
+    /// through NOTIFY, which every process (this one included) hands to its subscribers.
+    /// Otherwise they are handed to this process's subscribers directly.
+    pub fn remote_wanted(&self, db: &impl ConnectionTrait) -> bool {
         db.get_database_backend() == DbBackend::Postgres
             && self
                 .remote_seen
@@ -182,11 +183,21 @@ impl QueueBus {
                 .is_some_and(|at| at.elapsed() < REMOTE_SUBSCRIBERS_TTL)
     }
 
+    /// Whether changes need to be published at all: a subscriber here, or (on PostgreSQL) one
+    /// in another process lately.
+    pub fn wanted(&self, db: &impl ConnectionTrait) -> bool {
+        self.has_subscribers() || self.remote_wanted(db)
+    }
+
     /// On PostgreSQL, tells the other processes while this one has subscribers.
     pub async fn announce_subscribers(&self, db: DatabaseConnection, shutdown: tokio_util::sync::CancellationToken) {
         loop {
             if self.has_subscribers() {
-                let statement = Statement::from_string(DbBackend::Postgres, format!("NOTIFY {SUBSCRIBERS_CHANNEL}"));
+                let statement = Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_notify($1, $2)",
+                    [SUBSCRIBERS_CHANNEL.into(), self.process_id.clone().into()],
+                );
                 if let Err(err) = db.execute_raw(statement).await {
                     tracing::warn!(%err, "cannot announce subscribers");
                 }
@@ -248,14 +259,17 @@ impl QueueBus {
         });
     }
 
-    /// Publishes committed changes: locally on SQLite, through NOTIFY on PostgreSQL (every
-    /// process, this one included, receives them from its listener).
+    /// Publishes changes: through NOTIFY when another process has subscribers (every process,
+    /// this one included, receives them from its listener, when `db`'s transaction commits),
+    /// otherwise to this process's subscribers at once (call it after the commit).
     pub async fn publish(&self, db: &impl ConnectionTrait, changes: Vec<QueueChange>) {
-        if changes.is_empty() || !self.wanted(db) {
+        if changes.is_empty() {
             return;
         }
-        if db.get_database_backend() != DbBackend::Postgres {
-            self.deliver_local(changes);
+        if !self.remote_wanted(db) {
+            if self.has_subscribers() {
+                self.deliver_local(changes);
+            }
             return;
         }
         let mut batch = Vec::new();

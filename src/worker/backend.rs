@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use super::Pipeline;
 use crate::{delivery::Signer, service::queue::Outcome};
 
-/// A claimed row, its signer, and the send slot it holds until its outcome is handed over.
+/// A claimed row, its signer, and the send slot it holds until its outcome is written.
 pub struct Delivery {
     pub row: entity::queued_webhooks::Model,
     pub signer: Signer,
@@ -91,11 +91,17 @@ impl BackendConfig for ChannelBackend {
     }
 }
 
+/// An attempt's outcome and the send slot its row holds until the outcome is written.
+pub struct Finished {
+    pub outcome: Outcome,
+    pub slot: OwnedSemaphorePermit,
+}
+
 /// What the delivery handler needs.
 #[derive(Clone)]
 pub struct Handler {
     pub pipeline: Arc<Pipeline>,
-    pub outcomes: mpsc::Sender<Outcome>,
+    pub outcomes: mpsc::Sender<Finished>,
     /// Attempts run as tracked tasks, so that a stop waits for them to finish and be
     /// recorded even when the worker itself is told to stop at once.
     pub attempts: TaskTracker,
@@ -108,10 +114,10 @@ pub async fn deliver(job: Delivery, handler: Data<Handler>) -> Result<(), BoxDyn
     let (pipeline, outcomes) = (handler.pipeline.clone(), handler.outcomes.clone());
     let attempt = handler.attempts.spawn(async move {
         let outcome = pipeline.attempt(row, &signer).await;
-        // Hold the slot until the recorder has the outcome: a slow database slows the claimer.
-        let recorded = outcomes.send(outcome).await;
-        drop(slot);
-        recorded
+        // The slot goes with the outcome and is freed once it is written: a slow database slows
+        // the claimer, and no more rows than there are slots are ever sent but not recorded
+        // (what a crash can make a process send twice).
+        outcomes.send(Finished { outcome, slot }).await
     });
     attempt.await?.map_err(|_| "the recorder has stopped")?;
     Ok(())

@@ -157,7 +157,9 @@ async fn listen(db: DatabaseConnection, pipeline: Arc<Pipeline>, shutdown: Cance
                 _ = shutdown.cancelled() => return,
                 next = listener.recv() => match next {
                     Ok(notification) if notification.channel() == SUBSCRIBERS_CHANNEL => {
-                        pipeline.bus.remote_subscribers_seen();
+                        if notification.payload() != pipeline.bus.process_id {
+                            pipeline.bus.remote_subscribers_seen();
+                        }
                     }
                     Ok(notification) if notification.channel() == CHANGES_CHANNEL => {
                         pipeline.bus.deliver_local(decode(notification.payload()));

@@ -9,6 +9,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::backend::Finished;
 use crate::service::{
     live::{QueueBus, QueueChange},
     queue::{self, Outcome},
@@ -23,10 +24,11 @@ const LINGER: Duration = Duration::from_millis(5);
 pub async fn run(
     db: DatabaseConnection,
     bus: Arc<QueueBus>,
-    mut outcomes: mpsc::Receiver<Outcome>,
+    mut outcomes: mpsc::Receiver<Finished>,
     stop: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut slots = Vec::with_capacity(BATCH);
     loop {
         let first = tokio::select! {
             next = outcomes.recv() => next,
@@ -36,15 +38,21 @@ pub async fn run(
             }
         };
         let Some(first) = first else { return };
-        batch.push(first);
+        batch.push(first.outcome);
+        slots.push(first.slot);
         let deadline = tokio::time::Instant::now() + LINGER;
         while batch.len() < BATCH {
             match tokio::time::timeout_at(deadline, outcomes.recv()).await {
-                Ok(Some(next)) => batch.push(next),
+                Ok(Some(next)) => {
+                    batch.push(next.outcome);
+                    slots.push(next.slot);
+                }
                 Ok(None) | Err(_) => break,
             }
         }
         write(&db, &bus, &mut batch).await;
+        // Written (or given up on: the rows then wait for their lease): the slots are free.
+        slots.clear();
     }
 }
 
