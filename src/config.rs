@@ -79,7 +79,7 @@ struct RawConfig {
     /// for four intervals is closed.
     ws_ping_interval: String,
     /// `HOOKLINE_ALLOWED_ORIGINS`: comma-separated browser origins (`https://dash.example.com`)
-    /// allowed to open WebSocket connections besides the server's own; `*` allows any.
+    /// whose pages may call the API; `*` allows any.
     allowed_origins: String,
     /// `HOOKLINE_ALLOW_PRIVATE_TARGETS`: let webhooks, token and CRA URLs reach loopback,
     /// private and other special addresses (tests and development only).
@@ -142,7 +142,7 @@ pub struct DeliveryConfig {
     pub targets: TargetPolicy,
     pub cra_cache: Duration,
     pub ws_ping_interval: Duration,
-    /// Browser origins allowed to open WebSocket connections (besides the server's own).
+    /// Browser origins whose pages may call the API (besides the server's own).
     pub allowed_origins: Vec<String>,
 }
 

@@ -7,7 +7,7 @@ use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::{
     Router,
     extract::{FromRequestParts, Request, State, WebSocketUpgrade},
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::get,
 };
@@ -32,8 +32,11 @@ pub fn router(app: AppState) -> Router {
         .with_state(HttpState { app, schema })
 }
 
-async fn graphql_post(State(state): State<HttpState>, request: GraphQLRequest) -> GraphQLResponse {
-    state.schema.execute(request.into_inner().data(Caller::local())).await.into()
+async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, request: GraphQLRequest) -> Response {
+    if let Err(refusal) = check_origin(&headers, &state.app.pipeline.config.allowed_origins) {
+        return (StatusCode::FORBIDDEN, refusal).into_response();
+    }
+    GraphQLResponse::from(state.schema.execute(request.into_inner().data(Caller::local())).await).into_response()
 }
 
 /// A WebSocket upgrade starts a subscription connection (`graphql-transport-ws`, or the older
@@ -81,19 +84,34 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
         .into_response()
 }
 
-/// A browser says which page opens a WebSocket (`Origin`); other pages than the server's own
-/// and the configured ones are refused, so that a web page cannot use a visitor's access to
-/// hookline (cross-site WebSocket hijacking). Clients that are not browsers send no `Origin`.
-fn check_origin(headers: &axum::http::HeaderMap, allowed: &[String]) -> Result<(), String> {
+/// A browser names the page behind a request (`Origin`). Pages of other sites are refused,
+/// so that a web page cannot use a visitor's access to hookline (cross-site request forgery,
+/// WebSocket hijacking): only the server's own pages (when reached by an address or
+/// `localhost`: a host name could be an attacker's, rebound to this address) and the
+/// configured origins pass. Clients that are not browsers send no `Origin`.
+fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
     let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
-    let origin = origin.to_str().unwrap_or_default().trim_end_matches('/').to_ascii_lowercase();
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
-    let same_site = ["http://", "https://"].iter().any(|scheme| origin.strip_prefix(scheme) == Some(host.as_str()));
-    if same_site || allowed.iter().any(|a| a == "*" || *a == origin) {
+    let origin = origin.to_str().unwrap_or_default().trim().trim_end_matches('/').to_ascii_lowercase();
+    let site = |text: &str| {
+        url::Url::parse(text)
+            .ok()
+            .map(|u| (u.scheme().to_owned(), u.host_str().map(str::to_owned), u.port_or_known_default()))
+    };
+    let from = site(&origin);
+    if from.is_some() && allowed.iter().any(|a| a == "*" || site(a) == from) {
+        return Ok(());
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    if let Some((scheme, _, _)) = &from
+        && let Ok(target) = url::Url::parse(&format!("{scheme}://{host}"))
+        && site(target.as_str()) == from
+        && (matches!(target.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)))
+            || target.host_str() == Some("localhost"))
+    {
         return Ok(());
     }
     Err(format!(
-        "WebSocket connections from pages of `{origin}` are refused; add it to HOOKLINE_ALLOWED_ORIGINS to allow them"
+        "requests from pages of `{origin}` are refused; add that origin to HOOKLINE_ALLOWED_ORIGINS to allow them"
     ))
 }
 

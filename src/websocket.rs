@@ -67,7 +67,10 @@ pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSoc
                 let mut failed = false;
                 loop {
                     for message in batch {
-                        failed |= !within(silence, sink.feed(message)).await;
+                        if !within(silence, sink.feed(message)).await {
+                            failed = true;
+                            break;
+                        }
                     }
                     let since = flushed.elapsed();
                     if failed || since >= LINGER {
@@ -94,17 +97,18 @@ pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSoc
                 if legacy {
                     pings.push(Message::Text(r#"{"type":"ka"}"#.into()));
                 }
-                let mut failed = false;
+                let mut written = true;
                 for message in pings {
-                    failed |= !within(silence, sink.feed(message)).await;
+                    written = written && within(silence, sink.feed(message)).await;
                 }
-                if failed || !within(silence, sink.flush()).await {
+                if !written || !within(silence, sink.flush()).await {
                     break;
                 }
             }
         }
     }
-    sink.close().await.ok();
+    // A client that stopped reading may never take the close frame: do not wait for it.
+    within(Duration::from_secs(1), sink.close()).await;
 }
 
 /// Whether a write finished well within `limit`.

@@ -324,3 +324,39 @@ async fn websocket_connections_from_other_sites_are_refused_unless_allowed() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn requests_from_other_sites_pages_are_refused() {
+    each_backend(async |app| {
+        let post_as = |origin: &'static str, host: Option<String>| {
+            let client = reqwest::Client::new();
+            let url = app.url("/graphql");
+            async move {
+                let mut request = client.post(url);
+                if let Some(host) = host {
+                    request = request.header("Host", host);
+                }
+                request
+                    .header("Origin", origin)
+                    .header("Content-Type", "text/plain")
+                    .body(r#"{"query": "mutation { createEntity(input: {name: \"csrf\"}) { id } }"}"#)
+                    .send()
+                    .await
+                    .expect("sent")
+                    .status()
+                    .as_u16()
+            }
+        };
+        let post = |origin: &'static str| post_as(origin, None);
+        assert_eq!(post("https://evil.example").await, 403, "a cross-site form post");
+        // DNS rebinding: the attacker's name resolves to the server, so Host and Origin agree.
+        let rebound: &'static str = Box::leak(format!("http://rebind.example:{}", app.addr.port()).into_boxed_str());
+        let host = format!("rebind.example:{}", app.addr.port());
+        assert_eq!(post_as(rebound, Some(host)).await, 403, "a host name is not trusted as the server's own");
+        let own: &'static str = Box::leak(format!("http://{}", app.addr).into_boxed_str());
+        assert_eq!(post(own).await, 200, "the server's own page");
+        let entities = app.data("{ entities { name } }", serde_json::json!({})).await;
+        assert_eq!(entities.to_string().matches("csrf").count(), 1, "only the allowed mutation stored something");
+    })
+    .await;
+}

@@ -116,8 +116,8 @@ async fn finish<T>(state: &AppState, txn: DatabaseTransaction, changed: Changed<
 }
 
 /// Commits, tells subscribers about the queued rows, then wakes the workers: a subscriber
-/// sees a row queued before it sees it claimed. When another PostgreSQL process has
-/// subscribers, the announcement goes out with the commit itself, ahead of any process's claim.
+/// sees a row queued before it sees it claimed. On PostgreSQL the announcement goes out with
+/// the commit itself, ahead of any process's claim.
 pub async fn commit_and_announce(
     state: &AppState,
     txn: DatabaseTransaction,
@@ -129,8 +129,7 @@ pub async fn commit_and_announce(
     } else {
         Vec::new()
     };
-    if bus.remote_wanted(&state.db) {
-        // NOTIFY goes out with the commit, ahead of any process's claim.
+    if state.db.get_database_backend() == DbBackend::Postgres {
         bus.publish(&txn, changes).await;
         txn.commit().await?;
     } else {

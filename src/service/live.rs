@@ -171,22 +171,18 @@ impl QueueBus {
         *self.remote_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
     }
 
-    /// Whether another process (on PostgreSQL) had subscribers lately: changes then go
-    /// through NOTIFY, which every process (this one included) hands to its subscribers.
-    /// Otherwise they are handed to this process's subscribers directly.
-    pub fn remote_wanted(&self, db: &impl ConnectionTrait) -> bool {
+    /// Whether changes need to be published at all: a subscriber here, or (on PostgreSQL) one
+    /// in another process lately.
+    pub fn wanted(&self, db: &impl ConnectionTrait) -> bool {
+        if self.has_subscribers() {
+            return true;
+        }
         db.get_database_backend() == DbBackend::Postgres
             && self
                 .remote_seen
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .is_some_and(|at| at.elapsed() < REMOTE_SUBSCRIBERS_TTL)
-    }
-
-    /// Whether changes need to be published at all: a subscriber here, or (on PostgreSQL) one
-    /// in another process lately.
-    pub fn wanted(&self, db: &impl ConnectionTrait) -> bool {
-        self.has_subscribers() || self.remote_wanted(db)
     }
 
     /// On PostgreSQL, tells the other processes while this one has subscribers.
@@ -259,17 +255,15 @@ impl QueueBus {
         });
     }
 
-    /// Publishes changes: through NOTIFY when another process has subscribers (every process,
-    /// this one included, receives them from its listener, when `db`'s transaction commits),
-    /// otherwise to this process's subscribers at once (call it after the commit).
+    /// Publishes changes: to this process's subscribers on SQLite (call it after the commit),
+    /// through NOTIFY on PostgreSQL, sent when `db`'s transaction commits: every process, this
+    /// one included, receives them from its listener, all in one order.
     pub async fn publish(&self, db: &impl ConnectionTrait, changes: Vec<QueueChange>) {
-        if changes.is_empty() {
+        if changes.is_empty() || !self.wanted(db) {
             return;
         }
-        if !self.remote_wanted(db) {
-            if self.has_subscribers() {
-                self.deliver_local(changes);
-            }
+        if db.get_database_backend() != DbBackend::Postgres {
+            self.deliver_local(changes);
             return;
         }
         let mut batch = Vec::new();

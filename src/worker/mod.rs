@@ -93,6 +93,12 @@ impl Pipeline {
         self.config.http_timeout * rounds + Duration::from_secs(5)
     }
 
+    /// The longest one started attempt can take: a challenge, a token request, the request,
+    /// and the request again with a new token after a 401, each within the timeout.
+    pub fn longest_attempt(&self) -> Duration {
+        self.config.http_timeout * 4 + Duration::from_secs(5)
+    }
+
     /// Makes one attempt of a claimed row and decides what follows. A webhook with CRA is
     /// challenged first (unless a recent success is cached); a failed challenge is not an
     /// attempt: the row waits for its next scheduled retry time, until the schedule's window
@@ -210,7 +216,7 @@ pub async fn run(db: DatabaseConnection, secrets: SecretBox, pipeline: Arc<Pipel
     let schedule = cleanup::schedule(&pipeline.config.cleanup_schedule);
     let concurrency = pipeline.config.max_in_flight;
     let mut monitor = Monitor::new()
-        .shutdown_timeout(pipeline.config.http_timeout + Duration::from_secs(5))
+        .shutdown_timeout(pipeline.longest_attempt())
         .should_restart(|worker, err| {
             tracing::error!(worker = worker.name(), %err, "worker stopped; restarting it");
             true
@@ -247,7 +253,7 @@ pub async fn run(db: DatabaseConnection, secrets: SecretBox, pipeline: Arc<Pipel
     }
     claimer.await.ok();
     attempts.close();
-    if tokio::time::timeout(pipeline.config.http_timeout + Duration::from_secs(5), attempts.wait()).await.is_err() {
+    if tokio::time::timeout(pipeline.longest_attempt(), attempts.wait()).await.is_err() {
         tracing::warn!("attempts still running at stop; their rows resume when their lease ends");
     }
     // Rows claimed but never started go back to the queue untouched.
