@@ -48,6 +48,9 @@ impl TargetPolicy {
     }
 }
 
+/// How every refusal starts.
+pub const REFUSED_PREFIX: &str = "target `";
+
 const ALLOW_HINT: &str =
     "allow it with HOOKLINE_ALLOWED_NETWORKS (or HOOKLINE_ALLOW_PRIVATE_TARGETS=true in development)";
 

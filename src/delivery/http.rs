@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use super::{
     PreparedRequest,
-    guard::{GuardedResolver, TargetPolicy},
+    guard::{GuardedResolver, REFUSED_PREFIX, TargetPolicy},
 };
 use crate::domain::{outcome::AttemptResult, retry::parse_retry_after};
 
@@ -128,8 +128,13 @@ impl HttpSender {
         let mut message = if err.is_connect() { "connection failed".to_owned() } else { "request failed".to_owned() };
         let mut source = std::error::Error::source(err);
         while let Some(cause) = source {
+            let text = cause.to_string();
+            if text.starts_with(REFUSED_PREFIX) {
+                // The address guard's refusal says all there is to say.
+                return text;
+            }
             message.push_str(": ");
-            message.push_str(&cause.to_string());
+            message.push_str(&text);
             source = cause.source();
         }
         message
