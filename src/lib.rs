@@ -85,12 +85,7 @@ impl Application {
         let router = http::router(self.state.clone());
         let shutdown = self.shutdown.clone();
         let state = self.state.clone();
-        let workers = tokio::spawn(worker::run(
-            state.db.clone(),
-            state.secrets.clone(),
-            state.pipeline.clone(),
-            shutdown.clone(),
-        ));
+        let workers = tokio::spawn(worker::run(state.db.clone(), state.pipeline.clone(), shutdown.clone()));
         let served =
             axum::serve(self.listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
         shutdown.cancel();

@@ -287,7 +287,7 @@ impl QueueMutation {
     async fn force_send_queued_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<QueuedWebhook> {
         let s = session(ctx)?;
         let id = numeric_id(&id, "id")?;
-        Ok(QueuedWebhook::from(s.state.pipeline.force_send(&s.state.db, &s.state.secrets, id).await?))
+        Ok(QueuedWebhook::from(s.state.pipeline.force_send(&s.state.db, id).await?))
     }
 
     /// Puts FAILED rows (of one webhook, or all) back to PENDING with a fresh budget; returns

@@ -437,7 +437,7 @@ impl WebhookMutation {
                 .await?;
         let signer = pipeline
             .signers
-            .for_webhooks(&s.state.db, &s.state.secrets, &[id])
+            .for_webhooks(&s.state.db, &pipeline.secrets, &[id])
             .await?
             .remove(&id)
             .ok_or_else(|| AppError::not_found(format!("no webhook with id `{id}`")))?;

@@ -31,7 +31,6 @@ const CLAIM_BATCH: usize = 256;
 
 pub async fn run(
     db: DatabaseConnection,
-    secrets: SecretBox,
     pipeline: Arc<Pipeline>,
     slots: Arc<Semaphore>,
     jobs: mpsc::Sender<Delivery>,
@@ -85,7 +84,7 @@ pub async fn run(
                     .collect();
                 pipeline.bus.publish(&db, changes).await;
             }
-            if let Err(err) = hand_over(&db, &secrets, &pipeline, rows, &mut permit, &jobs).await {
+            if let Err(err) = hand_over(&db, &pipeline, rows, &mut permit, &jobs).await {
                 tracing::warn!(?err, "cannot hand claimed deliveries over");
             }
             if claimed < wanted {
@@ -97,7 +96,6 @@ pub async fn run(
 
 async fn hand_over(
     db: &DatabaseConnection,
-    secrets: &SecretBox,
     pipeline: &Pipeline,
     rows: Vec<entity::queued_webhooks::Model>,
     permit: &mut tokio::sync::OwnedSemaphorePermit,
@@ -109,7 +107,7 @@ async fn hand_over(
     let mut ids: Vec<i64> = rows.iter().map(|r| r.webhook_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let signers = match pipeline.signers.for_webhooks(db, secrets, &ids).await {
+    let signers = match pipeline.signers.for_webhooks(db, &pipeline.secrets, &ids).await {
         Ok(signers) => signers,
         Err(err) => {
             let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();

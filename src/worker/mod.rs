@@ -156,16 +156,11 @@ impl Pipeline {
 
     /// Sends a queued webhook now, whatever its status and budget, and returns the row as the
     /// attempt left it. CONFLICT while the row is being sent.
-    pub async fn force_send(
-        &self,
-        db: &DatabaseConnection,
-        secrets: &SecretBox,
-        id: i64,
-    ) -> AppResult<entity::queued_webhooks::Model> {
+    pub async fn force_send(&self, db: &DatabaseConnection, id: i64) -> AppResult<entity::queued_webhooks::Model> {
         let before = queue::claim_one(db, id, self.lease()).await?;
         let previous = before.status.clone();
         let row = entity::queued_webhooks::Model { status: status::SENDING.into(), ..before };
-        let signer = match self.signers.for_webhooks(db, secrets, &[row.webhook_id]).await {
+        let signer = match self.signers.for_webhooks(db, &self.secrets, &[row.webhook_id]).await {
             Ok(mut signers) => signers.remove(&row.webhook_id),
             Err(err) => {
                 queue::release(db, &[id]).await?;
@@ -187,7 +182,7 @@ impl Pipeline {
 
 /// Runs the workers until `shutdown` is cancelled, then finishes in-flight attempts, gives
 /// claimed but unstarted rows back and writes every outcome.
-pub async fn run(db: DatabaseConnection, secrets: SecretBox, pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
+pub async fn run(db: DatabaseConnection, pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
     if db.get_database_backend() == DbBackend::Sqlite {
         // A SQLite database has one hookline process: anything `sending` was cut off.
         match queue::release_abandoned(&db, true).await {
@@ -202,8 +197,7 @@ pub async fn run(db: DatabaseConnection, secrets: SecretBox, pipeline: Arc<Pipel
     let jobs = backend::ChannelBackend::new(jobs_rx);
     let stop_recorder = CancellationToken::new();
 
-    let claimer =
-        tokio::spawn(claimer::run(db.clone(), secrets.clone(), pipeline.clone(), slots, jobs_tx, shutdown.clone()));
+    let claimer = tokio::spawn(claimer::run(db.clone(), pipeline.clone(), slots, jobs_tx, shutdown.clone()));
     let recorder = tokio::spawn(recorder::run(db.clone(), pipeline.bus.clone(), outcomes_rx, stop_recorder.clone()));
 
     let attempts = tokio_util::task::TaskTracker::new();
