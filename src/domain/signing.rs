@@ -13,7 +13,8 @@ use super::webhook::SignatureScheme;
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+/// HMAC-SHA256 of the parts, one after the other.
+pub fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     for part in parts {
@@ -22,7 +23,8 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -30,6 +32,11 @@ fn hex(bytes: &[u8]) -> String {
         out.push(DIGITS[(b & 0xf) as usize] as char);
     }
     out
+}
+
+/// Whether two byte strings are equal, in a time that depends only on their length.
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// GLPI's `X-GLPI-signature`.
@@ -79,6 +86,14 @@ mod tests {
     fn hmac_matches_the_rfc_4231_style_known_vector() {
         let mac = hmac(b"key", &[b"The quick brown fox jumps over the lazy dog"]);
         assert_eq!(hex(&mac), "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
+    }
+
+    #[test]
+    fn comparisons_take_whole_strings() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"ab", b"abc"));
+        assert!(!same(b"", b"abc"));
     }
 
     #[test]
