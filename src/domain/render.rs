@@ -58,7 +58,8 @@ fn check_url(url: &str) -> Result<(), String> {
     }
 }
 
-fn is_dynamic(source: &str) -> bool {
+/// Whether a template source has anything to evaluate (`{{ … }}` or `{% … %}`).
+pub fn is_dynamic(source: &str) -> bool {
     source.contains("{{") || source.contains("{%")
 }
 

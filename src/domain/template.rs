@@ -111,7 +111,7 @@ impl Template {
         let rewritten = escape_outputs(source, context);
         let compiled = parser().parse(&rewritten).map_err(|e| located(source, &e))?;
         let mut template = Self { compiled, context, limits, fixed: None };
-        if !source.contains("{{") && !source.contains("{%") {
+        if !super::render::is_dynamic(source) {
             template.fixed = template.render(&liquid::Object::new()).ok();
         }
         Ok(template)

@@ -103,7 +103,7 @@ pub async fn challenge_url(
 ) -> AppResult<String> {
     let webhook = webhooks::require(conn, webhook_id).await?;
     let url = &webhook.settings.url;
-    if !url.contains("{{") && !url.contains("{%") {
+    if !render::is_dynamic(url) {
         return Ok(url.clone());
     }
     let item_id = match item_id {
