@@ -85,12 +85,11 @@ impl Pipeline {
         self.wake.notify_one();
     }
 
-    /// How long a claimed row belongs to its worker: long enough to wait for a host slot
-    /// behind every other attempt and then time out itself, after a challenge and a token
-    /// request that time out too, and again after a 401.
+    /// How long a claimed row belongs to its worker: its longest attempt, plus waiting for a
+    /// host slot behind every other attempt before each of its (at most two) requests.
     pub fn lease(&self) -> Duration {
-        let rounds = (self.config.max_in_flight / self.config.max_per_host) as u32 * 2 + 5;
-        self.config.http_timeout * rounds + Duration::from_secs(5)
+        let host_wait = self.config.http_timeout * (self.config.max_in_flight / self.config.max_per_host) as u32;
+        self.longest_attempt() + host_wait * 2
     }
 
     /// The longest one started attempt can take: a challenge, a token request, the request,
