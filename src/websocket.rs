@@ -16,7 +16,7 @@ use async_graphql::{
     http::{WebSocketProtocols, WsMessage},
 };
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::{FutureExt, SinkExt, StreamExt, future};
+use futures_util::{FutureExt, Sink, SinkExt, StreamExt, future};
 
 use crate::graphql::Caller;
 
@@ -60,20 +60,16 @@ pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSoc
     let silence = ping_every * 4;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut flushed = Instant::now().checked_sub(LINGER).unwrap_or_else(Instant::now);
-    loop {
+    'serve: loop {
         tokio::select! {
             batch = outgoing.next() => {
                 let Some(mut batch) = batch else { break };
-                let mut failed = false;
                 loop {
-                    for message in batch {
-                        if !within(silence, sink.feed(message)).await {
-                            failed = true;
-                            break;
-                        }
+                    if !feed(&mut sink, batch, silence).await {
+                        break 'serve;
                     }
                     let since = flushed.elapsed();
-                    if failed || since >= LINGER {
+                    if since >= LINGER {
                         break;
                     }
                     // Messages are coming fast: let more gather before writing.
@@ -83,7 +79,7 @@ pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSoc
                         Some(None) | None => break,
                     }
                 }
-                if failed || !within(silence, sink.flush()).await {
+                if !within(silence, sink.flush()).await {
                     break;
                 }
                 flushed = Instant::now();
@@ -97,11 +93,7 @@ pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSoc
                 if legacy {
                     pings.push(Message::Text(r#"{"type":"ka"}"#.into()));
                 }
-                let mut written = true;
-                for message in pings {
-                    written = written && within(silence, sink.feed(message)).await;
-                }
-                if !written || !within(silence, sink.flush()).await {
+                if !feed(&mut sink, pings, silence).await || !within(silence, sink.flush()).await {
                     break;
                 }
             }
@@ -109,6 +101,16 @@ pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSoc
     }
     // A client that stopped reading may never take the close frame: do not wait for it.
     within(Duration::from_secs(1), sink.close()).await;
+}
+
+/// Buffers the messages, each within `limit`; false at the first that is not taken.
+async fn feed(sink: &mut (impl Sink<Message> + Unpin), messages: Vec<Message>, limit: Duration) -> bool {
+    for message in messages {
+        if !within(limit, sink.feed(message)).await {
+            return false;
+        }
+    }
+    true
 }
 
 /// Whether a write finished well within `limit`.
