@@ -95,6 +95,50 @@ struct Subscriber {
     tokens: Option<f64>,
 }
 
+/// The local subscribers, and when their tokens were last refilled.
+struct Subscribers {
+    list: Vec<Subscriber>,
+    refilled: std::time::Instant,
+}
+
+impl Subscribers {
+    /// Refills every metered subscriber's tokens for the time since the last refill.
+    fn refill(&mut self, rate: f64) {
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        let metered = self.list.iter().filter(|s| s.tokens.is_some()).count().max(1) as f64;
+        let share = rate / metered;
+        let burst = share.max(MIN_BURST);
+        for tokens in self.list.iter_mut().filter_map(|s| s.tokens.as_mut()) {
+            *tokens = (*tokens + share * elapsed).min(burst);
+        }
+    }
+
+    fn hand_over(&mut self, change: Arc<QueueChange>) {
+        self.list.retain_mut(|subscriber| {
+            if !subscriber.watch.wants(&change.row) {
+                return !subscriber.tx.is_closed();
+            }
+            if let Some(tokens) = subscriber.tokens.as_mut() {
+                if *tokens < 1.0 {
+                    subscriber.missed.fetch_add(1, Ordering::Relaxed);
+                    return !subscriber.tx.is_closed();
+                }
+                *tokens -= 1.0;
+            }
+            match subscriber.tx.try_send(change.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    subscriber.missed.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+    }
+}
+
 /// Where queue changes are published and read. Each subscriber has its own bounded buffer and
 /// only receives the changes of the webhook it watches, so a slow subscriber never slows the
 /// workers or the others: when its buffer is full, its changes are dropped and counted.
@@ -105,10 +149,9 @@ struct Subscriber {
 /// deliveries must not starve however many dashboards watch. A change beyond its share is
 /// missed, and counted like the changes a full buffer drops.
 pub struct QueueBus {
-    subscribers: Mutex<Vec<Subscriber>>,
+    subscribers: Mutex<Subscribers>,
     capacity: usize,
     rate: f64,
-    refilled: Mutex<std::time::Instant>,
     /// When another process last said it has subscribers.
     remote_seen: Mutex<Option<std::time::Instant>>,
     /// This process's name in those announcements (its own are not another's).
@@ -127,10 +170,9 @@ impl QueueBus {
     /// `capacity` changes kept per subscriber; `rate` messages a second over all subscribers.
     pub fn new(capacity: usize, rate: u32) -> Self {
         Self {
-            subscribers: Mutex::new(Vec::new()),
+            subscribers: Mutex::new(Subscribers { list: Vec::new(), refilled: std::time::Instant::now() }),
             capacity: capacity.max(1),
             rate: f64::from(Ord::max(rate, 1)),
-            refilled: Mutex::new(std::time::Instant::now()),
             remote_seen: Mutex::new(None),
             process_id: uuid::Uuid::new_v4().simple().to_string(),
             announce: tokio::sync::Notify::new(),
@@ -151,19 +193,19 @@ impl QueueBus {
     fn add(&self, watch: Watch, tokens: Option<f64>) -> Subscription {
         let (tx, changes) = mpsc::channel(self.capacity);
         let missed = Arc::new(AtomicU64::new(0));
-        self.lock().push(Subscriber { watch, tx, missed: missed.clone(), tokens });
+        self.lock().list.push(Subscriber { watch, tx, missed: missed.clone(), tokens });
         self.announce.notify_one();
         Subscription { changes, missed }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Subscriber>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Subscribers> {
         self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn has_subscribers(&self) -> bool {
-        let mut subscribers = self.lock();
-        subscribers.retain(|s| !s.tx.is_closed());
-        !subscribers.is_empty()
+        let list = &mut self.lock().list;
+        list.retain(|s| !s.tx.is_closed());
+        !list.is_empty()
     }
 
     /// Another process has subscribers.
@@ -206,53 +248,13 @@ impl QueueBus {
         }
     }
 
-    /// Refills every metered subscriber's tokens for the time since the last refill.
-    fn refill(&self, subscribers: &mut [Subscriber]) {
-        let now = std::time::Instant::now();
-        let elapsed = {
-            let mut at = self.refilled.lock().unwrap_or_else(|p| p.into_inner());
-            let elapsed = now.duration_since(*at).as_secs_f64();
-            *at = now;
-            elapsed
-        };
-        let metered = subscribers.iter().filter(|s| s.tokens.is_some()).count().max(1) as f64;
-        let share = self.rate / metered;
-        let burst = share.max(MIN_BURST);
-        for tokens in subscribers.iter_mut().filter_map(|s| s.tokens.as_mut()) {
-            *tokens = (*tokens + share * elapsed).min(burst);
-        }
-    }
-
     /// Hands changes to the local subscribers that watch their webhooks.
     pub fn deliver_local(&self, changes: impl IntoIterator<Item = QueueChange>) {
         let mut subscribers = self.lock();
-        self.refill(&mut subscribers);
+        subscribers.refill(self.rate);
         for change in changes {
-            Self::hand_over(&mut subscribers, Arc::new(change));
+            subscribers.hand_over(Arc::new(change));
         }
-    }
-
-    fn hand_over(subscribers: &mut Vec<Subscriber>, change: Arc<QueueChange>) {
-        subscribers.retain_mut(|subscriber| {
-            if !subscriber.watch.wants(&change.row) {
-                return !subscriber.tx.is_closed();
-            }
-            if let Some(tokens) = subscriber.tokens.as_mut() {
-                if *tokens < 1.0 {
-                    subscriber.missed.fetch_add(1, Ordering::Relaxed);
-                    return !subscriber.tx.is_closed();
-                }
-                *tokens -= 1.0;
-            }
-            match subscriber.tx.try_send(change.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    subscriber.missed.fetch_add(1, Ordering::Relaxed);
-                    true
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            }
-        });
     }
 
     /// Publishes changes: to this process's subscribers on SQLite (call it after the commit),
