@@ -145,7 +145,7 @@ fn check_targets(settings: &WebhookSettings, targets: &TargetPolicy) -> AppResul
 fn without_tags(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(start) = rest.find(['{']) {
+    while let Some(start) = rest.find('{') {
         let close = match rest[start..].get(..2) {
             Some("{{") => "}}",
             Some("{%") => "%}",
