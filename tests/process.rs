@@ -90,6 +90,17 @@ fn invalid_configuration_is_refused_at_start_naming_the_key() {
         c.env("HOOKLINE_HTTP_TIMEOUT", "soon");
     });
     assert!(stderr.contains("HOOKLINE_HTTP_TIMEOUT"), "{stderr}");
+    for (key, value) in [
+        ("HOOKLINE_ALLOWED_NETWORKS", "10.0.0.0/8, intranet"),
+        ("HOOKLINE_SUBSCRIPTION_RATE", "0"),
+        ("HOOKLINE_WS_PING_INTERVAL", "0s"),
+        ("HOOKLINE_CRA_CACHE", "a while"),
+    ] {
+        let stderr = run(&|c| {
+            c.env(key, value);
+        });
+        assert!(stderr.contains(key), "{key}: {stderr}");
+    }
 
     let file = dir.path().join("hookline.toml");
     std::fs::write(&file, "database_max_connections = \"many\"\n").expect("write config");

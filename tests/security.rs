@@ -153,6 +153,8 @@ async fn a_validated_challenge_is_cached_and_each_delivery_follows() {
 
         let result = app.data(VALIDATE, json!({"id": id})).await;
         assert_eq!(result["validateCraChallenge"]["valid"], true, "{result}");
+        app.assert_error(VALIDATE, json!({"id": "999"}), "NOT_FOUND", "999").await;
+        app.assert_error(VALIDATE, json!({"id": "abc"}), "VALIDATION", "webhookId").await;
         assert_eq!(result["validateCraChallenge"]["statusCode"], 200);
         assert_eq!(lock(&target).challenges, 2, "validateCraChallenge always challenges");
     })
