@@ -88,6 +88,12 @@ struct RawConfig {
     allowed_networks: String,
     /// `HOOKLINE_CRA_CACHE`: how long a successful challenge–response is trusted.
     cra_cache: String,
+    /// `HOOKLINE_HEARTBEAT_INTERVAL`: how often a process records that it is alive (several
+    /// processes on one PostgreSQL database) and looks for rows whose worker is gone.
+    heartbeat_interval: String,
+    /// `HOOKLINE_HEARTBEAT_TIMEOUT`: a process silent for this long is taken for dead and the
+    /// rows it was sending are given to the others.
+    heartbeat_timeout: String,
 }
 
 impl Default for RawConfig {
@@ -119,6 +125,8 @@ impl Default for RawConfig {
             allow_private_targets: false,
             allowed_networks: String::new(),
             cra_cache: "10m".into(),
+            heartbeat_interval: "2s".into(),
+            heartbeat_timeout: "10s".into(),
         }
     }
 }
@@ -142,6 +150,8 @@ pub struct DeliveryConfig {
     pub targets: TargetPolicy,
     pub cra_cache: Duration,
     pub ws_ping_interval: Duration,
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
     /// Browser origins whose pages may call the API (besides the server's own).
     pub allowed_origins: Vec<String>,
 }
@@ -159,6 +169,15 @@ impl DeliveryConfig {
             parse_duration(text).map_err(|e| ConfigError(format!("key `{key}` ({}): {e}", env_name(key))))
         };
         let http_timeout = duration("http_timeout", &raw.http_timeout)?;
+        let heartbeat_interval = duration("heartbeat_interval", &raw.heartbeat_interval)?;
+        let heartbeat_timeout = duration("heartbeat_timeout", &raw.heartbeat_timeout)?;
+        if heartbeat_interval.is_zero() || heartbeat_timeout < heartbeat_interval * 2 {
+            return Err(ConfigError(
+                "keys `heartbeat_interval` and `heartbeat_timeout` (HOOKLINE_HEARTBEAT_INTERVAL, \
+                 HOOKLINE_HEARTBEAT_TIMEOUT): the interval must be more than 0 and the timeout at least twice it"
+                    .into(),
+            ));
+        }
         let poll_interval = duration("poll_interval", &raw.poll_interval)?;
         if http_timeout.is_zero() || poll_interval.is_zero() {
             return Err(ConfigError("keys `http_timeout` and `poll_interval` must be more than 0".into()));
@@ -205,6 +224,8 @@ impl DeliveryConfig {
                 allowed_networks: parse_networks(&raw.allowed_networks)?,
             },
             cra_cache: duration("cra_cache", &raw.cra_cache)?,
+            heartbeat_interval,
+            heartbeat_timeout,
             allowed_origins: raw
                 .allowed_origins
                 .split(',')
@@ -306,7 +327,7 @@ impl Config {
         Self {
             database_url: SecretString::from(sqlite_url(&data_dir)),
             database_kind: DatabaseKind::Sqlite,
-            database_max_connections: 1,
+            database_max_connections: 4,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             secret_key: SecretKeySource::File(data_dir.join("secret.key")),
             data_dir,
@@ -366,7 +387,7 @@ impl Config {
             database_url: SecretString::from(database_url),
             database_kind,
             database_max_connections: raw.database_max_connections.unwrap_or(match database_kind {
-                DatabaseKind::Sqlite => 1,
+                DatabaseKind::Sqlite => 4,
                 DatabaseKind::Postgres => 10,
             }),
             listen,

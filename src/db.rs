@@ -14,14 +14,15 @@ use crate::config::{Config, DatabaseKind};
 
 /// Opens the pool. SQLite runs in WAL mode with foreign keys on and a busy timeout, so that
 /// readers never block and writers queue instead of failing.
-pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
+/// `connections`: the pool's size (the writer has a pool of its own, of one).
+pub async fn connect(config: &Config, connections: u32) -> Result<DatabaseConnection, DbErr> {
     if config.database_kind == DatabaseKind::Sqlite {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|err| DbErr::Custom(format!("cannot create the data dir {}: {err}", config.data_dir.display())))?;
     }
     let mut options = ConnectOptions::new(config.database_url.expose_secret().to_owned());
     options
-        .max_connections(config.database_max_connections)
+        .max_connections(connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(false)

@@ -21,6 +21,8 @@ pub enum AppError {
     Unauthenticated(String),
     /// Anything else; the detail is logged, never sent.
     Internal(String),
+    /// One input of a batch mutation was refused (and with it the whole call).
+    InBatch { index: usize, code: &'static str, message: String },
 }
 
 pub type AppResult<T> = Result<T, AppError>;
@@ -42,6 +44,14 @@ impl AppError {
         Self::Internal(detail.into())
     }
 
+    /// This error, as the refusal of input `index` of a batch (`inputs[index]: …`).
+    pub fn at_index(self, index: usize) -> Self {
+        if let Self::Internal(detail) = &self {
+            tracing::error!(%detail, index, "internal error in a batch input");
+        }
+        Self::InBatch { index, code: self.code(), message: format!("inputs[{index}]: {}", self.message()) }
+    }
+
     /// The stable `extensions.code` of this error.
     pub fn code(&self) -> &'static str {
         match self {
@@ -51,6 +61,7 @@ impl AppError {
             Self::Forbidden(_) => "FORBIDDEN",
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
             Self::Internal(_) => "INTERNAL",
+            Self::InBatch { code, .. } => code,
         }
     }
 
@@ -61,7 +72,8 @@ impl AppError {
             | Self::NotFound(m)
             | Self::Conflict(m)
             | Self::Forbidden(m)
-            | Self::Unauthenticated(m) => m,
+            | Self::Unauthenticated(m)
+            | Self::InBatch { message: m, .. } => m,
             Self::Internal(_) => "internal error; the server log has the details",
         }
     }
@@ -88,6 +100,15 @@ impl From<AppError> for async_graphql::Error {
             tracing::error!(%detail, "internal error");
         }
         let code = err.code();
-        async_graphql::Error::new(err.message()).extend_with(|_, ext| ext.set("code", code))
+        let index = match &err {
+            AppError::InBatch { index, .. } => Some(*index),
+            _ => None,
+        };
+        async_graphql::Error::new(err.message()).extend_with(|_, ext| {
+            ext.set("code", code);
+            if let Some(index) = index {
+                ext.set("index", index);
+            }
+        })
     }
 }

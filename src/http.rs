@@ -33,7 +33,7 @@ pub fn router(app: AppState) -> Router {
 }
 
 async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, request: GraphQLRequest) -> Response {
-    if let Err(refusal) = check_origin(&headers, &state.app.pipeline.config.allowed_origins) {
+    if let Err(refusal) = check_origin(&headers, &state.app.config().allowed_origins) {
         return (StatusCode::FORBIDDEN, refusal).into_response();
     }
     GraphQLResponse::from(state.schema.execute(request.into_inner().data(Caller::local())).await).into_response()
@@ -52,7 +52,7 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
             .into_response();
     }
     let (mut parts, _body) = request.into_parts();
-    if let Err(refusal) = check_origin(&parts.headers, &state.app.pipeline.config.allowed_origins) {
+    if let Err(refusal) = check_origin(&parts.headers, &state.app.config().allowed_origins) {
         return (StatusCode::FORBIDDEN, refusal).into_response();
     }
     let protocol = parts
@@ -72,7 +72,7 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
         Err(err) => return err.into_response(),
     };
     let schema = state.schema.clone();
-    let ping_every = state.app.pipeline.config.ws_ping_interval;
+    let ping_every = state.app.config().ws_ping_interval;
     upgrade
         // Answer with the subprotocol that will be spoken (the client's first known one).
         .protocols([protocol.sec_websocket_protocol()])

@@ -14,9 +14,11 @@ pub mod graphql;
 mod http;
 pub mod secret_box;
 pub mod service;
+pub mod queue;
 pub mod verify;
 pub mod websocket;
 pub mod worker;
+pub mod writer;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -24,17 +26,37 @@ use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, secret_box::SecretBox, service::tree::ENTITIES, worker::Pipeline};
+use crate::{
+    config::{Config, DeliveryConfig},
+    delivery::DeliveryClient,
+    queue::{Queue, QueueBus, StatsHub, WorkerInbox},
+    secret_box::SecretBox,
+    service::tree::ENTITIES,
+    writer::Writer,
+};
 
-/// What every request handler and worker shares.
+/// What every request handler shares.
 #[derive(Clone, Debug)]
 pub struct AppState {
+    /// The pool for reads (and the rare configuration writes).
     pub db: DatabaseConnection,
+    /// Item writes go through it, committed in groups.
+    pub writer: Writer,
+    pub queue: Arc<Queue>,
     pub secrets: SecretBox,
-    pub pipeline: Arc<Pipeline>,
+    /// The HTTP client and credential caches (for challenges run from the API).
+    pub delivery: Arc<DeliveryClient>,
     pub cache: Arc<service::cache::HotCache>,
+    /// Item numbers reserved in blocks (PostgreSQL).
+    pub numbers: Arc<service::items::ItemNumbers>,
     /// Live queue counters shared by subscribers.
-    pub live: Arc<service::live::StatsHub>,
+    pub live: Arc<StatsHub>,
+}
+
+impl AppState {
+    pub fn config(&self) -> &DeliveryConfig {
+        &self.delivery.config
+    }
 }
 
 /// Why the application could not start.
@@ -54,16 +76,17 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    inbox: WorkerInbox,
     shutdown: CancellationToken,
 }
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let state = prepare(&config).await?;
+        let (state, inbox) = prepare(&config).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
-        Ok(Self { listener, state, shutdown: CancellationToken::new() })
+        Ok(Self { listener, state, inbox, shutdown: CancellationToken::new() })
     }
 
     /// The address actually bound (the real port when the configuration said 0).
@@ -85,7 +108,9 @@ impl Application {
         let router = http::router(self.state.clone());
         let shutdown = self.shutdown.clone();
         let state = self.state.clone();
-        let workers = tokio::spawn(worker::run(state.db.clone(), state.pipeline.clone(), shutdown.clone()));
+        state.queue.run_background(shutdown.clone());
+        let workers =
+            tokio::spawn(worker::run(state.queue.clone(), state.delivery.clone(), self.inbox, shutdown.clone()));
         let served =
             axum::serve(self.listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
         shutdown.cancel();
@@ -96,14 +121,29 @@ impl Application {
 }
 
 /// Opens the key, connects, migrates and seeds: everything the server and `migrate` share.
-pub async fn prepare(config: &Config) -> Result<AppState, StartError> {
+/// Returns the state and the workers' end of the queue.
+pub async fn prepare(config: &Config) -> Result<(AppState, WorkerInbox), StartError> {
     let secrets = SecretBox::from_source(&config.secret_key)?;
-    let db = db::connect(config).await?;
+    let db = db::connect(config, config.database_max_connections).await?;
     db::migrate(&db).await?;
     ENTITIES.ensure_root(&db).await.map_err(|e| StartError::Setup(format!("{e:?}")))?;
     service::itemtypes::seed(&db).await.map_err(|e| StartError::Setup(format!("{e:?}")))?;
-    let pipeline = Pipeline::new(config.delivery.clone(), secrets.clone())
+    let delivery = DeliveryClient::new(db.clone(), config.delivery.clone(), secrets.clone())
         .map_err(|e| StartError::Setup(format!("HTTP client: {e}")))?;
-    let live = Arc::new(service::live::StatsHub::new(db.clone(), pipeline.bus.clone(), config.delivery.stats_interval));
-    Ok(AppState { db, secrets, pipeline: Arc::new(pipeline), cache: Arc::default(), live })
+    let bus = Arc::new(QueueBus::new(config.delivery.subscription_buffer, config.delivery.subscription_rate));
+    let publisher = Queue::publisher(&db, bus.clone());
+    let writer = Writer::start(db::connect(config, 1).await?, publisher.clone());
+    let (queue, inbox) = Queue::new(db.clone(), writer.clone(), publisher, delivery.lease());
+    let live = Arc::new(StatsHub::new(db.clone(), bus, config.delivery.stats_interval));
+    let state = AppState {
+        db,
+        writer,
+        queue: Arc::new(queue),
+        secrets,
+        delivery: Arc::new(delivery),
+        cache: Arc::default(),
+        numbers: Arc::default(),
+        live,
+    };
+    Ok((state, inbox))
 }

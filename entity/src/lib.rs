@@ -8,3 +8,4 @@ pub mod queued_webhooks;
 pub mod saved_searches;
 pub mod webhook_categories;
 pub mod webhooks;
+pub mod workers;

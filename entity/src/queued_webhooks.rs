@@ -1,13 +1,47 @@
 use sea_orm::entity::prelude::*;
 
-/// Queue statuses as stored.
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const SENDING: &str = "sending";
-    pub const SENT: &str = "sent";
-    pub const RETRYING: &str = "retrying";
-    pub const FAILED: &str = "failed";
-    pub const CANCELLED: &str = "cancelled";
+/// Where a queued webhook stands, as stored.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, serde::Serialize, serde::Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "lowercase")]
+pub enum QueueStatus {
+    /// Waiting for its first attempt.
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// Claimed by a worker: an attempt is in flight.
+    #[sea_orm(string_value = "sending")]
+    Sending,
+    #[sea_orm(string_value = "sent")]
+    Sent,
+    /// An attempt failed; another is due at `send_time`.
+    #[sea_orm(string_value = "retrying")]
+    Retrying,
+    #[sea_orm(string_value = "failed")]
+    Failed,
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
+}
+
+impl QueueStatus {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Retrying => "retrying",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for QueueStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
@@ -27,8 +61,7 @@ pub struct Model {
     /// The rendered custom headers, a JSON object (signature headers are added per attempt).
     pub headers: Json,
     pub body: Option<String>,
-    /// One of [`status`].
-    pub status: String,
+    pub status: QueueStatus,
     /// Attempts made so far.
     pub sent_try: i32,
     /// Attempts allowed: the webhook's number of retries + 1 when the row was queued.
@@ -47,6 +80,10 @@ pub struct Model {
     pub log_in_item_history: bool,
     /// While `sending`: until when the worker that claimed the row owns it.
     pub lease_until: Option<DateTimeUtc>,
+    /// While `sending`: the claim's fencing token; only the claim holding it writes the outcome.
+    pub claim_token: Option<i64>,
+    /// While `sending`: the process (see `workers`) that claimed the row.
+    pub claimed_by: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261127_000001_create_configuration_tables;
 mod m20261127_000002_create_queued_webhooks;
 mod m20261127_000003_create_saved_searches;
+mod m20261202_000001_add_claims_and_workers;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_create_configuration_tables::Migration),
             Box::new(m20261127_000002_create_queued_webhooks::Migration),
             Box::new(m20261127_000003_create_saved_searches::Migration),
+            Box::new(m20261202_000001_add_claims_and_workers::Migration),
         ]
     }
 }

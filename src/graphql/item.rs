@@ -90,13 +90,34 @@ impl Item {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> Result<Paged<HistoryEntry>> {
+    ) -> Result<HistoryPage> {
         let s = session(ctx)?;
         let request = page_request(first, after)?;
         let page = history::list(&s.state.db, items::subject(&self.0), request).await?;
         Ok(connection(page, request.after.is_some(), HistoryEntry::from))
     }
 }
+
+/// `HistoryConnection`, not `HistoryEntryConnection`.
+pub struct HistoryConnectionName;
+
+impl async_graphql::connection::ConnectionNameType for HistoryConnectionName {
+    fn type_name<T: async_graphql::OutputType>() -> String {
+        "HistoryConnection".into()
+    }
+}
+
+/// `HistoryEdge`.
+pub struct HistoryEdgeName;
+
+impl async_graphql::connection::EdgeNameType for HistoryEdgeName {
+    fn type_name<T: async_graphql::OutputType>() -> String {
+        "HistoryEdge".into()
+    }
+}
+
+/// A page of history entries.
+pub type HistoryPage = super::paging::PagedAs<HistoryEntry, HistoryConnectionName, HistoryEdgeName>;
 
 /// One entry of an item's or a webhook's history.
 #[derive(SimpleObject)]
@@ -152,6 +173,22 @@ pub struct ItemInput {
     pub parent_id: Option<ID>,
 }
 
+impl TryFrom<ItemInput> for NewItem {
+    type Error = AppError;
+
+    fn try_from(input: ItemInput) -> Result<Self, AppError> {
+        Ok(NewItem {
+            itemtype: input.itemtype,
+            id: input.id.map_or(ItemId::Next, |id| ItemId::Given(id.0)),
+            entity_id: numeric_id(&input.entity_id, "entityId")?,
+            name: input.name,
+            fields: input.fields.map(|j| j.0),
+            parent_itemtype: input.parent_itemtype,
+            parent_id: input.parent_id.map(|id| id.0),
+        })
+    }
+}
+
 /// Changes to an item; omitted values stay as they are.
 #[derive(InputObject)]
 pub struct ItemPatch {
@@ -201,16 +238,21 @@ impl ItemMutation {
     /// Stores a new item; raises `new`.
     async fn create_item(&self, ctx: &Context<'_>, input: ItemInput) -> Result<Item> {
         let s = session(ctx)?;
-        let new = NewItem {
-            itemtype: input.itemtype,
-            id: input.id.map_or(ItemId::Next, |id| ItemId::Given(id.0)),
-            entity_id: numeric_id(&input.entity_id, "entityId")?,
-            name: input.name,
-            fields: input.fields.map(|j| j.0),
-            parent_itemtype: input.parent_itemtype,
-            parent_id: input.parent_id.map(|id| id.0),
-        };
-        Ok(Item(items::create(s.state, new).await?.item))
+        Ok(Item(items::create(s.state, input.try_into()?).await?.item))
+    }
+
+    /// Stores up to 1000 items in one transaction and raises `new` for each, all or nothing:
+    /// a refused input refuses the call, its error naming the input (`extensions.index`).
+    /// The items come back in input order.
+    async fn create_items(&self, ctx: &Context<'_>, inputs: Vec<ItemInput>) -> Result<Vec<Item>> {
+        let s = session(ctx)?;
+        items::check_batch(inputs.len())?;
+        let inputs = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(index, input)| NewItem::try_from(input).map_err(|e| e.at_index(index)))
+            .collect::<Result<Vec<_>, AppError>>()?;
+        Ok(items::create_many(s.state, inputs).await?.into_iter().map(Item).collect())
     }
 
     /// Changes an item; the history records each changed value. Raises `update` only when the
@@ -256,7 +298,7 @@ pub async fn webhook_history(
     webhook_id: i64,
     first: Option<i32>,
     after: Option<String>,
-) -> Result<Paged<HistoryEntry>, AppError> {
+) -> Result<HistoryPage, AppError> {
     let s = session(ctx)?;
     let request = page_request(first, after)?;
     let page = history::list(&s.state.db, Subject::Webhook(webhook_id), request).await?;

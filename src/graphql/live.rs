@@ -10,9 +10,9 @@ use super::{
     paging::numeric_id,
     queue::{QueueStatus, QueuedWebhook},
 };
-use crate::service::{
-    live::{self, QueueChange, QueueStats, Watch},
-    tree::EntityIndex,
+use crate::{
+    queue::{QueueChange, QueueStats, Watch},
+    service::tree::EntityIndex,
 };
 
 /// One status change of a queued webhook.
@@ -30,7 +30,7 @@ impl QueueUpdate {
 
     /// Its status before the change; null when it was just queued.
     async fn previous_status(&self) -> Option<QueueStatus> {
-        self.change.previous_status.as_deref().and_then(QueueStatus::parse)
+        self.change.previous_status.map(QueueStatus::from)
     }
 
     /// How many updates this subscriber missed since its previous message because it fell
@@ -49,14 +49,14 @@ impl StatsQuery {
     async fn queue_stats(&self, ctx: &Context<'_>, webhook_id: Option<ID>) -> Result<QueueStats> {
         let s = session(ctx)?;
         let webhook_id = webhook_id.map(|id| numeric_id(&id, "webhookId")).transpose()?;
-        Ok(live::stats(&s.state.db, webhook_id).await?)
+        Ok(s.state.queue.stats(webhook_id).await?)
     }
 }
 
-pub struct SubscriptionRoot;
+pub struct Subscription;
 
 #[Subscription]
-impl SubscriptionRoot {
+impl Subscription {
     /// One message per status change of a queued webhook: queued, claimed, sent, retry
     /// scheduled, failed, cancelled, forced. Filters combine; `entityId` includes the entity's
     /// children. A subscriber that falls behind is told with `missedUpdates`.
@@ -76,8 +76,8 @@ impl SubscriptionRoot {
             }
             None => None,
         };
-        let watch = Watch { webhook_id, entities, status: status.map(QueueStatus::as_str) };
-        let subscription = s.state.pipeline.bus.subscribe(watch);
+        let watch = Watch { webhook_id, entities, status: status.map(Into::into) };
+        let subscription = s.state.queue.bus().subscribe(watch);
         Ok(stream::unfold(subscription, |mut subscription| async move {
             let change = subscription.changes.recv().await?;
             let missed = subscription.take_missed();

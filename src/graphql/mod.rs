@@ -20,7 +20,7 @@ use crate::AppState;
 
 /// Every query of the API.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(
+pub struct Query(
     entity::EntityQuery,
     itemtype::ItemtypeQuery,
     item::ItemQuery,
@@ -33,7 +33,7 @@ pub struct QueryRoot(
 
 /// Every mutation of the API.
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(
+pub struct Mutation(
     entity::EntityMutation,
     itemtype::ItemtypeMutation,
     item::ItemMutation,
@@ -42,11 +42,11 @@ pub struct MutationRoot(
     filter::FilterMutation,
 );
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, live::SubscriptionRoot>;
+pub type AppSchema = Schema<Query, Mutation, live::Subscription>;
 
 /// The schema, with the application state every resolver reaches through [`session`].
 pub fn build_schema(state: Option<AppState>) -> AppSchema {
-    let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), live::SubscriptionRoot)
+    let mut builder = Schema::build(Query::default(), Mutation::default(), live::Subscription)
         .extension(errors::ErrorCodes);
     if let Some(state) = state {
         builder = builder.data(state);

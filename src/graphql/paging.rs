@@ -2,7 +2,9 @@
 
 use async_graphql::{
     OutputType, SimpleObject,
-    connection::{Connection, Edge, EmptyFields},
+    connection::{
+        Connection, ConnectionNameType, DefaultConnectionName, DefaultEdgeName, Edge, EdgeNameType, EmptyFields,
+    },
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 
@@ -18,7 +20,10 @@ pub struct Totals {
     pub total_count: u64,
 }
 
-pub type Paged<N> = Connection<String, N, Totals, EmptyFields>;
+/// A connection whose type names are given (`C`, `E`).
+pub type PagedAs<N, C, E> = Connection<String, N, Totals, EmptyFields, C, E>;
+/// A connection named after its node (`WebhookConnection`, `WebhookEdge`).
+pub type Paged<N> = PagedAs<N, DefaultConnectionName, DefaultEdgeName>;
 
 /// Reads `first` and `after` into a page request.
 pub fn page_request(first: Option<i32>, after: Option<String>) -> AppResult<PageRequest> {
@@ -37,7 +42,11 @@ pub fn page_request(first: Option<i32>, after: Option<String>) -> AppResult<Page
 }
 
 /// Builds the connection, mapping each row to its node.
-pub fn connection<T, N: OutputType>(page: Page<T>, has_previous: bool, node: impl Fn(T) -> N) -> Paged<N> {
+pub fn connection<T, N: OutputType, C: ConnectionNameType, E: EdgeNameType>(
+    page: Page<T>,
+    has_previous: bool,
+    node: impl Fn(T) -> N,
+) -> PagedAs<N, C, E> {
     let mut connection =
         Connection::with_additional_fields(has_previous, page.has_next, Totals { total_count: page.total });
     connection.edges.extend(page.rows.into_iter().map(|(key, row)| Edge::new(encode(key), node(row))));

@@ -32,7 +32,7 @@ impl PreviewQuery {
     async fn webhook_preview(&self, ctx: &Context<'_>, webhook_id: ID, item_id: ID) -> Result<WebhookPreview> {
         let s = session(ctx)?;
         let webhook_id = numeric_id(&webhook_id, "webhookId")?;
-        let limits = s.state.pipeline.config.templates;
+        let limits = s.state.config().templates;
         let preview = preview::preview(&s.state.db, limits, webhook_id, &item_id).await?;
         Ok(WebhookPreview {
             api_data: Json(preview.api_data),

@@ -1,7 +1,7 @@
 //! The delivery queue: queued webhooks, their outcomes, and what can be done to them.
 
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, Result, SimpleObject};
-use entity::queued_webhooks::{self as rows, status};
+use entity::queued_webhooks::{self as rows, QueueStatus as Stored};
 use serde_json::Value;
 
 use super::{
@@ -15,10 +15,10 @@ use crate::{
         webhook::{HttpMethod, WebhookEvent},
     },
     error::AppError,
+    queue::QueueFilter,
     service::{
-        live::QueueChange,
-        queue::{self, QueueFilter},
-        trigger, webhooks,
+        trigger::{self, Trigger},
+        webhooks,
     },
 };
 
@@ -39,22 +39,29 @@ pub enum QueueStatus {
     Cancelled,
 }
 
-impl QueueStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => status::PENDING,
-            Self::Sending => status::SENDING,
-            Self::Sent => status::SENT,
-            Self::Retrying => status::RETRYING,
-            Self::Failed => status::FAILED,
-            Self::Cancelled => status::CANCELLED,
+impl From<QueueStatus> for Stored {
+    fn from(status: QueueStatus) -> Self {
+        match status {
+            QueueStatus::Pending => Self::Pending,
+            QueueStatus::Sending => Self::Sending,
+            QueueStatus::Sent => Self::Sent,
+            QueueStatus::Retrying => Self::Retrying,
+            QueueStatus::Failed => Self::Failed,
+            QueueStatus::Cancelled => Self::Cancelled,
         }
     }
+}
 
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Pending, Self::Sending, Self::Sent, Self::Retrying, Self::Failed, Self::Cancelled]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+impl From<Stored> for QueueStatus {
+    fn from(status: Stored) -> Self {
+        match status {
+            Stored::Pending => Self::Pending,
+            Stored::Sending => Self::Sending,
+            Stored::Sent => Self::Sent,
+            Stored::Retrying => Self::Retrying,
+            Stored::Failed => Self::Failed,
+            Stored::Cancelled => Self::Cancelled,
+        }
     }
 }
 
@@ -82,7 +89,7 @@ impl QueuedWebhook {
             return Ok(self.row.clone());
         }
         let s = session(ctx)?;
-        Ok(queue::get(&s.state.db, self.row.id).await?.unwrap_or_else(|| self.row.clone()))
+        Ok(s.state.queue.get(self.row.id).await?.unwrap_or_else(|| self.row.clone()))
     }
 }
 
@@ -142,8 +149,8 @@ impl QueuedWebhook {
         Ok(self.full(ctx).await?.body)
     }
 
-    async fn status(&self) -> Result<QueueStatus> {
-        Ok(QueueStatus::parse(&self.row.status).ok_or_else(|| AppError::internal("unknown stored status"))?)
+    async fn status(&self) -> QueueStatus {
+        self.row.status.into()
     }
 
     /// Attempts made so far.
@@ -205,14 +212,20 @@ pub struct TriggerEventInput {
     pub item: Option<Json<Value>>,
 }
 
+impl From<TriggerEventInput> for Trigger {
+    fn from(input: TriggerEventInput) -> Self {
+        Self { itemtype: input.itemtype, item_id: input.item_id.0, event: input.event, snapshot: input.item.map(|j| j.0) }
+    }
+}
+
 #[derive(SimpleObject)]
 pub struct TriggerEventResult {
     /// One queued webhook per matching webhook.
     pub queued: Vec<QueuedWebhook>,
 }
 
-fn status_filter(status: Option<QueueStatus>) -> Option<&'static str> {
-    status.map(QueueStatus::as_str)
+fn status_filter(status: Option<QueueStatus>) -> Option<Stored> {
+    status.map(Stored::from)
 }
 
 /// The queue of one webhook, for `Webhook.queue`.
@@ -226,7 +239,7 @@ pub async fn webhook_queue(
     let s = session(ctx)?;
     let request = page_request(first, after)?;
     let filter = QueueFilter { webhook_id: Some(webhook_id), status: status_filter(status), ..Default::default() };
-    let page = queue::list(&s.state.db, &filter, request).await?;
+    let page = s.state.queue.list(&filter, request).await?;
     Ok(connection(page, request.after.is_some(), QueuedWebhook::from))
 }
 
@@ -237,10 +250,12 @@ pub struct QueueQuery;
 impl QueueQuery {
     async fn queued_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<Option<QueuedWebhook>> {
         let s = session(ctx)?;
-        Ok(queue::get(&s.state.db, numeric_id(&id, "id")?).await?.map(QueuedWebhook::from))
+        Ok(s.state.queue.get(numeric_id(&id, "id")?).await?.map(QueuedWebhook::from))
     }
 
-    /// Queued webhooks, newest first. `entityId` matches the item's entity and its children.
+    /// Queued webhooks, newest first. `entityId` matches the item's entity and its children;
+    /// `deliveryId` finds the queued webhook a receiver reports (its `X-Hookline-Delivery` or
+    /// `webhook-id` header).
     #[allow(clippy::too_many_arguments)]
     async fn queued_webhooks(
         &self,
@@ -250,6 +265,7 @@ impl QueueQuery {
         itemtype: Option<String>,
         item_id: Option<ID>,
         entity_id: Option<ID>,
+        delivery_id: Option<String>,
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<Paged<QueuedWebhook>> {
@@ -261,8 +277,9 @@ impl QueueQuery {
             itemtype,
             item_id: item_id.map(|id| id.0),
             entity_id: entity_id.map(|id| numeric_id(&id, "entityId")).transpose()?,
+            delivery_id,
         };
-        let page = queue::list(&s.state.db, &filter, request).await?;
+        let page = s.state.queue.list(&filter, request).await?;
         Ok(connection(page, request.after.is_some(), QueuedWebhook::from))
     }
 }
@@ -277,9 +294,24 @@ impl QueueMutation {
     /// the trash; PURGE removes it after raising.
     async fn trigger_event(&self, ctx: &Context<'_>, input: TriggerEventInput) -> Result<TriggerEventResult> {
         let s = session(ctx)?;
-        let snapshot = input.item.map(|j| j.0);
-        let changed = trigger::trigger(s.state, &input.itemtype, &input.item_id, input.event, snapshot).await?;
+        let changed = trigger::trigger(s.state, input.into()).await?;
         Ok(TriggerEventResult { queued: changed.queued.into_iter().map(QueuedWebhook::from).collect() })
+    }
+
+    /// `triggerEvent` for up to 1000 events in one transaction, all or nothing: a refused
+    /// input refuses the call (`extensions.index` names it). Results are in input order.
+    async fn trigger_events(
+        &self,
+        ctx: &Context<'_>,
+        inputs: Vec<TriggerEventInput>,
+    ) -> Result<Vec<TriggerEventResult>> {
+        let s = session(ctx)?;
+        let triggers = inputs.into_iter().map(Trigger::from).collect();
+        let results = trigger::trigger_many(s.state, triggers).await?;
+        Ok(results
+            .into_iter()
+            .map(|changed| TriggerEventResult { queued: changed.queued.into_iter().map(QueuedWebhook::from).collect() })
+            .collect())
     }
 
     /// Sends now, whatever the status and the attempts left, and returns the outcome.
@@ -287,7 +319,7 @@ impl QueueMutation {
     async fn force_send_queued_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<QueuedWebhook> {
         let s = session(ctx)?;
         let id = numeric_id(&id, "id")?;
-        Ok(QueuedWebhook::from(s.state.pipeline.force_send(&s.state.db, id).await?))
+        Ok(QueuedWebhook::from(s.state.queue.force(id).await?))
     }
 
     /// Puts FAILED rows (of one webhook, or all) back to PENDING with a fresh budget; returns
@@ -295,20 +327,14 @@ impl QueueMutation {
     async fn resend_failed_webhooks(&self, ctx: &Context<'_>, webhook_id: Option<ID>) -> Result<i32> {
         let s = session(ctx)?;
         let webhook_id = webhook_id.map(|id| numeric_id(&id, "webhookId")).transpose()?;
-        let rows = queue::resend_failed(&s.state.db, webhook_id).await?;
-        s.state.pipeline.wake();
-        let count = rows.len();
-        let changes = rows.into_iter().map(|row| QueueChange::new(row, Some(status::FAILED))).collect();
-        s.state.pipeline.bus.publish(&s.state.db, changes).await;
+        let count = s.state.queue.resend_failed(webhook_id).await?;
         Ok(i32::try_from(count).unwrap_or(i32::MAX))
     }
 
     /// Cancels a PENDING or RETRYING queued webhook; CONFLICT in any other status.
     async fn cancel_queued_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<QueuedWebhook> {
         let s = session(ctx)?;
-        let (row, previous) = queue::cancel(&s.state.db, numeric_id(&id, "id")?).await?;
-        s.state.pipeline.bus.publish(&s.state.db, vec![QueueChange::new(row.clone(), Some(&previous))]).await;
-        Ok(QueuedWebhook::from(row))
+        Ok(QueuedWebhook::from(s.state.queue.cancel(numeric_id(&id, "id")?).await?))
     }
 
     /// Runs the cleanup now: deletes SENT rows older than `sentDays` and FAILED or CANCELLED
@@ -321,7 +347,7 @@ impl QueueMutation {
         failed_days: Option<i32>,
     ) -> Result<i32> {
         let s = session(ctx)?;
-        let config = &s.state.pipeline.config;
+        let config = s.state.config();
         let days = |value: Option<i32>, default: u32, field: &str| match value {
             None => Ok(default),
             Some(d) if d >= 0 => Ok(d as u32),
@@ -329,7 +355,7 @@ impl QueueMutation {
         };
         let sent = days(sent_days, config.cleanup_sent_days, "sentDays")?;
         let failed = days(failed_days, config.cleanup_failed_days, "failedDays")?;
-        let deleted = queue::clean(&s.state.db, sent, failed).await?;
+        let deleted = s.state.queue.clean(sent, failed).await?;
         Ok(i32::try_from(deleted).unwrap_or(i32::MAX))
     }
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{
     context::session,
     entity::{Entity, WebhookCategory},
-    item::{HistoryEntry, webhook_history},
+    item::{HistoryPage, webhook_history},
     paging::{Paged, connection, numeric_id, page_request},
     queue::{QueueStatus, QueuedWebhook, webhook_queue},
 };
@@ -197,7 +197,7 @@ impl Webhook {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> Result<Paged<HistoryEntry>> {
+    ) -> Result<HistoryPage> {
         Ok(webhook_history(ctx, self.0.id, first, after).await?)
     }
 }
@@ -394,7 +394,7 @@ impl WebhookMutation {
     async fn create_webhook(&self, ctx: &Context<'_>, input: WebhookInput) -> Result<Webhook> {
         let s = session(ctx)?;
         let (base, changes, secrets) = input.into_parts()?;
-        let config = &s.state.pipeline.config;
+        let config = s.state.config();
         Ok(Webhook(
             webhooks::create(&s.state.db, &s.state.secrets, config.templates, &config.targets, base, changes, secrets)
                 .await?,
@@ -404,7 +404,7 @@ impl WebhookMutation {
     async fn update_webhook(&self, ctx: &Context<'_>, id: ID, input: WebhookPatch) -> Result<Webhook> {
         let s = session(ctx)?;
         let (changes, secrets) = input.into_changes()?;
-        let config = &s.state.pipeline.config;
+        let config = s.state.config();
         let id = numeric_id(&id, "id")?;
         Ok(Webhook(
             webhooks::update(&s.state.db, &s.state.secrets, config.templates, &config.targets, id, changes, secrets)
@@ -431,7 +431,7 @@ impl WebhookMutation {
     ) -> Result<CraResult> {
         let s = session(ctx)?;
         let id = numeric_id(&webhook_id, "webhookId")?;
-        let pipeline = &s.state.pipeline;
+        let pipeline = &s.state.delivery;
         let url =
             preview::challenge_url(&s.state.db, pipeline.config.templates, id, item_id.as_ref().map(|id| id.as_str()))
                 .await?;

@@ -1,8 +1,12 @@
-//! Caches for the event hot path: the webhooks of an (itemtype, event) and the entity tree.
+//! Caches for the write path: the webhooks of an (itemtype, event), the entity tree and the
+//! itemtype catalog.
 //!
-//! Each use checks a cheap version of the cached rows (their count and latest `updated_at`)
-//! in the caller's transaction, so a change made by any process is seen at once and nothing
-//! has to be invalidated by hand.
+//! A use checks a cheap version of the cached rows (their count and latest `updated_at`) in
+//! the caller's transaction, so a change made by any process is seen at once and nothing has
+//! to be invalidated by hand. Inside the writer the version is checked once per batch (every
+//! job of a batch was submitted before the batch began, so a change that completed before a
+//! job was submitted is seen by that check). Itemtypes are never changed or removed once
+//! created: a known one is never read again.
 
 use std::{
     collections::HashMap,
@@ -18,12 +22,13 @@ use sea_orm::{
 
 use super::{
     filters::{WebhookFilter, webhook_criteria},
+    itemtypes::{self, Itemtype},
     tree::EntityIndex,
     webhooks::Webhook,
 };
 use crate::{
     domain::{filter::Filter, render::WebhookTemplates, template::Limits},
-    error::AppResult,
+    error::{AppError, AppResult},
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
@@ -34,8 +39,9 @@ struct Version {
 
 type WebhookKey = (String, &'static str);
 
-/// The versions of the webhooks and of the saved searches a list was loaded at, and the list.
-type CachedList = ((Version, Version), Arc<Vec<CachedWebhook>>);
+/// The versions of the webhooks and of the saved searches a list was loaded at, the list, and
+/// the write batch in which the versions were last checked.
+type CachedList = ((Version, Version), Arc<Vec<CachedWebhook>>, Option<u64>);
 
 /// A webhook and its parsed templates (or why they do not parse).
 #[derive(Debug)]
@@ -49,7 +55,8 @@ pub struct CachedWebhook {
 #[derive(Default)]
 pub struct HotCache {
     webhooks: Mutex<HashMap<WebhookKey, CachedList>>,
-    entities: Mutex<Option<(Version, Arc<EntityIndex>)>>,
+    entities: Mutex<Option<(Version, Arc<EntityIndex>, Option<u64>)>>,
+    itemtypes: Mutex<HashMap<String, Itemtype>>,
 }
 
 impl std::fmt::Debug for HotCache {
@@ -79,14 +86,34 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl HotCache {
+    /// The itemtype, or VALIDATION naming `field` when it is not in the catalog.
+    pub async fn itemtype(&self, conn: &impl ConnectionTrait, name: &str, field: &str) -> AppResult<Itemtype> {
+        if let Some(known) = lock(&self.itemtypes).get(name) {
+            return Ok(known.clone());
+        }
+        let found = itemtypes::get(conn, name).await?.ok_or_else(|| {
+            AppError::validation(format!("{field}: unknown itemtype `{name}`; add it with createItemtype first"))
+        })?;
+        lock(&self.itemtypes).insert(name.to_owned(), found.clone());
+        Ok(found)
+    }
+
     /// Every webhook (active or not) of the itemtype and event, with its templates parsed.
+    /// `batch`: the writer's batch the caller runs in, if any.
     pub async fn webhooks(
         &self,
         conn: &impl ConnectionTrait,
         itemtype: &str,
         event: &'static str,
         limits: Limits,
+        batch: Option<u64>,
     ) -> AppResult<Arc<Vec<CachedWebhook>>> {
+        let key = (itemtype.to_owned(), event);
+        if let Some((_, list, Some(checked))) = lock(&self.webhooks).get(&key)
+            && batch == Some(*checked)
+        {
+            return Ok(list.clone());
+        }
         let filter = |q: sea_orm::Select<webhook_rows::Entity>| {
             q.filter(webhook_rows::Column::Itemtype.eq(itemtype)).filter(webhook_rows::Column::Event.eq(event))
         };
@@ -97,11 +124,10 @@ impl HotCache {
             webhook_rows::Column::UpdatedAt,
         )
         .await?;
-        let key = (itemtype.to_owned(), event);
         // Saved searches used as filters change independently of the webhooks; their version
         // only matters when one of these webhooks uses one.
         let uses_saved = match lock(&self.webhooks).get(&key) {
-            Some(((cached, _), list)) if Some(cached) == webhooks.as_ref() => {
+            Some(((cached, _), list, _)) if Some(cached) == webhooks.as_ref() => {
                 list.iter().any(|c| matches!(c.webhook.filter, WebhookFilter::Saved(_)))
             }
             _ => true,
@@ -113,11 +139,12 @@ impl HotCache {
             Some(Version { count: -1, latest: None })
         };
         let version = webhooks.zip(searches);
-        if let (Some((webhooks, searches)), Some(((cached_webhooks, cached_searches), list))) =
-            (&version, lock(&self.webhooks).get(&key))
+        if let (Some((webhooks, searches)), Some(((cached_webhooks, cached_searches), list, checked))) =
+            (&version, lock(&self.webhooks).get_mut(&key))
             && webhooks == cached_webhooks
             && (!uses_saved || searches == cached_searches)
         {
+            *checked = batch;
             return Ok(list.clone());
         }
         let rows = filter(webhook_rows::Entity::find()).all(conn).await?;
@@ -134,23 +161,34 @@ impl HotCache {
         }
         let list = Arc::new(list);
         if let Some(version) = version {
-            lock(&self.webhooks).insert(key, (version, list.clone()));
+            lock(&self.webhooks).insert(key, (version, list.clone(), batch));
         }
         Ok(list)
     }
 
     /// The entity tree.
     pub async fn entities(&self, conn: &impl ConnectionTrait) -> AppResult<Arc<EntityIndex>> {
+        self.entities_in(conn, None).await
+    }
+
+    /// The entity tree, checked once per writer batch.
+    pub async fn entities_in(&self, conn: &impl ConnectionTrait, batch: Option<u64>) -> AppResult<Arc<EntityIndex>> {
+        if let Some((_, index, Some(checked))) = lock(&self.entities).as_ref()
+            && batch == Some(*checked)
+        {
+            return Ok(index.clone());
+        }
         let version =
             version(conn, entities::Entity::find(), entities::Column::Id, entities::Column::UpdatedAt).await?;
-        if let (Some(version), Some((cached, index))) = (&version, lock(&self.entities).as_ref())
+        if let (Some(version), Some((cached, index, checked))) = (&version, lock(&self.entities).as_mut())
             && version == cached
         {
+            *checked = batch;
             return Ok(index.clone());
         }
         let index = Arc::new(EntityIndex::load(conn).await?);
         if let Some(version) = version {
-            *lock(&self.entities) = Some((version, index.clone()));
+            *lock(&self.entities) = Some((version, index.clone(), batch));
         }
         Ok(index)
     }

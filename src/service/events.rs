@@ -1,14 +1,11 @@
 //! Raising an event: every matching webhook renders its request and joins the queue, in the
 //! caller's transaction, so the item write and its queue rows commit together.
 
+use std::sync::Arc;
+
 use chrono::Utc;
-use entity::{
-    items, queued_webhooks,
-    queued_webhooks::status::{FAILED, PENDING},
-};
-use sea_orm::{
-    ActiveValue::NotSet, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, QueryTrait, sea_query::Query,
-};
+use entity::{items, queued_webhooks, queued_webhooks::QueueStatus};
+use sea_orm::ConnectionTrait;
 use serde_json::Value;
 
 use super::{
@@ -17,16 +14,29 @@ use super::{
     tree::EntityIndex,
 };
 use crate::{
+    AppState,
     delivery::seal_credentials,
     domain::{
         filter::Subject, matching::entity_matches, payload::ApiData, render, template::Limits, webhook::WebhookEvent,
     },
-    error::{AppError, AppResult},
+    error::AppResult,
+    queue::{self, Staged},
     secret_box::SecretBox,
 };
 
-/// The PostgreSQL channel that tells every hookline process that rows were queued.
-pub const QUEUE_CHANNEL: &str = "hookline_queue";
+/// What raising events needs, owned so that it travels into the writer's jobs.
+#[derive(Clone)]
+pub struct Intake {
+    pub cache: Arc<HotCache>,
+    pub secrets: SecretBox,
+    pub limits: Limits,
+}
+
+impl Intake {
+    pub fn of(state: &AppState) -> Self {
+        Self { cache: state.cache.clone(), secrets: state.secrets.clone(), limits: state.config().templates }
+    }
+}
 
 /// The template variables of an event for an item: `event`, `item`, and `parent_item` when
 /// the item has a stored parent.
@@ -78,17 +88,17 @@ pub fn passing<'a>(in_scope: Vec<&'a CachedWebhook>, subject: &Subject<'_>) -> V
 /// others go on. Returns the queued rows.
 pub async fn raise(
     conn: &impl ConnectionTrait,
-    cache: &HotCache,
-    secrets: &SecretBox,
-    limits: Limits,
+    staged: &mut Staged,
+    intake: &Intake,
     event: WebhookEvent,
     item: &items::Model,
 ) -> AppResult<Vec<queued_webhooks::Model>> {
-    let candidates = cache.webhooks(conn, &item.itemtype, event.as_str(), limits).await?;
+    let Intake { cache, secrets, limits } = intake;
+    let candidates = cache.webhooks(conn, &item.itemtype, event.as_str(), *limits, staged.batch()).await?;
     if !candidates.iter().any(|c| c.webhook.settings.is_active) {
         return Ok(Vec::new());
     }
-    let entities = cache.entities(conn).await?;
+    let entities = cache.entities_in(conn, staged.batch()).await?;
     let in_scope = in_scope(&candidates, &entities.chain(item.entity_id));
     if in_scope.is_empty() {
         return Ok(Vec::new());
@@ -107,14 +117,12 @@ pub async fn raise(
     let mut queued = Vec::with_capacity(matching.len());
     for CachedWebhook { webhook, templates, .. } in matching {
         let rendered = templates.as_ref().map_err(Clone::clone).and_then(|t| t.render(&variables, &default_body));
-        let (url, headers, body, status, last_error) = match rendered {
+        let (url, headers, body, last_error) = match rendered {
             Ok(mut r) => {
                 seal_credentials(&mut r.headers, secrets);
-                (r.url, Value::Object(r.headers), Some(r.body), PENDING, None)
+                (r.url, Value::Object(r.headers), Some(r.body), None)
             }
-            Err(reason) => {
-                (webhook.settings.url.clone(), Value::Object(Default::default()), None, FAILED, Some(reason))
-            }
+            Err(reason) => (webhook.settings.url.clone(), Value::Object(Default::default()), None, Some(reason)),
         };
         queued.push(queued_webhooks::Model {
             id: 0,
@@ -127,7 +135,8 @@ pub async fn raise(
             http_method: webhook.settings.http_method.as_str().to_owned(),
             headers,
             body,
-            status: status.to_owned(),
+            // The queue sets it: PENDING, or FAILED without a body.
+            status: QueueStatus::Pending,
             sent_try: 0,
             max_attempts: webhook.settings.sent_try + 1,
             delivery_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
@@ -140,41 +149,9 @@ pub async fn raise(
             save_response_body: webhook.settings.save_response_body,
             log_in_item_history: webhook.settings.log_in_item_history,
             lease_until: None,
+            claim_token: None,
+            claimed_by: None,
         });
     }
-    insert(conn, &mut queued).await?;
-    if conn.get_database_backend() == DbBackend::Postgres {
-        conn.execute_unprepared(&format!("NOTIFY {QUEUE_CHANNEL}")).await?;
-    }
-    Ok(queued)
-}
-
-/// Rows per INSERT statement: small on PostgreSQL, where a large statement stalls on the
-/// socket (sqlx writes it in pieces and TCP delays the last one); within SQLite's limit of
-/// bound variables there.
-fn insert_chunk(backend: DbBackend) -> usize {
-    if backend == DbBackend::Postgres { 10 } else { 500 }
-}
-
-/// Inserts the rows, a few per statement, and fills in their ids (matched by delivery id).
-async fn insert(conn: &impl ConnectionTrait, rows: &mut [queued_webhooks::Model]) -> AppResult<()> {
-    let mut ids = std::collections::HashMap::with_capacity(rows.len());
-    for chunk in rows.chunks(insert_chunk(conn.get_database_backend())) {
-        let actives = chunk.iter().map(|row| {
-            let mut active = row.clone().into_active_model();
-            active.id = NotSet;
-            active
-        });
-        let returning = Query::returning().columns([queued_webhooks::Column::Id, queued_webhooks::Column::DeliveryId]);
-        let statement = queued_webhooks::Entity::insert_many(actives).into_query().returning(returning).to_owned();
-        for returned in conn.query_all(&statement).await? {
-            let id: i64 = returned.try_get("", "id")?;
-            let delivery_id: String = returned.try_get("", "delivery_id")?;
-            ids.insert(delivery_id, id);
-        }
-    }
-    for row in rows.iter_mut() {
-        row.id = ids.get(&row.delivery_id).copied().ok_or_else(|| AppError::internal("an inserted row has no id"))?;
-    }
-    Ok(())
+    queue::enqueue(conn, staged, queued).await
 }

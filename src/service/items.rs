@@ -5,30 +5,32 @@ use entity::{items, itemtypes, queued_webhooks};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
     sea_query::{Expr, ExprTrait, Query},
 };
 use serde_json::{Map, Value};
 
 use super::{
     cache::HotCache,
-    events,
+    events::{self, Intake},
     history::{self, NewEntry, Subject},
     itemtypes as catalog,
     paging::{Page, PageRequest},
-    tree::{ENTITIES, EntityIndex},
+    tree::EntityIndex,
 };
 use crate::{
     AppState,
     domain::{
         item::{self as rules, EntityRef, ItemSnapshot},
-        template::Limits,
         webhook::WebhookEvent,
     },
     error::{AppError, AppResult},
-    secret_box::SecretBox,
+    queue::Staged,
 };
+
+/// Most inputs of one batch mutation.
+pub const MAX_BATCH: usize = 1000;
 
 /// What `createItem` asks for.
 #[derive(Debug, Clone)]
@@ -109,61 +111,79 @@ pub struct Changed<T> {
     pub queued: Vec<queued_webhooks::Model>,
 }
 
-/// Commits the transaction and wakes the workers when rows were queued.
-async fn finish<T>(state: &AppState, txn: DatabaseTransaction, changed: Changed<T>) -> AppResult<Changed<T>> {
-    commit_and_announce(state, txn, &changed.queued).await?;
-    Ok(changed)
+/// Stores a new item and raises `new`.
+pub async fn create(state: &AppState, input: NewItem) -> AppResult<Changed<items::Model>> {
+    let input = assign_number(state, input).await?;
+    let intake = Intake::of(state);
+    state.writer.write(move |txn, staged| Box::pin(async move { create_in(txn, staged, &intake, input).await })).await
 }
 
-/// Commits, tells subscribers about the queued rows, then wakes the workers: a subscriber
-/// sees a row queued before it sees it claimed. On PostgreSQL the announcement goes out with
-/// the commit itself, ahead of any process's claim.
-pub async fn commit_and_announce(
-    state: &AppState,
-    txn: DatabaseTransaction,
-    queued: &[queued_webhooks::Model],
-) -> AppResult<()> {
-    let bus = &state.pipeline.bus;
-    let changes: Vec<_> = if !queued.is_empty() && bus.wanted(&state.db) {
-        queued.iter().map(|row| super::live::QueueChange::new(row.clone(), None)).collect()
-    } else {
-        Vec::new()
-    };
-    if state.db.get_database_backend() == DbBackend::Postgres {
-        bus.publish(&txn, changes).await;
-        txn.commit().await?;
-    } else {
-        txn.commit().await?;
-        bus.publish(&state.db, changes).await;
+/// Stores new items and raises `new` for each, all or nothing: a refused input refuses the
+/// call, and the error names its index.
+pub async fn create_many(state: &AppState, inputs: Vec<NewItem>) -> AppResult<Vec<items::Model>> {
+    check_batch(inputs.len())?;
+    let mut numbered = Vec::with_capacity(inputs.len());
+    for (index, input) in inputs.into_iter().enumerate() {
+        numbered.push(assign_number(state, input).await.map_err(|e| e.at_index(index))?);
     }
-    if !queued.is_empty() {
-        state.pipeline.wake();
+    let intake = Intake::of(state);
+    state
+        .writer
+        .write(move |txn, staged| {
+            Box::pin(async move {
+                let mut created = Vec::with_capacity(numbered.len());
+                for (index, input) in numbered.into_iter().enumerate() {
+                    created.push(create_in(txn, staged, &intake, input).await.map_err(|e| e.at_index(index))?.item);
+                }
+                Ok(created)
+            })
+        })
+        .await
+}
+
+/// VALIDATION beyond [`MAX_BATCH`] inputs.
+pub fn check_batch(len: usize) -> AppResult<()> {
+    if len > MAX_BATCH {
+        return Err(AppError::validation(format!(
+            "inputs: {len} inputs given, at most {MAX_BATCH} per call; split the batch"
+        )));
     }
     Ok(())
 }
 
-/// Stores a new item and raises `new`.
-pub async fn create(state: &AppState, mut input: NewItem) -> AppResult<Changed<items::Model>> {
+async fn create_in(
+    conn: &impl ConnectionTrait,
+    staged: &mut Staged,
+    intake: &Intake,
+    input: NewItem,
+) -> AppResult<Changed<items::Model>> {
+    let item = insert(conn, &intake.cache, staged.batch(), input).await?;
+    let queued = events::raise(conn, staged, intake, WebhookEvent::New, &item).await?;
+    Ok(Changed { item, queued })
+}
+
+/// On PostgreSQL the number of an item without a given id is taken before the write, from a
+/// block this process reserved: item numbers never serialize writers. On SQLite (one writer)
+/// it is taken in the item's transaction.
+async fn assign_number(state: &AppState, mut input: NewItem) -> AppResult<NewItem> {
     if input.id == ItemId::Next && state.db.get_database_backend() == DbBackend::Postgres {
-        // Take the number in its own short transaction: holding the counter's row lock for the
-        // whole item transaction would serialize every concurrent create of the itemtype.
-        catalog::require(&state.db, &input.itemtype, "itemtype").await?;
-        input.id = ItemId::Assigned(next_free_id(&state.db, &input.itemtype).await?);
+        state.cache.itemtype(&state.db, &input.itemtype, "itemtype").await?;
+        input.id = ItemId::Assigned(state.numbers.next(&state.db, &input.itemtype).await?.to_string());
     }
-    let txn = crate::db::begin_write(&state.db).await?;
-    let item = insert(&txn, input).await?;
-    let queued =
-        events::raise(&txn, &state.cache, &state.secrets, state.pipeline.config.templates, WebhookEvent::New, &item)
-            .await?;
-    finish(state, txn, Changed { item, queued }).await
+    Ok(input)
 }
 
 /// Validates and inserts an item, with its first history entry.
-pub async fn insert(conn: &impl ConnectionTrait, input: NewItem) -> AppResult<items::Model> {
-    let itemtype = catalog::require(conn, &input.itemtype, "itemtype").await?;
+pub async fn insert(
+    conn: &impl ConnectionTrait,
+    cache: &HotCache,
+    batch: Option<u64>,
+    input: NewItem,
+) -> AppResult<items::Model> {
+    let itemtype = cache.itemtype(conn, &input.itemtype, "itemtype").await?;
     let fields = rules::checked_fields(input.fields)?;
     let name = rules::checked_text(input.name, "name")?;
-    require_entity(conn, input.entity_id).await?;
+    require_entity(conn, cache, batch, input.entity_id).await?;
     let (parent_itemtype, parent_id) = checked_parent(conn, &itemtype, input.parent_itemtype, input.parent_id).await?;
     let id = match input.id {
         ItemId::Given(id) => {
@@ -174,7 +194,14 @@ pub async fn insert(conn: &impl ConnectionTrait, input: NewItem) -> AppResult<it
             reserve_numeric_id(conn, &itemtype.name, &id).await?;
             id
         }
-        ItemId::Assigned(id) => id,
+        ItemId::Assigned(id) => {
+            if get(conn, &itemtype.name, &id).await?.is_some() {
+                // A caller gave this number as its own id meanwhile: take the next free one.
+                next_free_id(conn, &itemtype.name).await?
+            } else {
+                id
+            }
+        }
         ItemId::Next => next_free_id(conn, &itemtype.name).await?,
     };
     let now = Utc::now();
@@ -242,6 +269,8 @@ pub struct Replacement {
 /// whether anything changed; nothing is written (not even `date_mod`) when nothing did.
 pub async fn replace(
     conn: &impl ConnectionTrait,
+    cache: &HotCache,
+    batch: Option<u64>,
     item: items::Model,
     new: Replacement,
 ) -> AppResult<(items::Model, bool)> {
@@ -256,7 +285,7 @@ pub async fn replace(
     if let Some(entity_id) = new.entity_id
         && entity_id != item.entity_id
     {
-        require_entity(conn, entity_id).await?;
+        require_entity(conn, cache, batch, entity_id).await?;
         let (old, new) = (Some(item.entity_id.to_string()), Some(entity_id.to_string()));
         entries.push(NewEntry::change("update", "entity changed", old, new));
         active.entity_id = Set(entity_id);
@@ -273,7 +302,7 @@ pub async fn replace(
     if let Some((ptype, pid)) = new.parent
         && (ptype.as_ref(), pid.as_ref()) != (item.parent_itemtype.as_ref(), item.parent_id.as_ref())
     {
-        let itemtype = catalog::require(conn, &item.itemtype, "itemtype").await?;
+        let itemtype = cache.itemtype(conn, &item.itemtype, "itemtype").await?;
         let (ptype, pid) = checked_parent(conn, &itemtype, ptype, pid).await?;
         let show = |t: &Option<String>, i: &Option<String>| t.as_ref().zip(i.as_ref()).map(|(t, i)| format!("{t} {i}"));
         entries.push(NewEntry::change(
@@ -296,22 +325,28 @@ pub async fn replace(
 
 /// Applies the patch; raises `update` only when the stored snapshot changed.
 pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch) -> AppResult<Changed<items::Model>> {
-    let txn = crate::db::begin_write(&state.db).await?;
-    let item = require(&txn, itemtype, id).await?;
-    let fields = match patch.fields {
-        None => None,
-        Some(Value::Object(patch)) => Some(rules::merge_fields(&as_map(&item.fields), &patch)),
-        Some(_) => return Err(AppError::validation("fields: must be a JSON object (a merge patch)")),
-    };
-    let replacement = Replacement { name: patch.name, entity_id: patch.entity_id, fields, parent: None };
-    let (item, changed) = replace(&txn, item, replacement).await?;
-    let queued = if changed {
-        events::raise(&txn, &state.cache, &state.secrets, state.pipeline.config.templates, WebhookEvent::Update, &item)
-            .await?
-    } else {
-        Vec::new()
-    };
-    finish(state, txn, Changed { item, queued }).await
+    let (intake, itemtype, id) = (Intake::of(state), itemtype.to_owned(), id.to_owned());
+    state
+        .writer
+        .write(move |txn, staged| {
+            Box::pin(async move {
+                let item = require(txn, &itemtype, &id).await?;
+                let fields = match patch.fields {
+                    None => None,
+                    Some(Value::Object(patch)) => Some(rules::merge_fields(&as_map(&item.fields), &patch)),
+                    Some(_) => return Err(AppError::validation("fields: must be a JSON object (a merge patch)")),
+                };
+                let replacement = Replacement { name: patch.name, entity_id: patch.entity_id, fields, parent: None };
+                let (item, changed) = replace(txn, &intake.cache, staged.batch(), item, replacement).await?;
+                let queued = if changed {
+                    events::raise(txn, staged, &intake, WebhookEvent::Update, &item).await?
+                } else {
+                    Vec::new()
+                };
+                Ok(Changed { item, queued })
+            })
+        })
+        .await
 }
 
 /// Puts the item in the trash or takes it out, with its history entry.
@@ -336,29 +371,34 @@ pub async fn set_deleted(
     id: &str,
     deleted: bool,
 ) -> AppResult<Changed<items::Model>> {
-    let txn = crate::db::begin_write(&state.db).await?;
-    let item = require(&txn, itemtype, id).await?;
-    if item.is_deleted == deleted {
-        return Err(AppError::conflict(if deleted {
-            format!("{itemtype} `{id}` is already in the trash; restore or purge it")
-        } else {
-            format!("{itemtype} `{id}` is not in the trash")
-        }));
-    }
-    let item = mark_deleted(&txn, item, deleted).await?;
-    let event = if deleted { WebhookEvent::Delete } else { WebhookEvent::Restore };
-    let queued =
-        events::raise(&txn, &state.cache, &state.secrets, state.pipeline.config.templates, event, &item).await?;
-    finish(state, txn, Changed { item, queued }).await
+    let (intake, itemtype, id) = (Intake::of(state), itemtype.to_owned(), id.to_owned());
+    state
+        .writer
+        .write(move |txn, staged| {
+            Box::pin(async move {
+                let item = require(txn, &itemtype, &id).await?;
+                if item.is_deleted == deleted {
+                    return Err(AppError::conflict(if deleted {
+                        format!("{itemtype} `{id}` is already in the trash; restore or purge it")
+                    } else {
+                        format!("{itemtype} `{id}` is not in the trash")
+                    }));
+                }
+                let item = mark_deleted(txn, item, deleted).await?;
+                let event = if deleted { WebhookEvent::Delete } else { WebhookEvent::Restore };
+                let queued = events::raise(txn, staged, &intake, event, &item).await?;
+                Ok(Changed { item, queued })
+            })
+        })
+        .await
 }
 
 /// Raises `purge` with the last snapshot of the item and of each child item (a ticket's
 /// followups), then removes them and their history for good. Returns the removed items.
 pub async fn remove(
     conn: &impl ConnectionTrait,
-    cache: &HotCache,
-    secrets: &SecretBox,
-    limits: Limits,
+    staged: &mut Staged,
+    intake: &Intake,
     item: items::Model,
 ) -> AppResult<Changed<Vec<items::Model>>> {
     let children = items::Entity::find()
@@ -370,7 +410,7 @@ pub async fn remove(
     removed.extend(children);
     let mut queued = Vec::new();
     for gone in &removed {
-        queued.extend(events::raise(conn, cache, secrets, limits, WebhookEvent::Purge, gone).await?);
+        queued.extend(events::raise(conn, staged, intake, WebhookEvent::Purge, gone).await?);
     }
     for gone in removed.iter().rev() {
         history::purge(conn, subject(gone)).await?;
@@ -380,10 +420,16 @@ pub async fn remove(
 }
 
 pub async fn purge(state: &AppState, itemtype: &str, id: &str) -> AppResult<Changed<Vec<items::Model>>> {
-    let txn = crate::db::begin_write(&state.db).await?;
-    let item = require(&txn, itemtype, id).await?;
-    let changed = remove(&txn, &state.cache, &state.secrets, state.pipeline.config.templates, item).await?;
-    finish(state, txn, changed).await
+    let (intake, itemtype, id) = (Intake::of(state), itemtype.to_owned(), id.to_owned());
+    state
+        .writer
+        .write(move |txn, staged| {
+            Box::pin(async move {
+                let item = require(txn, &itemtype, &id).await?;
+                remove(txn, staged, &intake, item).await
+            })
+        })
+        .await
 }
 
 pub fn subject(item: &items::Model) -> Subject<'_> {
@@ -397,8 +443,13 @@ pub fn as_map(value: &Value) -> Map<String, Value> {
     }
 }
 
-async fn require_entity(conn: &impl ConnectionTrait, entity_id: i64) -> AppResult<()> {
-    if ENTITIES.get(conn, entity_id).await?.is_none() {
+async fn require_entity(
+    conn: &impl ConnectionTrait,
+    cache: &HotCache,
+    batch: Option<u64>,
+    entity_id: i64,
+) -> AppResult<()> {
+    if !cache.entities_in(conn, batch).await?.contains(entity_id) {
         return Err(AppError::validation(format!("entityId: no entity with id {entity_id}")));
     }
     Ok(())
@@ -438,4 +489,47 @@ async fn reserve_numeric_id(conn: &impl ConnectionTrait, itemtype: &str, id: &st
         .to_owned();
     conn.execute(&stmt).await?;
     Ok(())
+}
+
+/// Item numbers handed out in blocks reserved from the itemtype's counter (PostgreSQL): one
+/// short statement per block instead of a locked counter row per item.
+#[derive(Default)]
+pub struct ItemNumbers {
+    blocks: std::sync::Mutex<std::collections::HashMap<String, std::ops::Range<i64>>>,
+}
+
+impl std::fmt::Debug for ItemNumbers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ItemNumbers")
+    }
+}
+
+/// Numbers per block.
+const NUMBER_BLOCK: i64 = 64;
+
+impl ItemNumbers {
+    /// The next number of the itemtype, reserving a new block when this process has none
+    /// left. The reservation commits on its own: a number is never handed out twice.
+    pub async fn next(&self, db: &impl ConnectionTrait, itemtype: &str) -> AppResult<i64> {
+        if let Some(n) = self.take(itemtype) {
+            return Ok(n);
+        }
+        let stmt = Query::update()
+            .table(itemtypes::Entity)
+            .value(itemtypes::Column::NextItemId, Expr::col(itemtypes::Column::NextItemId).add(NUMBER_BLOCK))
+            .and_where(itemtypes::Column::Name.eq(itemtype))
+            .returning_col(itemtypes::Column::NextItemId)
+            .to_owned();
+        let row = db.query_one(&stmt).await?.ok_or_else(|| AppError::internal("itemtype row vanished"))?;
+        let end: i64 = row.try_get("", "next_item_id")?;
+        let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
+        let block = blocks.entry(itemtype.to_owned()).or_insert(0..0);
+        *block = (end - NUMBER_BLOCK + 1)..end;
+        Ok(end - NUMBER_BLOCK)
+    }
+
+    fn take(&self, itemtype: &str) -> Option<i64> {
+        let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
+        blocks.get_mut(itemtype)?.next()
+    }
 }

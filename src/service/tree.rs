@@ -281,6 +281,10 @@ impl EntityIndex {
         Ok(Self { rows: rows.into_iter().map(|r| (r.id, r)).collect(), nodes })
     }
 
+    pub fn contains(&self, id: i64) -> bool {
+        self.rows.contains_key(&id)
+    }
+
     /// The entity as item documents show it.
     pub fn entity_ref(&self, id: i64) -> AppResult<crate::domain::item::EntityRef> {
         let row = self.rows.get(&id).ok_or_else(|| AppError::internal(format!("entity {id} is missing")))?;

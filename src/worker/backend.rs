@@ -12,8 +12,10 @@ use apalis_core::backend::BackendConfig;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::task::TaskTracker;
 
-use super::Pipeline;
-use crate::{delivery::Signer, service::queue::Outcome};
+use crate::{
+    delivery::{DeliveryClient, Signer},
+    queue::Outcome,
+};
 
 /// A claimed row, its signer, and the send slot it holds until its outcome is written.
 pub struct Delivery {
@@ -37,13 +39,13 @@ impl ChannelBackend {
         self.rx.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Closes the channel and returns the ids of the rows still waiting in it.
-    pub fn drain(&self) -> Vec<i64> {
+    /// Closes the channel and returns the rows still waiting in it, by claim token.
+    pub fn drain(&self) -> std::collections::HashMap<i64, Vec<i64>> {
         let mut rx = self.receiver();
         rx.close();
-        let mut ids = Vec::new();
+        let mut ids = std::collections::HashMap::<i64, Vec<i64>>::new();
         while let Ok(delivery) = rx.try_recv() {
-            ids.push(delivery.row.id);
+            ids.entry(delivery.row.claim_token.unwrap_or_default()).or_default().push(delivery.row.id);
         }
         ids
     }
@@ -100,7 +102,7 @@ pub struct Finished {
 /// What the delivery handler needs.
 #[derive(Clone)]
 pub struct Handler {
-    pub pipeline: Arc<Pipeline>,
+    pub client: Arc<DeliveryClient>,
     pub outcomes: mpsc::Sender<Finished>,
     /// Attempts run as tracked tasks, so that a stop waits for them to finish and be
     /// recorded even when the worker itself is told to stop at once.
@@ -111,9 +113,9 @@ pub struct Handler {
 #[tracing::instrument(skip_all, fields(queued_id = job.row.id))]
 pub async fn deliver(job: Delivery, handler: Data<Handler>) -> Result<(), BoxDynError> {
     let Delivery { row, signer, slot } = job;
-    let (pipeline, outcomes) = (handler.pipeline.clone(), handler.outcomes.clone());
+    let (client, outcomes) = (handler.client.clone(), handler.outcomes.clone());
     let attempt = handler.attempts.spawn(async move {
-        let outcome = pipeline.attempt(row, &signer).await;
+        let outcome = client.attempt(row, &signer).await;
         // The slot goes with the outcome and is freed once it is written: a slow database slows
         // the claimer, and no more rows than there are slots are ever sent but not recorded
         // (what a crash can make a process send twice).

@@ -1,57 +1,33 @@
 //! Claims due rows as send slots free up and hands them to the delivery worker. Woken at once
 //! when rows are queued (in this process, or through PostgreSQL's NOTIFY from another one);
-//! otherwise it polls for due retries and for rows abandoned by a dead worker.
+//! otherwise it polls for due retries. The heartbeat task keeps this process's heartbeat and
+//! releases the rows of processes whose heartbeat stopped.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use entity::{queued_webhooks::status, webhooks};
-use sea_orm::{ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Pipeline, backend::Delivery};
-use crate::{
-    delivery::{OAuthClient, Signer},
-    domain::webhook::SignatureScheme,
-    error::{AppError, AppResult},
-    secret_box::{Purpose, SecretBox},
-    service::{
-        events::QUEUE_CHANNEL,
-        live::{CHANGES_CHANNEL, QueueChange, SUBSCRIBERS_CHANNEL, decode},
-        queue,
-    },
-};
+use super::backend::Delivery;
+use crate::{delivery::DeliveryClient, error::AppResult, queue::Queue};
 
 /// At most this many rows per claim.
 const CLAIM_BATCH: usize = 256;
 
 pub async fn run(
-    db: DatabaseConnection,
-    pipeline: Arc<Pipeline>,
+    queue: Arc<Queue>,
+    client: Arc<DeliveryClient>,
     slots: Arc<Semaphore>,
     jobs: mpsc::Sender<Delivery>,
     shutdown: CancellationToken,
 ) {
-    if db.get_database_backend() == DbBackend::Postgres {
-        tokio::spawn(listen(db.clone(), pipeline.clone(), shutdown.clone()));
-        let (bus, db, shutdown) = (pipeline.bus.clone(), db.clone(), shutdown.clone());
-        tokio::spawn(async move { bus.announce_subscribers(db, shutdown).await });
-    }
-    let mut poll = tokio::time::interval(pipeline.config.poll_interval);
+    let mut poll = tokio::time::interval(client.config.poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = pipeline.wake.notified() => {}
-            _ = poll.tick() => {
-                if let Err(err) = queue::release_abandoned(&db, false).await {
-                    tracing::warn!(?err, "cannot release abandoned deliveries");
-                }
-            }
+            _ = queue.work_queued() => {}
+            _ = poll.tick() => {}
         }
         loop {
             // Wait for one free slot, then take every other free one, up to a batch.
@@ -66,7 +42,7 @@ pub async fn run(
                 permit.merge(more);
             }
             let wanted = permit.num_permits();
-            let rows = match queue::claim_due(&db, wanted as u64, pipeline.lease()).await {
+            let rows = match queue.claim_due(wanted as u64).await {
                 Ok(rows) => rows,
                 Err(err) => {
                     tracing::warn!(?err, "cannot claim deliveries");
@@ -74,17 +50,7 @@ pub async fn run(
                 }
             };
             let claimed = rows.len();
-            if pipeline.bus.wanted(&db) {
-                let changes = rows
-                    .iter()
-                    .map(|row| {
-                        let previous = if row.sent_try > 0 { status::RETRYING } else { status::PENDING };
-                        QueueChange::new(row.clone(), Some(previous))
-                    })
-                    .collect();
-                pipeline.bus.publish(&db, changes).await;
-            }
-            if let Err(err) = hand_over(&db, &pipeline, rows, &mut permit, &jobs).await {
+            if let Err(err) = hand_over(&queue, &client, rows, &mut permit, &jobs).await {
                 tracing::warn!(?err, "cannot hand claimed deliveries over");
             }
             if claimed < wanted {
@@ -95,23 +61,22 @@ pub async fn run(
 }
 
 async fn hand_over(
-    db: &DatabaseConnection,
-    pipeline: &Pipeline,
+    queue: &Queue,
+    client: &DeliveryClient,
     rows: Vec<entity::queued_webhooks::Model>,
     permit: &mut tokio::sync::OwnedSemaphorePermit,
     jobs: &mpsc::Sender<Delivery>,
 ) -> AppResult<()> {
-    if rows.is_empty() {
+    let Some(token) = rows.first().and_then(|r| r.claim_token) else {
         return Ok(());
-    }
+    };
     let mut ids: Vec<i64> = rows.iter().map(|r| r.webhook_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let signers = match pipeline.signers.for_webhooks(db, &pipeline.secrets, &ids).await {
+    let signers = match client.signers.for_webhooks(client.db(), &client.secrets, &ids).await {
         Ok(signers) => signers,
         Err(err) => {
-            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            queue::release(db, &ids).await?;
+            queue.release(rows.iter().map(|r| r.id).collect(), token).await?;
             return Err(err);
         }
     };
@@ -127,99 +92,28 @@ async fn hand_over(
             unsent.push(delivery.row.id);
         }
     }
-    queue::release(db, &unsent).await?;
+    queue.release(unsent, token).await?;
     Ok(())
 }
 
-/// Wakes the claimer whenever another process (or this one) queues rows on PostgreSQL.
-async fn listen(db: DatabaseConnection, pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
-    use sea_orm::sqlx::postgres::PgListener;
-    let pool = db.get_postgres_connection_pool().clone();
+/// Every heartbeat interval: this process's heartbeat (several processes on one database), and
+/// the release of rows whose worker is gone (lease ended, or its process silent for the
+/// heartbeat timeout), which wakes the claimer.
+pub async fn heartbeat(queue: Arc<Queue>, client: Arc<DeliveryClient>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(client.config.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(listener) => listener,
-            Err(err) => {
-                tracing::warn!(%err, "cannot LISTEN for queued deliveries; polling only");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => continue,
-                }
-            }
-        };
-        if let Err(err) = listener.listen_all([QUEUE_CHANNEL, CHANGES_CHANNEL, SUBSCRIBERS_CHANNEL]).await {
-            tracing::warn!(%err, "cannot LISTEN for queued deliveries");
-            continue;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
         }
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                next = listener.recv() => match next {
-                    Ok(notification) if notification.channel() == SUBSCRIBERS_CHANNEL => {
-                        if notification.payload() != pipeline.bus.process_id {
-                            pipeline.bus.remote_subscribers_seen();
-                        }
-                    }
-                    Ok(notification) if notification.channel() == CHANGES_CHANNEL => {
-                        pipeline.bus.deliver_local(decode(notification.payload()));
-                    }
-                    Ok(_) => pipeline.wake(),
-                    Err(err) => {
-                        tracing::warn!(%err, "lost the LISTEN connection; reconnecting");
-                        break;
-                    }
-                },
-            }
+        if let Err(err) = queue.heartbeat().await {
+            tracing::warn!(?err, "cannot record this process's heartbeat");
         }
-    }
-}
-
-/// Decrypted signing secrets by webhook, reused while the webhook is unchanged.
-#[derive(Default)]
-pub struct SignerCache {
-    entries: Mutex<HashMap<i64, (DateTime<Utc>, Signer)>>,
-}
-
-impl SignerCache {
-    /// The signers of the given webhooks; a webhook that no longer exists is absent.
-    pub async fn for_webhooks(
-        &self,
-        db: &DatabaseConnection,
-        secrets: &SecretBox,
-        ids: &[i64],
-    ) -> AppResult<HashMap<i64, Signer>> {
-        let rows = webhooks::Entity::find().filter(webhooks::Column::Id.is_in(ids.iter().copied())).all(db).await?;
-        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut out = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let cached = entries.get(&row.id).filter(|(at, _)| *at == row.updated_at).map(|(_, s)| s.clone());
-            let signer = match cached {
-                Some(signer) => signer,
-                None => {
-                    let scheme = SignatureScheme::parse(&row.signature_scheme)
-                        .ok_or_else(|| AppError::internal(format!("webhook {}: unknown signature scheme", row.id)))?;
-                    let secret = secrets.open(Purpose::WebhookSecret, &row.secret_encrypted)?;
-                    let oauth = match (row.use_oauth, &row.oauth_url, &row.client_secret_encrypted) {
-                        (true, Some(token_url), Some(sealed)) => Some(Arc::new(OAuthClient {
-                            token_url: token_url.clone(),
-                            client_id: row.client_id.clone().unwrap_or_default(),
-                            client_secret: secrets.open(Purpose::OauthClientSecret, sealed)?,
-                        })),
-                        _ => None,
-                    };
-                    let signer = Signer {
-                        webhook_id: row.id,
-                        version: row.updated_at,
-                        scheme,
-                        secret,
-                        cra: row.use_cra_challenge,
-                        oauth,
-                    };
-                    entries.insert(row.id, (row.updated_at, signer.clone()));
-                    signer
-                }
-            };
-            out.insert(row.id, signer);
+        match queue.release_abandoned(false, client.config.heartbeat_timeout).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(rows = n, "released deliveries whose worker is gone"),
+            Err(err) => tracing::warn!(?err, "cannot release abandoned deliveries"),
         }
-        Ok(out)
     }
 }

@@ -5,13 +5,11 @@ use std::str::FromStr;
 
 use apalis::prelude::*;
 use apalis_cron::Tick;
-use sea_orm::DatabaseConnection;
-
-use crate::service::queue;
+use crate::queue::Queue;
 
 #[derive(Clone)]
 pub struct Cleanup {
-    pub db: DatabaseConnection,
+    pub queue: std::sync::Arc<Queue>,
     pub sent_days: u32,
     pub failed_days: u32,
 }
@@ -22,7 +20,7 @@ pub fn schedule(expression: &str) -> Option<cron::Schedule> {
 }
 
 pub async fn run(_tick: Tick, cleanup: Data<Cleanup>) -> Result<(), BoxDynError> {
-    match queue::clean(&cleanup.db, cleanup.sent_days, cleanup.failed_days).await {
+    match cleanup.queue.clean(cleanup.sent_days, cleanup.failed_days).await {
         Ok(deleted) => {
             tracing::info!(deleted, "cleaned the delivery queue");
             Ok(())

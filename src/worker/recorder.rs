@@ -3,17 +3,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use entity::queued_webhooks::status;
-
-use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::backend::Finished;
-use crate::service::{
-    live::{QueueBus, QueueChange},
-    queue::{self, Outcome},
-};
+use crate::queue::{Outcome, Queue};
 
 const BATCH: usize = 512;
 /// How long the first outcome of a batch waits for others: fewer, larger transactions leave
@@ -22,8 +16,7 @@ const LINGER: Duration = Duration::from_millis(5);
 
 /// Runs until `stop` is cancelled and every outcome sent before has been written.
 pub async fn run(
-    db: DatabaseConnection,
-    bus: Arc<QueueBus>,
+    queue: Arc<Queue>,
     mut outcomes: mpsc::Receiver<Finished>,
     stop: CancellationToken,
 ) {
@@ -50,27 +43,20 @@ pub async fn run(
                 Ok(None) | Err(_) => break,
             }
         }
-        write(&db, &bus, &mut batch).await;
+        write(&queue, &mut batch).await;
         // Written (or given up on: the rows then wait for their lease): the slots are free.
         slots.clear();
     }
 }
 
 /// Writes the batch, retrying while the database refuses. Outcomes that still cannot be
-/// written are dropped from memory: their rows stay `sending` and are sent again when their
-/// lease ends, so nothing is lost.
-async fn write(db: &DatabaseConnection, bus: &QueueBus, batch: &mut Vec<Outcome>) {
+/// written are dropped from memory: their rows stay `sending` and are sent again once released,
+/// so nothing is lost.
+async fn write(queue: &Queue, batch: &mut Vec<Outcome>) {
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=8 {
-        match queue::record(db, batch).await {
-            Ok(()) if !bus.wanted(db) => break,
-            Ok(()) => {
-                let now = chrono::Utc::now();
-                let changes =
-                    batch.iter().map(|o| QueueChange::new(o.updated_row(now), Some(status::SENDING))).collect();
-                bus.publish(db, changes).await;
-                break;
-            }
+        match queue.record(batch.clone()).await {
+            Ok(_) => break,
             Err(err) => {
                 tracing::warn!(?err, attempt, rows = batch.len(), "cannot write delivery outcomes; retrying");
                 tokio::time::sleep(delay).await;

@@ -12,7 +12,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use entity::queued_webhooks::{self, status};
+use entity::queued_webhooks::{self, QueueStatus};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
     QuerySelect, Statement,
@@ -21,6 +21,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
+use super::transition::Transition;
 use crate::error::AppResult;
 
 /// The PostgreSQL channel queue changes travel on.
@@ -40,15 +41,16 @@ const MIN_BURST: f64 = 16.0;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueueChange {
     pub row: queued_webhooks::Model,
-    pub previous_status: Option<String>,
+    pub previous_status: Option<QueueStatus>,
 }
 
-impl QueueChange {
-    pub fn new(mut row: queued_webhooks::Model, previous_status: Option<&str>) -> Self {
+impl From<&Transition> for QueueChange {
+    fn from(transition: &Transition) -> Self {
+        let mut row = transition.row.clone();
         row.body = None;
         row.response_body = None;
         row.headers = serde_json::Value::Object(Default::default());
-        Self { row, previous_status: previous_status.map(str::to_owned) }
+        Self { row, previous_status: transition.from }
     }
 }
 
@@ -72,7 +74,7 @@ pub struct Watch {
     /// The entities whose queued webhooks count (an entity and its children).
     pub entities: Option<std::collections::HashSet<i64>>,
     /// Only changes to this status.
-    pub status: Option<&'static str>,
+    pub status: Option<QueueStatus>,
 }
 
 impl Watch {
@@ -249,7 +251,7 @@ impl QueueBus {
     }
 
     /// Hands changes to the local subscribers that watch their webhooks.
-    pub fn deliver_local(&self, changes: impl IntoIterator<Item = QueueChange>) {
+    pub(super) fn deliver_local(&self, changes: impl IntoIterator<Item = QueueChange>) {
         let mut subscribers = self.lock();
         subscribers.refill(self.rate);
         for change in changes {
@@ -260,7 +262,7 @@ impl QueueBus {
     /// Publishes changes: to this process's subscribers on SQLite (call it after the commit),
     /// through NOTIFY on PostgreSQL, sent when `db`'s transaction commits: every process, this
     /// one included, receives them from its listener, all in one order.
-    pub async fn publish(&self, db: &impl ConnectionTrait, changes: Vec<QueueChange>) {
+    pub(super) async fn publish(&self, db: &impl ConnectionTrait, changes: Vec<QueueChange>) {
         if changes.is_empty() || !self.wanted(db) {
             return;
         }
@@ -300,7 +302,7 @@ async fn notify(db: &impl ConnectionTrait, batch: &[String]) {
 }
 
 /// Decodes a NOTIFY payload into changes.
-pub fn decode(payload: &str) -> Vec<QueueChange> {
+fn decode(payload: &str) -> Vec<QueueChange> {
     serde_json::from_str(payload).unwrap_or_default()
 }
 
@@ -321,7 +323,7 @@ pub struct QueueStats {
 
 #[derive(FromQueryResult)]
 struct StatusCount {
-    status: String,
+    status: QueueStatus,
     count: i64,
 }
 
@@ -353,19 +355,18 @@ pub async fn stats(conn: &impl ConnectionTrait, webhook_id: Option<i64>) -> AppR
         .await?;
     let mut stats = QueueStats::default();
     for StatusCount { status: s, count } in counts {
-        match s.as_str() {
-            status::PENDING => stats.pending = count,
-            status::SENDING => stats.sending = count,
-            status::SENT => stats.sent = count,
-            status::RETRYING => stats.retrying = count,
-            status::FAILED => stats.failed = count,
-            status::CANCELLED => stats.cancelled = count,
-            _ => {}
+        match s {
+            QueueStatus::Pending => stats.pending = count,
+            QueueStatus::Sending => stats.sending = count,
+            QueueStatus::Sent => stats.sent = count,
+            QueueStatus::Retrying => stats.retrying = count,
+            QueueStatus::Failed => stats.failed = count,
+            QueueStatus::Cancelled => stats.cancelled = count,
         }
     }
     let now = Utc::now();
     let oldest = scoped()
-        .filter(queued_webhooks::Column::Status.eq(status::PENDING))
+        .filter(queued_webhooks::Column::Status.eq(QueueStatus::Pending))
         .select_only()
         .column_as(Expr::col(queued_webhooks::Column::CreateTime).min(), "oldest")
         .into_model::<Oldest>()
@@ -374,7 +375,7 @@ pub async fn stats(conn: &impl ConnectionTrait, webhook_id: Option<i64>) -> AppR
     stats.oldest_pending_age_seconds =
         oldest.and_then(|o| o.oldest).map(|t| std::cmp::max((now - t).num_milliseconds(), 0) as f64 / 1000.0);
     let sent = scoped()
-        .filter(queued_webhooks::Column::Status.eq(status::SENT))
+        .filter(queued_webhooks::Column::Status.eq(QueueStatus::Sent))
         .filter(queued_webhooks::Column::SentTime.gte(now - chrono::Duration::seconds(60)))
         .select_only()
         .column_as(Expr::col(queued_webhooks::Column::Id).count(), "count")
@@ -454,6 +455,58 @@ impl StatsHub {
             // A burst is one recomputation: drop what else is waiting.
             while subscription.changes.try_recv().is_ok() {}
             subscription.take_missed();
+        }
+    }
+}
+
+/// On PostgreSQL: wakes this process's workers when any process queues rows, hands the
+/// changes every process publishes to this process's subscribers, and notes other processes'
+/// subscribers.
+pub(super) async fn listen(
+    db: DatabaseConnection,
+    publisher: Arc<super::Publisher>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use sea_orm::sqlx::postgres::PgListener;
+    let pool = db.get_postgres_connection_pool().clone();
+    let bus = publisher.bus.clone();
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(%err, "cannot LISTEN for queued deliveries; polling only");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                }
+            }
+        };
+        let channels = [super::store::QUEUE_CHANNEL, CHANGES_CHANNEL, SUBSCRIBERS_CHANNEL];
+        if let Err(err) = listener.listen_all(channels).await {
+            tracing::warn!(%err, "cannot LISTEN for queued deliveries");
+            continue;
+        }
+        // Rows queued while the listener was away.
+        publisher.wake_workers();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                next = listener.recv() => match next {
+                    Ok(notification) if notification.channel() == SUBSCRIBERS_CHANNEL => {
+                        if notification.payload() != bus.process_id {
+                            bus.remote_subscribers_seen();
+                        }
+                    }
+                    Ok(notification) if notification.channel() == CHANGES_CHANNEL => {
+                        bus.deliver_local(decode(notification.payload()));
+                    }
+                    Ok(_) => publisher.wake_workers(),
+                    Err(err) => {
+                        tracing::warn!(%err, "lost the LISTEN connection; reconnecting");
+                        break;
+                    }
+                },
+            }
         }
     }
 }

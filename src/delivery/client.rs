@@ -1,0 +1,192 @@
+//! What the workers and the API share about sending: one HTTP client, the signers, the CRA
+//! and OAuth caches, and one attempt of a claimed row.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use entity::webhooks;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use secrecy::ExposeSecret;
+
+use super::{ChallengeCache, HttpSender, OAuthClient, PreparedRequest, Signer, TokenCache, prepare};
+use crate::{
+    config::DeliveryConfig,
+    domain::{
+        outcome::{AttemptResult, Decision, decide},
+        webhook::SignatureScheme,
+    },
+    error::{AppError, AppResult},
+    queue::Outcome,
+    secret_box::{Purpose, SecretBox},
+};
+
+/// What the workers and the API share about sending: the configuration, the HTTP client and
+/// the caches of signers, challenges and tokens.
+pub struct DeliveryClient {
+    /// Where the webhooks (their secrets and versions) are read.
+    db: DatabaseConnection,
+    pub config: DeliveryConfig,
+    /// Opens the credential headers stored in queued webhooks.
+    pub secrets: SecretBox,
+    pub http: HttpSender,
+    pub signers: SignerCache,
+    /// Successful challenge–responses, per webhook and URL.
+    pub challenges: ChallengeCache,
+    /// OAuth access tokens, per webhook.
+    pub tokens: TokenCache,
+}
+
+impl std::fmt::Debug for DeliveryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryClient").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl DeliveryClient {
+    pub fn new(db: DatabaseConnection, config: DeliveryConfig, secrets: SecretBox) -> Result<Self, reqwest::Error> {
+        let http = HttpSender::new(
+            config.http_timeout,
+            config.max_per_host,
+            config.max_response_body,
+            config.targets.clone(),
+        )?;
+        let challenges = ChallengeCache::new(config.cra_cache);
+        Ok(Self {
+            db,
+            config,
+            secrets,
+            http,
+            signers: SignerCache::default(),
+            challenges,
+            tokens: TokenCache::default(),
+        })
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// How long a claimed row belongs to its worker: its longest attempt, plus waiting for a
+    /// host slot behind every other attempt before each of its (at most two) requests.
+    pub fn lease(&self) -> Duration {
+        let host_wait = self.config.http_timeout * (self.config.max_in_flight / self.config.max_per_host) as u32;
+        self.longest_attempt() + host_wait * 2
+    }
+
+    /// The longest one started attempt can take: a challenge, a token request, the request,
+    /// and the request again with a new token after a 401, each within the timeout.
+    pub fn longest_attempt(&self) -> Duration {
+        self.config.http_timeout * 4 + Duration::from_secs(5)
+    }
+
+    /// Makes one attempt of a claimed row and decides what follows. A webhook with CRA is
+    /// challenged first (unless a recent success is cached); a failed challenge is not an
+    /// attempt: the row waits for its next scheduled retry time, until the schedule's window
+    /// is spent.
+    pub async fn attempt(&self, row: entity::queued_webhooks::Model, signer: &Signer) -> Outcome {
+        let attempted_at = Utc::now();
+        if signer.cra
+            && let Err(error) =
+                self.challenges.ensure(&self.http, row.webhook_id, signer.version, &row.url, &signer.secret).await
+        {
+            let elapsed = (attempted_at - row.create_time).to_std().unwrap_or_default();
+            let retries = (row.max_attempts - 1).max(0) as u32;
+            let decision = match self.config.retry.next_scheduled(elapsed, retries) {
+                Some(delay) => Decision::Retry { delay, error: format!("{error} (not counted as an attempt)") },
+                None => Decision::Failed {
+                    error: format!("{error}; the retry schedule's window is spent"),
+                    deactivate_webhook: false,
+                },
+            };
+            let result = AttemptResult::NoResponse { error };
+            return Outcome { row, attempted_at, result, decision, counted: false };
+        }
+        let result = match prepare(&row, signer, &self.secrets, attempted_at.timestamp()) {
+            Ok(request) => self.send_authorized(request, signer).await,
+            Err(error) => AttemptResult::NoResponse { error },
+        };
+        let decision = decide(&result, row.sent_try + 1, row.max_attempts, &self.config.retry);
+        Outcome { row, attempted_at, result, decision, counted: true }
+    }
+
+    /// Sends a request, with an OAuth access token when the webhook has a client; when the
+    /// target answers 401, the token is refreshed once and the request sent again.
+    async fn send_authorized(&self, request: PreparedRequest, signer: &Signer) -> AttemptResult {
+        let Some(client) = &signer.oauth else {
+            return self.http.send(request).await;
+        };
+        let mut rejected = None;
+        loop {
+            let token =
+                match self.tokens.token(&self.http, signer.webhook_id, signer.version, client, rejected.as_ref()).await
+                {
+                    Ok(token) => token,
+                    Err(error) => return AttemptResult::NoResponse { error },
+                };
+            let mut authorized = request.clone();
+            authorized.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
+            authorized.headers.push(("Authorization".into(), format!("Bearer {}", token.expose_secret())));
+            let result = self.http.send(authorized).await;
+            match result {
+                AttemptResult::Response { status: 401, .. } if rejected.is_none() => rejected = Some(token),
+                _ => return result,
+            }
+        }
+    }
+
+}
+
+/// Decrypted signing secrets by webhook, reused while the webhook is unchanged.
+#[derive(Default)]
+pub struct SignerCache {
+    entries: Mutex<HashMap<i64, (DateTime<Utc>, Signer)>>,
+}
+
+impl SignerCache {
+    /// The signers of the given webhooks; a webhook that no longer exists is absent.
+    pub async fn for_webhooks(
+        &self,
+        db: &DatabaseConnection,
+        secrets: &SecretBox,
+        ids: &[i64],
+    ) -> AppResult<HashMap<i64, Signer>> {
+        let rows = webhooks::Entity::find().filter(webhooks::Column::Id.is_in(ids.iter().copied())).all(db).await?;
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut out = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let cached = entries.get(&row.id).filter(|(at, _)| *at == row.updated_at).map(|(_, s)| s.clone());
+            let signer = match cached {
+                Some(signer) => signer,
+                None => {
+                    let scheme = SignatureScheme::parse(&row.signature_scheme)
+                        .ok_or_else(|| AppError::internal(format!("webhook {}: unknown signature scheme", row.id)))?;
+                    let secret = secrets.open(Purpose::WebhookSecret, &row.secret_encrypted)?;
+                    let oauth = match (row.use_oauth, &row.oauth_url, &row.client_secret_encrypted) {
+                        (true, Some(token_url), Some(sealed)) => Some(Arc::new(OAuthClient {
+                            token_url: token_url.clone(),
+                            client_id: row.client_id.clone().unwrap_or_default(),
+                            client_secret: secrets.open(Purpose::OauthClientSecret, sealed)?,
+                        })),
+                        _ => None,
+                    };
+                    let signer = Signer {
+                        webhook_id: row.id,
+                        version: row.updated_at,
+                        scheme,
+                        secret,
+                        cra: row.use_cra_challenge,
+                        oauth,
+                    };
+                    entries.insert(row.id, (row.updated_at, signer.clone()));
+                    signer
+                }
+            };
+            out.insert(row.id, signer);
+        }
+        Ok(out)
+    }
+}

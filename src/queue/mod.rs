@@ -1,0 +1,421 @@
+//! The delivery queue's one owner. It enqueues (inside the caller's item transaction), claims,
+//! records outcomes, forces, resends, cancels, releases and cleans; every operation returns
+//! or stages the transitions it made, computed by [`transition::next`]; it alone publishes
+//! them to subscribers and wakes the workers. The rows the API shows are the rows the workers
+//! claim (DESIGN rule 2).
+
+pub mod live;
+mod outcome;
+pub mod store;
+pub mod transition;
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use entity::queued_webhooks::{self, Column as Q, Model, QueueStatus};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+pub use live::{QueueBus, QueueChange, QueueStats, StatsHub, Subscription, Watch};
+pub use outcome::Outcome;
+pub use transition::{Step, Transition};
+
+use crate::{
+    error::{AppError, AppResult},
+    service::{
+        paging::{Page, PageRequest},
+        tree::EntityIndex,
+    },
+    writer::Writer,
+};
+use store::{Abandoned, Claim};
+
+/// What a write job changed in the queue, published once its batch has committed.
+#[derive(Debug, Default)]
+pub struct Staged {
+    transitions: Vec<Transition>,
+    /// Rows became due: the workers should look.
+    wake: bool,
+    /// The writer's batch number.
+    batch: u64,
+}
+
+impl Staged {
+    pub(crate) fn new(batch: u64) -> Self {
+        Self { batch, ..Self::default() }
+    }
+
+    /// The writer's batch this job runs in: caches check their versions once per batch.
+    pub fn batch(&self) -> Option<u64> {
+        Some(self.batch)
+    }
+
+    pub(crate) fn absorb(&mut self, other: Staged) {
+        self.transitions.extend(other.transitions);
+        self.wake |= other.wake;
+    }
+
+    fn push(&mut self, row: Model, from: Option<QueueStatus>) {
+        self.wake |= matches!(row.status, QueueStatus::Pending | QueueStatus::Retrying);
+        self.transitions.push(Transition { row, from });
+    }
+}
+
+/// Publishes what committed batches changed: to subscribers (through NOTIFY on PostgreSQL, so
+/// that every process sees one order) and to the workers.
+pub struct Publisher {
+    pub bus: Arc<QueueBus>,
+    wake: Notify,
+    /// Several processes share the database (PostgreSQL): changes travel through NOTIFY.
+    shared: bool,
+}
+
+impl Publisher {
+    /// Inside the batch's transaction, before it commits: on PostgreSQL the notifications go
+    /// out with the commit itself, ahead of any process's claim.
+    pub(crate) async fn before_commit(&self, txn: &DatabaseTransaction, staged: &Staged) -> AppResult<()> {
+        if !self.shared {
+            return Ok(());
+        }
+        if !staged.transitions.is_empty() && self.bus.wanted(txn) {
+            self.bus.publish(txn, staged.transitions.iter().map(QueueChange::from).collect()).await;
+        }
+        if staged.wake {
+            store::notify_queued(txn).await?;
+        }
+        Ok(())
+    }
+
+    /// After the commit: SQLite's subscribers, then this process's workers.
+    pub(crate) fn after_commit(&self, staged: Staged) {
+        if !staged.transitions.is_empty() && !self.shared && self.bus.has_subscribers() {
+            self.bus.deliver_local(staged.transitions.iter().map(QueueChange::from));
+        }
+        if staged.wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Another process queued rows.
+    pub(crate) fn wake_workers(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Queues rows inside the caller's transaction (the item write and its rows commit together);
+/// fills in their ids.
+pub async fn enqueue(conn: &impl ConnectionTrait, staged: &mut Staged, mut rows: Vec<Model>) -> AppResult<Vec<Model>> {
+    if rows.is_empty() {
+        return Ok(rows);
+    }
+    for row in &mut rows {
+        let renderable = row.body.is_some();
+        row.status = transition::next(None, Step::Queued { renderable }).map_err(|e| AppError::internal(e.to_string()))?;
+        row.body = row.body.take().map(store::storable);
+        row.url = store::storable(std::mem::take(&mut row.url));
+        row.last_error = row.last_error.take().map(store::storable);
+    }
+    store::insert(conn, &mut rows).await?;
+    for row in &rows {
+        staged.push(row.clone(), None);
+    }
+    Ok(rows)
+}
+
+/// A forced send asked of the workers: the claimed row, and where to answer with the row as
+/// the attempt left it.
+pub struct ForcedSend {
+    pub row: Model,
+    pub reply: oneshot::Sender<AppResult<Model>>,
+}
+
+/// The filters of `queuedWebhooks`; `entity_id` includes child entities.
+#[derive(Debug, Clone, Default)]
+pub struct QueueFilter {
+    pub webhook_id: Option<i64>,
+    pub status: Option<QueueStatus>,
+    pub itemtype: Option<String>,
+    pub item_id: Option<String>,
+    pub entity_id: Option<i64>,
+    pub delivery_id: Option<String>,
+}
+
+/// The queue: reads on the shared pool, writes through the writer.
+pub struct Queue {
+    db: DatabaseConnection,
+    writer: Writer,
+    publisher: Arc<Publisher>,
+    /// This process's id in claims and heartbeats.
+    pub process_id: String,
+    started_at: DateTime<Utc>,
+    lease: Duration,
+    forced: mpsc::Sender<ForcedSend>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("process_id", &self.process_id).finish_non_exhaustive()
+    }
+}
+
+/// The workers' end of the queue: forced sends to make.
+pub struct WorkerInbox {
+    pub forced: mpsc::Receiver<ForcedSend>,
+}
+
+impl Queue {
+    /// `lease`: how long a claimed row belongs to its worker before it is given back.
+    pub fn new(db: DatabaseConnection, writer: Writer, publisher: Arc<Publisher>, lease: Duration) -> (Self, WorkerInbox) {
+        let (forced, inbox) = mpsc::channel(64);
+        let process_id = publisher.bus.process_id.clone();
+        let queue = Self { db, writer, publisher, process_id, started_at: Utc::now(), lease, forced };
+        (queue, WorkerInbox { forced: inbox })
+    }
+
+    /// The publisher the writer hands committed batches to.
+    pub fn publisher(db: &DatabaseConnection, bus: Arc<QueueBus>) -> Arc<Publisher> {
+        Arc::new(Publisher { bus, wake: Notify::new(), shared: store::shared(db) })
+    }
+
+    pub fn bus(&self) -> &Arc<QueueBus> {
+        &self.publisher.bus
+    }
+
+    /// Resolves when rows may have become due (queued here or in another process, released).
+    pub async fn work_queued(&self) {
+        self.publisher.wake.notified().await;
+    }
+
+    pub async fn get(&self, id: i64) -> AppResult<Option<Model>> {
+        Ok(queued_webhooks::Entity::find_by_id(id).one(&self.db).await?)
+    }
+
+    pub async fn require(&self, id: i64) -> AppResult<Model> {
+        self.get(id).await?.ok_or_else(|| AppError::not_found(format!("no queued webhook with id {id}")))
+    }
+
+    /// Queued webhooks, newest first.
+    pub async fn list(&self, filter: &QueueFilter, page: PageRequest) -> AppResult<Page<Model>> {
+        let mut base = queued_webhooks::Entity::find();
+        if let Some(id) = filter.webhook_id {
+            base = base.filter(Q::WebhookId.eq(id));
+        }
+        if let Some(status) = filter.status {
+            base = base.filter(Q::Status.eq(status));
+        }
+        if let Some(itemtype) = &filter.itemtype {
+            base = base.filter(Q::Itemtype.eq(itemtype));
+        }
+        if let Some(item_id) = &filter.item_id {
+            base = base.filter(Q::ItemId.eq(item_id));
+        }
+        if let Some(delivery_id) = &filter.delivery_id {
+            base = base.filter(Q::DeliveryId.eq(delivery_id));
+        }
+        if let Some(entity_id) = filter.entity_id {
+            base = base.filter(Q::EntityId.is_in(EntityIndex::load(&self.db).await?.subtree(entity_id)));
+        }
+        let total = base.clone().count(&self.db).await?;
+        let mut query = base.order_by_desc(Q::Id).limit(page.first + 1);
+        if let Some(after) = page.after {
+            query = query.filter(Q::Id.lt(after));
+        }
+        let rows = query.all(&self.db).await?.into_iter().map(|m| (m.id, m)).collect();
+        Ok(Page::from_fetched(rows, page, total))
+    }
+
+    pub async fn stats(&self, webhook_id: Option<i64>) -> AppResult<QueueStats> {
+        live::stats(&self.db, webhook_id).await
+    }
+
+    fn claim(&self) -> (String, i64, Duration) {
+        (self.process_id.clone(), rand::random::<i64>(), self.lease)
+    }
+
+    /// Claims up to `limit` due rows for this process's workers.
+    pub async fn claim_due(&self, limit: u64) -> AppResult<Vec<Model>> {
+        let (process, token, lease) = self.claim();
+        self.writer
+            .write(move |txn, staged| {
+                Box::pin(async move {
+                    let claim = Claim { process: &process, token, lease };
+                    let rows = store::claim_due(txn, limit, &claim).await?;
+                    for row in &rows {
+                        let from = if row.sent_try > 0 { QueueStatus::Retrying } else { QueueStatus::Pending };
+                        staged.push(row.clone(), Some(from));
+                    }
+                    Ok(rows)
+                })
+            })
+            .await
+    }
+
+    /// Writes the outcomes of attempts. An outcome whose claim is no longer the row's (its
+    /// lease ended and another worker took it) is not written. A value the database refuses
+    /// fails only its own row, which is then written without it.
+    pub async fn record(&self, outcomes: Vec<Outcome>) -> AppResult<usize> {
+        if outcomes.is_empty() {
+            return Ok(0);
+        }
+        self.writer.write(move |txn, staged| Box::pin(outcome::record(txn, staged, outcomes))).await
+    }
+
+    /// Gives claimed rows that were never attempted back to the queue.
+    pub async fn release(&self, ids: Vec<i64>, token: i64) -> AppResult<usize> {
+        self.release_where(move |conn| Box::pin(async move { store::release(conn, Abandoned::Claimed { ids: &ids, token }).await }))
+            .await
+    }
+
+    /// Gives back rows whose worker is gone: their lease ended, or (with several processes)
+    /// their process's heartbeat stopped more than `silent_for` ago. At the start of a SQLite
+    /// database's only process, every claimed row.
+    pub async fn release_abandoned(&self, at_start: bool, silent_for: Duration) -> AppResult<usize> {
+        let shared = store::shared(&self.db);
+        self.release_where(move |conn| {
+            Box::pin(async move {
+                if at_start && !shared {
+                    return store::release(conn, Abandoned::All).await;
+                }
+                let mut rows = store::release(conn, Abandoned::LeaseEnded).await?;
+                if shared {
+                    let since = Utc::now() - chrono::Duration::from_std(silent_for).unwrap_or(chrono::Duration::MAX);
+                    rows.extend(store::release(conn, Abandoned::SilentSince(since)).await?);
+                }
+                Ok(rows)
+            })
+        })
+        .await
+    }
+
+    async fn release_where<F>(&self, release: F) -> AppResult<usize>
+    where
+        F: for<'a> FnOnce(&'a DatabaseTransaction) -> futures_util::future::BoxFuture<'a, AppResult<Vec<Model>>>
+            + Send
+            + 'static,
+    {
+        self.writer
+            .write(move |txn, staged| {
+                Box::pin(async move {
+                    let rows = release(txn).await?;
+                    let count = rows.len();
+                    for row in rows {
+                        staged.push(row, Some(QueueStatus::Sending));
+                    }
+                    Ok(count)
+                })
+            })
+            .await
+    }
+
+    /// Keeps this process's heartbeat (with several processes on one database).
+    pub async fn heartbeat(&self) -> AppResult<()> {
+        if store::shared(&self.db) {
+            store::heartbeat(&self.db, &self.process_id, self.started_at).await?;
+        }
+        Ok(())
+    }
+
+    /// This process stops: its heartbeat row goes.
+    pub async fn leave(&self) {
+        if store::shared(&self.db)
+            && let Err(err) = store::leave(&self.db, &self.process_id).await
+        {
+            tracing::warn!(?err, "cannot remove this process's heartbeat");
+        }
+    }
+
+    /// Sends a queued webhook now, whatever its status and budget, and returns the row as
+    /// the attempt left it. CONFLICT while the row is being sent.
+    pub async fn force(&self, id: i64) -> AppResult<Model> {
+        let (process, token, lease) = self.claim();
+        let row = self
+            .writer
+            .write(move |txn, staged| {
+                Box::pin(async move {
+                    let before = queued_webhooks::Entity::find_by_id(id)
+                        .one(txn)
+                        .await?
+                        .ok_or_else(|| AppError::not_found(format!("no queued webhook with id {id}")))?;
+                    transition::next(Some(before.status), Step::Force).map_err(|_| {
+                        AppError::conflict(format!("queued webhook {id} is being sent right now"))
+                    })?;
+                    let claim = Claim { process: &process, token, lease };
+                    let row = store::claim_one(txn, id, &claim)
+                        .await?
+                        .ok_or_else(|| AppError::conflict(format!("queued webhook {id} is being sent right now")))?;
+                    staged.push(row.clone(), Some(before.status));
+                    Ok(row)
+                })
+            })
+            .await?;
+        let (reply, answer) = oneshot::channel();
+        if self.forced.send(ForcedSend { row, reply }).await.is_err() {
+            self.release(vec![id], token).await?;
+            return Err(AppError::internal("the delivery workers are not running"));
+        }
+        answer.await.map_err(|_| AppError::internal("the delivery workers stopped during a forced send"))?
+    }
+
+    /// FAILED rows (of one webhook, or all) back to PENDING with a fresh budget; returns how
+    /// many.
+    pub async fn resend_failed(&self, webhook_id: Option<i64>) -> AppResult<usize> {
+        self.writer
+            .write(move |txn, staged| {
+                Box::pin(async move {
+                    let rows = store::resend_failed(txn, webhook_id).await?;
+                    let count = rows.len();
+                    for row in rows {
+                        staged.push(row, Some(QueueStatus::Failed));
+                    }
+                    Ok(count)
+                })
+            })
+            .await
+    }
+
+    /// Cancels a PENDING or RETRYING row; CONFLICT otherwise.
+    pub async fn cancel(&self, id: i64) -> AppResult<Model> {
+        self.writer
+            .write(move |txn, staged| {
+                Box::pin(async move {
+                    let row = queued_webhooks::Entity::find_by_id(id)
+                        .one(txn)
+                        .await?
+                        .ok_or_else(|| AppError::not_found(format!("no queued webhook with id {id}")))?;
+                    let to = transition::next(Some(row.status), Step::Cancel)
+                        .map_err(|refused| AppError::conflict(format!("queued webhook {id}: {refused}")))?;
+                    if !store::set_status(txn, id, row.status, to).await? {
+                        return Err(AppError::conflict(format!("queued webhook {id} changed meanwhile; try again")));
+                    }
+                    let from = row.status;
+                    let row = Model { status: to, ..row };
+                    staged.push(row.clone(), Some(from));
+                    Ok(row)
+                })
+            })
+            .await
+    }
+
+    /// Deletes SENT rows older than `sent_days` and FAILED or CANCELLED rows older than
+    /// `failed_days`; never a row still to be sent. Returns how many.
+    pub async fn clean(&self, sent_days: u32, failed_days: u32) -> AppResult<u64> {
+        let now = Utc::now();
+        let sent_before = now - chrono::Duration::days(i64::from(sent_days));
+        let failed_before = now - chrono::Duration::days(i64::from(failed_days));
+        self.writer.write(move |txn, _| Box::pin(store::clean(txn, sent_before, failed_before))).await
+    }
+
+    /// The background work of the queue until `shutdown`: on PostgreSQL, listening for other
+    /// processes' rows and changes, and announcing this one's subscribers.
+    pub fn run_background(self: &Arc<Self>, shutdown: CancellationToken) {
+        if store::shared(&self.db) {
+            tokio::spawn(live::listen(self.db.clone(), self.publisher.clone(), shutdown.clone()));
+            let (bus, db) = (self.publisher.bus.clone(), self.db.clone());
+            tokio::spawn(async move { bus.announce_subscribers(db, shutdown).await });
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! An attempt's outcome, the row it leaves, and how outcomes are written.
+
+use chrono::{DateTime, Utc};
+use entity::{
+    queued_webhooks::{Model, QueueStatus},
+    webhooks,
+};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait,
+    sea_query::Expr,
+};
+
+use super::{
+    Staged,
+    store::{self, Written, storable},
+    transition::{self, Step},
+};
+use crate::{
+    domain::outcome::{AttemptResult, Decision},
+    error::AppResult,
+    service::history::{self, NewEntry, Subject},
+};
+
+/// The result of one attempt of a claimed row, ready to be written.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The row as claimed (its claim token fences the write).
+    pub row: Model,
+    pub attempted_at: DateTime<Utc>,
+    pub result: AttemptResult,
+    pub decision: Decision,
+    /// Whether a request was sent to the target (a failed CRA challenge is not an attempt).
+    pub counted: bool,
+}
+
+impl Outcome {
+    fn status_code(&self) -> Option<i32> {
+        match &self.result {
+            AttemptResult::Response { status, .. } => Some(i32::from(*status)),
+            AttemptResult::NoResponse { .. } => None,
+        }
+    }
+
+    /// The row as the outcome leaves it, computed at `now`: what is written and what
+    /// subscribers are told.
+    pub fn updated_row(&self, now: DateTime<Utc>) -> Model {
+        let mut row = self.row.clone();
+        row.status = transition::next(Some(QueueStatus::Sending), Step::Outcome(&self.decision))
+            .unwrap_or(QueueStatus::Failed);
+        if self.counted {
+            row.sent_try += 1;
+            row.sent_time = Some(self.attempted_at);
+        }
+        row.last_status_code = self.status_code();
+        row.response_body = match &self.result {
+            AttemptResult::Response { body, .. } if self.row.save_response_body => body.clone().map(storable),
+            _ => None,
+        };
+        row.lease_until = None;
+        row.claim_token = None;
+        row.claimed_by = None;
+        match &self.decision {
+            Decision::Sent => row.last_error = None,
+            Decision::Retry { delay, error } => {
+                row.send_time = now + chrono::Duration::from_std(*delay).unwrap_or(chrono::Duration::MAX);
+                row.last_error = Some(storable(error.clone()));
+            }
+            Decision::Failed { error, .. } => row.last_error = Some(storable(error.clone())),
+        }
+        row
+    }
+
+    /// The row as written when even the outcome's own values could not be stored.
+    fn minimal_row(&self, now: DateTime<Utc>, reason: &str) -> Model {
+        let mut row = self.updated_row(now);
+        row.response_body = None;
+        row.last_error = Some(format!("the attempt's outcome could not be stored ({reason})"));
+        row
+    }
+}
+
+/// Writes the outcomes, stages their transitions, and adds the history entries and webhook
+/// deactivations they call for. Returns how many were written.
+pub(super) async fn record(txn: &DatabaseTransaction, staged: &mut Staged, outcomes: Vec<Outcome>) -> AppResult<usize> {
+    let now = Utc::now();
+    let rows: Vec<Model> = outcomes.iter().map(|o| o.updated_row(now)).collect();
+    let written = match write_rows(txn, &outcomes, &rows).await {
+        Ok(ids) => ids,
+        // One value the database refuses must not fail the others: write them one by one.
+        Err(err) => {
+            tracing::warn!(?err, rows = rows.len(), "a batch of outcomes was refused; writing them one by one");
+            let mut ids = Vec::with_capacity(rows.len());
+            for (outcome, row) in outcomes.iter().zip(&rows) {
+                let one = std::slice::from_ref(outcome);
+                match write_rows(txn, one, std::slice::from_ref(row)).await {
+                    Ok(written) => ids.extend(written),
+                    Err(err) => {
+                        tracing::error!(?err, queued_id = row.id, "an outcome was refused; writing it without its values");
+                        let minimal = outcome.minimal_row(now, "the database refused a value");
+                        ids.extend(write_rows(txn, one, std::slice::from_ref(&minimal)).await.unwrap_or_default());
+                    }
+                }
+            }
+            ids
+        }
+    };
+    let written: std::collections::HashSet<i64> = written.into_iter().collect();
+    for (outcome, row) in outcomes.iter().zip(rows) {
+        if !written.contains(&row.id) {
+            continue;
+        }
+        follow_up(txn, outcome, &row, now).await?;
+        staged.push(row, Some(QueueStatus::Sending));
+    }
+    Ok(written.len())
+}
+
+/// Writes rows in a savepoint, so that a refused statement leaves the transaction usable.
+async fn write_rows(txn: &DatabaseTransaction, outcomes: &[Outcome], rows: &[Model]) -> AppResult<Vec<i64>> {
+    let values: Vec<Written<'_>> = outcomes
+        .iter()
+        .zip(rows)
+        .map(|(outcome, row)| Written {
+            row,
+            token: outcome.row.claim_token.unwrap_or_default(),
+            counted: i32::from(outcome.counted),
+        })
+        .collect();
+    let savepoint = txn.begin().await?;
+    match store::record(&savepoint, &values).await {
+        Ok(ids) => {
+            savepoint.commit().await?;
+            Ok(ids)
+        }
+        Err(err) => {
+            savepoint.rollback().await?;
+            Err(err)
+        }
+    }
+}
+
+/// The item history entry of a webhook that logs in it, and the deactivation after 410 Gone.
+async fn follow_up(conn: &impl ConnectionTrait, outcome: &Outcome, row: &Model, now: DateTime<Utc>) -> AppResult<()> {
+    let before = &outcome.row;
+    if before.log_in_item_history && before.event != "purge" && outcome.counted {
+        let old = before.last_status_code.map(|c| c.to_string()).unwrap_or_default();
+        let new = row.last_status_code.map(|c| c.to_string()).unwrap_or_default();
+        let entry = NewEntry {
+            queued_webhook_id: Some(row.id),
+            ..NewEntry::change(
+                "webhook",
+                format!("Send a queued webhook: {} (Status {old} -> {new})", row.id),
+                Some(old),
+                Some(new),
+            )
+        };
+        history::add(conn, Subject::Item { itemtype: &row.itemtype, id: &row.item_id }, vec![entry]).await?;
+    }
+    if let Decision::Failed { deactivate_webhook: true, .. } = outcome.decision {
+        let deactivated = webhooks::Entity::update_many()
+            .col_expr(webhooks::Column::IsActive, Expr::value(false))
+            .col_expr(webhooks::Column::UpdatedAt, Expr::value(now))
+            .filter(webhooks::Column::Id.eq(row.webhook_id))
+            .filter(webhooks::Column::IsActive.eq(true))
+            .exec(conn)
+            .await?;
+        if deactivated.rows_affected > 0 {
+            let entry = NewEntry {
+                queued_webhook_id: Some(row.id),
+                ..NewEntry::change(
+                    "deactivate",
+                    format!("Deactivated: the target answered 410 Gone to queued webhook {}", row.id),
+                    Some("true".into()),
+                    Some("false".into()),
+                )
+            };
+            history::add(conn, Subject::Webhook(row.webhook_id), vec![entry]).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,313 @@
+//! The queue's SQL: the only code that knows SQLite from PostgreSQL (claim locking, statement
+//! sizes, timestamps in bulk updates, NOTIFY/LISTEN and heartbeats).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::{
+    queued_webhooks::{self, Column as Q, Model, QueueStatus},
+    workers,
+};
+use sea_orm::{
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IntoActiveModel,
+    QueryFilter, QueryTrait, Statement, Value as DbValue,
+    sea_query::{Expr, ExprTrait, OnConflict, Query},
+};
+
+use crate::error::{AppError, AppResult};
+
+/// The PostgreSQL channel that tells every hookline process that rows were queued.
+pub const QUEUE_CHANNEL: &str = "hookline_queue";
+
+fn is_postgres(conn: &impl ConnectionTrait) -> bool {
+    conn.get_database_backend() == DbBackend::Postgres
+}
+
+fn placeholder(backend: DbBackend, n: usize) -> String {
+    if backend == DbBackend::Postgres { format!("${n}") } else { "?".into() }
+}
+
+/// Rows per statement: small on PostgreSQL, where a large statement stalls on the socket (sqlx
+/// writes it in pieces and TCP delays the last one); within SQLite's limit of bound variables.
+fn chunk(conn: &impl ConnectionTrait) -> usize {
+    if is_postgres(conn) { 10 } else { 100 }
+}
+
+/// Text PostgreSQL can store: a NUL byte (which a target may well answer) becomes U+FFFD.
+pub fn storable(text: String) -> String {
+    if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text }
+}
+
+/// Tells the workers of every process that rows were queued (PostgreSQL only; sent with the
+/// commit of `conn`'s transaction).
+pub async fn notify_queued(conn: &impl ConnectionTrait) -> AppResult<()> {
+    if is_postgres(conn) {
+        conn.execute_unprepared(&format!("NOTIFY {QUEUE_CHANNEL}")).await?;
+    }
+    Ok(())
+}
+
+/// Inserts new rows, a few per statement, and fills in their ids (matched by delivery id).
+pub async fn insert(conn: &impl ConnectionTrait, rows: &mut [Model]) -> AppResult<()> {
+    let mut ids = std::collections::HashMap::with_capacity(rows.len());
+    for part in rows.chunks(chunk(conn)) {
+        let actives = part.iter().map(|row| {
+            let mut active = row.clone().into_active_model();
+            active.id = NotSet;
+            active
+        });
+        let returning = Query::returning().columns([Q::Id, Q::DeliveryId]);
+        let statement = queued_webhooks::Entity::insert_many(actives).into_query().returning(returning).to_owned();
+        for returned in conn.query_all(&statement).await? {
+            let id: i64 = returned.try_get("", "id")?;
+            let delivery_id: String = returned.try_get("", "delivery_id")?;
+            ids.insert(delivery_id, id);
+        }
+    }
+    for row in rows.iter_mut() {
+        row.id = ids.get(&row.delivery_id).copied().ok_or_else(|| AppError::internal("an inserted row has no id"))?;
+    }
+    Ok(())
+}
+
+/// A claim: the rows it took are `sending`, owned by `process` until `lease`, fenced by `token`.
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    pub process: &'a str,
+    pub token: i64,
+    pub lease: Duration,
+}
+
+/// Claims up to `limit` due rows, oldest due first, and returns them as they were before. On
+/// PostgreSQL rows locked by another process are skipped, so no two processes claim the same
+/// attempt.
+pub async fn claim_due(conn: &impl ConnectionTrait, limit: u64, claim: &Claim<'_>) -> AppResult<Vec<Model>> {
+    let backend = conn.get_database_backend();
+    let now = Utc::now();
+    let skip_locked = if backend == DbBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let p = |n| placeholder(backend, n);
+    let sql = format!(
+        "UPDATE queued_webhooks SET status = 'sending', lease_until = {}, claim_token = {}, claimed_by = {} \
+         WHERE id IN (SELECT id FROM queued_webhooks WHERE status IN ('pending', 'retrying') AND send_time <= {} \
+         ORDER BY send_time, id LIMIT {}{skip_locked}) RETURNING *",
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+    );
+    let values: [DbValue; 5] =
+        [(now + claim.lease).into(), claim.token.into(), claim.process.into(), now.into(), (limit as i64).into()];
+    let mut rows = Model::find_by_statement(Statement::from_sql_and_values(backend, sql, values)).all(conn).await?;
+    rows.sort_by_key(|r| (r.send_time, r.id));
+    Ok(rows)
+}
+
+/// Claims one row as it is (for a forced send); the caller has checked its status.
+pub async fn claim_one(conn: &impl ConnectionTrait, id: i64, claim: &Claim<'_>) -> AppResult<Option<Model>> {
+    let mut rows = queued_webhooks::Entity::update_many()
+        .col_expr(Q::Status, Expr::value(QueueStatus::Sending))
+        .col_expr(Q::LeaseUntil, Expr::value(Utc::now() + claim.lease))
+        .col_expr(Q::ClaimToken, Expr::value(claim.token))
+        .col_expr(Q::ClaimedBy, Expr::value(claim.process))
+        .filter(Q::Id.eq(id))
+        .filter(Q::Status.ne(QueueStatus::Sending))
+        .exec_with_returning(conn)
+        .await?;
+    Ok(rows.pop())
+}
+
+/// Which `sending` rows go back to the queue untouched.
+#[derive(Debug, Clone, Copy)]
+pub enum Abandoned<'a> {
+    /// These rows of this claim (claimed but never started).
+    Claimed { ids: &'a [i64], token: i64 },
+    /// Every row whose lease ended.
+    LeaseEnded,
+    /// Every row claimed by a process whose heartbeat is older than this.
+    SilentSince(DateTime<Utc>),
+    /// Every row (at the start of the only process of a SQLite database).
+    All,
+}
+
+/// Gives `sending` rows back: PENDING when never attempted, RETRYING otherwise. Returns them
+/// as they are now.
+pub async fn release(conn: &impl ConnectionTrait, which: Abandoned<'_>) -> AppResult<Vec<Model>> {
+    let mut update = queued_webhooks::Entity::update_many()
+        .col_expr(
+            Q::Status,
+            Expr::case(Expr::col(Q::SentTry).gt(0), Expr::value(QueueStatus::Retrying))
+                .finally(Expr::value(QueueStatus::Pending))
+                .into(),
+        )
+        .col_expr(Q::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(Q::ClaimToken, Expr::value(Option::<i64>::None))
+        .col_expr(Q::ClaimedBy, Expr::value(Option::<String>::None))
+        .filter(Q::Status.eq(QueueStatus::Sending));
+    update = match which {
+        Abandoned::Claimed { ids, .. } if ids.is_empty() => return Ok(Vec::new()),
+        Abandoned::Claimed { ids, token } => {
+            update.filter(Q::Id.is_in(ids.iter().copied())).filter(Q::ClaimToken.eq(token))
+        }
+        Abandoned::LeaseEnded => update.filter(Q::LeaseUntil.lt(Utc::now())),
+        Abandoned::SilentSince(since) => update.filter(Q::ClaimedBy.is_not_null()).filter(
+            Q::ClaimedBy.not_in_subquery(
+                Query::select()
+                    .column(workers::Column::Id)
+                    .from(workers::Entity)
+                    .and_where(workers::Column::HeartbeatAt.gte(since))
+                    .to_owned(),
+            ),
+        ),
+        Abandoned::All => update,
+    };
+    Ok(update.exec_with_returning(conn).await?)
+}
+
+/// The values one outcome writes; see `Outcome::updated_row`.
+pub struct Written<'a> {
+    pub row: &'a Model,
+    /// The claim token the outcome's attempt held.
+    pub token: i64,
+    /// 1 when a request was sent (it counts as an attempt), else 0.
+    pub counted: i32,
+}
+
+const OUTCOME_COLUMNS: usize = 9;
+
+/// Writes outcomes, several per statement, each only where its row is still `sending` under
+/// the same claim token (a row whose lease ended and was claimed again is not overwritten by
+/// the old attempt). Returns the ids written.
+pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> AppResult<Vec<i64>> {
+    let backend = conn.get_database_backend();
+    let mut written = Vec::with_capacity(outcomes.len());
+    for part in outcomes.chunks(chunk(conn)) {
+        let mut values: Vec<DbValue> = Vec::with_capacity(part.len() * OUTCOME_COLUMNS);
+        let mut tuples = Vec::with_capacity(part.len());
+        for (n, outcome) in part.iter().enumerate() {
+            let row = outcome.row;
+            values.extend([
+                row.id.into(),
+                outcome.token.into(),
+                row.status.as_str().into(),
+                outcome.counted.into(),
+                row.sent_time.into(),
+                row.send_time.into(),
+                row.last_status_code.into(),
+                row.response_body.clone().into(),
+                row.last_error.clone().into(),
+            ]);
+            let base = n * OUTCOME_COLUMNS;
+            let tuple = if backend == DbBackend::Postgres {
+                let types = ["bigint", "bigint", "varchar", "int", "timestamptz", "timestamptz", "int", "text", "text"];
+                let cells: Vec<String> =
+                    types.iter().enumerate().map(|(i, t)| format!("${}::{t}", base + i + 1)).collect();
+                format!("({})", cells.join(", "))
+            } else {
+                format!("({})", vec!["?"; OUTCOME_COLUMNS].join(", "))
+            };
+            tuples.push(tuple);
+        }
+        let set = "status = v.status, sent_try = sent_try + v.counted, sent_time = v.sent_time, \
+                   send_time = v.send_time, last_status_code = v.code, response_body = v.body, \
+                   last_error = v.error, lease_until = NULL, claim_token = NULL, claimed_by = NULL";
+        let columns = "v(id, token, status, counted, sent_time, send_time, code, body, error)";
+        let sql = if backend == DbBackend::Postgres {
+            format!(
+                "UPDATE queued_webhooks AS q SET {set} FROM (VALUES {}) AS {columns} \
+                 WHERE q.id = v.id AND q.status = 'sending' AND q.claim_token = v.token RETURNING q.id",
+                tuples.join(", ")
+            )
+            .replace("sent_try = sent_try", "sent_try = q.sent_try")
+        } else {
+            format!(
+                "WITH {columns} AS (VALUES {}) UPDATE queued_webhooks SET {set} FROM v \
+                 WHERE queued_webhooks.id = v.id AND queued_webhooks.status = 'sending' \
+                 AND queued_webhooks.claim_token = v.token RETURNING queued_webhooks.id",
+                tuples.join(", ")
+            )
+        };
+        for returned in conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await? {
+            written.push(returned.try_get_by_index::<i64>(0)?);
+        }
+    }
+    Ok(written)
+}
+
+/// FAILED rows (with a body to send) back to PENDING with a fresh budget; returns them as they
+/// are now.
+pub async fn resend_failed(conn: &impl ConnectionTrait, webhook_id: Option<i64>) -> AppResult<Vec<Model>> {
+    let mut update = queued_webhooks::Entity::update_many()
+        .col_expr(Q::Status, Expr::value(QueueStatus::Pending))
+        .col_expr(Q::SentTry, Expr::value(0))
+        .col_expr(Q::SendTime, Expr::value(Utc::now()))
+        .filter(Q::Status.eq(QueueStatus::Failed))
+        .filter(Q::Body.is_not_null());
+    if let Some(id) = webhook_id {
+        update = update.filter(Q::WebhookId.eq(id));
+    }
+    Ok(update.exec_with_returning(conn).await?)
+}
+
+/// Sets the status of one row if it still is `from`; returns whether it was.
+pub async fn set_status(conn: &impl ConnectionTrait, id: i64, from: QueueStatus, to: QueueStatus) -> AppResult<bool> {
+    let updated = queued_webhooks::Entity::update_many()
+        .col_expr(Q::Status, Expr::value(to))
+        .filter(Q::Id.eq(id))
+        .filter(Q::Status.eq(from))
+        .exec(conn)
+        .await?;
+    Ok(updated.rows_affected == 1)
+}
+
+/// Deletes SENT rows whose last attempt is before `sent_before` and FAILED or CANCELLED rows
+/// older than `failed_before`; never a row still to be sent. Returns how many.
+pub async fn clean(
+    conn: &impl ConnectionTrait,
+    sent_before: DateTime<Utc>,
+    failed_before: DateTime<Utc>,
+) -> AppResult<u64> {
+    let sent = queued_webhooks::Entity::delete_many()
+        .filter(Q::Status.eq(QueueStatus::Sent))
+        .filter(Q::SentTime.lt(sent_before))
+        .exec(conn)
+        .await?;
+    let failed = queued_webhooks::Entity::delete_many()
+        .filter(Q::Status.is_in([QueueStatus::Failed, QueueStatus::Cancelled]))
+        .filter(Expr::expr(Expr::col(Q::SentTime).if_null(Expr::col(Q::CreateTime))).lt(failed_before))
+        .exec(conn)
+        .await?;
+    Ok(sent.rows_affected + failed.rows_affected)
+}
+
+/// Whether processes share this database and need heartbeats (PostgreSQL); a SQLite database
+/// has one process, which releases every claimed row when it starts.
+pub fn shared(conn: &impl ConnectionTrait) -> bool {
+    is_postgres(conn)
+}
+
+/// Records that `process` is alive; forgets processes silent for a day.
+pub async fn heartbeat(conn: &impl ConnectionTrait, process: &str, started_at: DateTime<Utc>) -> AppResult<()> {
+    let now = Utc::now();
+    let row = workers::ActiveModel {
+        id: sea_orm::Set(process.to_owned()),
+        started_at: sea_orm::Set(started_at),
+        heartbeat_at: sea_orm::Set(now),
+    };
+    workers::Entity::insert(row)
+        .on_conflict(OnConflict::column(workers::Column::Id).update_column(workers::Column::HeartbeatAt).to_owned())
+        .exec(conn)
+        .await?;
+    workers::Entity::delete_many()
+        .filter(workers::Column::HeartbeatAt.lt(now - chrono::Duration::days(1)))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// A process that stops cleanly says so, and its successor need not wait for its heartbeat
+/// to go stale.
+pub async fn leave(conn: &impl ConnectionTrait, process: &str) -> AppResult<()> {
+    workers::Entity::delete_by_id(process.to_owned()).exec(conn).await?;
+    Ok(())
+}

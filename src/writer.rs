@@ -1,0 +1,163 @@
+//! Group commit: one task writes for the whole process. Item mutations, claims and attempt
+//! outcomes are sent to it as jobs; it runs every job that is waiting in one transaction, each
+//! in its own savepoint (a refused job refuses only itself), commits once, lets the queue
+//! publish what the batch changed, and only then answers each caller.
+//!
+//! While a batch commits, the next one gathers, so the busier the server, the larger the
+//! batches; an idle writer starts at once (it only yields to let jobs that are ready join).
+//! A job must not submit another job (the writer would wait for itself).
+
+use std::panic::AssertUnwindSafe;
+
+use futures_util::{FutureExt, future::BoxFuture};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    error::{AppError, AppResult},
+    queue::{Publisher, Staged},
+};
+
+/// Most jobs in one transaction.
+const MAX_BATCH: usize = 256;
+/// Jobs waiting for the writer; callers wait for room beyond this.
+const BACKLOG: usize = 4096;
+
+/// Called once the batch that holds a job's write has committed (or failed to).
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// A job: runs in the transaction; `Err(())` means it failed and has already answered.
+type Run = Box<
+    dyn for<'a> FnOnce(&'a DatabaseTransaction, &'a mut Staged) -> BoxFuture<'a, Result<Completion, ()>> + Send,
+>;
+
+/// The handle through which every part of the process writes.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Run>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+
+impl Writer {
+    /// Starts the writer on its own connection pool (one connection: the process's only
+    /// writer). It runs until every handle is dropped.
+    pub fn start(db: DatabaseConnection, publisher: std::sync::Arc<Publisher>) -> Self {
+        let (jobs, rx) = mpsc::channel(BACKLOG);
+        tokio::spawn(run(db, publisher, rx));
+        Self { jobs }
+    }
+
+    /// Runs `job` in the next batch and returns its result once that batch has committed.
+    /// Whatever the job wrote is undone if it returns an error.
+    pub async fn write<T, F>(&self, job: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a DatabaseTransaction, &'a mut Staged) -> BoxFuture<'a, AppResult<T>> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<AppResult<T>>();
+        let run: Run = Box::new(move |txn, staged| {
+            Box::pin(async move {
+                match job(txn, staged).await {
+                    Ok(value) => Ok(Box::new(move |committed: Result<(), String>| {
+                        let _ = reply.send(committed.map(|()| value).map_err(AppError::internal));
+                    }) as Completion),
+                    Err(err) => {
+                        let _ = reply.send(Err(err));
+                        Err(())
+                    }
+                }
+            })
+        });
+        self.jobs.send(run).await.map_err(|_| AppError::internal("the database writer has stopped"))?;
+        answer.await.map_err(|_| AppError::internal("the database writer dropped a job (see its log)"))?
+    }
+}
+
+async fn run(db: DatabaseConnection, publisher: std::sync::Arc<Publisher>, mut jobs: mpsc::Receiver<Run>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut number = 0u64;
+    while let Some(first) = jobs.recv().await {
+        number += 1;
+        batch.push(first);
+        // Let the tasks that are ready submit their jobs too.
+        tokio::task::yield_now().await;
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(err) = commit(&db, &publisher, number, std::mem::take(&mut batch)).await {
+            tracing::error!(?err, "a write batch failed; its callers were told");
+        }
+    }
+}
+
+/// Runs a batch in one transaction and answers its callers.
+async fn commit(db: &DatabaseConnection, publisher: &Publisher, number: u64, batch: Vec<Run>) -> Result<(), DbErr> {
+    // Dropping the jobs (on an error before they ran) tells their callers.
+    let txn = crate::db::begin_write(db).await?;
+    let alone = batch.len() == 1;
+    let mut staged = Staged::new(number);
+    let mut done = Vec::with_capacity(batch.len());
+    for job in batch {
+        let mut own = Staged::new(number);
+        if alone {
+            // No savepoint: the job's failure is the transaction's.
+            match AssertUnwindSafe(job(&txn, &mut own)).catch_unwind().await {
+                Ok(Ok(completion)) => {
+                    staged.absorb(own);
+                    done.push(completion);
+                }
+                Ok(Err(())) => return txn.rollback().await,
+                Err(_) => {
+                    tracing::error!("a write job panicked");
+                    return txn.rollback().await;
+                }
+            }
+            continue;
+        }
+        let savepoint = txn.begin().await?;
+        match AssertUnwindSafe(job(&savepoint, &mut own)).catch_unwind().await {
+            Ok(Ok(completion)) => match savepoint.commit().await {
+                Ok(()) => {
+                    staged.absorb(own);
+                    done.push(completion);
+                }
+                Err(err) => completion(Err(format!("cannot release a savepoint: {err}"))),
+            },
+            Ok(Err(())) => savepoint.rollback().await?,
+            Err(_) => {
+                tracing::error!("a write job panicked");
+                savepoint.rollback().await?;
+            }
+        }
+    }
+    let announced = publisher.before_commit(&txn, &staged).await;
+    let committed = match announced {
+        Ok(()) => txn.commit().await,
+        Err(err) => {
+            txn.rollback().await.ok();
+            Err(DbErr::Custom(format!("{err:?}")))
+        }
+    };
+    match committed {
+        Ok(()) => {
+            publisher.after_commit(staged);
+            for completion in done {
+                completion(Ok(()));
+            }
+            Ok(())
+        }
+        Err(err) => {
+            for completion in done {
+                completion(Err(format!("the transaction did not commit: {err}")));
+            }
+            Err(err)
+        }
+    }
+}
