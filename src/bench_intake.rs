@@ -84,7 +84,7 @@ async fn measure(
         WARM_UP.as_millis()
     ));
 
-    // 1. The ceiling: a read that touches the database and nothing else.
+    // 1. The ceiling: a small read through the whole HTTP and GraphQL stack, writing nothing.
     let cpu = CpuMeter::start(pid);
     let read = drive(&client, clients, WARM_UP, move |client, _, _| async move {
         gql(&client, addr, READ, json!({})).await.map(|_| 1)
