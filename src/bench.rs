@@ -36,9 +36,9 @@ pub struct BenchArgs {
     /// Webhooks fired by each event of the latency run (deliveries per second = rate x fanout).
     #[arg(long, default_value_t = 1)]
     pub fanout: usize,
-    /// Length of the latency run.
-    #[arg(long, default_value_t = 10)]
-    pub seconds: u64,
+    /// Length of each latency run in seconds (default 10, or 5 with --intake).
+    #[arg(long)]
+    pub seconds: Option<u64>,
     /// Run on PostgreSQL: the admin URL of a server where a fresh database is created.
     #[arg(long, value_name = "URL")]
     pub postgres: Option<String>,
@@ -48,6 +48,14 @@ pub struct BenchArgs {
     /// Instead: time the matching of one event against 10,000 filtered webhooks.
     #[arg(long)]
     pub matching: bool,
+    /// Instead: the intake benchmark. Measures the read rate, createItem without and with one
+    /// delivering webhook, createItems in batches of 100, and three latency runs at --rate; each
+    /// rate also as a share of the read rate.
+    #[arg(long, conflicts_with = "matching")]
+    pub intake: bool,
+    /// With --intake: print one JSON object with every figure on stdout (progress goes to stderr).
+    #[arg(long, requires = "intake")]
+    pub json: bool,
     /// WebSocket subscribers to `queueUpdates` kept reading during the whole run (each watches
     /// one webhook of the throughput run, in turn).
     #[arg(long, default_value_t = 0)]
@@ -89,7 +97,7 @@ async fn subscriber(addr: SocketAddr, webhook_id: Option<String>, received: Arc<
     Ok(())
 }
 
-fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
     let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
@@ -97,16 +105,16 @@ fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
 }
 
 #[derive(Default)]
-struct Arrivals {
-    count: AtomicU64,
+pub(crate) struct Arrivals {
+    pub(crate) count: AtomicU64,
     /// Token requests (with `--oauth`).
     tokens: AtomicU64,
     /// Deliveries that came without `Authorization: Bearer …` (with `--oauth`).
     unauthorized: AtomicU64,
-    last: Mutex<Option<Instant>>,
+    pub(crate) last: Mutex<Option<Instant>>,
     /// Latency run: arrival time by item name.
-    named: Mutex<HashMap<String, Instant>>,
-    track_names: std::sync::atomic::AtomicBool,
+    pub(crate) named: Mutex<HashMap<String, Instant>>,
+    pub(crate) track_names: std::sync::atomic::AtomicBool,
 }
 
 async fn receive(State(arrivals): State<Arc<Arrivals>>, headers: axum::http::HeaderMap, body: Bytes) -> &'static str {
@@ -126,12 +134,69 @@ async fn receive(State(arrivals): State<Arc<Arrivals>>, headers: axum::http::Hea
     "ok"
 }
 
-struct ServerProcess {
-    child: tokio::process::Child,
-    addr: SocketAddr,
+/// Starts the receiver on a loopback port: `/hook` counts deliveries, `/token` issues OAuth tokens.
+pub(crate) async fn start_receiver() -> Result<(Arc<Arrivals>, SocketAddr), String> {
+    let arrivals = Arc::new(Arrivals::default());
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let receiver_addr = receiver.local_addr().map_err(|e| e.to_string())?;
+    let app =
+        Router::new().route("/hook", post(receive)).route("/token", post(issue_token)).with_state(arrivals.clone());
+    tokio::spawn(async move { axum::serve(receiver, app).await.ok() });
+    Ok((arrivals, receiver_addr))
 }
 
-async fn start_server(database: &[(&str, String)], dir: &std::path::Path) -> Result<ServerProcess, String> {
+/// Where the server process keeps its data: a temporary directory and, with `--postgres`, a
+/// database created for this run. [`FreshDatabase::remove`] deletes both.
+pub(crate) struct FreshDatabase {
+    pub(crate) dir: std::path::PathBuf,
+    /// The server's database settings: none on SQLite (the data dir is used).
+    pub(crate) env: Vec<(&'static str, String)>,
+    postgres: Option<(sea_orm::DatabaseConnection, String)>,
+}
+
+impl FreshDatabase {
+    pub(crate) async fn create(postgres: Option<&str>) -> Result<Self, String> {
+        let dir = tempfile_dir()?;
+        let mut env = Vec::new();
+        let mut created = None;
+        if let Some(admin) = postgres {
+            let name = format!("hookline_bench_{}", uuid::Uuid::new_v4().simple());
+            let conn = sea_orm::Database::connect(admin).await.map_err(|e| e.to_string())?;
+            sea_orm::ConnectionTrait::execute_unprepared(&conn, &format!("CREATE DATABASE {name}"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut url = url::Url::parse(admin).map_err(|e| e.to_string())?;
+            url.set_path(&format!("/{name}"));
+            env.push(("HOOKLINE_DATABASE_URL", url.to_string()));
+            env.push(("HOOKLINE_SECRET_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned()));
+            created = Some((conn, name));
+        }
+        Ok(Self { dir, env, postgres: created })
+    }
+
+    pub(crate) fn kind(&self) -> &'static str {
+        if self.postgres.is_some() { "PostgreSQL" } else { "SQLite" }
+    }
+
+    pub(crate) async fn remove(self) {
+        if let Some((conn, name)) = self.postgres {
+            sea_orm::ConnectionTrait::execute_unprepared(
+                &conn,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+            .await
+            .ok();
+        }
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+pub(crate) struct ServerProcess {
+    pub(crate) child: tokio::process::Child,
+    pub(crate) addr: SocketAddr,
+}
+
+pub(crate) async fn start_server(database: &[(&str, String)], dir: &std::path::Path) -> Result<ServerProcess, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut command = tokio::process::Command::new(exe);
     command
@@ -160,14 +225,19 @@ async fn start_server(database: &[(&str, String)], dir: &std::path::Path) -> Res
     Err("the server exited before listening".into())
 }
 
-fn peak_rss_mib(pid: Option<u32>) -> Option<f64> {
+pub(crate) fn peak_rss_mib(pid: Option<u32>) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
 
-async fn gql(client: &reqwest::Client, addr: SocketAddr, query: &str, variables: Value) -> Result<Value, String> {
+pub(crate) async fn gql(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    query: &str,
+    variables: Value,
+) -> Result<Value, String> {
     let response: Value = client
         .post(format!("http://{addr}/graphql"))
         .json(&json!({"query": query, "variables": variables}))
@@ -183,10 +253,10 @@ async fn gql(client: &reqwest::Client, addr: SocketAddr, query: &str, variables:
     }
 }
 
-const CREATE_ITEM: &str = "mutation($input: ItemInput!) { createItem(input: $input) { id } }";
-const CREATE_WEBHOOK: &str = "mutation($input: WebhookInput!) { createWebhook(input: $input) { id } }";
+pub(crate) const CREATE_ITEM: &str = "mutation($input: ItemInput!) { createItem(input: $input) { id } }";
+pub(crate) const CREATE_WEBHOOK: &str = "mutation($input: WebhookInput!) { createWebhook(input: $input) { id } }";
 
-async fn wait_for(arrivals: &Arrivals, count: u64, limit: Duration) -> Result<Instant, String> {
+pub(crate) async fn wait_for(arrivals: &Arrivals, count: u64, limit: Duration) -> Result<Instant, String> {
     let deadline = Instant::now() + limit;
     while arrivals.count.load(Ordering::Relaxed) < count {
         if Instant::now() > deadline {
@@ -197,40 +267,77 @@ async fn wait_for(arrivals: &Arrivals, count: u64, limit: Duration) -> Result<In
     arrivals.last.lock().unwrap_or_else(|p| p.into_inner()).ok_or_else(|| "no arrival".into())
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// When each mutation of a steady run was sent and answered, by item name.
+pub(crate) type Answered = HashMap<String, (Instant, Instant)>;
+
+/// Creates `total` items of `itemtype` named `{prefix}{n}`, one every 1/`rate` s without waiting
+/// for the previous ones, and returns once every call has finished; failed calls are left out.
+pub(crate) async fn send_steadily(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    itemtype: &str,
+    prefix: &str,
+    rate: u64,
+    total: u64,
+) -> Result<Answered, String> {
+    if rate == 0 {
+        return Err("--rate must be at least 1".into());
+    }
+    let responded: Arc<Mutex<Answered>> = Arc::default();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    let mut sends = Vec::with_capacity(total as usize);
+    for n in 0..total {
+        ticker.tick().await;
+        let (client, responded) = (client.clone(), responded.clone());
+        let (name, itemtype) = (format!("{prefix}{n}"), itemtype.to_owned());
+        sends.push(tokio::spawn(async move {
+            let sent_at = Instant::now();
+            let input = json!({"itemtype": itemtype, "entityId": "0", "name": name});
+            if gql(&client, addr, CREATE_ITEM, json!({"input": input})).await.is_ok() {
+                responded.lock().unwrap_or_else(|p| p.into_inner()).insert(name, (sent_at, Instant::now()));
+            }
+        }));
+    }
+    for task in sends {
+        task.await.ok();
+    }
+    let answered = std::mem::take(&mut *responded.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(answered)
+}
+
+/// A steady run's latencies in ms, sorted: from each mutation's response, and from its request,
+/// to its delivery's arrival. Items whose delivery has not arrived are left out.
+pub(crate) fn latencies(arrivals: &Arrivals, answered: &Answered) -> (Vec<f64>, Vec<f64>) {
+    let named = arrivals.named.lock().unwrap_or_else(|p| p.into_inner());
+    let (mut from_response, mut from_request) = (Vec::new(), Vec::new());
+    for (name, (sent_at, answered_at)) in answered {
+        if let Some(arrived) = named.get(name) {
+            from_response.push(arrived.saturating_duration_since(*answered_at).as_secs_f64() * 1000.0);
+            from_request.push(arrived.saturating_duration_since(*sent_at).as_secs_f64() * 1000.0);
+        }
+    }
+    from_response.sort_by(f64::total_cmp);
+    from_request.sort_by(f64::total_cmp);
+    (from_response, from_request)
+}
+
 pub async fn run(args: BenchArgs) -> Result<(), String> {
     if args.matching {
         return crate::bench_match::run();
     }
-    let arrivals = Arc::new(Arrivals::default());
-    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
-    let receiver_addr = receiver.local_addr().map_err(|e| e.to_string())?;
-    let app =
-        Router::new().route("/hook", post(receive)).route("/token", post(issue_token)).with_state(arrivals.clone());
-    tokio::spawn(async move { axum::serve(receiver, app).await.ok() });
-
-    let dir = tempfile_dir()?;
-    let mut database = Vec::new();
-    let mut drop_database = None;
-    if let Some(admin) = &args.postgres {
-        let name = format!("hookline_bench_{}", uuid::Uuid::new_v4().simple());
-        let conn = sea_orm::Database::connect(admin).await.map_err(|e| e.to_string())?;
-        sea_orm::ConnectionTrait::execute_unprepared(&conn, &format!("CREATE DATABASE {name}"))
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut url = url::Url::parse(admin).map_err(|e| e.to_string())?;
-        url.set_path(&format!("/{name}"));
-        database.push(("HOOKLINE_DATABASE_URL", url.to_string()));
-        database.push(("HOOKLINE_SECRET_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned()));
-        drop_database = Some((conn, name));
+    if args.intake {
+        return crate::bench_intake::run(args).await;
     }
-    let mut server = start_server(&database, &dir).await?;
+    let (arrivals, receiver_addr) = start_receiver().await?;
+    let database = FreshDatabase::create(args.postgres.as_deref()).await?;
+    let mut server = start_server(&database.env, &database.dir).await?;
     let addr = server.addr;
     let client = reqwest::Client::new();
     let url = format!("http://{receiver_addr}/hook");
@@ -239,7 +346,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         args.webhooks,
         args.items,
         args.clients,
-        if args.postgres.is_some() { "PostgreSQL" } else { "SQLite" },
+        database.kind(),
         args.signature.to_uppercase(),
         if args.oauth { ", OAuth" } else { "" }
     );
@@ -346,41 +453,15 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         gql(&client, addr, CREATE_WEBHOOK, json!({"input": input})).await?;
     }
     arrivals.track_names.store(true, Ordering::Relaxed);
-    let total = args.rate * args.seconds;
+    let seconds = args.seconds.unwrap_or(10);
+    let total = args.rate * seconds;
     let cpu_before = cpu_seconds(server.child.id());
     let latency_started = Instant::now();
-    let responded: Arc<Mutex<HashMap<String, (Instant, Instant)>>> = Arc::default();
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
-    let mut sends = Vec::with_capacity(total as usize);
-    for n in 0..total {
-        ticker.tick().await;
-        let (client, responded) = (client.clone(), responded.clone());
-        sends.push(tokio::spawn(async move {
-            let name = format!("lat-{n}");
-            let sent_at = Instant::now();
-            let input = json!({"itemtype": "BenchLatency", "entityId": "0", "name": name});
-            if gql(&client, addr, CREATE_ITEM, json!({"input": input})).await.is_ok() {
-                responded.lock().unwrap_or_else(|p| p.into_inner()).insert(name, (sent_at, Instant::now()));
-            }
-        }));
-    }
-    for task in sends {
-        task.await.ok();
-    }
+    let responded = send_steadily(&client, addr, "BenchLatency", "lat-", args.rate, total).await?;
     let latency_wall = latency_started.elapsed().as_secs_f64();
     let cpu_after = cpu_seconds(server.child.id());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let named = arrivals.named.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let responded = responded.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let (mut from_response, mut from_request) = (Vec::new(), Vec::new());
-    for (name, (sent_at, answered_at)) in &responded {
-        if let Some(arrived) = named.get(name) {
-            from_response.push(arrived.saturating_duration_since(*answered_at).as_secs_f64() * 1000.0);
-            from_request.push(arrived.saturating_duration_since(*sent_at).as_secs_f64() * 1000.0);
-        }
-    }
-    from_response.sort_by(f64::total_cmp);
-    from_request.sort_by(f64::total_cmp);
+    let (from_response, from_request) = latencies(&arrivals, &responded);
     println!(
         "latency at {}/s{} for {} s: {} of {total} arrived; mutation response -> arrival p50 {:.2} ms, p99 {:.2} ms; \
          mutation sent -> arrival p50 {:.2} ms, p99 {:.2} ms",
@@ -394,7 +475,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         } else {
             String::new()
         },
-        args.seconds,
+        seconds,
         from_response.len(),
         percentile(&from_response, 0.5),
         percentile(&from_response, 0.99),
@@ -419,12 +500,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         None => println!("server peak memory: unavailable"),
     }
     server.child.kill().await.ok();
-    if let Some((conn, name)) = drop_database {
-        sea_orm::ConnectionTrait::execute_unprepared(&conn, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-            .ok();
-    }
-    std::fs::remove_dir_all(&dir).ok();
+    database.remove().await;
     Ok(())
 }
 
