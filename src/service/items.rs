@@ -113,21 +113,30 @@ pub struct Changed<T> {
 
 /// Stores a new item and raises `new`.
 pub async fn create(state: &AppState, input: NewItem) -> AppResult<Changed<items::Model>> {
+    let given = matches!(input.id, ItemId::Given(_));
     let input = assign_number(state, input).await?;
     let intake = Intake::of(state);
-    state.writer.write(move |txn, staged| Box::pin(async move { create_in(txn, staged, &intake, input).await })).await
+    let changed = state
+        .writer
+        .write(move |txn, staged| Box::pin(async move { create_in(txn, staged, &intake, input).await }))
+        .await?;
+    if given {
+        state.numbers.skip_past(&changed.item.itemtype, &changed.item.id);
+    }
+    Ok(changed)
 }
 
 /// Stores new items and raises `new` for each, all or nothing: a refused input refuses the
 /// call, and the error names its index.
 pub async fn create_many(state: &AppState, inputs: Vec<NewItem>) -> AppResult<Vec<items::Model>> {
     check_batch(inputs.len())?;
+    let given: Vec<bool> = inputs.iter().map(|input| matches!(input.id, ItemId::Given(_))).collect();
     let mut numbered = Vec::with_capacity(inputs.len());
     for (index, input) in inputs.into_iter().enumerate() {
         numbered.push(assign_number(state, input).await.map_err(|e| e.at_index(index))?);
     }
     let intake = Intake::of(state);
-    state
+    let created = state
         .writer
         .write(move |txn, staged| {
             Box::pin(async move {
@@ -138,7 +147,13 @@ pub async fn create_many(state: &AppState, inputs: Vec<NewItem>) -> AppResult<Ve
                 Ok(created)
             })
         })
-        .await
+        .await?;
+    for (item, given) in created.iter().zip(given) {
+        if given {
+            state.numbers.skip_past(&item.itemtype, &item.id);
+        }
+    }
+    Ok(created)
 }
 
 /// VALIDATION beyond [`MAX_BATCH`] inputs.
@@ -526,6 +541,17 @@ impl ItemNumbers {
         let block = blocks.entry(itemtype.to_owned()).or_insert(0..0);
         *block = (end - NUMBER_BLOCK + 1)..end;
         Ok(end - NUMBER_BLOCK)
+    }
+
+    /// A caller used `id` as its own id: numbers handed out here stay above it.
+    pub fn skip_past(&self, itemtype: &str, id: &str) {
+        let Ok(n) = id.parse::<i64>() else { return };
+        let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(block) = blocks.get_mut(itemtype)
+            && block.start <= n
+        {
+            block.start = Ord::min(n.saturating_add(1), block.end);
+        }
     }
 
     fn take(&self, itemtype: &str) -> Option<i64> {
