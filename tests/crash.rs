@@ -203,3 +203,31 @@ async fn two_processes_on_one_postgres_database_send_each_attempt_once() {
     let doubled: Vec<_> = received.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "attempts sent twice: {doubled:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_postgres_process_rows_are_sent_by_another_within_15_seconds() {
+    let Some((_, database)) = databases().await.into_iter().find(|(b, _)| b == "postgres") else {
+        eprintln!("{POSTGRES_ENV} is not set: the heartbeat test needs PostgreSQL");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let receiver = Receiver::start().await;
+    receiver.delay_all(Duration::from_millis(300));
+    let mut env = env(dir.path(), &database);
+    // A long timeout makes the lease (derived from it) far longer than 15 s: only the
+    // heartbeat can give the rows back in time.
+    env.push(("HOOKLINE_HTTP_TIMEOUT", "20s".into()));
+    let mut doomed = Server::start(dir.path(), &env);
+    queue_events(&doomed, &receiver).await;
+    receiver.wait_for(MAX_IN_FLIGHT, Duration::from_secs(30)).await;
+    let survivor = Server::start(dir.path(), &env);
+    doomed.kill9();
+    let killed_at = std::time::Instant::now();
+    let ids = wait_all_sent(&survivor, WEBHOOKS * ITEMS).await;
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(15), "the dead process's rows were sent after {took:?}");
+    let received = counts(&receiver.requests());
+    for id in &ids {
+        assert!(received.contains_key(id), "delivery {id} never arrived");
+    }
+}

@@ -28,6 +28,11 @@ use crate::{
 /// Runs the workers until `shutdown` is cancelled, then finishes in-flight attempts, gives
 /// claimed but unstarted rows back and writes every outcome.
 pub async fn run(queue: Arc<Queue>, client: Arc<DeliveryClient>, inbox: WorkerInbox, shutdown: CancellationToken) {
+    // Alive before the first claim: another process must never take this one's fresh claims
+    // for a dead process's.
+    if let Err(err) = queue.heartbeat().await {
+        tracing::error!(?err, "cannot record this process's heartbeat");
+    }
     // On SQLite (one process) anything `sending` was cut off by a stop.
     match queue.release_abandoned(true, client.config.heartbeat_timeout).await {
         Ok(0) => {}
