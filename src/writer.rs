@@ -6,8 +6,14 @@
 //! While a batch commits, the next one gathers, so the busier the server, the larger the
 //! batches; an idle writer starts at once (it only yields to let jobs that are ready join).
 //! A job must not submit another job (the writer would wait for itself).
+//!
+//! Jobs of a [`Grouped`] kind that wait together are run as one job, so that their rows go
+//! in with one statement per table instead of a few each.
 
-use std::panic::AssertUnwindSafe;
+use std::{
+    any::{Any, TypeId},
+    panic::AssertUnwindSafe,
+};
 
 use futures_util::{FutureExt, future::BoxFuture};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
@@ -23,17 +29,63 @@ const MAX_BATCH: usize = 256;
 /// Jobs waiting for the writer; callers wait for room beyond this.
 const BACKLOG: usize = 4096;
 
-/// Called once the batch that holds a job's write has committed (or failed to).
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// Called once the batch that holds a job's write has committed (with the reason when it did
+/// not).
+pub type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// A job: runs in the transaction; `Err(())` means it failed and has already answered.
 type Run = Box<
     dyn for<'a> FnOnce(&'a DatabaseTransaction, &'a mut Staged) -> BoxFuture<'a, Result<Completion, ()>> + Send,
 >;
 
+/// A kind of job that is better run many at a time. Each job answers its own caller: at once
+/// when it fails, from the returned completion once the batch has committed.
+pub trait Grouped: Send + Sized + 'static {
+    /// Runs the jobs of one batch together. `Err(())` (every job answered) undoes them all.
+    fn apply<'a>(
+        txn: &'a DatabaseTransaction,
+        staged: &'a mut Staged,
+        jobs: Vec<Self>,
+    ) -> BoxFuture<'a, Result<Completion, ()>>;
+}
+
+enum Job {
+    One(Run),
+    Grouped { kind: TypeId, job: Box<dyn Any + Send>, group: fn(Vec<Box<dyn Any + Send>>) -> Run },
+}
+
+/// The jobs of one kind as one run.
+fn group_of<G: Grouped>(jobs: Vec<Box<dyn Any + Send>>) -> Run {
+    let jobs: Vec<G> = jobs.into_iter().filter_map(|job| job.downcast::<G>().ok().map(|job| *job)).collect();
+    Box::new(move |txn, staged| G::apply(txn, staged, jobs))
+}
+
+/// The batch as runs: each group of grouped jobs (where its first job stood), then the rest in
+/// order.
+fn runs(batch: Vec<Job>) -> Vec<Run> {
+    let mut runs: Vec<Option<Run>> = Vec::with_capacity(batch.len());
+    let mut groups: Vec<(TypeId, usize, fn(Vec<Box<dyn Any + Send>>) -> Run, Vec<Box<dyn Any + Send>>)> = Vec::new();
+    for job in batch {
+        match job {
+            Job::One(run) => runs.push(Some(run)),
+            Job::Grouped { kind, job, group } => match groups.iter_mut().find(|(k, ..)| *k == kind) {
+                Some((.., jobs)) => jobs.push(job),
+                None => {
+                    groups.push((kind, runs.len(), group, vec![job]));
+                    runs.push(None);
+                }
+            },
+        }
+    }
+    for (_, at, group, jobs) in groups {
+        runs[at] = Some(group(jobs));
+    }
+    runs.into_iter().flatten().collect()
+}
+
 /// The handle through which every part of the process writes.
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::Sender<Run>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -72,12 +124,19 @@ impl Writer {
                 }
             })
         });
-        self.jobs.send(run).await.map_err(|_| AppError::internal("the database writer has stopped"))?;
+        self.jobs.send(Job::One(run)).await.map_err(|_| AppError::internal("the database writer has stopped"))?;
         answer.await.map_err(|_| AppError::internal("the database writer dropped a job (see its log)"))?
+    }
+
+    /// Submits a job that runs together with the others of its kind in the batch. It answers
+    /// its caller itself.
+    pub async fn submit<G: Grouped>(&self, job: G) -> AppResult<()> {
+        let job = Job::Grouped { kind: TypeId::of::<G>(), job: Box::new(job), group: group_of::<G> };
+        self.jobs.send(job).await.map_err(|_| AppError::internal("the database writer has stopped"))
     }
 }
 
-async fn run(db: DatabaseConnection, publisher: std::sync::Arc<Publisher>, mut jobs: mpsc::Receiver<Run>) {
+async fn run(db: DatabaseConnection, publisher: std::sync::Arc<Publisher>, mut jobs: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut number = 0u64;
     while let Some(first) = jobs.recv().await {
@@ -91,7 +150,7 @@ async fn run(db: DatabaseConnection, publisher: std::sync::Arc<Publisher>, mut j
                 Err(_) => break,
             }
         }
-        if let Err(err) = commit(&db, &publisher, number, std::mem::take(&mut batch)).await {
+        if let Err(err) = commit(&db, &publisher, number, runs(std::mem::take(&mut batch))).await {
             tracing::error!(?err, "a write batch failed; its callers were told");
         }
     }

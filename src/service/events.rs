@@ -93,17 +93,34 @@ pub async fn raise(
     event: WebhookEvent,
     item: &items::Model,
 ) -> AppResult<Vec<queued_webhooks::Model>> {
-    let Intake { cache, secrets, limits } = intake;
-    let candidates = cache.webhooks(conn, &item.itemtype, event.as_str(), *limits, staged.batch()).await?;
+    let candidates = intake.cache.webhooks(conn, &item.itemtype, event.as_str(), intake.limits, staged.batch()).await?;
     if !candidates.iter().any(|c| c.webhook.settings.is_active) {
         return Ok(Vec::new());
     }
-    let entities = cache.entities_in(conn, staged.batch()).await?;
+    let entities = intake.cache.entities_in(conn, staged.batch()).await?;
+    let queued = plan(conn, intake, event, item, &candidates, &entities).await?;
+    queue::enqueue(conn, staged, queued).await
+}
+
+/// The rows an event queues, rendered from the given webhooks and entity tree; not stored.
+/// `conn` is read for the parent item.
+pub async fn plan(
+    conn: &impl ConnectionTrait,
+    intake: &Intake,
+    event: WebhookEvent,
+    item: &items::Model,
+    candidates: &[CachedWebhook],
+    entities: &EntityIndex,
+) -> AppResult<Vec<queued_webhooks::Model>> {
+    let secrets = &intake.secrets;
+    if !candidates.iter().any(|c| c.webhook.settings.is_active) {
+        return Ok(Vec::new());
+    }
     let in_scope = in_scope(&candidates, &entities.chain(item.entity_id));
     if in_scope.is_empty() {
         return Ok(Vec::new());
     }
-    let data = api_data(conn, &entities, event, item).await?;
+    let data = api_data(conn, entities, event, item).await?;
     let entity_chain = |id| entities.chain(id);
     let subject = Subject { item: &data.item, parent_item: data.parent_item.as_ref(), entity_chain: &entity_chain };
     let matching = passing(in_scope, &subject);
@@ -153,5 +170,5 @@ pub async fn raise(
             claimed_by: None,
         });
     }
-    queue::enqueue(conn, staged, queued).await
+    Ok(queued)
 }

@@ -68,6 +68,34 @@ pub async fn add(conn: &impl ConnectionTrait, subject: Subject<'_>, entries: Vec
     Ok(())
 }
 
+/// Entries of several subjects in one statement per few hundred.
+pub async fn add_many(conn: &impl ConnectionTrait, entries: Vec<(Subject<'_>, NewEntry)>) -> AppResult<()> {
+    let now = Utc::now();
+    let models: Vec<history_entries::ActiveModel> = entries
+        .into_iter()
+        .map(|(subject, e)| {
+            let (kind, itemtype, subject_id) = subject.columns();
+            history_entries::ActiveModel {
+                id: NotSet,
+                subject: Set(kind.to_owned()),
+                itemtype: Set(itemtype),
+                subject_id: Set(subject_id),
+                date: Set(now),
+                action: Set(e.action.to_owned()),
+                message: Set(e.message),
+                old_value: Set(e.old_value),
+                new_value: Set(e.new_value),
+                queued_webhook_id: Set(e.queued_webhook_id),
+            }
+        })
+        .collect();
+    let per_statement = if conn.get_database_backend() == sea_orm::DbBackend::Postgres { 10 } else { 200 };
+    for part in models.chunks(per_statement) {
+        history_entries::Entity::insert_many(part.to_vec()).exec(conn).await?;
+    }
+    Ok(())
+}
+
 /// The subject's entries, newest first.
 pub async fn list(
     conn: &impl ConnectionTrait,

@@ -5,7 +5,7 @@ use entity::{items, itemtypes, queued_webhooks};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect,
     sea_query::{Expr, ExprTrait, Query},
 };
@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use super::{
     cache::HotCache,
     events::{self, Intake},
+    intake,
     history::{self, NewEntry, Subject},
     itemtypes as catalog,
     paging::{Page, PageRequest},
@@ -111,17 +112,18 @@ pub struct Changed<T> {
     pub queued: Vec<queued_webhooks::Model>,
 }
 
-/// Stores a new item and raises `new`.
+/// Stores a new item and raises `new`. Prepared outside the writer, then stored with the other
+/// creates of its batch.
 pub async fn create(state: &AppState, input: NewItem) -> AppResult<Changed<items::Model>> {
     let given = matches!(input.id, ItemId::Given(_));
-    let input = assign_number(state, input).await?;
-    let intake = Intake::of(state);
-    let changed = state
-        .writer
-        .write(move |txn, staged| Box::pin(async move { create_in(txn, staged, &intake, input).await }))
-        .await?;
+    let mut preparation = intake::Preparation::new(state).await?;
+    let prepared = preparation.prepare(input).await?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job = intake::CreateJob { prepared, intake: preparation.intake().clone(), reply };
+    state.writer.submit(job).await?;
+    let changed = answer.await.map_err(|_| AppError::internal("the database writer dropped a job (see its log)"))??;
     if given {
-        state.numbers.skip_past(&changed.item.itemtype, &changed.item.id);
+        state.numbers.skip_past(&changed.item.itemtype, &changed.item.id).await;
     }
     Ok(changed)
 }
@@ -131,29 +133,30 @@ pub async fn create(state: &AppState, input: NewItem) -> AppResult<Changed<items
 pub async fn create_many(state: &AppState, inputs: Vec<NewItem>) -> AppResult<Vec<items::Model>> {
     check_batch(inputs.len())?;
     let given: Vec<bool> = inputs.iter().map(|input| matches!(input.id, ItemId::Given(_))).collect();
-    let mut numbered = Vec::with_capacity(inputs.len());
+    let mut preparation = intake::Preparation::new(state).await?;
+    let mut prepared = Vec::with_capacity(inputs.len());
+    let mut ids = std::collections::HashSet::with_capacity(inputs.len());
     for (index, input) in inputs.into_iter().enumerate() {
-        numbered.push(assign_number(state, input).await.map_err(|e| e.at_index(index))?);
+        let one = preparation.prepare(input).await.map_err(|e| e.at_index(index))?;
+        if !ids.insert((one.itemtype().to_owned(), one.id().to_owned())) {
+            let message = format!("id `{}` is given twice in this call", one.id());
+            return Err(AppError::conflict(message).at_index(index));
+        }
+        prepared.push(one);
     }
-    let intake = Intake::of(state);
+    let intake = preparation.intake().clone();
     let created = state
         .writer
         .write(move |txn, staged| {
-            Box::pin(async move {
-                let mut created = Vec::with_capacity(numbered.len());
-                for (index, input) in numbered.into_iter().enumerate() {
-                    created.push(create_in(txn, staged, &intake, input).await.map_err(|e| e.at_index(index))?.item);
-                }
-                Ok(created)
-            })
+            Box::pin(async move { intake::insert_all_indexed(txn, staged, &intake, prepared).await })
         })
         .await?;
-    for (item, given) in created.iter().zip(given) {
+    for (changed, given) in created.iter().zip(given) {
         if given {
-            state.numbers.skip_past(&item.itemtype, &item.id);
+            state.numbers.skip_past(&changed.item.itemtype, &changed.item.id).await;
         }
     }
-    Ok(created)
+    Ok(created.into_iter().map(|changed| changed.item).collect())
 }
 
 /// VALIDATION beyond [`MAX_BATCH`] inputs.
@@ -166,7 +169,7 @@ pub fn check_batch(len: usize) -> AppResult<()> {
     Ok(())
 }
 
-async fn create_in(
+pub(crate) async fn create_in(
     conn: &impl ConnectionTrait,
     staged: &mut Staged,
     intake: &Intake,
@@ -175,17 +178,6 @@ async fn create_in(
     let item = insert(conn, &intake.cache, staged.batch(), input).await?;
     let queued = events::raise(conn, staged, intake, WebhookEvent::New, &item).await?;
     Ok(Changed { item, queued })
-}
-
-/// On PostgreSQL the number of an item without a given id is taken before the write, from a
-/// block this process reserved: item numbers never serialize writers. On SQLite (one writer)
-/// it is taken in the item's transaction.
-async fn assign_number(state: &AppState, mut input: NewItem) -> AppResult<NewItem> {
-    if input.id == ItemId::Next && state.db.get_database_backend() == DbBackend::Postgres {
-        state.cache.itemtype(&state.db, &input.itemtype, "itemtype").await?;
-        input.id = ItemId::Assigned(state.numbers.next(&state.db, &input.itemtype).await?.to_string());
-    }
-    Ok(input)
 }
 
 /// Validates and inserts an item, with its first history entry.
@@ -240,7 +232,7 @@ pub async fn insert(
 
 /// The parent an item of `itemtype` may have: both or neither given, a type the itemtype
 /// allows, a stored item.
-async fn checked_parent(
+pub(crate) async fn checked_parent(
     conn: &impl ConnectionTrait,
     itemtype: &catalog::Itemtype,
     parent_itemtype: Option<String>,
@@ -489,7 +481,7 @@ async fn next_free_id(conn: &impl ConnectionTrait, itemtype: &str) -> AppResult<
 }
 
 /// Keeps assigned numbers above a caller-given numeric id.
-async fn reserve_numeric_id(conn: &impl ConnectionTrait, itemtype: &str, id: &str) -> AppResult<()> {
+pub(crate) async fn reserve_numeric_id(conn: &impl ConnectionTrait, itemtype: &str, id: &str) -> AppResult<()> {
     let Ok(n) = id.parse::<i64>() else {
         return Ok(());
     };
@@ -506,11 +498,13 @@ async fn reserve_numeric_id(conn: &impl ConnectionTrait, itemtype: &str, id: &st
     Ok(())
 }
 
-/// Item numbers handed out in blocks reserved from the itemtype's counter (PostgreSQL): one
-/// short statement per block instead of a locked counter row per item.
+/// Item numbers handed out in blocks reserved from the itemtype's counter: the number of a
+/// new item is known before its write (its payload carries it), and taking one costs no
+/// statement but once a block. A reservation commits on its own, so a number is never handed
+/// out twice (a stop leaves a gap).
 #[derive(Default)]
 pub struct ItemNumbers {
-    blocks: std::sync::Mutex<std::collections::HashMap<String, std::ops::Range<i64>>>,
+    blocks: tokio::sync::Mutex<std::collections::HashMap<String, std::ops::Range<i64>>>,
 }
 
 impl std::fmt::Debug for ItemNumbers {
@@ -523,39 +517,40 @@ impl std::fmt::Debug for ItemNumbers {
 const NUMBER_BLOCK: i64 = 64;
 
 impl ItemNumbers {
-    /// The next number of the itemtype, reserving a new block when this process has none
-    /// left. The reservation commits on its own: a number is never handed out twice.
-    pub async fn next(&self, db: &impl ConnectionTrait, itemtype: &str) -> AppResult<i64> {
-        if let Some(n) = self.take(itemtype) {
+    /// The next number of the itemtype, reserving a new block (through the writer) when this
+    /// process has none left. Never call it from a write job.
+    pub async fn next(&self, writer: &crate::writer::Writer, itemtype: &str) -> AppResult<i64> {
+        let mut blocks = self.blocks.lock().await;
+        if let Some(n) = blocks.get_mut(itemtype).and_then(Iterator::next) {
             return Ok(n);
         }
-        let stmt = Query::update()
-            .table(itemtypes::Entity)
-            .value(itemtypes::Column::NextItemId, Expr::col(itemtypes::Column::NextItemId).add(NUMBER_BLOCK))
-            .and_where(itemtypes::Column::Name.eq(itemtype))
-            .returning_col(itemtypes::Column::NextItemId)
-            .to_owned();
-        let row = db.query_one(&stmt).await?.ok_or_else(|| AppError::internal("itemtype row vanished"))?;
-        let end: i64 = row.try_get("", "next_item_id")?;
-        let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
-        let block = blocks.entry(itemtype.to_owned()).or_insert(0..0);
-        *block = (end - NUMBER_BLOCK + 1)..end;
+        let name = itemtype.to_owned();
+        let end = writer
+            .write(move |txn, _| {
+                Box::pin(async move {
+                    let stmt = Query::update()
+                        .table(itemtypes::Entity)
+                        .value(itemtypes::Column::NextItemId, Expr::col(itemtypes::Column::NextItemId).add(NUMBER_BLOCK))
+                        .and_where(itemtypes::Column::Name.eq(&name))
+                        .returning_col(itemtypes::Column::NextItemId)
+                        .to_owned();
+                    let row = txn.query_one(&stmt).await?.ok_or_else(|| AppError::internal("itemtype row vanished"))?;
+                    Ok(row.try_get::<i64>("", "next_item_id")?)
+                })
+            })
+            .await?;
+        blocks.insert(itemtype.to_owned(), (end - NUMBER_BLOCK + 1)..end);
         Ok(end - NUMBER_BLOCK)
     }
 
     /// A caller used `id` as its own id: numbers handed out here stay above it.
-    pub fn skip_past(&self, itemtype: &str, id: &str) {
+    pub async fn skip_past(&self, itemtype: &str, id: &str) {
         let Ok(n) = id.parse::<i64>() else { return };
-        let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut blocks = self.blocks.lock().await;
         if let Some(block) = blocks.get_mut(itemtype)
             && block.start <= n
         {
             block.start = Ord::min(n.saturating_add(1), block.end);
         }
-    }
-
-    fn take(&self, itemtype: &str) -> Option<i64> {
-        let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
-        blocks.get_mut(itemtype)?.next()
     }
 }

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod events;
 pub mod filters;
 pub mod history;
+pub mod intake;
 pub mod items;
 pub mod itemtypes;
 pub mod paging;

@@ -1,0 +1,328 @@
+//! The fast path of `createItem` and `createItems`. Everything that can be decided before the
+//! write is decided before it, outside the writer: the input is checked, the item's number
+//! taken, its document built and every matching webhook's request rendered. The writer then
+//! only inserts, many items at a time: one statement per table for all the creates of a batch.
+//!
+//! A plan is made against versions of the webhooks and of the entity tree; the writer checks
+//! them (once per batch) and plans again inside the transaction when either changed. When the
+//! database refuses the grouped rows (an id taken meanwhile), each create runs again on its
+//! own, the way every other mutation runs, so that only the refused one fails.
+
+use std::{collections::HashMap, sync::Arc};
+
+use chrono::Utc;
+use entity::{items, queued_webhooks};
+use futures_util::future::BoxFuture;
+use sea_orm::{
+    ActiveValue::NotSet, ConnectionTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryTrait,
+    TransactionTrait, sea_query::Query,
+};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::{
+    cache::CachedWebhook,
+    events::{self, Intake},
+    history::{self, NewEntry},
+    items::{self as store, Changed, ItemId, NewItem},
+    tree::EntityIndex,
+};
+use crate::{
+    AppState,
+    domain::{item as rules, webhook::WebhookEvent},
+    error::{AppError, AppResult},
+    queue::{self, Staged},
+    writer::{Completion, Grouped},
+};
+
+/// A create decided before the write.
+pub struct Prepared {
+    /// The input with its id settled (given, or assigned): what runs again on the slow path.
+    input: NewItem,
+    /// The item as it will be stored (`seq` comes from the insert).
+    row: items::Model,
+    /// The rows its `new` event queues, and the versions they were rendered from.
+    plan: Option<Plan>,
+}
+
+struct Plan {
+    queued: Vec<queued_webhooks::Model>,
+    webhooks: Arc<Vec<CachedWebhook>>,
+    entities: Arc<EntityIndex>,
+}
+
+impl Prepared {
+    pub fn itemtype(&self) -> &str {
+        &self.row.itemtype
+    }
+
+    pub fn id(&self) -> &str {
+        &self.row.id
+    }
+}
+
+/// What preparing several creates shares: the entity tree and each itemtype's webhooks, read
+/// once.
+pub struct Preparation<'a> {
+    state: &'a AppState,
+    intake: Intake,
+    entities: Arc<EntityIndex>,
+    webhooks: HashMap<String, Arc<Vec<CachedWebhook>>>,
+}
+
+impl<'a> Preparation<'a> {
+    pub async fn new(state: &'a AppState) -> AppResult<Self> {
+        let entities = state.cache.entities(&state.db).await?;
+        Ok(Self { state, intake: Intake::of(state), entities, webhooks: HashMap::new() })
+    }
+
+    /// Checks the input, settles its id and renders its event's requests.
+    pub async fn prepare(&mut self, input: NewItem) -> AppResult<Prepared> {
+        let (state, db) = (self.state, &self.state.db);
+        let itemtype = self.intake.cache.itemtype(db, &input.itemtype, "itemtype").await?;
+        let fields = rules::checked_fields(input.fields.clone())?;
+        let name = rules::checked_text(input.name.clone(), "name")?;
+        if !self.entities.contains(input.entity_id) {
+            return Err(AppError::validation(format!("entityId: no entity with id {}", input.entity_id)));
+        }
+        let (parent_itemtype, parent_id) =
+            store::checked_parent(db, &itemtype, input.parent_itemtype.clone(), input.parent_id.clone()).await?;
+        let id = match &input.id {
+            ItemId::Given(id) => {
+                let id = rules::checked_id(id)?;
+                if store::get(db, &itemtype.name, &id).await?.is_some() {
+                    return Err(AppError::conflict(format!("a {} with id `{id}` already exists", itemtype.name)));
+                }
+                ItemId::Given(id)
+            }
+            ItemId::Assigned(id) => ItemId::Assigned(id.clone()),
+            ItemId::Next => ItemId::Assigned(state.numbers.next(&state.writer, &itemtype.name).await?.to_string()),
+        };
+        let now = Utc::now();
+        let row = items::Model {
+            seq: 0,
+            itemtype: itemtype.name.clone(),
+            id: match &id {
+                ItemId::Given(id) | ItemId::Assigned(id) => id.clone(),
+                ItemId::Next => unreachable!("settled above"),
+            },
+            entity_id: input.entity_id,
+            name,
+            fields: Value::Object(fields),
+            parent_itemtype,
+            parent_id,
+            is_deleted: false,
+            date_creation: now,
+            date_mod: now,
+        };
+        let webhooks = match self.webhooks.get(&row.itemtype) {
+            Some(list) => list.clone(),
+            None => {
+                let new = WebhookEvent::New.as_str();
+                let list = self.intake.cache.webhooks(db, &row.itemtype, new, self.intake.limits, None).await?;
+                self.webhooks.insert(row.itemtype.clone(), list.clone());
+                list
+            }
+        };
+        let queued = events::plan(db, &self.intake, WebhookEvent::New, &row, &webhooks, &self.entities).await?;
+        let plan = Plan { queued, webhooks, entities: self.entities.clone() };
+        Ok(Prepared { input: NewItem { id, ..input }, row, plan: Some(plan) })
+    }
+
+    pub fn intake(&self) -> &Intake {
+        &self.intake
+    }
+}
+
+/// Stores prepared creates, all or nothing; the rows of every create whose plan is still
+/// current are inserted together.
+pub async fn insert_all(
+    txn: &impl ConnectionTrait,
+    staged: &mut Staged,
+    intake: &Intake,
+    mut prepared: Vec<Prepared>,
+) -> AppResult<Vec<Changed<items::Model>>> {
+    let new = WebhookEvent::New.as_str();
+    for p in &mut prepared {
+        let Some(plan) = &p.plan else { continue };
+        let webhooks = intake.cache.webhooks(txn, &p.row.itemtype, new, intake.limits, staged.batch()).await?;
+        let entities = intake.cache.entities_in(txn, staged.batch()).await?;
+        if !Arc::ptr_eq(&webhooks, &plan.webhooks) || !Arc::ptr_eq(&entities, &plan.entities) {
+            p.plan = None;
+        }
+    }
+    let rows: Vec<items::Model> = prepared.iter().map(|p| p.row.clone()).collect();
+    let stored = insert_rows(txn, rows).await?;
+    let entries = stored.iter().map(|item| (store::subject(item), NewEntry::new("create", "Item created"))).collect();
+    history::add_many(txn, entries).await?;
+    for p in prepared.iter().filter(|p| matches!(p.input.id, ItemId::Given(_))) {
+        store::reserve_numeric_id(txn, &p.row.itemtype, &p.row.id).await?;
+    }
+    let mut counts = Vec::with_capacity(prepared.len());
+    let mut queued = Vec::new();
+    for (p, item) in prepared.into_iter().zip(&stored) {
+        let rows = match p.plan {
+            Some(plan) => plan.queued,
+            None => {
+                let webhooks = intake.cache.webhooks(txn, &item.itemtype, new, intake.limits, staged.batch()).await?;
+                let entities = intake.cache.entities_in(txn, staged.batch()).await?;
+                events::plan(txn, intake, WebhookEvent::New, item, &webhooks, &entities).await?
+            }
+        };
+        counts.push(rows.len());
+        queued.extend(rows);
+    }
+    let mut queued = queue::enqueue(txn, staged, queued).await?.into_iter();
+    Ok(stored
+        .into_iter()
+        .zip(counts)
+        .map(|(item, count)| Changed { item, queued: queued.by_ref().take(count).collect() })
+        .collect())
+}
+
+/// Rows per INSERT of items: within SQLite's limit of bound variables, small on PostgreSQL.
+fn chunk(conn: &impl ConnectionTrait) -> usize {
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres { 10 } else { 200 }
+}
+
+/// Inserts the items, several per statement, and returns them with their `seq` (matched by
+/// itemtype and id: RETURNING promises no order).
+async fn insert_rows(conn: &impl ConnectionTrait, mut rows: Vec<items::Model>) -> AppResult<Vec<items::Model>> {
+    use items::Column as I;
+    for part in rows.chunks_mut(chunk(conn)) {
+        let actives = part.iter().map(|row| {
+            let mut active = row.clone().into_active_model();
+            active.seq = NotSet;
+            active
+        });
+        let returning = Query::returning().columns([I::Seq, I::Itemtype, I::Id]);
+        let statement = items::Entity::insert_many(actives).into_query().returning(returning).to_owned();
+        let mut seqs = HashMap::with_capacity(part.len());
+        for returned in conn.query_all(&statement).await? {
+            let key: (String, String) = (returned.try_get("", "itemtype")?, returned.try_get("", "id")?);
+            seqs.insert(key, returned.try_get::<i64>("", "seq")?);
+        }
+        for row in part.iter_mut() {
+            row.seq = seqs
+                .remove(&(row.itemtype.clone(), row.id.clone()))
+                .ok_or_else(|| AppError::internal("an inserted item has no seq"))?;
+        }
+    }
+    Ok(rows)
+}
+
+/// Stores prepared creates, all or nothing, with the index of a refused one: on the grouped
+/// path first, then one by one to name the culprit when the database refused the group.
+pub async fn insert_all_indexed(
+    txn: &DatabaseTransaction,
+    staged: &mut Staged,
+    intake: &Intake,
+    prepared: Vec<Prepared>,
+) -> AppResult<Vec<Changed<items::Model>>> {
+    let inputs: Vec<NewItem> = prepared.iter().map(|p| p.input.clone()).collect();
+    let savepoint = txn.begin().await?;
+    let mut own = Staged::new(staged.batch().unwrap_or_default());
+    match insert_all(&savepoint, &mut own, intake, prepared).await {
+        Ok(changed) => {
+            savepoint.commit().await?;
+            staged.absorb(own);
+            Ok(changed)
+        }
+        Err(err) => {
+            savepoint.rollback().await?;
+            tracing::debug!(?err, "grouped creates refused; trying them one by one");
+            let mut changed = Vec::with_capacity(inputs.len());
+            for (index, input) in inputs.into_iter().enumerate() {
+                changed.push(store::create_in(txn, staged, intake, input).await.map_err(|e| e.at_index(index))?);
+            }
+            Ok(changed)
+        }
+    }
+}
+
+/// One `createItem` waiting for the writer, run with the others of its batch.
+pub struct CreateJob {
+    pub prepared: Prepared,
+    pub intake: Intake,
+    pub reply: oneshot::Sender<AppResult<Changed<items::Model>>>,
+}
+
+impl Grouped for CreateJob {
+    fn apply<'a>(
+        txn: &'a DatabaseTransaction,
+        staged: &'a mut Staged,
+        jobs: Vec<Self>,
+    ) -> BoxFuture<'a, Result<Completion, ()>> {
+        Box::pin(async move {
+            let Some(intake) = jobs.first().map(|job| job.intake.clone()) else {
+                return Ok(Box::new(|_| {}) as Completion);
+            };
+            let (prepared, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|job| (job.prepared, job.reply)).unzip();
+            let inputs: Vec<NewItem> = prepared.iter().map(|p| p.input.clone()).collect();
+            let mut answers: Vec<(oneshot::Sender<_>, Changed<items::Model>)> = Vec::with_capacity(replies.len());
+            match grouped(txn, staged, &intake, prepared).await {
+                Ok(changed) => answers.extend(replies.into_iter().zip(changed)),
+                // One by one: only the refused create fails.
+                Err(_) => {
+                    for (input, reply) in inputs.into_iter().zip(replies) {
+                        match alone(txn, staged, &intake, input).await {
+                            Ok(changed) => answers.push((reply, changed)),
+                            Err(err) => {
+                                let _ = reply.send(Err(err));
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(Box::new(move |committed: Result<(), String>| {
+                for (reply, changed) in answers {
+                    let _ = reply.send(committed.clone().map(|()| changed).map_err(AppError::internal));
+                }
+            }) as Completion)
+        })
+    }
+}
+
+/// The creates together, in a savepoint.
+async fn grouped(
+    txn: &DatabaseTransaction,
+    staged: &mut Staged,
+    intake: &Intake,
+    prepared: Vec<Prepared>,
+) -> AppResult<Vec<Changed<items::Model>>> {
+    let savepoint = txn.begin().await?;
+    let mut own = Staged::new(staged.batch().unwrap_or_default());
+    match insert_all(&savepoint, &mut own, intake, prepared).await {
+        Ok(changed) => {
+            savepoint.commit().await?;
+            staged.absorb(own);
+            Ok(changed)
+        }
+        Err(err) => {
+            savepoint.rollback().await?;
+            Err(err)
+        }
+    }
+}
+
+/// One create on its own, in a savepoint.
+async fn alone(
+    txn: &DatabaseTransaction,
+    staged: &mut Staged,
+    intake: &Intake,
+    input: NewItem,
+) -> AppResult<Changed<items::Model>> {
+    let savepoint = txn.begin().await?;
+    let mut own = Staged::new(staged.batch().unwrap_or_default());
+    match store::create_in(&savepoint, &mut own, intake, input).await {
+        Ok(changed) => {
+            savepoint.commit().await?;
+            staged.absorb(own);
+            Ok(changed)
+        }
+        Err(err) => {
+            savepoint.rollback().await?;
+            Err(err)
+        }
+    }
+}
