@@ -86,6 +86,17 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl HotCache {
+    /// The webhooks of the itemtype and event as last loaded, unchecked: good enough to prepare
+    /// a write that the writer checks again.
+    pub fn webhooks_hint(&self, itemtype: &str, event: &'static str) -> Option<Arc<Vec<CachedWebhook>>> {
+        lock(&self.webhooks).get(&(itemtype.to_owned(), event)).map(|(_, list, _)| list.clone())
+    }
+
+    /// The entity tree as last loaded, unchecked (see [`Self::webhooks_hint`]).
+    pub fn entities_hint(&self) -> Option<Arc<EntityIndex>> {
+        lock(&self.entities).as_ref().map(|(_, index, _)| index.clone())
+    }
+
     /// The itemtype, or VALIDATION naming `field` when it is not in the catalog.
     pub async fn itemtype(&self, conn: &impl ConnectionTrait, name: &str, field: &str) -> AppResult<Itemtype> {
         if let Some(known) = lock(&self.itemtypes).get(name) {

@@ -62,7 +62,9 @@ impl Prepared {
 }
 
 /// What preparing several creates shares: the entity tree and each itemtype's webhooks, read
-/// once.
+/// once. Both come from the caches as last loaded, without a version check: the writer checks
+/// them (once per batch) and plans again when they changed. An entity missing from a stale
+/// tree is looked up again before the input is refused.
 pub struct Preparation<'a> {
     state: &'a AppState,
     intake: Intake,
@@ -72,7 +74,10 @@ pub struct Preparation<'a> {
 
 impl<'a> Preparation<'a> {
     pub async fn new(state: &'a AppState) -> AppResult<Self> {
-        let entities = state.cache.entities(&state.db).await?;
+        let entities = match state.cache.entities_hint() {
+            Some(entities) => entities,
+            None => state.cache.entities(&state.db).await?,
+        };
         Ok(Self { state, intake: Intake::of(state), entities, webhooks: HashMap::new() })
     }
 
@@ -83,7 +88,10 @@ impl<'a> Preparation<'a> {
         let fields = rules::checked_fields(input.fields.clone())?;
         let name = rules::checked_text(input.name.clone(), "name")?;
         if !self.entities.contains(input.entity_id) {
-            return Err(AppError::validation(format!("entityId: no entity with id {}", input.entity_id)));
+            self.entities = self.intake.cache.entities(db).await?;
+            if !self.entities.contains(input.entity_id) {
+                return Err(AppError::validation(format!("entityId: no entity with id {}", input.entity_id)));
+            }
         }
         let (parent_itemtype, parent_id) =
             store::checked_parent(db, &itemtype, input.parent_itemtype.clone(), input.parent_id.clone()).await?;
@@ -119,7 +127,10 @@ impl<'a> Preparation<'a> {
             Some(list) => list.clone(),
             None => {
                 let new = WebhookEvent::New.as_str();
-                let list = self.intake.cache.webhooks(db, &row.itemtype, new, self.intake.limits, None).await?;
+                let list = match self.intake.cache.webhooks_hint(&row.itemtype, new) {
+                    Some(list) => list,
+                    None => self.intake.cache.webhooks(db, &row.itemtype, new, self.intake.limits, None).await?,
+                };
                 self.webhooks.insert(row.itemtype.clone(), list.clone());
                 list
             }
