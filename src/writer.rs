@@ -26,6 +26,8 @@ use crate::{
 
 /// Most jobs in one transaction.
 const MAX_BATCH: usize = 256;
+/// Scheduler turns the writer gives waiting jobs to join a batch.
+const GATHER_TURNS: usize = 4;
 /// Jobs waiting for the writer; callers wait for room beyond this.
 const BACKLOG: usize = 4096;
 
@@ -142,12 +144,19 @@ async fn run(db: DatabaseConnection, publisher: std::sync::Arc<Publisher>, mut j
     while let Some(first) = jobs.recv().await {
         number += 1;
         batch.push(first);
-        // Let the tasks that are ready submit their jobs too.
-        tokio::task::yield_now().await;
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        // Let the tasks that are ready submit their jobs too, for as long as more keep coming
+        // (a few scheduler turns at most: an idle writer starts at once).
+        for _ in 0..GATHER_TURNS {
+            tokio::task::yield_now().await;
+            let before = batch.len();
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            if batch.len() == before || batch.len() == MAX_BATCH {
+                break;
             }
         }
         if let Err(err) = commit(&db, &publisher, number, runs(std::mem::take(&mut batch))).await {

@@ -37,8 +37,8 @@ use crate::{
 
 /// A create decided before the write.
 pub struct Prepared {
-    /// The input with its id settled (given, or assigned): what runs again on the slow path.
-    input: NewItem,
+    /// Whether the caller gave the id.
+    given: bool,
     /// The item as it will be stored (`seq` comes from the insert).
     row: items::Model,
     /// The rows its `new` event queues, and the versions they were rendered from.
@@ -52,6 +52,20 @@ struct Plan {
 }
 
 impl Prepared {
+    /// The input again, its id settled: what runs on the slow path.
+    fn input(&self) -> NewItem {
+        let id = if self.given { ItemId::Given(self.row.id.clone()) } else { ItemId::Assigned(self.row.id.clone()) };
+        NewItem {
+            itemtype: self.row.itemtype.clone(),
+            id,
+            entity_id: self.row.entity_id,
+            name: self.row.name.clone(),
+            fields: Some(self.row.fields.clone()),
+            parent_itemtype: self.row.parent_itemtype.clone(),
+            parent_id: self.row.parent_id.clone(),
+        }
+    }
+
     pub fn itemtype(&self) -> &str {
         &self.row.itemtype
     }
@@ -84,18 +98,19 @@ impl<'a> Preparation<'a> {
     /// Checks the input, settles its id and renders its event's requests.
     pub async fn prepare(&mut self, input: NewItem) -> AppResult<Prepared> {
         let (state, db) = (self.state, &self.state.db);
-        let itemtype = self.intake.cache.itemtype(db, &input.itemtype, "itemtype").await?;
-        let fields = rules::checked_fields(input.fields.clone())?;
-        let name = rules::checked_text(input.name.clone(), "name")?;
-        if !self.entities.contains(input.entity_id) {
+        let NewItem { itemtype, id, entity_id, name, fields, parent_itemtype, parent_id } = input;
+        let itemtype = self.intake.cache.itemtype(db, &itemtype, "itemtype").await?;
+        let fields = rules::checked_fields(fields)?;
+        let name = rules::checked_text(name, "name")?;
+        if !self.entities.contains(entity_id) {
             self.entities = self.intake.cache.entities(db).await?;
-            if !self.entities.contains(input.entity_id) {
-                return Err(AppError::validation(format!("entityId: no entity with id {}", input.entity_id)));
+            if !self.entities.contains(entity_id) {
+                return Err(AppError::validation(format!("entityId: no entity with id {entity_id}")));
             }
         }
-        let (parent_itemtype, parent_id) =
-            store::checked_parent(db, &itemtype, input.parent_itemtype.clone(), input.parent_id.clone()).await?;
-        let id = match &input.id {
+        let (parent_itemtype, parent_id) = store::checked_parent(db, &itemtype, parent_itemtype, parent_id).await?;
+        let given = matches!(id, ItemId::Given(_));
+        let id = match &id {
             ItemId::Given(id) => {
                 let id = rules::checked_id(id)?;
                 if store::get(db, &itemtype.name, &id).await?.is_some() {
@@ -114,7 +129,7 @@ impl<'a> Preparation<'a> {
                 ItemId::Given(id) | ItemId::Assigned(id) => id.clone(),
                 ItemId::Next => unreachable!("settled above"),
             },
-            entity_id: input.entity_id,
+            entity_id,
             name,
             fields: Value::Object(fields),
             parent_itemtype,
@@ -137,7 +152,7 @@ impl<'a> Preparation<'a> {
         };
         let queued = events::plan(db, &self.intake, WebhookEvent::New, &row, &webhooks, &self.entities).await?;
         let plan = Plan { queued, webhooks, entities: self.entities.clone() };
-        Ok(Prepared { input: NewItem { id, ..input }, row, plan: Some(plan) })
+        Ok(Prepared { given, row, plan: Some(plan) })
     }
 
     pub fn intake(&self) -> &Intake {
@@ -146,35 +161,40 @@ impl<'a> Preparation<'a> {
 }
 
 /// Stores prepared creates, all or nothing; the rows of every create whose plan is still
-/// current are inserted together.
+/// current are inserted together. On success `prepared` is emptied into the result; on an
+/// error its items are left for the slow path (their plans are spent).
 pub async fn insert_all(
     txn: &impl ConnectionTrait,
     staged: &mut Staged,
     intake: &Intake,
-    mut prepared: Vec<Prepared>,
+    prepared: &mut Vec<Prepared>,
 ) -> AppResult<Vec<Changed<items::Model>>> {
     let new = WebhookEvent::New.as_str();
-    for p in &mut prepared {
-        let Some(plan) = &p.plan else { continue };
-        let webhooks = intake.cache.webhooks(txn, &p.row.itemtype, new, intake.limits, staged.batch()).await?;
-        let entities = intake.cache.entities_in(txn, staged.batch()).await?;
-        if !Arc::ptr_eq(&webhooks, &plan.webhooks) || !Arc::ptr_eq(&entities, &plan.entities) {
-            p.plan = None;
-        }
+    let mut plans = Vec::with_capacity(prepared.len());
+    for p in prepared.iter_mut() {
+        let plan = match p.plan.take() {
+            Some(plan) => {
+                let webhooks = intake.cache.webhooks(txn, &p.row.itemtype, new, intake.limits, staged.batch()).await?;
+                let entities = intake.cache.entities_in(txn, staged.batch()).await?;
+                (Arc::ptr_eq(&webhooks, &plan.webhooks) && Arc::ptr_eq(&entities, &plan.entities)).then_some(plan)
+            }
+            None => None,
+        };
+        plans.push(plan);
     }
-    let rows: Vec<items::Model> = prepared.iter().map(|p| p.row.clone()).collect();
-    let stored = insert_rows(txn, rows).await?;
-    let entries = stored.iter().map(|item| (store::subject(item), NewEntry::new("create", "Item created"))).collect();
+    insert_rows(txn, prepared).await?;
+    let entries = prepared.iter().map(|p| (store::subject(&p.row), NewEntry::new("create", "Item created"))).collect();
     history::add_many(txn, entries).await?;
-    for p in prepared.iter().filter(|p| matches!(p.input.id, ItemId::Given(_))) {
+    for p in prepared.iter().filter(|p| p.given) {
         store::reserve_numeric_id(txn, &p.row.itemtype, &p.row.id).await?;
     }
     let mut counts = Vec::with_capacity(prepared.len());
     let mut queued = Vec::new();
-    for (p, item) in prepared.into_iter().zip(&stored) {
-        let rows = match p.plan {
+    for (p, plan) in prepared.iter().zip(plans) {
+        let rows = match plan {
             Some(plan) => plan.queued,
             None => {
+                let item = &p.row;
                 let webhooks = intake.cache.webhooks(txn, &item.itemtype, new, intake.limits, staged.batch()).await?;
                 let entities = intake.cache.entities_in(txn, staged.batch()).await?;
                 events::plan(txn, intake, WebhookEvent::New, item, &webhooks, &entities).await?
@@ -184,10 +204,10 @@ pub async fn insert_all(
         queued.extend(rows);
     }
     let mut queued = queue::enqueue(txn, staged, queued).await?.into_iter();
-    Ok(stored
-        .into_iter()
+    Ok(prepared
+        .drain(..)
         .zip(counts)
-        .map(|(item, count)| Changed { item, queued: queued.by_ref().take(count).collect() })
+        .map(|(p, count)| Changed { item: p.row, queued: queued.by_ref().take(count).collect() })
         .collect())
 }
 
@@ -198,11 +218,12 @@ fn chunk(conn: &impl ConnectionTrait) -> usize {
 
 /// Inserts the items, several per statement, and returns them with their `seq` (matched by
 /// itemtype and id: RETURNING promises no order).
-async fn insert_rows(conn: &impl ConnectionTrait, mut rows: Vec<items::Model>) -> AppResult<Vec<items::Model>> {
+async fn insert_rows(conn: &impl ConnectionTrait, prepared: &mut [Prepared]) -> AppResult<()> {
     use items::Column as I;
-    for part in rows.chunks_mut(chunk(conn)) {
-        let actives = part.iter().map(|row| {
-            let mut active = row.clone().into_active_model();
+    let size = chunk(conn);
+    for part in prepared.chunks_mut(size) {
+        let actives = part.iter().map(|p| {
+            let mut active = p.row.clone().into_active_model();
             active.seq = NotSet;
             active
         });
@@ -213,13 +234,13 @@ async fn insert_rows(conn: &impl ConnectionTrait, mut rows: Vec<items::Model>) -
             let key: (String, String) = (returned.try_get("", "itemtype")?, returned.try_get("", "id")?);
             seqs.insert(key, returned.try_get::<i64>("", "seq")?);
         }
-        for row in part.iter_mut() {
-            row.seq = seqs
-                .remove(&(row.itemtype.clone(), row.id.clone()))
+        for p in part.iter_mut() {
+            p.row.seq = seqs
+                .remove(&(p.row.itemtype.clone(), p.row.id.clone()))
                 .ok_or_else(|| AppError::internal("an inserted item has no seq"))?;
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// Stores prepared creates, all or nothing, with the index of a refused one: on the grouped
@@ -228,23 +249,15 @@ pub async fn insert_all_indexed(
     txn: &DatabaseTransaction,
     staged: &mut Staged,
     intake: &Intake,
-    prepared: Vec<Prepared>,
+    mut prepared: Vec<Prepared>,
 ) -> AppResult<Vec<Changed<items::Model>>> {
-    let inputs: Vec<NewItem> = prepared.iter().map(|p| p.input.clone()).collect();
-    let savepoint = txn.begin().await?;
-    let mut own = Staged::new(staged.batch().unwrap_or_default());
-    match insert_all(&savepoint, &mut own, intake, prepared).await {
-        Ok(changed) => {
-            savepoint.commit().await?;
-            staged.absorb(own);
-            Ok(changed)
-        }
+    match grouped(txn, staged, intake, &mut prepared).await {
+        Ok(changed) => Ok(changed),
         Err(err) => {
-            savepoint.rollback().await?;
             tracing::debug!(?err, "grouped creates refused; trying them one by one");
-            let mut changed = Vec::with_capacity(inputs.len());
-            for (index, input) in inputs.into_iter().enumerate() {
-                changed.push(store::create_in(txn, staged, intake, input).await.map_err(|e| e.at_index(index))?);
+            let mut changed = Vec::with_capacity(prepared.len());
+            for (index, p) in prepared.iter().enumerate() {
+                changed.push(store::create_in(txn, staged, intake, p.input()).await.map_err(|e| e.at_index(index))?);
             }
             Ok(changed)
         }
@@ -268,15 +281,15 @@ impl Grouped for CreateJob {
             let Some(intake) = jobs.first().map(|job| job.intake.clone()) else {
                 return Ok(Box::new(|_| {}) as Completion);
             };
-            let (prepared, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|job| (job.prepared, job.reply)).unzip();
-            let inputs: Vec<NewItem> = prepared.iter().map(|p| p.input.clone()).collect();
+            let (mut prepared, replies): (Vec<_>, Vec<_>) =
+                jobs.into_iter().map(|job| (job.prepared, job.reply)).unzip();
             let mut answers: Vec<(oneshot::Sender<_>, Changed<items::Model>)> = Vec::with_capacity(replies.len());
-            match grouped(txn, staged, &intake, prepared).await {
+            match grouped(txn, staged, &intake, &mut prepared).await {
                 Ok(changed) => answers.extend(replies.into_iter().zip(changed)),
                 // One by one: only the refused create fails.
                 Err(_) => {
-                    for (input, reply) in inputs.into_iter().zip(replies) {
-                        match alone(txn, staged, &intake, input).await {
+                    for (p, reply) in prepared.iter().zip(replies) {
+                        match alone(txn, staged, &intake, p.input()).await {
                             Ok(changed) => answers.push((reply, changed)),
                             Err(err) => {
                                 let _ = reply.send(Err(err));
@@ -299,7 +312,7 @@ async fn grouped(
     txn: &DatabaseTransaction,
     staged: &mut Staged,
     intake: &Intake,
-    prepared: Vec<Prepared>,
+    prepared: &mut Vec<Prepared>,
 ) -> AppResult<Vec<Changed<items::Model>>> {
     let savepoint = txn.begin().await?;
     let mut own = Staged::new(staged.batch().unwrap_or_default());
