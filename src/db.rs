@@ -35,6 +35,15 @@ pub async fn connect(config: &Config, connections: u32) -> Result<DatabaseConnec
     Database::connect(options).await
 }
 
+/// How many write transactions a process runs at once: one on SQLite (the database has one
+/// writer), a few on PostgreSQL (one gathers while another commits).
+pub fn write_lanes(config: &Config) -> usize {
+    match config.database_kind {
+        DatabaseKind::Sqlite => 1,
+        DatabaseKind::Postgres => 3,
+    }
+}
+
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await

@@ -133,7 +133,8 @@ pub async fn prepare(config: &Config) -> Result<(AppState, WorkerInbox), StartEr
         .map_err(|e| StartError::Setup(format!("HTTP client: {e}")))?;
     let bus = Arc::new(QueueBus::new(config.delivery.subscription_buffer, config.delivery.subscription_rate));
     let publisher = Queue::publisher(&db, bus.clone());
-    let writer = Writer::start(db::connect(config, 1).await?, publisher.clone());
+    let lanes = db::write_lanes(config);
+    let writer = Writer::start(db::connect(config, lanes as u32).await?, lanes, publisher.clone());
     let (queue, inbox) = Queue::new(db.clone(), writer.clone(), publisher, delivery.lease());
     let live = Arc::new(StatsHub::new(db.clone(), bus, config.delivery.stats_interval));
     let state = AppState {

@@ -85,9 +85,16 @@ fn runs(batch: Vec<Job>) -> Vec<Run> {
 }
 
 /// The handle through which every part of the process writes.
+///
+/// On PostgreSQL it has several lanes, each a batch loop on a connection of its own, so that
+/// one batch gathers while another waits for its commit. Lane 0 takes every job but one kind:
+/// creates of items with new numbers, which only insert rows nobody else can touch, are spread
+/// over all lanes ([`Writer::submit_spread`]). Two lanes therefore never wait for each other's
+/// rows, and cannot deadlock.
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
+    lanes: std::sync::Arc<[mpsc::Sender<Job>]>,
+    next_lane: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -97,12 +104,25 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    /// Starts the writer on its own connection pool (one connection: the process's only
-    /// writer). It runs until every handle is dropped.
-    pub fn start(db: DatabaseConnection, publisher: std::sync::Arc<Publisher>) -> Self {
-        let (jobs, rx) = mpsc::channel(BACKLOG);
-        tokio::spawn(run(db, publisher, rx));
-        Self { jobs }
+    /// Starts `lanes` batch loops on their own connection pool (of `lanes` connections: on
+    /// SQLite one, the database's only writer). They run until every handle is dropped.
+    pub fn start(db: DatabaseConnection, lanes: usize, publisher: std::sync::Arc<Publisher>) -> Self {
+        let numbers = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let senders: Vec<_> = (0..lanes.max(1))
+            .map(|_| {
+                let (jobs, rx) = mpsc::channel(BACKLOG);
+                tokio::spawn(run(db.clone(), publisher.clone(), numbers.clone(), rx));
+                jobs
+            })
+            .collect();
+        Self { lanes: senders.into(), next_lane: Default::default() }
+    }
+
+    async fn send(&self, lane: usize, job: Job) -> AppResult<()> {
+        self.lanes[lane % self.lanes.len()]
+            .send(job)
+            .await
+            .map_err(|_| AppError::internal("the database writer has stopped"))
     }
 
     /// Runs `job` in the next batch and returns its result once that batch has committed.
@@ -126,23 +146,33 @@ impl Writer {
                 }
             })
         });
-        self.jobs.send(Job::One(run)).await.map_err(|_| AppError::internal("the database writer has stopped"))?;
+        self.send(0, Job::One(run)).await?;
         answer.await.map_err(|_| AppError::internal("the database writer dropped a job (see its log)"))?
     }
 
     /// Submits a job that runs together with the others of its kind in the batch. It answers
     /// its caller itself.
     pub async fn submit<G: Grouped>(&self, job: G) -> AppResult<()> {
-        let job = Job::Grouped { kind: TypeId::of::<G>(), job: Box::new(job), group: group_of::<G> };
-        self.jobs.send(job).await.map_err(|_| AppError::internal("the database writer has stopped"))
+        self.send(0, Job::Grouped { kind: TypeId::of::<G>(), job: Box::new(job), group: group_of::<G> }).await
+    }
+
+    /// Like [`Writer::submit`], on any lane: only for jobs that insert new rows and touch no
+    /// stored row another job may lock.
+    pub async fn submit_spread<G: Grouped>(&self, job: G) -> AppResult<()> {
+        let lane = self.next_lane.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.send(lane, Job::Grouped { kind: TypeId::of::<G>(), job: Box::new(job), group: group_of::<G> }).await
     }
 }
 
-async fn run(db: DatabaseConnection, publisher: std::sync::Arc<Publisher>, mut jobs: mpsc::Receiver<Job>) {
+async fn run(
+    db: DatabaseConnection,
+    publisher: std::sync::Arc<Publisher>,
+    numbers: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    mut jobs: mpsc::Receiver<Job>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut number = 0u64;
     while let Some(first) = jobs.recv().await {
-        number += 1;
+        let number = numbers.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         batch.push(first);
         // Let the tasks that are ready submit their jobs too, for as long as more keep coming
         // (a few scheduler turns at most: an idle writer starts at once).

@@ -120,7 +120,12 @@ pub async fn create(state: &AppState, input: NewItem) -> AppResult<Changed<items
     let prepared = preparation.prepare(input).await?;
     let (reply, answer) = tokio::sync::oneshot::channel();
     let job = intake::CreateJob { prepared, intake: preparation.intake().clone(), reply };
-    state.writer.submit(job).await?;
+    if given {
+        state.writer.submit(job).await?;
+    } else {
+        // A new number: the create touches no stored row, any lane may take it.
+        state.writer.submit_spread(job).await?;
+    }
     let changed = answer.await.map_err(|_| AppError::internal("the database writer dropped a job (see its log)"))??;
     if given {
         state.numbers.skip_past(&changed.item.itemtype, &changed.item.id).await;
