@@ -35,6 +35,9 @@ struct RawConfig {
     /// SQLite (one writer at a time anyway; queueing in the pool beats SQLite's busy sleeps),
     /// 10 on PostgreSQL.
     database_max_connections: Option<u32>,
+    /// `HOOKLINE_WRITE_LANES`: write transactions a process runs at once on PostgreSQL (one
+    /// gathers jobs while another commits); always 1 on SQLite.
+    write_lanes: u32,
     /// `HOOKLINE_LISTEN`: address and port of the HTTP server.
     listen: String,
     /// `HOOKLINE_DATA_DIR`: where the embedded database and the generated key file live.
@@ -101,6 +104,7 @@ impl Default for RawConfig {
         Self {
             database_url: None,
             database_max_connections: None,
+            write_lanes: 3,
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("data"),
             secret_key: None,
@@ -285,6 +289,7 @@ pub struct Config {
     pub database_url: SecretString,
     pub database_kind: DatabaseKind,
     pub database_max_connections: u32,
+    pub write_lanes: u32,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub secret_key: SecretKeySource,
@@ -328,6 +333,7 @@ impl Config {
             database_url: SecretString::from(sqlite_url(&data_dir)),
             database_kind: DatabaseKind::Sqlite,
             database_max_connections: 4,
+            write_lanes: 1,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             secret_key: SecretKeySource::File(data_dir.join("secret.key")),
             data_dir,
@@ -341,6 +347,7 @@ impl Config {
         self.database_kind = database_kind(url)?;
         if self.database_kind == DatabaseKind::Postgres {
             self.database_max_connections = 10;
+            self.write_lanes = 3;
         }
         self.database_url = SecretString::from(url.to_owned());
         Ok(self)
@@ -359,6 +366,9 @@ impl Config {
                 raw.listen
             ))
         })?;
+        if raw.write_lanes == 0 || raw.write_lanes > 16 {
+            return Err(ConfigError("key `write_lanes` (HOOKLINE_WRITE_LANES): must be between 1 and 16".into()));
+        }
         if raw.database_max_connections == Some(0) {
             return Err(ConfigError(
                 "key `database_max_connections` (HOOKLINE_DATABASE_MAX_CONNECTIONS): must be at least 1".into(),
@@ -390,6 +400,10 @@ impl Config {
                 DatabaseKind::Sqlite => 4,
                 DatabaseKind::Postgres => 10,
             }),
+            write_lanes: match database_kind {
+                DatabaseKind::Sqlite => 1,
+                DatabaseKind::Postgres => raw.write_lanes,
+            },
             listen,
             data_dir: raw.data_dir,
             secret_key,

@@ -40,7 +40,7 @@ pub async fn connect(config: &Config, connections: u32) -> Result<DatabaseConnec
 pub fn write_lanes(config: &Config) -> usize {
     match config.database_kind {
         DatabaseKind::Sqlite => 1,
-        DatabaseKind::Postgres => 3,
+        DatabaseKind::Postgres => config.write_lanes as usize,
     }
 }
 
