@@ -22,7 +22,11 @@ pub enum AppError {
     /// Anything else; the detail is logged, never sent.
     Internal(String),
     /// One input of a batch mutation was refused (and with it the whole call).
-    InBatch { index: usize, code: &'static str, message: String },
+    InBatch {
+        index: usize,
+        code: &'static str,
+        message: String,
+    },
 }
 
 pub type AppResult<T> = Result<T, AppError>;

@@ -35,9 +35,8 @@ const BACKLOG: usize = 4096;
 /// not).
 pub type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// A job: runs in the transaction; `Err(())` means it failed and has already answered.
-type Run = Box<
-    dyn for<'a> FnOnce(&'a DatabaseTransaction, &'a mut Staged) -> BoxFuture<'a, Result<Completion, ()>> + Send,
->;
+type Run =
+    Box<dyn for<'a> FnOnce(&'a DatabaseTransaction, &'a mut Staged) -> BoxFuture<'a, Result<Completion, ()>> + Send>;
 
 /// A kind of job that is better run many at a time. Each job answers its own caller: at once
 /// when it fails, from the returned completion once the batch has committed.
@@ -50,9 +49,14 @@ pub trait Grouped: Send + Sized + 'static {
     ) -> BoxFuture<'a, Result<Completion, ()>>;
 }
 
+/// A grouped job, its kind erased.
+type Erased = Box<dyn Any + Send>;
+/// Turns the jobs of one grouped kind into one run.
+type Grouping = fn(Vec<Erased>) -> Run;
+
 enum Job {
     One(Run),
-    Grouped { kind: TypeId, job: Box<dyn Any + Send>, group: fn(Vec<Box<dyn Any + Send>>) -> Run },
+    Grouped { kind: TypeId, job: Box<dyn Any + Send>, group: Grouping },
 }
 
 /// The jobs of one kind as one run.
@@ -65,7 +69,8 @@ fn group_of<G: Grouped>(jobs: Vec<Box<dyn Any + Send>>) -> Run {
 /// order.
 fn runs(batch: Vec<Job>) -> Vec<Run> {
     let mut runs: Vec<Option<Run>> = Vec::with_capacity(batch.len());
-    let mut groups: Vec<(TypeId, usize, fn(Vec<Box<dyn Any + Send>>) -> Run, Vec<Box<dyn Any + Send>>)> = Vec::new();
+    // Each kind: where its run goes, how its jobs become one run, and the jobs.
+    let mut groups: Vec<(TypeId, usize, Grouping, Vec<Erased>)> = Vec::new();
     for job in batch {
         match job {
             Job::One(run) => runs.push(Some(run)),

@@ -146,7 +146,8 @@ async fn the_outcome_of_a_claim_that_was_lost_is_not_written() {
             let path = format!("/slow-{:?}", app.backend);
             // The first attempt answers 200 after 1.5 s, the second after 4 s.
             receiver.script(&path, vec![Reply::Hang(Duration::from_millis(1500)), Reply::Hang(Duration::from_secs(4))]);
-            let input = json!({"name": "w", "entityId": "0", "itemtype": "Ticket", "event": "NEW", "url": receiver.url(&path)});
+            let input =
+                json!({"name": "w", "entityId": "0", "itemtype": "Ticket", "event": "NEW", "url": receiver.url(&path)});
             app.data(WEBHOOK, json!({"input": input})).await;
             app.data(CREATE, json!({"input": ticket("fenced")})).await;
             let row = app.wait_queue(1, &["SENDING"]).await.remove(0);

@@ -137,7 +137,6 @@ impl DeliveryClient {
             }
         }
     }
-
 }
 
 /// Decrypted signing secrets by webhook, reused while the webhook is unchanged.

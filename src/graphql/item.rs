@@ -85,12 +85,7 @@ impl Item {
     }
 
     /// What happened to the item, newest first.
-    async fn history(
-        &self,
-        ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
-    ) -> Result<HistoryPage> {
+    async fn history(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> Result<HistoryPage> {
         let s = session(ctx)?;
         let request = page_request(first, after)?;
         let page = history::list(&s.state.db, items::subject(&self.0), request).await?;

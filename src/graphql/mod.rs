@@ -46,8 +46,8 @@ pub type AppSchema = Schema<Query, Mutation, live::Subscription>;
 
 /// The schema, with the application state every resolver reaches through [`session`].
 pub fn build_schema(state: Option<AppState>) -> AppSchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), live::Subscription)
-        .extension(errors::ErrorCodes);
+    let mut builder =
+        Schema::build(Query::default(), Mutation::default(), live::Subscription).extension(errors::ErrorCodes);
     if let Some(state) = state {
         builder = builder.data(state);
     }

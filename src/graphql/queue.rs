@@ -214,7 +214,12 @@ pub struct TriggerEventInput {
 
 impl From<TriggerEventInput> for Trigger {
     fn from(input: TriggerEventInput) -> Self {
-        Self { itemtype: input.itemtype, item_id: input.item_id.0, event: input.event, snapshot: input.item.map(|j| j.0) }
+        Self {
+            itemtype: input.itemtype,
+            item_id: input.item_id.0,
+            event: input.event,
+            snapshot: input.item.map(|j| j.0),
+        }
     }
 }
 

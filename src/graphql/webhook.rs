@@ -192,12 +192,7 @@ impl Webhook {
     }
 
     /// Changes to the webhook, newest first.
-    async fn history(
-        &self,
-        ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
-    ) -> Result<HistoryPage> {
+    async fn history(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> Result<HistoryPage> {
         Ok(webhook_history(ctx, self.0.id, first, after).await?)
     }
 }

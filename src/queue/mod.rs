@@ -114,7 +114,8 @@ pub async fn enqueue(conn: &impl ConnectionTrait, staged: &mut Staged, mut rows:
     }
     for row in &mut rows {
         let renderable = row.body.is_some();
-        row.status = transition::next(None, Step::Queued { renderable }).map_err(|e| AppError::internal(e.to_string()))?;
+        row.status =
+            transition::next(None, Step::Queued { renderable }).map_err(|e| AppError::internal(e.to_string()))?;
         row.body = row.body.take().map(store::storable);
         row.url = store::storable(std::mem::take(&mut row.url));
         row.last_error = row.last_error.take().map(store::storable);
@@ -169,7 +170,12 @@ pub struct WorkerInbox {
 
 impl Queue {
     /// `lease`: how long a claimed row belongs to its worker before it is given back.
-    pub fn new(db: DatabaseConnection, writer: Writer, publisher: Arc<Publisher>, lease: Duration) -> (Self, WorkerInbox) {
+    pub fn new(
+        db: DatabaseConnection,
+        writer: Writer,
+        publisher: Arc<Publisher>,
+        lease: Duration,
+    ) -> (Self, WorkerInbox) {
         let (forced, inbox) = mpsc::channel(64);
         let process_id = publisher.bus.process_id.clone();
         let queue = Self { db, writer, publisher, process_id, started_at: Utc::now(), lease, forced };
@@ -266,8 +272,10 @@ impl Queue {
 
     /// Gives claimed rows that were never attempted back to the queue.
     pub async fn release(&self, ids: Vec<i64>, token: i64) -> AppResult<usize> {
-        self.release_where(move |conn| Box::pin(async move { store::release(conn, Abandoned::Claimed { ids: &ids, token }).await }))
-            .await
+        self.release_where(move |conn| {
+            Box::pin(async move { store::release(conn, Abandoned::Claimed { ids: &ids, token }).await })
+        })
+        .await
     }
 
     /// Gives back rows whose worker is gone: their lease ended, or (with several processes)
@@ -340,9 +348,8 @@ impl Queue {
                         .one(txn)
                         .await?
                         .ok_or_else(|| AppError::not_found(format!("no queued webhook with id {id}")))?;
-                    transition::next(Some(before.status), Step::Force).map_err(|_| {
-                        AppError::conflict(format!("queued webhook {id} is being sent right now"))
-                    })?;
+                    transition::next(Some(before.status), Step::Force)
+                        .map_err(|_| AppError::conflict(format!("queued webhook {id} is being sent right now")))?;
                     let claim = Claim { process: &process, token, lease };
                     let row = store::claim_one(txn, id, &claim)
                         .await?

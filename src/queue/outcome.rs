@@ -6,8 +6,7 @@ use entity::{
     webhooks,
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait,
-    sea_query::Expr,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait, sea_query::Expr,
 };
 
 use super::{
@@ -45,8 +44,8 @@ impl Outcome {
     /// subscribers are told.
     pub fn updated_row(&self, now: DateTime<Utc>) -> Model {
         let mut row = self.row.clone();
-        row.status = transition::next(Some(QueueStatus::Sending), Step::Outcome(&self.decision))
-            .unwrap_or(QueueStatus::Failed);
+        row.status =
+            transition::next(Some(QueueStatus::Sending), Step::Outcome(&self.decision)).unwrap_or(QueueStatus::Failed);
         if self.counted {
             row.sent_try += 1;
             row.sent_time = Some(self.attempted_at);
@@ -95,7 +94,11 @@ pub(super) async fn record(txn: &DatabaseTransaction, staged: &mut Staged, outco
                 match write_rows(txn, one, std::slice::from_ref(row)).await {
                     Ok(written) => ids.extend(written),
                     Err(err) => {
-                        tracing::error!(?err, queued_id = row.id, "an outcome was refused; writing it without its values");
+                        tracing::error!(
+                            ?err,
+                            queued_id = row.id,
+                            "an outcome was refused; writing it without its values"
+                        );
                         let minimal = outcome.minimal_row(now, "the database refused a value");
                         ids.extend(write_rows(txn, one, std::slice::from_ref(&minimal)).await.unwrap_or_default());
                     }

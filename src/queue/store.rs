@@ -9,8 +9,9 @@ use entity::{
     workers,
 };
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IntoActiveModel,
-    QueryFilter, QueryTrait, Statement, Value as DbValue,
+    ActiveValue::NotSet,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter, QueryTrait,
+    Statement, Value as DbValue,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 
@@ -145,7 +146,7 @@ pub async fn release(conn: &impl ConnectionTrait, which: Abandoned<'_>) -> AppRe
         .col_expr(Q::ClaimedBy, Expr::value(Option::<String>::None))
         .filter(Q::Status.eq(QueueStatus::Sending));
     update = match which {
-        Abandoned::Claimed { ids, .. } if ids.is_empty() => return Ok(Vec::new()),
+        Abandoned::Claimed { ids: [], .. } => return Ok(Vec::new()),
         Abandoned::Claimed { ids, token } => {
             update.filter(Q::Id.is_in(ids.iter().copied())).filter(Q::ClaimToken.eq(token))
         }
@@ -204,7 +205,7 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
                     types.iter().enumerate().map(|(i, t)| format!("${}::{t}", base + i + 1)).collect();
                 format!("({})", cells.join(", "))
             } else {
-                format!("({})", vec!["?"; OUTCOME_COLUMNS].join(", "))
+                format!("({})", ["?"; OUTCOME_COLUMNS].join(", "))
             };
             tuples.push(tuple);
         }

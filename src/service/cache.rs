@@ -52,10 +52,13 @@ pub struct CachedWebhook {
     pub filter: Option<Result<Filter, String>>,
 }
 
+/// The version the entity tree was loaded at, the tree, and the batch it was last checked in.
+type CachedTree = (Version, Arc<EntityIndex>, Option<u64>);
+
 #[derive(Default)]
 pub struct HotCache {
     webhooks: Mutex<HashMap<WebhookKey, CachedList>>,
-    entities: Mutex<Option<(Version, Arc<EntityIndex>, Option<u64>)>>,
+    entities: Mutex<Option<CachedTree>>,
     itemtypes: Mutex<HashMap<String, Itemtype>>,
 }
 

@@ -116,7 +116,7 @@ pub async fn plan(
     if !candidates.iter().any(|c| c.webhook.settings.is_active) {
         return Ok(Vec::new());
     }
-    let in_scope = in_scope(&candidates, &entities.chain(item.entity_id));
+    let in_scope = in_scope(candidates, &entities.chain(item.entity_id));
     if in_scope.is_empty() {
         return Ok(Vec::new());
     }

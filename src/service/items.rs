@@ -5,8 +5,7 @@ use entity::{items, itemtypes, queued_webhooks};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, Query},
 };
 use serde_json::{Map, Value};
@@ -14,9 +13,8 @@ use serde_json::{Map, Value};
 use super::{
     cache::HotCache,
     events::{self, Intake},
-    intake,
     history::{self, NewEntry, Subject},
-    itemtypes as catalog,
+    intake, itemtypes as catalog,
     paging::{Page, PageRequest},
     tree::EntityIndex,
 };
@@ -535,7 +533,10 @@ impl ItemNumbers {
                 Box::pin(async move {
                     let stmt = Query::update()
                         .table(itemtypes::Entity)
-                        .value(itemtypes::Column::NextItemId, Expr::col(itemtypes::Column::NextItemId).add(NUMBER_BLOCK))
+                        .value(
+                            itemtypes::Column::NextItemId,
+                            Expr::col(itemtypes::Column::NextItemId).add(NUMBER_BLOCK),
+                        )
                         .and_where(itemtypes::Column::Name.eq(&name))
                         .returning_col(itemtypes::Column::NextItemId)
                         .to_owned();

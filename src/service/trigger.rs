@@ -52,7 +52,10 @@ fn id_text(value: Option<Value>, field: &str) -> AppResult<Option<String>> {
 pub async fn trigger(state: &AppState, trigger: Trigger) -> AppResult<Changed<()>> {
     let intake = Intake::of(state);
     let parsed = parse(trigger.snapshot.clone())?;
-    state.writer.write(move |txn, staged| Box::pin(async move { run(txn, staged, &intake, trigger, parsed).await })).await
+    state
+        .writer
+        .write(move |txn, staged| Box::pin(async move { run(txn, staged, &intake, trigger, parsed).await }))
+        .await
 }
 
 /// Raises every trigger in one transaction, all or nothing: a refused trigger refuses the

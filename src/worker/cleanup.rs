@@ -3,9 +3,9 @@
 
 use std::str::FromStr;
 
+use crate::queue::Queue;
 use apalis::prelude::*;
 use apalis_cron::Tick;
-use crate::queue::Queue;
 
 #[derive(Clone)]
 pub struct Cleanup {

@@ -53,8 +53,11 @@ pub async fn run(queue: Arc<Queue>, client: Arc<DeliveryClient>, inbox: WorkerIn
 
     let attempts = tokio_util::task::TaskTracker::new();
     let handler = backend::Handler { client: client.clone(), outcomes: outcomes_tx, attempts: attempts.clone() };
-    let cleanup =
-        cleanup::Cleanup { queue: queue.clone(), sent_days: config.cleanup_sent_days, failed_days: config.cleanup_failed_days };
+    let cleanup = cleanup::Cleanup {
+        queue: queue.clone(),
+        sent_days: config.cleanup_sent_days,
+        failed_days: config.cleanup_failed_days,
+    };
     let schedule = cleanup::schedule(&config.cleanup_schedule);
     let concurrency = config.max_in_flight;
     let mut monitor = Monitor::new()
@@ -114,7 +117,12 @@ pub async fn run(queue: Arc<Queue>, client: Arc<DeliveryClient>, inbox: WorkerIn
 
 /// Forced sends asked through the API: each is attempted at once and its outcome written
 /// before the caller is answered.
-async fn forced_sends(queue: Arc<Queue>, client: Arc<DeliveryClient>, mut inbox: WorkerInbox, shutdown: CancellationToken) {
+async fn forced_sends(
+    queue: Arc<Queue>,
+    client: Arc<DeliveryClient>,
+    mut inbox: WorkerInbox,
+    shutdown: CancellationToken,
+) {
     let tasks = tokio_util::task::TaskTracker::new();
     loop {
         let next = tokio::select! {

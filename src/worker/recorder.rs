@@ -15,11 +15,7 @@ const BATCH: usize = 512;
 const LINGER: Duration = Duration::from_millis(5);
 
 /// Runs until `stop` is cancelled and every outcome sent before has been written.
-pub async fn run(
-    queue: Arc<Queue>,
-    mut outcomes: mpsc::Receiver<Finished>,
-    stop: CancellationToken,
-) {
+pub async fn run(queue: Arc<Queue>, mut outcomes: mpsc::Receiver<Finished>, stop: CancellationToken) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut slots = Vec::with_capacity(BATCH);
     loop {
