@@ -36,7 +36,7 @@ struct RawConfig {
     /// 10 on PostgreSQL.
     database_max_connections: Option<u32>,
     /// `HOOKLINE_WRITE_LANES`: write transactions a process runs at once on PostgreSQL (one
-    /// gathers jobs while another commits); always 1 on SQLite.
+    /// gathers jobs while another commits; the last one is the claims'); always 1 on SQLite.
     write_lanes: u32,
     /// `HOOKLINE_LISTEN`: address and port of the HTTP server.
     listen: String,
@@ -104,7 +104,7 @@ impl Default for RawConfig {
         Self {
             database_url: None,
             database_max_connections: None,
-            write_lanes: 3,
+            write_lanes: 4,
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("data"),
             secret_key: None,
@@ -347,7 +347,7 @@ impl Config {
         self.database_kind = database_kind(url)?;
         if self.database_kind == DatabaseKind::Postgres {
             self.database_max_connections = 10;
-            self.write_lanes = 3;
+            self.write_lanes = 4;
         }
         self.database_url = SecretString::from(url.to_owned());
         Ok(self)

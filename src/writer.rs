@@ -92,10 +92,12 @@ fn runs(batch: Vec<Job>) -> Vec<Run> {
 /// The handle through which every part of the process writes.
 ///
 /// On PostgreSQL it has several lanes, each a batch loop on a connection of its own, so that
-/// one batch gathers while another waits for its commit. Lane 0 takes every job but one kind:
-/// creates of items with new numbers, which only insert rows nobody else can touch, are spread
-/// over all lanes ([`Writer::submit_spread`]). Two lanes therefore never wait for each other's
-/// rows, and cannot deadlock.
+/// one batch gathers while another waits for its commit. Lane 0 takes every job but those that
+/// never wait for a row another job holds: creates of items with new numbers (they only insert
+/// rows nobody else can touch) are spread over every lane but the last
+/// ([`Writer::submit_spread`]), and claims (they skip locked rows) have the last lane to
+/// themselves ([`Writer::write_claim`]). Only lane 0 ever waits for another lane, so lanes
+/// cannot deadlock.
 #[derive(Clone)]
 pub struct Writer {
     lanes: std::sync::Arc<[mpsc::Sender<Job>]>,
@@ -137,6 +139,31 @@ impl Writer {
         T: Send + 'static,
         F: for<'a> FnOnce(&'a DatabaseTransaction, &'a mut Staged) -> BoxFuture<'a, AppResult<T>> + Send + 'static,
     {
+        self.write_on(0, job).await
+    }
+
+    /// Like [`Writer::write`], on the claims' own lane (the last one, when there are several):
+    /// a claim skips locked rows and never waits, and it does not wait behind item writes
+    /// either.
+    pub async fn write_claim<T, F>(&self, job: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a DatabaseTransaction, &'a mut Staged) -> BoxFuture<'a, AppResult<T>> + Send + 'static,
+    {
+        self.write_on(self.lanes.len() - 1, job).await
+    }
+
+    /// The lanes creates are spread over: all but the claims' lane.
+    fn spread_lane(&self) -> usize {
+        let lanes = if self.lanes.len() > 1 { self.lanes.len() - 1 } else { 1 };
+        self.next_lane.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % lanes
+    }
+
+    async fn write_on<T, F>(&self, lane: usize, job: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a DatabaseTransaction, &'a mut Staged) -> BoxFuture<'a, AppResult<T>> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel::<AppResult<T>>();
         let run: Run = Box::new(move |txn, staged| {
             Box::pin(async move {
@@ -151,7 +178,7 @@ impl Writer {
                 }
             })
         });
-        self.send(0, Job::One(run)).await?;
+        self.send(lane, Job::One(run)).await?;
         answer.await.map_err(|_| AppError::internal("the database writer dropped a job (see its log)"))?
     }
 
@@ -164,8 +191,7 @@ impl Writer {
     /// Like [`Writer::submit`], on any lane: only for jobs that insert new rows and touch no
     /// stored row another job may lock.
     pub async fn submit_spread<G: Grouped>(&self, job: G) -> AppResult<()> {
-        let lane = self.next_lane.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.send(lane, Job::Grouped { kind: TypeId::of::<G>(), job: Box::new(job), group: group_of::<G> }).await
+        self.send(self.spread_lane(), Job::Grouped { kind: TypeId::of::<G>(), job: Box::new(job), group: group_of::<G> }).await
     }
 }
 

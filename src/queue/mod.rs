@@ -246,7 +246,7 @@ impl Queue {
     pub async fn claim_due(&self, limit: u64) -> AppResult<Vec<Model>> {
         let (process, token, lease) = self.claim();
         self.writer
-            .write(move |txn, staged| {
+            .write_claim(move |txn, staged| {
                 Box::pin(async move {
                     let claim = Claim { process: &process, token, lease };
                     let rows = store::claim_due(txn, limit, &claim).await?;
