@@ -202,3 +202,18 @@ async fn a_response_body_with_nul_bytes_is_stored_and_the_other_rows_are_sent_on
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_root_types_and_the_history_connection_have_the_names_clients_expect() {
+    each_backend(async |app| {
+        assert_eq!(app.data("{ __typename }", json!({})).await["__typename"], "Query");
+        assert_eq!(app.data("mutation { __typename }", json!({})).await["__typename"], "Mutation");
+        let names = app
+            .data("{ s: __schema { subscriptionType { name } } h: __type(name: \"HistoryConnection\") { name fields { name } } e: __type(name: \"HistoryEdge\") { name } }", json!({}))
+            .await;
+        assert_eq!(names["s"]["subscriptionType"]["name"], "Subscription");
+        assert_eq!(names["h"]["name"], "HistoryConnection");
+        assert_eq!(names["e"]["name"], "HistoryEdge");
+    })
+    .await;
+}

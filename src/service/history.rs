@@ -47,25 +47,7 @@ impl NewEntry {
 }
 
 pub async fn add(conn: &impl ConnectionTrait, subject: Subject<'_>, entries: Vec<NewEntry>) -> AppResult<()> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let (kind, itemtype, subject_id) = subject.columns();
-    let now = Utc::now();
-    let models = entries.into_iter().map(|e| history_entries::ActiveModel {
-        id: NotSet,
-        subject: Set(kind.to_owned()),
-        itemtype: Set(itemtype.clone()),
-        subject_id: Set(subject_id.clone()),
-        date: Set(now),
-        action: Set(e.action.to_owned()),
-        message: Set(e.message),
-        old_value: Set(e.old_value),
-        new_value: Set(e.new_value),
-        queued_webhook_id: Set(e.queued_webhook_id),
-    });
-    history_entries::Entity::insert_many(models).exec(conn).await?;
-    Ok(())
+    add_many(conn, entries.into_iter().map(|entry| (subject, entry)).collect()).await
 }
 
 /// Entries of several subjects in one statement per few hundred.
@@ -89,6 +71,9 @@ pub async fn add_many(conn: &impl ConnectionTrait, entries: Vec<(Subject<'_>, Ne
             }
         })
         .collect();
+    if models.is_empty() {
+        return Ok(());
+    }
     let per_statement = if conn.get_database_backend() == sea_orm::DbBackend::Postgres { 10 } else { 200 };
     for part in models.chunks(per_statement) {
         history_entries::Entity::insert_many(part.to_vec()).exec(conn).await?;
