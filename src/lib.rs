@@ -49,7 +49,7 @@ pub struct AppState {
     pub delivery: Arc<DeliveryClient>,
     pub cache: Arc<service::cache::HotCache>,
     /// Item numbers reserved in blocks (PostgreSQL).
-    pub numbers: Arc<service::items::ItemNumbers>,
+    pub numbers: Arc<service::numbers::ItemNumbers>,
     /// Live queue counters shared by subscribers.
     pub live: Arc<StatsHub>,
 }

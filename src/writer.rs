@@ -191,7 +191,11 @@ impl Writer {
     /// Like [`Writer::submit`], on any lane: only for jobs that insert new rows and touch no
     /// stored row another job may lock.
     pub async fn submit_spread<G: Grouped>(&self, job: G) -> AppResult<()> {
-        self.send(self.spread_lane(), Job::Grouped { kind: TypeId::of::<G>(), job: Box::new(job), group: group_of::<G> }).await
+        self.send(
+            self.spread_lane(),
+            Job::Grouped { kind: TypeId::of::<G>(), job: Box::new(job), group: group_of::<G> },
+        )
+        .await
     }
 }
 

@@ -3,7 +3,6 @@
 //! subscriber of one process sees the sends of every process.
 
 use std::{
-    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -11,18 +10,12 @@ use std::{
     time::Duration,
 };
 
-use chrono::{DateTime, Utc};
 use entity::queued_webhooks::{self, QueueStatus};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
-    QuerySelect, Statement,
-    sea_query::{Expr, ExprTrait},
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::transition::Transition;
-use crate::error::AppResult;
 
 /// The PostgreSQL channel queue changes travel on.
 pub const CHANGES_CHANNEL: &str = "hookline_queue_changes";
@@ -304,159 +297,6 @@ async fn notify(db: &impl ConnectionTrait, batch: &[String]) {
 /// Decodes a NOTIFY payload into changes.
 fn decode(payload: &str) -> Vec<QueueChange> {
     serde_json::from_str(payload).unwrap_or_default()
-}
-
-/// The queue's counters.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, async_graphql::SimpleObject)]
-pub struct QueueStats {
-    pub pending: i64,
-    pub sending: i64,
-    pub sent: i64,
-    pub retrying: i64,
-    pub failed: i64,
-    pub cancelled: i64,
-    /// Age of the oldest PENDING queued webhook; null when none is pending.
-    pub oldest_pending_age_seconds: Option<f64>,
-    /// SENT queued webhooks whose last attempt was in the last minute.
-    pub sent_last_minute: i64,
-}
-
-#[derive(FromQueryResult)]
-struct StatusCount {
-    status: QueueStatus,
-    count: i64,
-}
-
-#[derive(FromQueryResult)]
-struct Oldest {
-    oldest: Option<DateTime<Utc>>,
-}
-
-#[derive(FromQueryResult)]
-struct Count {
-    count: i64,
-}
-
-pub async fn stats(conn: &impl ConnectionTrait, webhook_id: Option<i64>) -> AppResult<QueueStats> {
-    let scoped = || {
-        let query = queued_webhooks::Entity::find();
-        match webhook_id {
-            Some(id) => query.filter(queued_webhooks::Column::WebhookId.eq(id)),
-            None => query,
-        }
-    };
-    let counts = scoped()
-        .select_only()
-        .column(queued_webhooks::Column::Status)
-        .column_as(Expr::col(queued_webhooks::Column::Id).count(), "count")
-        .group_by(queued_webhooks::Column::Status)
-        .into_model::<StatusCount>()
-        .all(conn)
-        .await?;
-    let mut stats = QueueStats::default();
-    for StatusCount { status: s, count } in counts {
-        match s {
-            QueueStatus::Pending => stats.pending = count,
-            QueueStatus::Sending => stats.sending = count,
-            QueueStatus::Sent => stats.sent = count,
-            QueueStatus::Retrying => stats.retrying = count,
-            QueueStatus::Failed => stats.failed = count,
-            QueueStatus::Cancelled => stats.cancelled = count,
-        }
-    }
-    let now = Utc::now();
-    let oldest = scoped()
-        .filter(queued_webhooks::Column::Status.eq(QueueStatus::Pending))
-        .select_only()
-        .column_as(Expr::col(queued_webhooks::Column::CreateTime).min(), "oldest")
-        .into_model::<Oldest>()
-        .one(conn)
-        .await?;
-    stats.oldest_pending_age_seconds =
-        oldest.and_then(|o| o.oldest).map(|t| std::cmp::max((now - t).num_milliseconds(), 0) as f64 / 1000.0);
-    let sent = scoped()
-        .filter(queued_webhooks::Column::Status.eq(QueueStatus::Sent))
-        .filter(queued_webhooks::Column::SentTime.gte(now - chrono::Duration::seconds(60)))
-        .select_only()
-        .column_as(Expr::col(queued_webhooks::Column::Id).count(), "count")
-        .into_model::<Count>()
-        .one(conn)
-        .await?;
-    stats.sent_last_minute = sent.map_or(0, |c| c.count);
-    Ok(stats)
-}
-
-/// Live counters shared by every subscriber of the same webhook (or of all): computed at most
-/// once per throttle interval after a change, whatever the number of subscribers.
-pub struct StatsHub {
-    db: DatabaseConnection,
-    bus: Arc<QueueBus>,
-    throttle: Duration,
-    hubs: Mutex<HashMap<Option<i64>, watch::Receiver<Option<QueueStats>>>>,
-}
-
-impl std::fmt::Debug for StatsHub {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StatsHub").field("throttle", &self.throttle).finish_non_exhaustive()
-    }
-}
-
-impl StatsHub {
-    pub fn new(db: DatabaseConnection, bus: Arc<QueueBus>, throttle: Duration) -> Self {
-        Self { db, bus, throttle, hubs: Mutex::new(HashMap::new()) }
-    }
-
-    /// A receiver of the counters of `webhook_id` (all webhooks with None).
-    pub fn watch(self: &Arc<Self>, webhook_id: Option<i64>) -> watch::Receiver<Option<QueueStats>> {
-        let mut hubs = self.hubs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(rx) = hubs.get(&webhook_id)
-            && rx.has_changed().is_ok()
-        {
-            return rx.clone();
-        }
-        let (tx, rx) = watch::channel(None);
-        hubs.insert(webhook_id, rx.clone());
-        tokio::spawn(self.clone().compute(webhook_id, tx));
-        rx
-    }
-
-    /// Recomputes after changes (at most once per throttle interval) and every few seconds
-    /// (ages and the last minute move on their own); stops when nobody watches.
-    async fn compute(self: Arc<Self>, webhook_id: Option<i64>, tx: watch::Sender<Option<QueueStats>>) {
-        let mut subscription = self.bus.subscribe_unmetered(Watch::webhook(webhook_id));
-        let mut dirty = true;
-        let mut refresh = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            if dirty {
-                match stats(&self.db, webhook_id).await {
-                    Ok(stats) => {
-                        tx.send_if_modified(|current| {
-                            let changed = current.as_ref() != Some(&stats);
-                            *current = Some(stats);
-                            changed
-                        });
-                    }
-                    Err(err) => tracing::warn!(?err, "cannot compute queue stats"),
-                }
-                tokio::time::sleep(self.throttle).await;
-            }
-            if tx.receiver_count() <= 1 {
-                // Only the hub's own receiver is left.
-                self.hubs.lock().unwrap_or_else(|p| p.into_inner()).remove(&webhook_id);
-                return;
-            }
-            tokio::select! {
-                change = subscription.changes.recv() => match change {
-                    Some(_) => dirty = true,
-                    None => return,
-                },
-                _ = refresh.tick() => dirty = true,
-            }
-            // A burst is one recomputation: drop what else is waiting.
-            while subscription.changes.try_recv().is_ok() {}
-            subscription.take_missed();
-        }
-    }
 }
 
 /// On PostgreSQL: wakes this process's workers when any process queues rows, hands the

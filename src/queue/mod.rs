@@ -6,6 +6,7 @@
 
 pub mod live;
 mod outcome;
+pub mod stats;
 pub mod store;
 pub mod transition;
 
@@ -20,8 +21,9 @@ use sea_orm::{
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-pub use live::{QueueBus, QueueChange, QueueStats, StatsHub, Subscription, Watch};
+pub use live::{QueueBus, QueueChange, Subscription, Watch};
 pub use outcome::Outcome;
+pub use stats::{QueueStats, StatsHub};
 pub use transition::{Step, Transition};
 
 use crate::{
@@ -235,7 +237,7 @@ impl Queue {
     }
 
     pub async fn stats(&self, webhook_id: Option<i64>) -> AppResult<QueueStats> {
-        live::stats(&self.db, webhook_id).await
+        stats::stats(&self.db, webhook_id).await
     }
 
     fn claim(&self) -> (String, i64, Duration) {

@@ -8,6 +8,7 @@ pub mod history;
 pub mod intake;
 pub mod items;
 pub mod itemtypes;
+pub mod numbers;
 pub mod paging;
 pub mod preview;
 pub mod tree;
