@@ -386,24 +386,28 @@ impl Queue {
             .await
     }
 
-    /// Cancels a PENDING or RETRYING row; CONFLICT otherwise.
+    /// Cancels a PENDING or RETRYING row; CONFLICT otherwise (also when a worker claims it
+    /// first: the conflict then says it is being sent).
     pub async fn cancel(&self, id: i64) -> AppResult<Model> {
         self.writer
             .write(move |txn, staged| {
                 Box::pin(async move {
-                    let row = queued_webhooks::Entity::find_by_id(id)
-                        .one(txn)
-                        .await?
-                        .ok_or_else(|| AppError::not_found(format!("no queued webhook with id {id}")))?;
-                    let to = transition::next(Some(row.status), Step::Cancel)
-                        .map_err(|refused| AppError::conflict(format!("queued webhook {id}: {refused}")))?;
-                    if !store::set_status(txn, id, row.status, to).await? {
-                        return Err(AppError::conflict(format!("queued webhook {id} changed meanwhile; try again")));
+                    // A claim may commit between the read and the update: read again then.
+                    for _ in 0..3 {
+                        let row = queued_webhooks::Entity::find_by_id(id)
+                            .one(txn)
+                            .await?
+                            .ok_or_else(|| AppError::not_found(format!("no queued webhook with id {id}")))?;
+                        let to = transition::next(Some(row.status), Step::Cancel)
+                            .map_err(|refused| AppError::conflict(format!("queued webhook {id}: {refused}")))?;
+                        if store::set_status(txn, id, row.status, to).await? {
+                            let from = row.status;
+                            let row = Model { status: to, ..row };
+                            staged.push(row.clone(), Some(from));
+                            return Ok(row);
+                        }
                     }
-                    let from = row.status;
-                    let row = Model { status: to, ..row };
-                    staged.push(row.clone(), Some(from));
-                    Ok(row)
+                    Err(AppError::conflict(format!("queued webhook {id} keeps changing; try again")))
                 })
             })
             .await

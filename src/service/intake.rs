@@ -314,19 +314,7 @@ async fn grouped(
     intake: &Intake,
     prepared: &mut Vec<Prepared>,
 ) -> AppResult<Vec<Changed<items::Model>>> {
-    let savepoint = txn.begin().await?;
-    let mut own = Staged::new(staged.batch().unwrap_or_default());
-    match insert_all(&savepoint, &mut own, intake, prepared).await {
-        Ok(changed) => {
-            savepoint.commit().await?;
-            staged.absorb(own);
-            Ok(changed)
-        }
-        Err(err) => {
-            savepoint.rollback().await?;
-            Err(err)
-        }
-    }
+    in_savepoint(txn, staged, async |savepoint, own| insert_all(savepoint, own, intake, prepared).await).await
 }
 
 /// One create on its own, in a savepoint.
@@ -336,13 +324,23 @@ async fn alone(
     intake: &Intake,
     input: NewItem,
 ) -> AppResult<Changed<items::Model>> {
+    in_savepoint(txn, staged, async |savepoint, own| store::create_in(savepoint, own, intake, input).await).await
+}
+
+/// Runs `write` in a savepoint of `txn`: kept (and its staged changes with it) when it
+/// succeeds, undone when it fails, the transaction usable either way.
+async fn in_savepoint<T>(
+    txn: &DatabaseTransaction,
+    staged: &mut Staged,
+    write: impl AsyncFnOnce(&DatabaseTransaction, &mut Staged) -> AppResult<T>,
+) -> AppResult<T> {
     let savepoint = txn.begin().await?;
     let mut own = Staged::new(staged.batch().unwrap_or_default());
-    match store::create_in(&savepoint, &mut own, intake, input).await {
-        Ok(changed) => {
+    match write(&savepoint, &mut own).await {
+        Ok(value) => {
             savepoint.commit().await?;
             staged.absorb(own);
-            Ok(changed)
+            Ok(value)
         }
         Err(err) => {
             savepoint.rollback().await?;
