@@ -51,6 +51,11 @@ impl Staged {
         Self { batch, ..Self::default() }
     }
 
+    /// An empty set for a part of the same job (a savepoint), to be absorbed if it is kept.
+    pub(crate) fn nested(&self) -> Self {
+        Self::new(self.batch)
+    }
+
     /// The writer's batch this job runs in: caches check their versions once per batch.
     pub fn batch(&self) -> Option<u64> {
         Some(self.batch)

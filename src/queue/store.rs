@@ -209,9 +209,13 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
             };
             tuples.push(tuple);
         }
-        let set = "status = v.status, sent_try = sent_try + v.counted, sent_time = v.sent_time, \
-                   send_time = v.send_time, last_status_code = v.code, response_body = v.body, \
-                   last_error = v.error, lease_until = NULL, claim_token = NULL, claimed_by = NULL";
+        // PostgreSQL names the updated table by its alias in expressions; SQLite by its name.
+        let target = if backend == DbBackend::Postgres { "q" } else { "queued_webhooks" };
+        let set = format!(
+            "status = v.status, sent_try = {target}.sent_try + v.counted, sent_time = v.sent_time, \
+             send_time = v.send_time, last_status_code = v.code, response_body = v.body, \
+             last_error = v.error, lease_until = NULL, claim_token = NULL, claimed_by = NULL"
+        );
         let columns = "v(id, token, status, counted, sent_time, send_time, code, body, error)";
         let sql = if backend == DbBackend::Postgres {
             format!(
@@ -219,7 +223,6 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
                  WHERE q.id = v.id AND q.status = 'sending' AND q.claim_token = v.token RETURNING q.id",
                 tuples.join(", ")
             )
-            .replace("sent_try = sent_try", "sent_try = q.sent_try")
         } else {
             format!(
                 "WITH {columns} AS (VALUES {}) UPDATE queued_webhooks SET {set} FROM v \

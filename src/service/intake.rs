@@ -110,25 +110,22 @@ impl<'a> Preparation<'a> {
         }
         let (parent_itemtype, parent_id) = store::checked_parent(db, &itemtype, parent_itemtype, parent_id).await?;
         let given = matches!(id, ItemId::Given(_));
-        let id = match &id {
+        let id = match id {
             ItemId::Given(id) => {
-                let id = rules::checked_id(id)?;
+                let id = rules::checked_id(&id)?;
                 if store::get(db, &itemtype.name, &id).await?.is_some() {
                     return Err(AppError::conflict(format!("a {} with id `{id}` already exists", itemtype.name)));
                 }
-                ItemId::Given(id)
+                id
             }
-            ItemId::Assigned(id) => ItemId::Assigned(id.clone()),
-            ItemId::Next => ItemId::Assigned(state.numbers.next(&state.writer, &itemtype.name).await?.to_string()),
+            ItemId::Assigned(id) => id,
+            ItemId::Next => state.numbers.next(&state.writer, &itemtype.name).await?.to_string(),
         };
         let now = Utc::now();
         let row = items::Model {
             seq: 0,
             itemtype: itemtype.name.clone(),
-            id: match &id {
-                ItemId::Given(id) | ItemId::Assigned(id) => id.clone(),
-                ItemId::Next => unreachable!("settled above"),
-            },
+            id,
             entity_id,
             name,
             fields: Value::Object(fields),
@@ -335,7 +332,7 @@ async fn in_savepoint<T>(
     write: impl AsyncFnOnce(&DatabaseTransaction, &mut Staged) -> AppResult<T>,
 ) -> AppResult<T> {
     let savepoint = txn.begin().await?;
-    let mut own = Staged::new(staged.batch().unwrap_or_default());
+    let mut own = staged.nested();
     match write(&savepoint, &mut own).await {
         Ok(value) => {
             savepoint.commit().await?;

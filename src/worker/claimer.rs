@@ -110,10 +110,15 @@ pub async fn heartbeat(queue: Arc<Queue>, client: Arc<DeliveryClient>, shutdown:
         if let Err(err) = queue.heartbeat().await {
             tracing::warn!(?err, "cannot record this process's heartbeat");
         }
-        match queue.release_abandoned(false, client.config.heartbeat_timeout).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(rows = n, "released deliveries whose worker is gone"),
-            Err(err) => tracing::warn!(?err, "cannot release abandoned deliveries"),
-        }
+        release_abandoned(&queue, &client, false).await;
+    }
+}
+
+/// Gives back the rows whose worker is gone (see `Queue::release_abandoned`), and says so.
+pub async fn release_abandoned(queue: &Queue, client: &DeliveryClient, at_start: bool) {
+    match queue.release_abandoned(at_start, client.config.heartbeat_timeout).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(rows = n, at_start, "released deliveries whose worker is gone"),
+        Err(err) => tracing::warn!(?err, "cannot release abandoned deliveries"),
     }
 }

@@ -34,11 +34,7 @@ pub async fn run(queue: Arc<Queue>, client: Arc<DeliveryClient>, inbox: WorkerIn
         tracing::error!(?err, "cannot record this process's heartbeat");
     }
     // On SQLite (one process) anything `sending` was cut off by a stop.
-    match queue.release_abandoned(true, client.config.heartbeat_timeout).await {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(rows = n, "resuming deliveries interrupted by a stop"),
-        Err(err) => tracing::error!(?err, "cannot release interrupted deliveries"),
-    }
+    claimer::release_abandoned(&queue, &client, true).await;
     let config = &client.config;
     let slots = Arc::new(Semaphore::new(config.max_in_flight));
     let (jobs_tx, jobs_rx) = mpsc::channel(config.max_in_flight);
