@@ -97,6 +97,31 @@ struct RawConfig {
     /// `HOOKLINE_HEARTBEAT_TIMEOUT`: a process silent for this long is taken for dead and the
     /// rows it was sending are given to the others.
     heartbeat_timeout: String,
+    /// `HOOKLINE_MAX_REQUEST_BODY`: bytes of one HTTP request body or WebSocket message.
+    max_request_body: usize,
+    /// `HOOKLINE_MAX_QUERY_DEPTH`: deepest nesting of fields in one GraphQL operation.
+    max_query_depth: usize,
+    /// `HOOKLINE_MAX_QUERY_COMPLEXITY`: the cost of one GraphQL operation (a connection costs
+    /// `first` times its children).
+    max_query_complexity: usize,
+    /// `HOOKLINE_MAX_QUERY_ALIASES`: aliased fields in one GraphQL operation.
+    max_query_aliases: usize,
+    /// `HOOKLINE_MAX_SUBSCRIPTIONS_PER_CONNECTION`: live subscriptions on one WebSocket.
+    max_subscriptions_per_connection: usize,
+    /// `HOOKLINE_MAX_SUBSCRIPTIONS`: live subscriptions in one process.
+    max_subscriptions: usize,
+    /// `HOOKLINE_MAX_WS_CONNECTIONS`: open WebSocket connections in one process.
+    max_ws_connections: usize,
+    /// `HOOKLINE_HEADER_READ_TIMEOUT`: the time a client has to send its request headers.
+    header_read_timeout: String,
+    /// `HOOKLINE_TEMPLATE_MAX_ITERATIONS`: loop iterations over all loops of one rendering.
+    template_max_iterations: usize,
+    /// `HOOKLINE_TEMPLATE_MAX_DEPTH`: deepest nesting of blocks (loops, conditions, captures).
+    template_max_depth: usize,
+    /// `HOOKLINE_TEMPLATE_TIMEOUT`: the time one rendering may take.
+    template_timeout: String,
+    /// `HOOKLINE_SQLITE_MAX_SIZE`: bytes the SQLite database may grow to (0: no limit).
+    sqlite_max_size: u64,
 }
 
 impl Default for RawConfig {
@@ -131,6 +156,18 @@ impl Default for RawConfig {
             cra_cache: "10m".into(),
             heartbeat_interval: "2s".into(),
             heartbeat_timeout: "10s".into(),
+            max_request_body: 8 * 1024 * 1024,
+            max_query_depth: 16,
+            max_query_complexity: 10_000,
+            max_query_aliases: 100,
+            max_subscriptions_per_connection: 100,
+            max_subscriptions: 10_000,
+            max_ws_connections: 1_000,
+            header_read_timeout: "10s".into(),
+            template_max_iterations: 10_000,
+            template_max_depth: 10,
+            template_timeout: "100ms".into(),
+            sqlite_max_size: 0,
         }
     }
 }
@@ -158,6 +195,22 @@ pub struct DeliveryConfig {
     pub heartbeat_timeout: Duration,
     /// Browser origins whose pages may call the API (besides the server's own).
     pub allowed_origins: Vec<String>,
+    /// What one client may ask of the API.
+    pub api: ApiLimits,
+}
+
+/// The bounds on what one client may ask of the API.
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    /// Bytes of one HTTP request body or WebSocket message.
+    pub max_request_body: usize,
+    pub max_query_depth: usize,
+    pub max_query_complexity: usize,
+    pub max_query_aliases: usize,
+    pub max_subscriptions_per_connection: usize,
+    pub max_subscriptions: usize,
+    pub max_ws_connections: usize,
+    pub header_read_timeout: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -190,6 +243,15 @@ impl DeliveryConfig {
             ("max_in_flight", raw.max_in_flight),
             ("max_per_host", raw.max_per_host),
             ("subscription_rate", raw.subscription_rate as usize),
+            ("max_request_body", raw.max_request_body),
+            ("max_query_depth", raw.max_query_depth),
+            ("max_query_complexity", raw.max_query_complexity),
+            ("max_query_aliases", raw.max_query_aliases),
+            ("max_subscriptions_per_connection", raw.max_subscriptions_per_connection),
+            ("max_subscriptions", raw.max_subscriptions),
+            ("max_ws_connections", raw.max_ws_connections),
+            ("template_max_iterations", raw.template_max_iterations),
+            ("template_max_depth", raw.template_max_depth),
         ] {
             if value == 0 {
                 return Err(ConfigError(format!("key `{key}` ({}): must be at least 1", env_name(key))));
@@ -200,6 +262,15 @@ impl DeliveryConfig {
         if !(0.0..1.0).contains(&raw.retry_jitter) {
             return Err(ConfigError(
                 "key `retry_jitter` (HOOKLINE_RETRY_JITTER): must be a fraction from 0 (no jitter) to below 1".into(),
+            ));
+        }
+        let header_read_timeout = duration("header_read_timeout", &raw.header_read_timeout)?;
+        let template_timeout = duration("template_timeout", &raw.template_timeout)?;
+        if header_read_timeout.is_zero() || template_timeout.is_zero() {
+            return Err(ConfigError(
+                "keys `header_read_timeout` and `template_timeout` (HOOKLINE_HEADER_READ_TIMEOUT, \
+                 HOOKLINE_TEMPLATE_TIMEOUT) must be more than 0"
+                    .into(),
             ));
         }
         if cron::Schedule::from_str(&raw.cleanup_schedule).is_err() {
@@ -219,7 +290,13 @@ impl DeliveryConfig {
             cleanup_schedule: raw.cleanup_schedule.clone(),
             cleanup_sent_days: raw.cleanup_sent_days,
             cleanup_failed_days: raw.cleanup_failed_days,
-            templates: Limits { max_template: raw.max_template_size, max_rendered: raw.max_rendered_size },
+            templates: Limits {
+                max_template: raw.max_template_size,
+                max_rendered: raw.max_rendered_size,
+                max_iterations: raw.template_max_iterations,
+                max_depth: raw.template_max_depth,
+                timeout: template_timeout,
+            },
             subscription_buffer: raw.subscription_buffer.max(1),
             stats_interval: duration("stats_interval", &raw.stats_interval)?,
             subscription_rate: raw.subscription_rate,
@@ -243,6 +320,16 @@ impl DeliveryConfig {
                     ));
                 }
                 interval => interval,
+            },
+            api: ApiLimits {
+                max_request_body: raw.max_request_body,
+                max_query_depth: raw.max_query_depth,
+                max_query_complexity: raw.max_query_complexity,
+                max_query_aliases: raw.max_query_aliases,
+                max_subscriptions_per_connection: raw.max_subscriptions_per_connection,
+                max_subscriptions: raw.max_subscriptions,
+                max_ws_connections: raw.max_ws_connections,
+                header_read_timeout,
             },
         })
     }
@@ -294,6 +381,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub secret_key: SecretKeySource,
     pub log: String,
+    /// Bytes the SQLite database may grow to (`PRAGMA max_page_count`); 0 for no limit.
+    pub sqlite_max_size: u64,
     pub delivery: DeliveryConfig,
 }
 
@@ -338,6 +427,7 @@ impl Config {
             secret_key: SecretKeySource::File(data_dir.join("secret.key")),
             data_dir,
             log: "warn".into(),
+            sqlite_max_size: 0,
             delivery: DeliveryConfig::default(),
         }
     }
@@ -408,6 +498,7 @@ impl Config {
             data_dir: raw.data_dir,
             secret_key,
             log: raw.log,
+            sqlite_max_size: raw.sqlite_max_size,
         })
     }
 

@@ -14,6 +14,10 @@ use sea_orm::{DbErr, SqlErr};
 pub enum AppError {
     /// The input is wrong; the message names the field and what to fix.
     Validation(String),
+    /// An input field is wrong: the message says what to fix, `field` is its input path
+    /// (`customHeaders.X-Team`, `payload`) for a form to place it, and a template error has
+    /// its line and column.
+    Invalid(Box<InvalidField>),
     NotFound(String),
     /// The request clashes with what is stored (a duplicate name, a node that still has children).
     Conflict(String),
@@ -31,9 +35,34 @@ pub enum AppError {
 
 pub type AppResult<T> = Result<T, AppError>;
 
+/// The place of a refused input, sent in `extensions` beside the message.
+#[derive(Debug)]
+pub struct InvalidField {
+    pub field: String,
+    pub message: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
 impl AppError {
     pub fn validation(message: impl Into<String>) -> Self {
         Self::Validation(message.into())
+    }
+
+    /// The input at `field` (an input path such as `customHeaders.X-Team`) is refused; the
+    /// message is sent as it is and should name the field too.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid(Box::new(InvalidField { field: field.into(), message: message.into(), line: None, column: None }))
+    }
+
+    /// A template at `field` is refused at this line and column (1-based) when known.
+    pub fn invalid_template(
+        field: impl Into<String>,
+        message: impl Into<String>,
+        line: Option<usize>,
+        column: Option<usize>,
+    ) -> Self {
+        Self::Invalid(Box::new(InvalidField { field: field.into(), message: message.into(), line, column }))
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -59,7 +88,7 @@ impl AppError {
     /// The stable `extensions.code` of this error.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Validation(_) => "VALIDATION",
+            Self::Validation(_) | Self::Invalid(_) => "VALIDATION",
             Self::NotFound(_) => "NOT_FOUND",
             Self::Conflict(_) => "CONFLICT",
             Self::Forbidden(_) => "FORBIDDEN",
@@ -78,6 +107,7 @@ impl AppError {
             | Self::Forbidden(m)
             | Self::Unauthenticated(m)
             | Self::InBatch { message: m, .. } => m,
+            Self::Invalid(invalid) => &invalid.message,
             Self::Internal(_) => "internal error; the server log has the details",
         }
     }
@@ -112,6 +142,15 @@ impl From<AppError> for async_graphql::Error {
             ext.set("code", code);
             if let Some(index) = index {
                 ext.set("index", index);
+            }
+            if let AppError::Invalid(invalid) = &err {
+                ext.set("field", invalid.field.as_str());
+                if let Some(line) = invalid.line {
+                    ext.set("line", line);
+                }
+                if let Some(column) = invalid.column {
+                    ext.set("column", column);
+                }
             }
         })
     }

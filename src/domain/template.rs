@@ -31,11 +31,23 @@ pub enum Context {
 pub struct Limits {
     pub max_template: usize,
     pub max_rendered: usize,
+    /// Loop iterations over all loops of one rendering.
+    pub max_iterations: usize,
+    /// Deepest nesting of blocks.
+    pub max_depth: usize,
+    /// The time one rendering may take.
+    pub timeout: std::time::Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_template: 64 * 1024, max_rendered: 1024 * 1024 }
+        Self {
+            max_template: 64 * 1024,
+            max_rendered: 1024 * 1024,
+            max_iterations: 10_000,
+            max_depth: 10,
+            timeout: std::time::Duration::from_millis(100),
+        }
     }
 }
 
@@ -442,7 +454,7 @@ mod tests {
 
     #[test]
     fn limits_and_ranges_are_enforced() {
-        let small = Limits { max_template: 40, max_rendered: 20 };
+        let small = Limits { max_template: 40, max_rendered: 20, ..Limits::default() };
         assert!(Template::parse(&"x".repeat(41), Context::Text, small).is_err());
         let big = Template::parse("{% for i in (1..50) %}xx{% endfor %}", Context::Text, small).expect("parses");
         assert!(big.render(&vars(json!({}))).expect_err("too big").contains("limit"));
