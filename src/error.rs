@@ -128,6 +128,16 @@ impl From<DbErr> for AppError {
     }
 }
 
+/// The input field a validation message starts with (`name: must not be empty`), which every
+/// message of a refused input field names first.
+fn field_named_by(message: &str) -> Option<&str> {
+    let (field, _) = message.split_once(": ")?;
+    let mut chars = field.chars();
+    let starts_well = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    let rest_fits = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '[' | ']'));
+    (starts_well && rest_fits && field.len() <= 200).then_some(field)
+}
+
 impl From<AppError> for async_graphql::Error {
     fn from(err: AppError) -> Self {
         if let AppError::Internal(detail) = &err {
@@ -143,6 +153,11 @@ impl From<AppError> for async_graphql::Error {
             if let Some(index) = index {
                 ext.set("index", index);
             }
+            if let AppError::Validation(message) = &err
+                && let Some(field) = field_named_by(message)
+            {
+                ext.set("field", field);
+            }
             if let AppError::Invalid(invalid) = &err {
                 ext.set("field", invalid.field.as_str());
                 if let Some(line) = invalid.line {
@@ -153,5 +168,18 @@ impl From<AppError> for async_graphql::Error {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_validation_message_names_its_field() {
+        assert_eq!(field_named_by("name: must not be empty"), Some("name"));
+        assert_eq!(field_named_by("customHeaders.X-Team: must be a string"), Some("customHeaders.X-Team"));
+        assert_eq!(field_named_by("the body is not JSON: x"), None);
+        assert_eq!(field_named_by("no field here"), None);
     }
 }

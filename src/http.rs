@@ -1,9 +1,10 @@
 //! HTTP routes: GraphQL (POST; GET for GraphiQL or the WebSocket upgrade), health and readiness.
 
+mod refusal;
+
 use std::str::FromStr;
 
 use async_graphql::http::{GraphiQLSource, WebSocketProtocols};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::{
     Router,
     extract::{FromRequestParts, Request, State, WebSocketUpgrade},
@@ -32,11 +33,40 @@ pub fn router(app: AppState) -> Router {
         .with_state(HttpState { app, schema })
 }
 
-async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, request: GraphQLRequest) -> Response {
-    if let Err(refusal) = check_origin(&headers, &state.app.config().allowed_origins) {
-        return (StatusCode::FORBIDDEN, refusal).into_response();
+/// `POST /graphql`: checked in this order before anything runs: the body's size (413), its
+/// content type (415), the page it comes from (403); then the body is read (never more than
+/// the limit) and the operation executed.
+async fn graphql_post(State(state): State<HttpState>, request: Request) -> Response {
+    let limit = state.app.config().api.max_request_body;
+    let (parts, body) = request.into_parts();
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return refusal::too_large(limit);
     }
-    GraphQLResponse::from(state.schema.execute(request.into_inner().data(Caller::local())).await).into_response()
+    if let Err(refused) = refusal::check_content_type(&parts.headers) {
+        return refused;
+    }
+    if let Err(refused) = check_origin(&parts.headers, &state.app.config().allowed_origins) {
+        return refusal::graphql_error(StatusCode::FORBIDDEN, "FORBIDDEN", &refused);
+    }
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(err) if refusal::is_too_large(&err) => return refusal::too_large(limit),
+        Err(_) => {
+            return refusal::graphql_error(StatusCode::BAD_REQUEST, "VALIDATION", "the request body could not be read");
+        }
+    };
+    let request: async_graphql::Request = match serde_json::from_slice(&bytes) {
+        Ok(request) => request,
+        Err(err) => {
+            let message = format!(
+                "the body is not a GraphQL request ({err}); send a JSON object such as {{\"query\": \"{{ entities {{ id }} }}\"}}"
+            );
+            return refusal::graphql_error(StatusCode::BAD_REQUEST, "VALIDATION", &message);
+        }
+    };
+    let response = state.schema.execute(request.data(Caller::local())).await;
+    refusal::graphql_response(&parts.headers, response)
 }
 
 /// A WebSocket upgrade starts a subscription connection (`graphql-transport-ws`, or the older
@@ -71,16 +101,35 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
         Ok(upgrade) => upgrade,
         Err(err) => return err.into_response(),
     };
+    let Some(slot) = state.app.ws_connections.try_take() else {
+        let max = state.app.ws_connections.max();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("this server already has {max} WebSocket connections open (HOOKLINE_MAX_WS_CONNECTIONS); try again later"),
+        )
+            .into_response();
+    };
     let schema = state.schema.clone();
-    let ping_every = state.app.config().ws_ping_interval;
+    let limits = &state.app.config().api;
+    let options = crate::websocket::Options {
+        ping_every: state.app.config().ws_ping_interval,
+        max_subscriptions: limits.max_subscriptions_per_connection,
+    };
     upgrade
+        // A message (and a frame) larger than a request body may be is refused and the
+        // connection closed (tungstenite's default is 64 MiB).
+        .max_message_size(limits.max_request_body)
+        .max_frame_size(limits.max_request_body)
         // Answer with the subprotocol that will be spoken (the client's first known one).
         .protocols([protocol.sec_websocket_protocol()])
         // Clients send small messages; each poll of the connection zeroes this much of its
         // read buffer first (tungstenite), and the 128 KiB default made every subscription
         // message cost a 128 KiB memset.
         .read_buffer_size(4096)
-        .on_upgrade(move |socket| crate::websocket::serve(socket, schema, protocol, ping_every))
+        .on_upgrade(move |socket| async move {
+            crate::websocket::serve(socket, schema, protocol, options).await;
+            drop(slot);
+        })
         .into_response()
 }
 

@@ -15,7 +15,9 @@ pub mod graphql;
 mod http;
 pub mod queue;
 pub mod secret_box;
+pub mod server;
 pub mod service;
+pub mod slots;
 pub mod verify;
 pub mod websocket;
 pub mod worker;
@@ -52,6 +54,10 @@ pub struct AppState {
     pub numbers: Arc<service::numbers::ItemNumbers>,
     /// Live queue counters shared by subscribers.
     pub live: Arc<StatsHub>,
+    /// Live subscriptions of this process (`HOOKLINE_MAX_SUBSCRIPTIONS`).
+    pub subscriptions: Arc<slots::Slots>,
+    /// Open WebSocket connections of this process (`HOOKLINE_MAX_WS_CONNECTIONS`).
+    pub ws_connections: Arc<slots::Slots>,
 }
 
 impl AppState {
@@ -112,12 +118,12 @@ impl Application {
         state.queue.run_background(shutdown.clone());
         let workers =
             tokio::spawn(worker::run(state.queue.clone(), state.delivery.clone(), self.inbox, shutdown.clone()));
-        let served =
-            axum::serve(self.listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+        let header_read_timeout = state.config().api.header_read_timeout;
+        server::serve(self.listener, router, header_read_timeout, shutdown.clone()).await;
         shutdown.cancel();
         workers.await.ok();
         self.state.db.clone().close().await.ok();
-        served
+        Ok(())
     }
 }
 
@@ -146,6 +152,8 @@ pub async fn prepare(config: &Config) -> Result<(AppState, WorkerInbox), StartEr
         cache: Arc::default(),
         numbers: Arc::default(),
         live,
+        subscriptions: slots::Slots::new(config.delivery.api.max_subscriptions),
+        ws_connections: slots::Slots::new(config.delivery.api.max_ws_connections),
     };
     Ok((state, inbox))
 }

@@ -18,7 +18,7 @@ use async_graphql::{
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{FutureExt, Sink, SinkExt, StreamExt, future};
 
-use crate::graphql::Caller;
+use crate::{graphql::Caller, slots::Slots};
 
 /// Most messages written before one flush.
 const MAX_BATCH: usize = 256;
@@ -27,7 +27,22 @@ const MAX_BATCH: usize = 256;
 /// write (and the client one read).
 const LINGER: Duration = Duration::from_millis(25);
 
-pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSocketProtocols, ping_every: Duration) {
+/// How one connection is served.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// How often the client is pinged.
+    pub ping_every: Duration,
+    /// Most live subscriptions on the connection (`HOOKLINE_MAX_SUBSCRIPTIONS_PER_CONNECTION`).
+    pub max_subscriptions: usize,
+}
+
+/// The subscriptions of one connection, bounded; subscription resolvers take a slot here
+/// besides the process's.
+#[derive(Debug, Clone)]
+pub struct ConnectionSubscriptions(pub Arc<Slots>);
+
+pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSocketProtocols, options: Options) {
+    let Options { ping_every, max_subscriptions } = options;
     let (mut sink, incoming) = socket.split();
     let heard = Arc::new(Mutex::new(Instant::now()));
     let input = {
@@ -42,11 +57,12 @@ pub async fn serve<E: Executor>(socket: WebSocket, executor: E, protocol: WebSoc
     };
     let legacy = protocol == WebSocketProtocols::SubscriptionsTransportWS;
     let outgoing = async_graphql::http::WebSocket::new(executor, input, protocol)
-        .on_connection_init(|_payload| async move {
+        .on_connection_init(move |_payload| async move {
             // Where the token of the auth issue will be read; every connection acts as the
             // local super-admin until then.
             let mut data = Data::default();
             data.insert(Caller::local());
+            data.insert(ConnectionSubscriptions(Slots::new(max_subscriptions)));
             Ok(data)
         })
         .map(|message| match message {

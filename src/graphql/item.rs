@@ -16,7 +16,6 @@ use crate::{
         history::{self, Subject},
         items::{self, ItemId, ItemPatch as PatchInput, NewItem},
         itemtypes,
-        tree::ENTITIES,
     },
 };
 
@@ -39,8 +38,10 @@ impl Item {
     }
 
     async fn entity(&self, ctx: &Context<'_>) -> Result<Entity> {
-        let s = session(ctx)?;
-        Ok(ENTITIES.require(&s.state.db, self.0.entity_id).await?.into())
+        let loader = super::loaders::loader::<super::loaders::EntityLoader>(ctx)?;
+        let id = self.0.entity_id;
+        let entity = loader.load_one(id).await?;
+        Ok(entity.ok_or_else(|| AppError::not_found(format!("no entity with id {id}")))?.into())
     }
 
     async fn name(&self) -> Option<&str> {
@@ -85,6 +86,7 @@ impl Item {
     }
 
     /// What happened to the item, newest first.
+    #[graphql(complexity = "super::paging::page_cost(first, child_complexity)")]
     async fn history(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> Result<HistoryPage> {
         let s = session(ctx)?;
         let request = page_request(first, after)?;
@@ -206,6 +208,7 @@ impl ItemQuery {
 
     /// Items of a type, in the order they were first stored; with `criteria`, only those that
     /// match (as a webhook filter would).
+    #[graphql(complexity = "super::paging::page_cost(first, child_complexity)")]
     async fn items(
         &self,
         ctx: &Context<'_>,

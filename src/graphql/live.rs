@@ -11,9 +11,47 @@ use super::{
     queue::{QueueStatus, QueuedWebhook},
 };
 use crate::{
+    error::{AppError, AppResult},
     queue::{QueueChange, QueueStats, Watch},
-    service::tree::EntityIndex,
+    service::{tree::EntityIndex, webhooks},
+    slots::Slot,
+    websocket::ConnectionSubscriptions,
 };
+
+/// The webhook a stats request names, which must exist (a request for an unknown one must
+/// not start watching it).
+async fn existing_webhook(ctx: &Context<'_>, webhook_id: Option<ID>) -> AppResult<Option<i64>> {
+    let Some(id) = webhook_id else { return Ok(None) };
+    let id = numeric_id(&id, "webhookId")?;
+    let s = session(ctx)?;
+    if webhooks::get(&s.state.db, id).await?.is_none() {
+        return Err(AppError::not_found(format!("webhookId: no webhook has the id {id}")));
+    }
+    Ok(Some(id))
+}
+
+/// The slots one more subscription takes: one of the process's and, on a WebSocket, one of
+/// its connection's. Held by the subscription's stream, freed when it ends.
+fn subscription_slots(ctx: &Context<'_>) -> AppResult<(Slot, Option<Slot>)> {
+    let s = session(ctx)?;
+    let connection = match ctx.data_opt::<ConnectionSubscriptions>() {
+        Some(ConnectionSubscriptions(slots)) => Some(slots.try_take().ok_or_else(|| {
+            AppError::validation(format!(
+                "this connection already has {} live subscriptions (HOOKLINE_MAX_SUBSCRIPTIONS_PER_CONNECTION); \
+                 complete one before starting another",
+                slots.max()
+            ))
+        })?),
+        None => None,
+    };
+    let process = s.state.subscriptions.try_take().ok_or_else(|| {
+        AppError::validation(format!(
+            "this server already has {} live subscriptions (HOOKLINE_MAX_SUBSCRIPTIONS); try again later",
+            s.state.subscriptions.max()
+        ))
+    })?;
+    Ok((process, connection))
+}
 
 /// One status change of a queued webhook.
 pub struct QueueUpdate {
@@ -48,7 +86,7 @@ impl StatsQuery {
     /// The queue's counters now, for one webhook or all.
     async fn queue_stats(&self, ctx: &Context<'_>, webhook_id: Option<ID>) -> Result<QueueStats> {
         let s = session(ctx)?;
-        let webhook_id = webhook_id.map(|id| numeric_id(&id, "webhookId")).transpose()?;
+        let webhook_id = existing_webhook(ctx, webhook_id).await?;
         Ok(s.state.queue.stats(webhook_id).await?)
     }
 }
@@ -77,11 +115,12 @@ impl Subscription {
             None => None,
         };
         let watch = Watch { webhook_id, entities, status: status.map(Into::into) };
+        let slots = subscription_slots(ctx)?;
         let subscription = s.state.queue.bus().subscribe(watch);
-        Ok(stream::unfold(subscription, |mut subscription| async move {
+        Ok(stream::unfold((subscription, slots), |(mut subscription, slots)| async move {
             let change = subscription.changes.recv().await?;
             let missed = subscription.take_missed();
-            Some((QueueUpdate { change, missed }, subscription))
+            Some((QueueUpdate { change, missed }, (subscription, slots)))
         }))
     }
 
@@ -89,16 +128,17 @@ impl Subscription {
     /// changes, at most once per `HOOKLINE_STATS_INTERVAL` (default 250 ms).
     async fn queue_stats(&self, ctx: &Context<'_>, webhook_id: Option<ID>) -> Result<impl Stream<Item = QueueStats>> {
         let s = session(ctx)?;
-        let webhook_id = webhook_id.map(|id| numeric_id(&id, "webhookId")).transpose()?;
+        let webhook_id = existing_webhook(ctx, webhook_id).await?;
+        let slots = subscription_slots(ctx)?;
         let receiver = s.state.live.watch(webhook_id);
-        Ok(stream::unfold((receiver, true), |(mut receiver, first)| async move {
+        Ok(stream::unfold((receiver, true, slots), |(mut receiver, first, slots)| async move {
             if !first {
                 receiver.changed().await.ok()?;
             }
             loop {
                 let current = receiver.borrow_and_update().clone();
                 if let Some(stats) = current {
-                    return Some((stats, (receiver, false)));
+                    return Some((stats, (receiver, false, slots)));
                 }
                 receiver.changed().await.ok()?;
             }

@@ -6,6 +6,8 @@ mod errors;
 mod filter;
 mod item;
 mod itemtype;
+mod limits;
+mod loaders;
 mod live;
 mod paging;
 mod preview;
@@ -46,9 +48,17 @@ pub type AppSchema = Schema<Query, Mutation, live::Subscription>;
 
 /// The schema, with the application state every resolver reaches through [`session`].
 pub fn build_schema(state: Option<AppState>) -> AppSchema {
-    let mut builder =
-        Schema::build(Query::default(), Mutation::default(), live::Subscription).extension(errors::ErrorCodes);
+    let limits = match &state {
+        Some(state) => limits::QueryLimits::from(&state.config().api),
+        None => limits::QueryLimits::from(&crate::config::DeliveryConfig::default().api),
+    };
+    let mut builder = Schema::build(Query::default(), Mutation::default(), live::Subscription)
+        .limit_depth(limits.depth)
+        .limit_complexity(limits.complexity)
+        .extension(limits)
+        .extension(errors::ErrorCodes);
     if let Some(state) = state {
+        builder = loaders::register(builder, &state.db);
         builder = builder.data(state);
     }
     builder.finish()

@@ -25,6 +25,13 @@ pub type PagedAs<N, C, E> = Connection<String, N, Totals, EmptyFields, C, E>;
 /// A connection named after its node (`WebhookConnection`, `WebhookEdge`).
 pub type Paged<N> = PagedAs<N, DefaultConnectionName, DefaultEdgeName>;
 
+/// What a page costs in the query's complexity (`HOOKLINE_MAX_QUERY_COMPLEXITY`): the rows it
+/// may hold times what each row asks for, so that nested pages multiply.
+pub fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
+    let rows = first.map_or(DEFAULT_PAGE, |n| n.clamp(0, MAX_PAGE as i32) as u64) as usize;
+    rows.max(1).saturating_mul(child_complexity).saturating_add(1)
+}
+
 /// Reads `first` and `after` into a page request.
 pub fn page_request(first: Option<i32>, after: Option<String>) -> AppResult<PageRequest> {
     let first = match first {

@@ -16,10 +16,7 @@ use crate::{
     },
     error::AppError,
     queue::QueueFilter,
-    service::{
-        trigger::{self, Trigger},
-        webhooks,
-    },
+    service::trigger::{self, Trigger},
 };
 
 /// Where a queued webhook stands.
@@ -104,8 +101,8 @@ impl QueuedWebhook {
     }
 
     async fn webhook(&self, ctx: &Context<'_>) -> Result<Option<Webhook>> {
-        let s = session(ctx)?;
-        Ok(webhooks::get(&s.state.db, self.row.webhook_id).await?.map(Webhook))
+        let loader = super::loaders::loader::<super::loaders::WebhookLoader>(ctx)?;
+        Ok(loader.load_one(self.row.webhook_id).await?.map(Webhook))
     }
 
     async fn itemtype(&self) -> &str {
@@ -262,6 +259,7 @@ impl QueueQuery {
     /// `deliveryId` finds the queued webhook a receiver reports (its `X-Hookline-Delivery` or
     /// `webhook-id` header).
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "super::paging::page_cost(first, child_complexity)")]
     async fn queued_webhooks(
         &self,
         ctx: &Context<'_>,

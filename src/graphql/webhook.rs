@@ -19,7 +19,7 @@ use crate::{
     error::{AppError, AppResult},
     service::{
         filters, preview,
-        tree::{CATEGORIES, ENTITIES},
+        tree::CATEGORIES,
         webhooks::{self, SecretChanges},
     },
 };
@@ -63,8 +63,10 @@ impl Webhook {
     }
 
     async fn entity(&self, ctx: &Context<'_>) -> Result<Entity> {
-        let s = session(ctx)?;
-        Ok(ENTITIES.require(&s.state.db, self.0.settings.entity_id).await?.into())
+        let loader = super::loaders::loader::<super::loaders::EntityLoader>(ctx)?;
+        let id = self.0.settings.entity_id;
+        let entity = loader.load_one(id).await?;
+        Ok(entity.ok_or_else(|| AppError::not_found(format!("no entity with id {id}")))?.into())
     }
 
     /// Also fires for items of the entity's descendants.
@@ -165,6 +167,7 @@ impl Webhook {
     }
 
     /// Its queued webhooks, newest first.
+    #[graphql(complexity = "super::paging::page_cost(first, child_complexity)")]
     async fn queue(
         &self,
         ctx: &Context<'_>,
@@ -192,6 +195,7 @@ impl Webhook {
     }
 
     /// Changes to the webhook, newest first.
+    #[graphql(complexity = "super::paging::page_cost(first, child_complexity)")]
     async fn history(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> Result<HistoryPage> {
         Ok(webhook_history(ctx, self.0.id, first, after).await?)
     }
@@ -365,6 +369,7 @@ impl WebhookQuery {
     }
 
     /// Webhooks by id; `entityId` includes the entity's descendants.
+    #[graphql(complexity = "super::paging::page_cost(first, child_complexity)")]
     async fn webhooks(
         &self,
         ctx: &Context<'_>,

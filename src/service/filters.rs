@@ -4,7 +4,7 @@ use chrono::Utc;
 use entity::{items as item_rows, saved_searches, webhooks as webhook_rows};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QueryOrder, sea_query::Expr,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use serde_json::Value;
 
@@ -218,8 +218,12 @@ pub async fn item_matches(
     Ok(filter.matches(&Subject { item: &document, parent_item: parent.as_ref(), entity_chain: &chain }))
 }
 
+/// Items read at once while looking for matches: the itemtype is walked in chunks of this
+/// many, so that memory stays bounded however many items it holds.
+const SCAN_CHUNK: u64 = 500;
+
 /// Stored items of the itemtype that match the criteria, in the order they were stored, with
-/// the total. The same evaluator decides at event time.
+/// the total. The same evaluator decides at event time. Only the page's rows are kept.
 pub async fn matching_items(
     conn: &impl ConnectionTrait,
     itemtype: &str,
@@ -229,23 +233,31 @@ pub async fn matching_items(
     itemtypes::require(conn, itemtype, "itemtype").await?;
     let filter = Filter::compile(criteria)?;
     let entities = EntityIndex::load(conn).await?;
-    let all = item_rows::Entity::find()
-        .filter(item_rows::Column::Itemtype.eq(itemtype))
-        .order_by_asc(item_rows::Column::Seq)
-        .all(conn)
-        .await?;
-    let mut matched = Vec::new();
-    for item in all {
-        if item_matches(conn, &entities, &filter, &item).await? {
-            matched.push(item);
+    let mut rows: Vec<(i64, item_rows::Model)> = Vec::new();
+    let mut total = 0u64;
+    let mut last_seq = None;
+    loop {
+        let mut chunk = item_rows::Entity::find().filter(item_rows::Column::Itemtype.eq(itemtype));
+        if let Some(seq) = last_seq {
+            chunk = chunk.filter(item_rows::Column::Seq.gt(seq));
+        }
+        let chunk = chunk.order_by_asc(item_rows::Column::Seq).limit(SCAN_CHUNK).all(conn).await?;
+        let Some(last) = chunk.last() else { break };
+        last_seq = Some(last.seq);
+        let full = chunk.len() as u64 == SCAN_CHUNK;
+        for item in chunk {
+            if !item_matches(conn, &entities, &filter, &item).await? {
+                continue;
+            }
+            total += 1;
+            let wanted = page.after.is_none_or(|after| item.seq > after) && (rows.len() as u64) <= page.first;
+            if wanted {
+                rows.push((item.seq, item));
+            }
+        }
+        if !full {
+            break;
         }
     }
-    let total = matched.len() as u64;
-    let rows: Vec<(i64, item_rows::Model)> = matched
-        .into_iter()
-        .filter(|item| page.after.is_none_or(|after| item.seq > after))
-        .take(page.first as usize + 1)
-        .map(|item| (item.seq, item))
-        .collect();
     Ok(Page::from_fetched(rows, page, total))
 }

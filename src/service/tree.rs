@@ -96,6 +96,16 @@ impl Tree {
         Ok(TreeRow::find_by_statement(conn.get_database_backend().build(&stmt)).one(conn).await?)
     }
 
+    /// The nodes of these ids that exist (one statement for many).
+    pub async fn get_many(&self, conn: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Vec<TreeRow>> {
+        let stmt = Query::select()
+            .columns(COLUMNS.map(Alias::new))
+            .from(self.table())
+            .and_where(Expr::col(Alias::new("id")).is_in(ids.iter().copied()))
+            .to_owned();
+        Ok(TreeRow::find_by_statement(conn.get_database_backend().build(&stmt)).all(conn).await?)
+    }
+
     /// The node, or NOT_FOUND naming it.
     pub async fn require(&self, conn: &impl ConnectionTrait, id: i64) -> AppResult<TreeRow> {
         self.get(conn, id).await?.ok_or_else(|| AppError::not_found(format!("no {} with id {id}", self.noun)))

@@ -91,6 +91,17 @@ pub async fn get(conn: &impl ConnectionTrait, id: i64) -> AppResult<Option<Webho
     webhooks::Entity::find_by_id(id).one(conn).await?.map(Webhook::try_from).transpose()
 }
 
+/// The webhooks of these ids that exist, by id (one statement for many).
+pub async fn get_many(conn: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Vec<Webhook>> {
+    webhooks::Entity::find()
+        .filter(webhooks::Column::Id.is_in(ids.iter().copied()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(Webhook::try_from)
+        .collect()
+}
+
 pub async fn require(conn: &impl ConnectionTrait, id: i64) -> AppResult<Webhook> {
     get(conn, id).await?.ok_or_else(|| AppError::not_found(format!("no webhook with id {id}")))
 }

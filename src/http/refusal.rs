@@ -1,0 +1,112 @@
+//! Answers to requests refused before GraphQL runs, and the shape of GraphQL answers over HTTP.
+//!
+//! Every refusal carries a GraphQL body (`{"errors": [{"message", "extensions": {"code"}}]}`)
+//! with a one-line message that says what to fix, so that GraphQL clients and `curl` users
+//! read the same thing.
+
+use axum::{
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+/// The media type GraphQL over HTTP answers with when the client accepts it.
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+/// A GraphQL-shaped error answer.
+pub fn graphql_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({"errors": [{"message": message, "extensions": {"code": code}}]});
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
+}
+
+/// 413: the body is larger than `HOOKLINE_MAX_REQUEST_BODY`.
+pub fn too_large(limit: usize) -> Response {
+    graphql_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "VALIDATION",
+        &format!("the request body is larger than {limit} bytes (HOOKLINE_MAX_REQUEST_BODY); send fewer inputs per call"),
+    )
+}
+
+/// Whether reading the body failed because it passed the limit.
+pub fn is_too_large(err: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(inner) = cause {
+        if inner.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = inner.source();
+    }
+    false
+}
+
+/// Only `application/json` bodies are taken: a browser page can send `text/plain`, form and
+/// multipart bodies to any site without asking first (no CORS preflight), and nothing in the
+/// API takes files.
+pub fn check_content_type(headers: &HeaderMap) -> Result<(), Response> {
+    let given = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let essence = given.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if essence == "application/json" {
+        return Ok(());
+    }
+    let message = if essence == "multipart/form-data" {
+        "multipart requests (file uploads) are not accepted; send the operation as Content-Type: application/json"
+            .to_owned()
+    } else if essence.is_empty() {
+        "the request has no Content-Type; send the operation as Content-Type: application/json".to_owned()
+    } else {
+        format!("Content-Type `{essence}` is not accepted; send the operation as Content-Type: application/json")
+    };
+    Err(graphql_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "VALIDATION", &message))
+}
+
+/// The answer to an executed operation, as `application/graphql-response+json` when the client
+/// accepts it and `application/json` otherwise.
+pub fn graphql_response(request_headers: &HeaderMap, response: async_graphql::Response) -> Response {
+    let media_type = if accepts_graphql_response(request_headers) { GRAPHQL_RESPONSE } else { "application/json" };
+    let body = match serde_json::to_string(&response) {
+        Ok(body) => body,
+        Err(err) => {
+            tracing::error!(%err, "cannot serialize a GraphQL response");
+            return graphql_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
+        }
+    };
+    let mut answer = ([(header::CONTENT_TYPE, HeaderValue::from_static(media_type))], body).into_response();
+    answer.headers_mut().extend(response.http_headers);
+    answer
+}
+
+fn accepts_graphql_response(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|accept| {
+        accept.split(',').any(|part| part.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case(GRAPHQL_RESPONSE))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(name: header::HeaderName, value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn only_json_bodies_are_taken() {
+        assert!(check_content_type(&with(header::CONTENT_TYPE, "application/json")).is_ok());
+        assert!(check_content_type(&with(header::CONTENT_TYPE, "Application/JSON; charset=utf-8")).is_ok());
+        for refused in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+            let answer = check_content_type(&with(header::CONTENT_TYPE, refused)).expect_err(refused);
+            assert_eq!(answer.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        }
+        assert!(check_content_type(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn the_graphql_media_type_is_answered_when_accepted() {
+        assert!(accepts_graphql_response(&with(header::ACCEPT, "application/graphql-response+json, application/json")));
+        assert!(!accepts_graphql_response(&with(header::ACCEPT, "application/json")));
+        assert!(!accepts_graphql_response(&HeaderMap::new()));
+    }
+}
