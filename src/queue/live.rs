@@ -26,6 +26,8 @@ pub const SUBSCRIBERS_CHANNEL: &str = "hookline_subscribers";
 const REMOTE_SUBSCRIBERS_TTL: std::time::Duration = std::time::Duration::from_secs(6);
 /// Most bytes of one NOTIFY payload (PostgreSQL's limit is 8000).
 const MAX_PAYLOAD: usize = 7000;
+/// Batches of changes waiting for the dispatcher before new ones are dropped (and counted).
+const HANDOFF_BATCHES: usize = 4096;
 /// The messages a metered subscriber may always receive at once, whatever its share.
 const MIN_BURST: f64 = 16.0;
 
@@ -144,9 +146,14 @@ impl Subscribers {
 /// deliveries must not starve however many dashboards watch. A change beyond its share is
 /// missed, and counted like the changes a full buffer drops.
 pub struct QueueBus {
-    subscribers: Mutex<Subscribers>,
+    subscribers: Arc<Mutex<Subscribers>>,
+    /// Changes on their way to the dispatcher, which alone walks the subscribers: whoever
+    /// publishes (a worker recording outcomes, the writer) only hands a batch over.
+    handoff: mpsc::Sender<Vec<QueueChange>>,
+    /// Changes dropped because the dispatcher fell behind by [`HANDOFF_BATCHES`] batches;
+    /// every subscriber is told at its next change.
+    overflow: Arc<AtomicU64>,
     capacity: usize,
-    rate: f64,
     /// When another process last said it has subscribers.
     remote_seen: Mutex<Option<std::time::Instant>>,
     /// This process's name in those announcements (its own are not another's).
@@ -163,11 +170,19 @@ impl std::fmt::Debug for QueueBus {
 
 impl QueueBus {
     /// `capacity` changes kept per subscriber; `rate` messages a second over all subscribers.
+    /// Starts the dispatcher task (call it inside the runtime); it ends with the bus.
     pub fn new(capacity: usize, rate: u32) -> Self {
+        let subscribers =
+            Arc::new(Mutex::new(Subscribers { list: Vec::new(), refilled: std::time::Instant::now() }));
+        let (handoff, batches) = mpsc::channel(HANDOFF_BATCHES);
+        let overflow = Arc::new(AtomicU64::new(0));
+        let rate = f64::from(Ord::max(rate, 1));
+        tokio::spawn(dispatch(batches, subscribers.clone(), overflow.clone(), rate));
         Self {
-            subscribers: Mutex::new(Subscribers { list: Vec::new(), refilled: std::time::Instant::now() }),
+            subscribers,
+            handoff,
+            overflow,
             capacity: capacity.max(1),
-            rate: f64::from(Ord::max(rate, 1)),
             remote_seen: Mutex::new(None),
             process_id: uuid::Uuid::new_v4().simple().to_string(),
             announce: tokio::sync::Notify::new(),
@@ -243,12 +258,16 @@ impl QueueBus {
         }
     }
 
-    /// Hands changes to the local subscribers that watch their webhooks.
+    /// Hands changes to the local subscribers that watch their webhooks, through the
+    /// dispatcher: this never waits and never walks the subscribers.
     pub(super) fn deliver_local(&self, changes: impl IntoIterator<Item = QueueChange>) {
-        let mut subscribers = self.lock();
-        subscribers.refill(self.rate);
-        for change in changes {
-            subscribers.hand_over(Arc::new(change));
+        let batch: Vec<QueueChange> = changes.into_iter().collect();
+        if batch.is_empty() {
+            return;
+        }
+        let count = batch.len() as u64;
+        if self.handoff.try_send(batch).is_err() {
+            self.overflow.fetch_add(count, Ordering::Relaxed);
         }
     }
 
@@ -291,6 +310,29 @@ async fn notify(db: &impl ConnectionTrait, batch: &[String]) {
     );
     if let Err(err) = db.execute_raw(statement).await {
         tracing::warn!(%err, "cannot publish queue changes");
+    }
+}
+
+/// The dispatcher: walks the subscribers for each batch of changes, off the path of whoever
+/// published them.
+async fn dispatch(
+    mut batches: mpsc::Receiver<Vec<QueueChange>>,
+    subscribers: Arc<Mutex<Subscribers>>,
+    overflow: Arc<AtomicU64>,
+    rate: f64,
+) {
+    while let Some(batch) = batches.recv().await {
+        let mut subscribers = subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        let dropped = overflow.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            for subscriber in &subscribers.list {
+                subscriber.missed.fetch_add(dropped, Ordering::Relaxed);
+            }
+        }
+        subscribers.refill(rate);
+        for change in batch {
+            subscribers.hand_over(Arc::new(change));
+        }
     }
 }
 
