@@ -338,7 +338,7 @@ async fn requests_from_other_sites_pages_are_refused() {
                 }
                 request
                     .header("Origin", origin)
-                    .header("Content-Type", "text/plain")
+                    .header("Content-Type", "application/json")
                     .body(r#"{"query": "mutation { createEntity(input: {name: \"csrf\"}) { id } }"}"#)
                     .send()
                     .await

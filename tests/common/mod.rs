@@ -157,7 +157,7 @@ impl TestApp {
 }
 
 /// Every field of every queued webhook, newest first.
-pub const QUEUE_QUERY: &str = "{ queuedWebhooks(first: 500) { totalCount edges { node { id webhookId itemtype itemId entityId event url httpMethod headers body status sentTry maxAttempts deliveryId createTime sendTime sentTime lastStatusCode responseBody lastError } } } }";
+pub const QUEUE_QUERY: &str = "{ queuedWebhooks(first: 300) { totalCount edges { node { id webhookId itemtype itemId entityId event url httpMethod headers body status sentTry maxAttempts deliveryId createTime sendTime sentTime lastStatusCode responseBody lastError } } } }";
 
 pub fn rand_key() -> [u8; 32] {
     let mut key = [0u8; 32];

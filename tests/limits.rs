@@ -1,0 +1,369 @@
+//! What one client may ask is bounded before it runs: body size, content type, query cost,
+//! WebSocket messages, connections and subscriptions, the time to send headers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{each_backend, each_backend_with, ws};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// Status, content type and JSON body of a POST to /graphql.
+async fn post(url: &str, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, String, Value) {
+    let mut request = client().post(url).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("Content-Type", content_type);
+    }
+    let response = request.send().await.expect("sent");
+    let status = response.status().as_u16();
+    let media = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let text = response.text().await.expect("body");
+    (status, media, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// The first error of a subscription's answer: an `error` message, or a `next` whose payload
+/// carries errors (how async-graphql reports a resolver that refuses to start).
+fn subscription_error(message: &Value) -> Value {
+    match message["type"].as_str() {
+        Some("error") => message["payload"][0].clone(),
+        Some("next") => message["payload"]["errors"][0].clone(),
+        _ => Value::Null,
+    }
+}
+
+fn first_error(body: &Value) -> (String, String) {
+    let error = &body["errors"][0];
+    (
+        error["extensions"]["code"].as_str().unwrap_or("<none>").to_owned(),
+        error["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_with_413_before_it_is_read() {
+    each_backend_with(
+        |c| c.delivery.api.max_request_body = 2048,
+        async |app| {
+            let url = app.url("/graphql");
+            let name = "x".repeat(4000);
+            let big = json!({"query": "mutation($n: String!) { createEntity(input: {name: $n}) { id } }", "variables": {"n": name}});
+            let (status, _, body) = post(&url, Some("application/json"), big.to_string()).await;
+            assert_eq!(status, 413, "{body}");
+            let (code, message) = first_error(&body);
+            assert_eq!(code, "VALIDATION");
+            assert!(message.contains("HOOKLINE_MAX_REQUEST_BODY") && message.contains("2048"), "{message}");
+
+            // Without a Content-Length (chunked), the read stops at the limit.
+            let mut stream = tokio::net::TcpStream::connect(app.addr).await.expect("connects");
+            let head = "POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+            stream.write_all(head.as_bytes()).await.expect("head");
+            for _ in 0..8 {
+                let chunk = format!("400\r\n{}\r\n", " ".repeat(1024));
+                if stream.write_all(chunk.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+            stream.write_all(b"0\r\n\r\n").await.ok();
+            let mut answer = vec![0u8; 64];
+            let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer)).await.expect("answered");
+            let answer = String::from_utf8_lossy(&answer[..read.unwrap_or(0)]).into_owned();
+            assert!(answer.starts_with("HTTP/1.1 413"), "a streamed body is cut at the limit: {answer}");
+
+            // A body within the limit goes through, and nothing of the refused one was stored.
+            let entities = app.data("{ entities { name } }", json!({})).await;
+            assert!(!entities.to_string().contains("xxxx"), "{entities}");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn only_json_bodies_are_taken_and_the_graphql_media_type_is_answered_when_accepted() {
+    each_backend(async |app| {
+        let url = app.url("/graphql");
+        let query = r#"{"query": "mutation { createEntity(input: {name: \"csrf\"}) { id } }"}"#;
+        for (content_type, needle) in [
+            (Some("text/plain"), "text/plain"),
+            (Some("application/x-www-form-urlencoded"), "application/x-www-form-urlencoded"),
+            (Some("multipart/form-data; boundary=abc"), "multipart"),
+            (None, "no Content-Type"),
+        ] {
+            let (status, _, body) = post(&url, content_type, query).await;
+            assert_eq!(status, 415, "{content_type:?}: {body}");
+            let (code, message) = first_error(&body);
+            assert_eq!(code, "VALIDATION");
+            assert!(message.contains(needle) && message.contains("application/json"), "{message}");
+        }
+        let entities = app.data("{ entities { name } }", json!({})).await;
+        assert!(!entities.to_string().contains("csrf"), "nothing refused was run: {entities}");
+
+        let (status, media, _) = post(&url, Some("application/json; charset=utf-8"), r#"{"query": "{ __typename }"}"#).await;
+        assert_eq!((status, media.as_str()), (200, "application/json"));
+        let response = client()
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/graphql-response+json, application/json;q=0.9")
+            .body(r#"{"query": "{ __typename }"}"#)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.headers()["content-type"], "application/graphql-response+json");
+        assert_eq!(response.json::<Value>().await.expect("json")["data"]["__typename"], "Query");
+
+        let (status, _, body) = post(&url, Some("application/json"), "{not json").await;
+        assert_eq!(status, 400);
+        assert_eq!(first_error(&body).0, "VALIDATION");
+    })
+    .await;
+}
+
+/// A standard introspection query (the shape GraphiQL sends), nesting `ofType` seven deep.
+const INTROSPECTION: &str = r#"
+query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }
+}"#;
+
+#[tokio::test]
+async fn costly_deep_or_aliased_queries_are_refused_before_they_run() {
+    each_backend(async |app| {
+        // The webhook ↔ queue cycle with full pages: about 10⁸ resolver calls if it ran.
+        let cycle = "{ webhooks(first: 500) { edges { node { queue(first: 500) { edges { node { webhook { queue(first: 500) { edges { node { id } } } } } } } } } } }";
+        let (code, message) = app.error(cycle, json!({})).await;
+        assert_eq!(code, "VALIDATION");
+        assert!(message.contains("HOOKLINE_MAX_QUERY_COMPLEXITY"), "{message}");
+
+        // Small pages of the same shape are cheap enough.
+        let small = "{ webhooks(first: 5) { edges { node { queue(first: 5) { edges { node { webhook { name } } } } } } } }";
+        app.data(small, json!({})).await;
+
+        let deep = format!("{{ {}{} }}", "webhooks(first: 1) { edges { node { queue(first: 1) { edges { node { webhook { ".repeat(3), "id".to_owned() + &" } } } } } } }".repeat(3));
+        let (code, message) = app.error(&deep, json!({})).await;
+        assert_eq!(code, "VALIDATION");
+        assert!(message.contains("HOOKLINE_MAX_QUERY_DEPTH") && message.contains("16"), "{message}");
+
+        let aliases: String = (0..101).map(|i| format!("a{i}: __typename ")).collect();
+        let (code, message) = app.error(&format!("{{ {aliases} }}"), json!({})).await;
+        assert_eq!(code, "VALIDATION");
+        assert!(message.contains("HOOKLINE_MAX_QUERY_ALIASES") && message.contains("101"), "{message}");
+        let fine: String = (0..100).map(|i| format!("a{i}: __typename ")).collect();
+        app.data(&format!("{{ {fine} }}"), json!({})).await;
+
+        let schema = app.data(INTROSPECTION, json!({})).await;
+        assert_eq!(schema["__schema"]["queryType"]["name"], "Query", "GraphiQL's introspection fits the limits");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nested_lookups_of_a_page_answer_for_every_row() {
+    each_backend(async |app| {
+        let receiver = common::receiver::Receiver::start().await;
+        for name in ["a", "b", "c"] {
+            let input = json!({"name": name, "entityId": "0", "itemtype": "Computer", "event": "NEW", "url": receiver.url("/h")});
+            app.data("mutation($i: WebhookInput!) { createWebhook(input: $i) { id } }", json!({"i": input})).await;
+        }
+        let inputs: Vec<Value> = (0..10).map(|i| json!({"itemtype": "Computer", "entityId": "0", "name": format!("pc{i}")})).collect();
+        app.data("mutation($i: [ItemInput!]!) { createItems(inputs: $i) { id } }", json!({"i": inputs})).await;
+        app.wait_queue(30, &["SENT"]).await;
+        let page = app
+            .data("{ queuedWebhooks(first: 100) { edges { node { webhookId webhook { id name entity { id name } } } } } }", json!({}))
+            .await;
+        let edges = page["queuedWebhooks"]["edges"].as_array().expect("edges").clone();
+        assert_eq!(edges.len(), 30);
+        for edge in edges {
+            let node = &edge["node"];
+            assert_eq!(node["webhook"]["id"], node["webhookId"], "each row gets its own webhook");
+            assert_eq!(node["webhook"]["entity"]["name"], "Root entity");
+        }
+        let items = app.data("{ items(itemtype: \"Computer\", first: 20) { edges { node { entity { id } } } } }", json!({})).await;
+        assert_eq!(items["items"]["edges"].as_array().map(Vec::len), Some(10));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn criteria_over_many_items_count_and_page_every_match() {
+    each_backend(async |app| {
+        // More items than one scan chunk (500), every third one matching.
+        let inputs: Vec<Value> = (0..1200)
+            .map(|i| json!({"itemtype": "Ticket", "entityId": "0", "name": format!("t{i}"), "fields": {"odd": i % 3 == 0}}))
+            .collect();
+        for half in inputs.chunks(600) {
+            app.data("mutation($i: [ItemInput!]!) { createItems(inputs: $i) { id } }", json!({"i": half})).await;
+        }
+        let query = "query($after: String) { items(itemtype: \"Ticket\", criteria: [{field: \"odd\", searchtype: \"equals\", value: \"true\"}], first: 300, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { name } } } }";
+        let mut names = Vec::new();
+        let mut after = Value::Null;
+        loop {
+            let page = app.data(query, json!({"after": after})).await;
+            let page = &page["items"];
+            assert_eq!(page["totalCount"], 400);
+            names.extend(page["edges"].as_array().expect("edges").iter().map(|e| e["node"]["name"].as_str().unwrap_or_default().to_owned()));
+            if page["pageInfo"]["hasNextPage"] != true {
+                break;
+            }
+            after = page["pageInfo"]["endCursor"].clone();
+        }
+        let expected: Vec<String> = (0..1200).filter(|i| i % 3 == 0).map(|i| format!("t{i}")).collect();
+        assert_eq!(names, expected);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn queue_stats_of_a_webhook_that_does_not_exist_is_not_found() {
+    each_backend(async |app| {
+        app.assert_error("{ queueStats(webhookId: \"987654\") { pending } }", json!({}), "NOT_FOUND", "987654").await;
+        let mut socket = ws::connect(app.addr).await;
+        ws::subscribe(&mut socket, "s", "subscription { queueStats(webhookId: \"987654\") { pending } }", json!({})).await;
+        let message = ws::next(&mut socket).await;
+        assert_eq!(subscription_error(&message)["extensions"]["code"], "NOT_FOUND", "{message}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn subscriptions_are_capped_per_connection_and_per_process() {
+    each_backend_with(
+        |c| {
+            c.delivery.api.max_subscriptions_per_connection = 2;
+            c.delivery.api.max_subscriptions = 3;
+        },
+        async |app| {
+            let stats = "subscription { queueStats { pending } }";
+            let mut first = ws::connect(app.addr).await;
+            for id in ["1", "2"] {
+                ws::subscribe(&mut first, id, stats, json!({})).await;
+                let answer = ws::next(&mut first).await;
+                assert!(subscription_error(&answer).is_null() && answer["type"] == "next", "{answer}");
+            }
+            ws::subscribe(&mut first, "3", stats, json!({})).await;
+            let refused = subscription_error(&ws::next(&mut first).await);
+            assert_eq!(refused["extensions"]["code"], "VALIDATION", "{refused}");
+            assert!(refused["message"].as_str().is_some_and(|m| m.contains("HOOKLINE_MAX_SUBSCRIPTIONS_PER_CONNECTION")));
+
+            let mut second = ws::connect(app.addr).await;
+            ws::subscribe(&mut second, "a", stats, json!({})).await;
+            let third = ws::next(&mut second).await;
+            assert!(third["type"] == "next" && subscription_error(&third).is_null(), "the process's third: {third}");
+            ws::subscribe(&mut second, "b", stats, json!({})).await;
+            let refused = subscription_error(&ws::next(&mut second).await);
+            assert!(refused["message"].as_str().is_some_and(|m| m.contains("HOOKLINE_MAX_SUBSCRIPTIONS)")), "{refused}");
+
+            // Completing one frees its slot.
+            second.send(Message::text(json!({"id": "a", "type": "complete"}).to_string())).await.expect("complete");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                ws::subscribe(&mut second, "c", stats, json!({})).await;
+                let answer = ws::next(&mut second).await;
+                if subscription_error(&answer).is_null() {
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "the slot was never freed: {answer}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        },
+    )
+    .await;
+}
+
+async fn upgrade(addr: std::net::SocketAddr) -> Result<ws::Socket, String> {
+    let mut request = format!("ws://{addr}/graphql").into_client_request().expect("request");
+    request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
+    tokio_tungstenite::connect_async(request).await.map(|(socket, _)| socket).map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn websocket_connections_are_capped_and_large_messages_close_the_connection() {
+    each_backend_with(
+        |c| {
+            c.delivery.api.max_ws_connections = 2;
+            c.delivery.api.max_request_body = 4096;
+        },
+        async |app| {
+            let one = ws::connect(app.addr).await;
+            let mut two = ws::connect(app.addr).await;
+            let third = upgrade(app.addr).await;
+            assert!(third.as_ref().is_err_and(|e| e.contains("503")), "{:?}", third.err());
+            drop(one);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            let _again = loop {
+                match upgrade(app.addr).await {
+                    Ok(socket) => break socket,
+                    Err(err) => assert!(tokio::time::Instant::now() < deadline, "never freed: {err}"),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+
+            let huge = json!({"id": "x", "type": "subscribe", "payload": {"query": " ".repeat(10_000)}});
+            two.send(Message::text(huge.to_string())).await.ok();
+            let closed = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    match two.next().await {
+                        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                        Some(Ok(_)) => continue,
+                    }
+                }
+            })
+            .await;
+            assert_eq!(closed, Ok(true), "a message over the limit closes the connection");
+            app.data("{ __typename }", json!({})).await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    each_backend_with(
+        |c| c.delivery.api.header_read_timeout = Duration::from_millis(500),
+        async |app| {
+            let mut stream = tokio::net::TcpStream::connect(app.addr).await.expect("connects");
+            stream.write_all(b"POST /graphql HTTP/1.1\r\nHost: x\r\n").await.expect("partial headers");
+            let mut buffer = [0u8; 512];
+            let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await;
+            match read {
+                Ok(Ok(_)) | Ok(Err(_)) => {} // closed (possibly after a 408)
+                Err(_) => panic!("the connection was still open after 10 s"),
+            }
+            app.data("{ __typename }", json!({})).await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_input_names_its_field() {
+    each_backend(async |app| {
+        let input = json!({"name": "", "entityId": "0", "itemtype": "Computer", "event": "NEW", "url": "http://127.0.0.1:9/x"});
+        let response = app.query("mutation($i: WebhookInput!) { createWebhook(input: $i) { id } }", json!({"i": input})).await;
+        let error = &response["errors"][0];
+        assert_eq!(error["extensions"]["code"], "VALIDATION", "{response}");
+        assert_eq!(error["extensions"]["field"], "name", "{response}");
+    })
+    .await;
+}
