@@ -104,7 +104,8 @@ async fn only_json_bodies_are_taken_and_the_graphql_media_type_is_answered_when_
         let entities = app.data("{ entities { name } }", json!({})).await;
         assert!(!entities.to_string().contains("csrf"), "nothing refused was run: {entities}");
 
-        let (status, media, _) = post(&url, Some("application/json; charset=utf-8"), r#"{"query": "{ __typename }"}"#).await;
+        let (status, media, _) =
+            post(&url, Some("application/json; charset=utf-8"), r#"{"query": "{ __typename }"}"#).await;
         assert_eq!((status, media.as_str()), (200, "application/json"));
         let response = client()
             .post(&url)
@@ -239,7 +240,8 @@ async fn queue_stats_of_a_webhook_that_does_not_exist_is_not_found() {
     each_backend(async |app| {
         app.assert_error("{ queueStats(webhookId: \"987654\") { pending } }", json!({}), "NOT_FOUND", "987654").await;
         let mut socket = ws::connect(app.addr).await;
-        ws::subscribe(&mut socket, "s", "subscription { queueStats(webhookId: \"987654\") { pending } }", json!({})).await;
+        ws::subscribe(&mut socket, "s", "subscription { queueStats(webhookId: \"987654\") { pending } }", json!({}))
+            .await;
         let message = ws::next(&mut socket).await;
         assert_eq!(subscription_error(&message)["extensions"]["code"], "NOT_FOUND", "{message}");
     })
@@ -264,7 +266,9 @@ async fn subscriptions_are_capped_per_connection_and_per_process() {
             ws::subscribe(&mut first, "3", stats, json!({})).await;
             let refused = subscription_error(&ws::next(&mut first).await);
             assert_eq!(refused["extensions"]["code"], "VALIDATION", "{refused}");
-            assert!(refused["message"].as_str().is_some_and(|m| m.contains("HOOKLINE_MAX_SUBSCRIPTIONS_PER_CONNECTION")));
+            assert!(
+                refused["message"].as_str().is_some_and(|m| m.contains("HOOKLINE_MAX_SUBSCRIPTIONS_PER_CONNECTION"))
+            );
 
             let mut second = ws::connect(app.addr).await;
             ws::subscribe(&mut second, "a", stats, json!({})).await;
@@ -272,7 +276,10 @@ async fn subscriptions_are_capped_per_connection_and_per_process() {
             assert!(third["type"] == "next" && subscription_error(&third).is_null(), "the process's third: {third}");
             ws::subscribe(&mut second, "b", stats, json!({})).await;
             let refused = subscription_error(&ws::next(&mut second).await);
-            assert!(refused["message"].as_str().is_some_and(|m| m.contains("HOOKLINE_MAX_SUBSCRIPTIONS)")), "{refused}");
+            assert!(
+                refused["message"].as_str().is_some_and(|m| m.contains("HOOKLINE_MAX_SUBSCRIPTIONS)")),
+                "{refused}"
+            );
 
             // Completing one frees its slot.
             second.send(Message::text(json!({"id": "a", "type": "complete"}).to_string())).await.expect("complete");
@@ -359,8 +366,10 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
 #[tokio::test]
 async fn a_refused_input_names_its_field() {
     each_backend(async |app| {
-        let input = json!({"name": "", "entityId": "0", "itemtype": "Computer", "event": "NEW", "url": "http://127.0.0.1:9/x"});
-        let response = app.query("mutation($i: WebhookInput!) { createWebhook(input: $i) { id } }", json!({"i": input})).await;
+        let input =
+            json!({"name": "", "entityId": "0", "itemtype": "Computer", "event": "NEW", "url": "http://127.0.0.1:9/x"});
+        let response =
+            app.query("mutation($i: WebhookInput!) { createWebhook(input: $i) { id } }", json!({"i": input})).await;
         let error = &response["errors"][0];
         assert_eq!(error["extensions"]["code"], "VALIDATION", "{response}");
         assert_eq!(error["extensions"]["field"], "name", "{response}");

@@ -68,10 +68,9 @@ impl Extension for QueryLimits {
                      field costs 1 and a page `first` times its rows); ask for smaller pages or fewer nested fields",
                     self.complexity
                 ),
-                "Query is nested too deep." => format!(
-                    "the operation nests fields deeper than {} levels (HOOKLINE_MAX_QUERY_DEPTH)",
-                    self.depth
-                ),
+                "Query is nested too deep." => {
+                    format!("the operation nests fields deeper than {} levels (HOOKLINE_MAX_QUERY_DEPTH)", self.depth)
+                }
                 _ => continue,
             };
             error.message = reworded;
@@ -103,9 +102,7 @@ fn in_set(set: &SelectionSet) -> usize {
     set.items
         .iter()
         .map(|selection| match &selection.node {
-            Selection::Field(field) => {
-                usize::from(field.node.alias.is_some()) + in_set(&field.node.selection_set.node)
-            }
+            Selection::Field(field) => usize::from(field.node.alias.is_some()) + in_set(&field.node.selection_set.node),
             Selection::InlineFragment(fragment) => in_set(&fragment.node.selection_set.node),
             Selection::FragmentSpread(_) => 0,
         })

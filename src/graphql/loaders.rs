@@ -11,7 +11,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     error::AppError,
     service::{
-        tree::{ENTITIES, TreeRow},
+        tree::{CATEGORIES, ENTITIES, TreeRow},
         webhooks::{self, Webhook},
     },
 };
@@ -42,6 +42,19 @@ impl Loader<i64> for EntityLoader {
     }
 }
 
+/// Webhook categories by id.
+pub struct CategoryLoader(pub DatabaseConnection);
+
+impl Loader<i64> for CategoryLoader {
+    type Value = TreeRow;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, TreeRow>, Self::Error> {
+        let found = CATEGORIES.get_many(&self.0, ids).await.map_err(async_graphql::Error::from)?;
+        Ok(found.into_iter().map(|category| (category.id, category)).collect())
+    }
+}
+
 /// The loaders, put in the schema's data.
 pub fn register(
     builder: async_graphql::SchemaBuilder<super::Query, super::Mutation, super::live::Subscription>,
@@ -50,6 +63,7 @@ pub fn register(
     builder
         .data(DataLoader::new(WebhookLoader(db.clone()), tokio::spawn))
         .data(DataLoader::new(EntityLoader(db.clone()), tokio::spawn))
+        .data(DataLoader::new(CategoryLoader(db.clone()), tokio::spawn))
 }
 
 /// The loader of type `L` from the request's context.

@@ -19,7 +19,6 @@ use crate::{
     error::{AppError, AppResult},
     service::{
         filters, preview,
-        tree::CATEGORIES,
         webhooks::{self, SecretChanges},
     },
 };
@@ -54,8 +53,8 @@ impl Webhook {
         let Some(id) = self.0.settings.category_id else {
             return Ok(None);
         };
-        let s = session(ctx)?;
-        Ok(CATEGORIES.get(&s.state.db, id).await?.map(WebhookCategory::from))
+        let loader = super::loaders::loader::<super::loaders::CategoryLoader>(ctx)?;
+        Ok(loader.load_one(id).await?.map(WebhookCategory::from))
     }
 
     async fn entity_id(&self) -> ID {

@@ -24,7 +24,9 @@ pub fn too_large(limit: usize) -> Response {
     graphql_error(
         StatusCode::PAYLOAD_TOO_LARGE,
         "VALIDATION",
-        &format!("the request body is larger than {limit} bytes (HOOKLINE_MAX_REQUEST_BODY); send fewer inputs per call"),
+        &format!(
+            "the request body is larger than {limit} bytes (HOOKLINE_MAX_REQUEST_BODY); send fewer inputs per call"
+        ),
     )
 }
 
@@ -78,7 +80,9 @@ pub fn graphql_response(request_headers: &HeaderMap, response: async_graphql::Re
 
 fn accepts_graphql_response(headers: &HeaderMap) -> bool {
     headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|accept| {
-        accept.split(',').any(|part| part.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case(GRAPHQL_RESPONSE))
+        accept
+            .split(',')
+            .any(|part| part.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case(GRAPHQL_RESPONSE))
     })
 }
 

@@ -172,8 +172,7 @@ impl QueueBus {
     /// `capacity` changes kept per subscriber; `rate` messages a second over all subscribers.
     /// Starts the dispatcher task (call it inside the runtime); it ends with the bus.
     pub fn new(capacity: usize, rate: u32) -> Self {
-        let subscribers =
-            Arc::new(Mutex::new(Subscribers { list: Vec::new(), refilled: std::time::Instant::now() }));
+        let subscribers = Arc::new(Mutex::new(Subscribers { list: Vec::new(), refilled: std::time::Instant::now() }));
         let (handoff, batches) = mpsc::channel(HANDOFF_BATCHES);
         let overflow = Arc::new(AtomicU64::new(0));
         let rate = f64::from(Ord::max(rate, 1));
