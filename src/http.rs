@@ -43,7 +43,7 @@ async fn graphql_post(State(state): State<HttpState>, request: Request) -> Respo
     if declared.is_some_and(|length| length > limit as u64) {
         return refusal::too_large(limit);
     }
-    if let Err(refused) = refusal::check_content_type(&parts.headers) {
+    if let Some(refused) = refusal::content_type_refusal(&parts.headers) {
         return refused;
     }
     if let Err(refused) = check_origin(&parts.headers, &state.app.config().allowed_origins) {

@@ -45,11 +45,11 @@ pub fn is_too_large(err: &axum::Error) -> bool {
 /// Only `application/json` bodies are taken: a browser page can send `text/plain`, form and
 /// multipart bodies to any site without asking first (no CORS preflight), and nothing in the
 /// API takes files.
-pub fn check_content_type(headers: &HeaderMap) -> Result<(), Response> {
+pub fn content_type_refusal(headers: &HeaderMap) -> Option<Response> {
     let given = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let essence = given.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     if essence == "application/json" {
-        return Ok(());
+        return None;
     }
     let message = if essence == "multipart/form-data" {
         "multipart requests (file uploads) are not accepted; send the operation as Content-Type: application/json"
@@ -59,7 +59,7 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), Response> {
     } else {
         format!("Content-Type `{essence}` is not accepted; send the operation as Content-Type: application/json")
     };
-    Err(graphql_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "VALIDATION", &message))
+    Some(graphql_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "VALIDATION", &message))
 }
 
 /// The answer to an executed operation, as `application/graphql-response+json` when the client
@@ -98,13 +98,13 @@ mod tests {
 
     #[test]
     fn only_json_bodies_are_taken() {
-        assert!(check_content_type(&with(header::CONTENT_TYPE, "application/json")).is_ok());
-        assert!(check_content_type(&with(header::CONTENT_TYPE, "Application/JSON; charset=utf-8")).is_ok());
+        assert!(content_type_refusal(&with(header::CONTENT_TYPE, "application/json")).is_none());
+        assert!(content_type_refusal(&with(header::CONTENT_TYPE, "Application/JSON; charset=utf-8")).is_none());
         for refused in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
-            let answer = check_content_type(&with(header::CONTENT_TYPE, refused)).expect_err(refused);
+            let answer = content_type_refusal(&with(header::CONTENT_TYPE, refused)).expect(refused);
             assert_eq!(answer.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
         }
-        assert!(check_content_type(&HeaderMap::new()).is_err());
+        assert!(content_type_refusal(&HeaderMap::new()).is_some());
     }
 
     #[test]
