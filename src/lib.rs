@@ -3,6 +3,7 @@
 //!
 //! `main` is a thin shell over [`Application`], which tests build the same way on port 0.
 
+mod assets;
 pub mod bench;
 pub mod bench_intake;
 pub mod bench_match;
