@@ -36,15 +36,16 @@
     return value === null ? undefined : value;
   }
 
-  ReactDOM.createRoot(document.getElementById('graphiql')).render(
-    React.createElement(GraphiQL, {
-      fetcher: fetcher,
-      query: given('query'),
-      variables: given('variables'),
-      operationName: given('operationName'),
-      onEditQuery: follow('query'),
-      onEditVariables: follow('variables'),
-      onEditOperationName: follow('operationName'),
-    })
-  );
+  var props = {
+    fetcher: fetcher,
+    query: given('query'),
+    variables: given('variables'),
+    operationName: given('operationName'),
+    onEditQuery: follow('query'),
+    onEditVariables: follow('variables'),
+    onEditOperationName: follow('operationName'),
+  };
+  // In place of GraphiQL's logo, which links to github.com.
+  var logo = React.createElement(GraphiQL.Logo, null, 'hookline');
+  ReactDOM.createRoot(document.getElementById('graphiql')).render(React.createElement(GraphiQL, props, logo));
 })();

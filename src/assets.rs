@@ -35,6 +35,7 @@ const TEXT: &str = "text/plain; charset=utf-8";
 const FILES: &[(&str, &str, &[u8])] = &[
     ("graphiql.js", JS, include_bytes!("../assets/graphiql.js")),
     ("graphiql.css", CSS, include_bytes!("../assets/graphiql.css")),
+    ("favicon.svg", "image/svg+xml", include_bytes!("../assets/favicon.svg")),
     ("vendor/graphiql-3.9.0/graphiql.min.js", JS, include_bytes!("../assets/vendor/graphiql-3.9.0/graphiql.min.js")),
     ("vendor/graphiql-3.9.0/LICENSE", TEXT, include_bytes!("../assets/vendor/graphiql-3.9.0/LICENSE")),
     (
