@@ -52,6 +52,7 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("vendor/react-dom-18.3.1/LICENSE", TEXT, include_bytes!("../assets/vendor/react-dom-18.3.1/LICENSE")),
 ];
 
+#[derive(Debug, PartialEq)]
 struct Asset {
     content_type: &'static str,
     body: axum::body::Bytes,
@@ -72,8 +73,8 @@ impl Assets {
         // policy refuses (`font-src`/`img-src` fall back to 'self'): each becomes a file
         // beside the stylesheet.
         let (css, inline) = extract_data_urls(GRAPHIQL_CSS, "inline");
-        for (name, content_type, body) in inline {
-            assets.insert(format!("{GRAPHIQL_DIR}/{name}"), Asset { content_type, body: body.into() });
+        for (name, asset) in inline {
+            assets.insert(format!("{GRAPHIQL_DIR}/{name}"), asset);
         }
         assets.insert(format!("{GRAPHIQL_DIR}/graphiql.min.css"), Asset { content_type: CSS, body: css.into() });
         Self(assets)
@@ -120,9 +121,9 @@ pub fn graphiql_page() -> Response {
 }
 
 /// Replaces every `url(data:<type>;base64,<data>)` of a stylesheet by `url(<dir>/<n>.<ext>)`;
-/// returns the new stylesheet and the files `(<dir>/<n>.<ext>, type, bytes)`. A `data:` URL
-/// that is not base64 of a known type stays as it is.
-fn extract_data_urls(css: &str, dir: &str) -> (String, Vec<(String, &'static str, Vec<u8>)>) {
+/// returns the new stylesheet and the files by their path `<dir>/<n>.<ext>`. A quoted `data:`
+/// URL, or one that is not base64 of a known type, stays as it is.
+fn extract_data_urls(css: &str, dir: &str) -> (String, Vec<(String, Asset)>) {
     const OPEN: &str = "url(data:";
     let mut out = String::with_capacity(css.len());
     let mut files = Vec::new();
@@ -133,10 +134,10 @@ fn extract_data_urls(css: &str, dir: &str) -> (String, Vec<(String, &'static str
         let url = &from[OPEN.len()..];
         let Some(end) = url.find(')') else { break };
         match decode_data_url(&url[..end]) {
-            Some((content_type, extension, bytes)) => {
+            Some((extension, asset)) => {
                 let name = format!("{dir}/{}.{extension}", files.len());
                 out.push_str(&format!("url({name})"));
-                files.push((name, content_type, bytes));
+                files.push((name, asset));
             }
             None => out.push_str(&from[..OPEN.len() + end + 1]),
         }
@@ -146,8 +147,8 @@ fn extract_data_urls(css: &str, dir: &str) -> (String, Vec<(String, &'static str
     (out, files)
 }
 
-/// `<type>;base64,<data>` (what follows `data:`) as `(content type, extension, bytes)`.
-fn decode_data_url(url: &str) -> Option<(&'static str, &'static str, Vec<u8>)> {
+/// `<type>;base64,<data>` (what follows `data:`) as a file and its extension.
+fn decode_data_url(url: &str) -> Option<(&'static str, Asset)> {
     let (media, data) = url.split_once(";base64,")?;
     let (content_type, extension) = match media {
         "font/woff2" => ("font/woff2", "woff2"),
@@ -157,8 +158,8 @@ fn decode_data_url(url: &str) -> Option<(&'static str, &'static str, Vec<u8>)> {
         "image/gif" => ("image/gif", "gif"),
         _ => return None,
     };
-    let bytes = base64::engine::general_purpose::STANDARD.decode(data.trim_matches(['"', '\''])).ok()?;
-    Some((content_type, extension, bytes))
+    let bytes = base64::engine::general_purpose::STANDARD.decode(data).ok()?;
+    Some((extension, Asset { content_type, body: bytes.into() }))
 }
 
 #[cfg(test)]
@@ -176,8 +177,8 @@ mod tests {
         assert_eq!(
             files,
             vec![
-                ("inline/0.png".to_owned(), "image/png", vec![0, 1, 2]),
-                ("inline/1.woff2".to_owned(), "font/woff2", vec![3, 4]),
+                ("inline/0.png".to_owned(), Asset { content_type: "image/png", body: vec![0, 1, 2].into() }),
+                ("inline/1.woff2".to_owned(), Asset { content_type: "font/woff2", body: vec![3, 4].into() }),
             ]
         );
     }

@@ -150,6 +150,14 @@ async fn graphiql_runs_a_query_and_a_subscription_in_chromium_without_another_or
         let result: Value = serde_json::from_str(result.as_str().unwrap_or_default()).expect("JSON result");
         assert_eq!(result, json!({"data": {"queueStats": {"pending": 0, "failed": 0}}}));
 
+        // The documentation explorer shows the schema that GraphiQL fetched (introspection).
+        page.eval("document.querySelector('[aria-label=\"Show Documentation Explorer\"]').click()").await;
+        let docs = "document.querySelector('.graphiql-doc-explorer')?.innerText || null";
+        page.wait_for(docs, |v| v.as_str().is_some_and(|text| text.contains("mutation: Mutation"))).await;
+        page.eval("[...document.querySelectorAll('.graphiql-doc-explorer a')].find(a => a.innerText === 'Mutation').click()")
+            .await;
+        page.wait_for(docs, |v| v.as_str().is_some_and(|text| text.contains("createItem"))).await;
+
         let events = page.events().await;
         // Everything the page loaded came from hookline, with success: scripts, styles,
         // fonts, the POSTs and the WebSocket.
