@@ -4,12 +4,12 @@ mod refusal;
 
 use std::str::FromStr;
 
-use async_graphql::http::{GraphiQLSource, WebSocketProtocols};
+use async_graphql::http::WebSocketProtocols;
 use axum::{
     Router,
     extract::{FromRequestParts, Request, State, WebSocketUpgrade},
     http::{HeaderMap, StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::get,
 };
 
@@ -30,6 +30,7 @@ pub fn router(app: AppState) -> Router {
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .merge(crate::assets::routes())
         .with_state(HttpState { app, schema })
 }
 
@@ -78,8 +79,7 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if !wants_websocket {
-        return Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql").finish())
-            .into_response();
+        return crate::assets::graphiql_page();
     }
     let (mut parts, _body) = request.into_parts();
     if let Err(refusal) = check_origin(&parts.headers, &state.app.config().allowed_origins) {

@@ -4,6 +4,7 @@
 //! `main` is a thin shell over [`Application`], which tests build the same way on port 0.
 
 pub mod auth;
+mod assets;
 pub mod bench;
 pub mod bench_intake;
 pub mod bench_match;
