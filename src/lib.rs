@@ -3,8 +3,8 @@
 //!
 //! `main` is a thin shell over [`Application`], which tests build the same way on port 0.
 
-pub mod auth;
 mod assets;
+pub mod auth;
 pub mod bench;
 pub mod bench_intake;
 pub mod bench_match;

@@ -7,6 +7,7 @@ mod m20261127_000001_create_configuration_tables;
 mod m20261127_000002_create_queued_webhooks;
 mod m20261127_000003_create_saved_searches;
 mod m20261202_000001_add_claims_and_workers;
+mod m20261206_000001_create_api_tokens;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_create_queued_webhooks::Migration),
             Box::new(m20261127_000003_create_saved_searches::Migration),
             Box::new(m20261202_000001_add_claims_and_workers::Migration),
+            Box::new(m20261206_000001_create_api_tokens::Migration),
         ]
     }
 }

@@ -2,9 +2,12 @@
 //!
 //! This module holds the parts that do not depend on a request: the profiles and the rights
 //! each holds ([`profile`]), the claims of a token and how any token is signed and checked
-//! ([`token`]), and the set of revoked tokens kept in memory ([`Revoked`]).
+//! ([`token`]), the record of issued tokens ([`store`]) and the set of revoked tokens kept in
+//! memory ([`Revoked`]). Requests do not go through it yet: that is the authentication issue's
+//! next step (every caller still acts as `super-admin`).
 
 pub mod profile;
+pub mod store;
 pub mod token;
 
 use std::{collections::HashSet, sync::RwLock};
