@@ -11,6 +11,8 @@ mod budget;
 mod filters;
 mod language;
 mod loops;
+#[cfg(test)]
+mod proptests;
 mod source;
 mod tags;
 

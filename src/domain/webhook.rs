@@ -373,6 +373,7 @@ mod tests {
     fn error_of(mut s: WebhookSettings) -> String {
         match s.validate(false) {
             Err(AppError::Validation(m)) => m,
+            Err(AppError::Invalid(invalid)) => invalid.message,
             other => panic!("expected a validation error, got {other:?}"),
         }
     }

@@ -65,6 +65,11 @@ impl Budget {
         }
     }
 
+    /// The loop iterations and bytes produced so far.
+    pub fn spent(&self) -> (usize, usize) {
+        self.active.as_ref().map_or((0, 0), |a| (a.iterations, a.produced))
+    }
+
     fn check(&mut self, charge: impl FnOnce(&mut Active) -> Option<String>) -> Result<()> {
         let Some(active) = &mut self.active else {
             return Err(Error::with_msg("rendering without a budget"));
