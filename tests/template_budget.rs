@@ -146,3 +146,25 @@ async fn cycle_and_quotes_inside_tags_cannot_break_out_of_a_json_string() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_update_event_fails_only_the_bad_row_too() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        for (name, payload) in [("loops", Some(DATA_LOOPS)), ("healthy", None)] {
+            let mut input = hook(&receiver, name, payload);
+            input["event"] = json!("UPDATE");
+            app.data(CREATE_WEBHOOK, json!({"input": input})).await;
+        }
+        let tags: Vec<u32> = (0..100).collect();
+        app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "id": "7", "entityId": "0"}})).await;
+        let update = "mutation($f: JSON) { updateItem(itemtype: \"Ticket\", id: \"7\", input: {fields: $f}) { id } }";
+        app.data(update, json!({"f": {"tags": tags}})).await;
+        let rows = app.wait_queue(2, &["SENT", "FAILED"]).await;
+        let failed: Vec<&Value> = rows.iter().filter(|r| r["status"] == "FAILED").collect();
+        assert_eq!(failed.len(), 1, "{rows:?}");
+        assert!(failed[0]["lastError"].as_str().unwrap_or_default().contains("loop iterations"), "{}", failed[0]);
+        assert_eq!(receiver.wait_for(1, WAIT).await[0].path, "/healthy");
+    })
+    .await;
+}

@@ -221,3 +221,66 @@ pub async fn plan(
     }
     Ok(queued)
 }
+
+/// The rows an event will queue, rendered before the write (outside the writer) for the item
+/// as the write is expected to leave it, and the webhooks and entity tree they came from.
+pub struct Forecast {
+    item: items::Model,
+    queued: Vec<queued_webhooks::Model>,
+    webhooks: Arc<Vec<CachedWebhook>>,
+    entities: Arc<EntityIndex>,
+}
+
+/// Renders an event's rows for `item` as it is expected to be stored, outside the writer.
+/// The caches are taken as last loaded: [`raise_forecast`] checks them.
+pub async fn forecast(
+    conn: &impl ConnectionTrait,
+    intake: &Intake,
+    event: WebhookEvent,
+    item: items::Model,
+) -> AppResult<Option<Forecast>> {
+    let cache = &intake.cache;
+    let webhooks = match cache.webhooks_hint(&item.itemtype, event.as_str()) {
+        Some(list) => list,
+        None => cache.webhooks(conn, &item.itemtype, event.as_str(), intake.limits, None).await?,
+    };
+    let entities = match cache.entities_hint() {
+        Some(entities) => entities,
+        None => cache.entities(conn).await?,
+    };
+    if !entities.contains(item.entity_id) {
+        return Ok(None);
+    }
+    let queued = plan(conn, intake, event, &item, &webhooks, &entities).await?;
+    Ok(Some(Forecast { item, queued, webhooks, entities }))
+}
+
+impl Forecast {
+    /// Whether it was rendered for the stored item of this `seq`.
+    pub fn is_for(&self, seq: i64) -> bool {
+        self.item.seq == seq
+    }
+}
+
+/// Like [`raise`], with the rows of a forecast when it holds: the stored item is the one it
+/// was rendered for, and the webhooks and entity tree have not changed since. Otherwise the
+/// rows are rendered here, within each webhook's budget.
+pub async fn raise_forecast(
+    conn: &impl ConnectionTrait,
+    staged: &mut Staged,
+    intake: &Intake,
+    event: WebhookEvent,
+    item: &items::Model,
+    forecast: Option<Forecast>,
+) -> AppResult<Vec<queued_webhooks::Model>> {
+    if let Some(forecast) = forecast.filter(|f| f.item == *item) {
+        let webhooks =
+            intake.cache.webhooks(conn, &item.itemtype, event.as_str(), intake.limits, staged.batch()).await?;
+        let entities = intake.cache.entities_in(conn, staged.batch()).await?;
+        if Arc::ptr_eq(&webhooks, &forecast.webhooks) && Arc::ptr_eq(&entities, &forecast.entities) {
+            return queue::enqueue(conn, staged, forecast.queued).await;
+        }
+        tracing::debug!(item = %item.id, "the webhooks or entities changed since the forecast; rendering again");
+    }
+    raise(conn, staged, intake, event, item).await
+}

@@ -1,6 +1,6 @@
 //! Items: the latest snapshot of each item hookline is told about, and its history.
 
-use chrono::Utc;
+use chrono::{DateTime, Timelike, Utc};
 use entity::{items, itemtypes, queued_webhooks};
 use sea_orm::{
     ActiveModelTrait,
@@ -283,6 +283,7 @@ pub async fn replace(
     batch: Option<u64>,
     item: items::Model,
     new: Replacement,
+    now: DateTime<Utc>,
 ) -> AppResult<(items::Model, bool)> {
     let mut entries = Vec::new();
     let mut active = item.clone().into_active_model();
@@ -327,15 +328,62 @@ pub async fn replace(
     if entries.is_empty() {
         return Ok((item, false));
     }
-    active.date_mod = Set(Utc::now());
+    active.date_mod = Set(now);
     let updated = active.update(conn).await?;
     history::add(conn, subject(&updated), entries).await?;
     Ok((updated, true))
 }
 
-/// Applies the patch; raises `update` only when the stored snapshot changed.
+/// The time of a write, to the microsecond (what both databases keep), so that an item
+/// forecast before the write equals the one stored.
+pub fn write_time() -> DateTime<Utc> {
+    let now = Utc::now();
+    now.with_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now)
+}
+
+/// The item as `patch` is expected to leave it, if it changes anything.
+fn patched(item: &items::Model, patch: &ItemPatch, now: DateTime<Utc>) -> Option<items::Model> {
+    let mut next = item.clone();
+    if let Some(name) = &patch.name {
+        next.name = rules::checked_text(name.clone(), "name").ok()?;
+    }
+    if let Some(entity_id) = patch.entity_id {
+        next.entity_id = entity_id;
+    }
+    if let Some(Value::Object(patch)) = &patch.fields {
+        let old = as_map(&item.fields);
+        let fields = rules::checked_fields(Some(Value::Object(rules::merge_fields(&old, patch)))).ok()?;
+        if !rules::changes(&old, &fields).is_empty() {
+            next.date_mod = now;
+        }
+        next.fields = Value::Object(fields);
+    }
+    if next.name != item.name || next.entity_id != item.entity_id {
+        next.date_mod = now;
+    }
+    (next.date_mod == now).then_some(next)
+}
+
+/// The rows an event will queue for the item as a write is expected to leave it, rendered
+/// before the write, outside the writer; `None` when there is nothing to forecast or the
+/// forecast cannot be made (the writer then renders).
+async fn forecast(
+    state: &AppState,
+    intake: &Intake,
+    event: WebhookEvent,
+    expected: Option<items::Model>,
+) -> Option<events::Forecast> {
+    events::forecast(&state.db, intake, event, expected?).await.ok().flatten()
+}
+
+/// Applies the patch; raises `update` only when the stored snapshot changed. The event's
+/// requests are rendered before the write for the item as the patch will leave it.
 pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch) -> AppResult<Changed<items::Model>> {
     let (intake, itemtype, id) = (Intake::of(state), itemtype.to_owned(), id.to_owned());
+    let now = write_time();
+    let before = get(&state.db, &itemtype, &id).await?;
+    let expected = before.as_ref().and_then(|item| patched(item, &patch, now));
+    let forecast = forecast(state, &intake, WebhookEvent::Update, expected).await;
     state
         .writer
         .write(move |txn, staged| {
@@ -347,9 +395,9 @@ pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch
                     Some(_) => return Err(AppError::validation("fields: must be a JSON object (a merge patch)")),
                 };
                 let replacement = Replacement { name: patch.name, entity_id: patch.entity_id, fields, parent: None };
-                let (item, changed) = replace(txn, &intake.cache, staged.batch(), item, replacement).await?;
+                let (item, changed) = replace(txn, &intake.cache, staged.batch(), item, replacement, now).await?;
                 let queued = if changed {
-                    events::raise(txn, staged, &intake, WebhookEvent::Update, &item).await?
+                    events::raise_forecast(txn, staged, &intake, WebhookEvent::Update, &item, forecast).await?
                 } else {
                     Vec::new()
                 };
@@ -360,10 +408,15 @@ pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch
 }
 
 /// Puts the item in the trash or takes it out, with its history entry.
-pub async fn mark_deleted(conn: &impl ConnectionTrait, item: items::Model, deleted: bool) -> AppResult<items::Model> {
+pub async fn mark_deleted(
+    conn: &impl ConnectionTrait,
+    item: items::Model,
+    deleted: bool,
+    now: DateTime<Utc>,
+) -> AppResult<items::Model> {
     let mut active = item.into_active_model();
     active.is_deleted = Set(deleted);
-    active.date_mod = Set(Utc::now());
+    active.date_mod = Set(now);
     let updated = active.update(conn).await?;
     let entry = if deleted {
         NewEntry::new("delete", "Item put in the trash")
@@ -382,6 +435,13 @@ pub async fn set_deleted(
     deleted: bool,
 ) -> AppResult<Changed<items::Model>> {
     let (intake, itemtype, id) = (Intake::of(state), itemtype.to_owned(), id.to_owned());
+    let event = if deleted { WebhookEvent::Delete } else { WebhookEvent::Restore };
+    let now = write_time();
+    let expected = get(&state.db, &itemtype, &id)
+        .await?
+        .filter(|item| item.is_deleted != deleted)
+        .map(|item| items::Model { is_deleted: deleted, date_mod: now, ..item });
+    let forecast = forecast(state, &intake, event, expected).await;
     state
         .writer
         .write(move |txn, staged| {
@@ -394,9 +454,8 @@ pub async fn set_deleted(
                         format!("{itemtype} `{id}` is not in the trash")
                     }));
                 }
-                let item = mark_deleted(txn, item, deleted).await?;
-                let event = if deleted { WebhookEvent::Delete } else { WebhookEvent::Restore };
-                let queued = events::raise(txn, staged, &intake, event, &item).await?;
+                let item = mark_deleted(txn, item, deleted, now).await?;
+                let queued = events::raise_forecast(txn, staged, &intake, event, &item, forecast).await?;
                 Ok(Changed { item, queued })
             })
         })
@@ -410,17 +469,15 @@ pub async fn remove(
     staged: &mut Staged,
     intake: &Intake,
     item: items::Model,
+    mut forecasts: Vec<events::Forecast>,
 ) -> AppResult<Changed<Vec<items::Model>>> {
-    let children = items::Entity::find()
-        .filter(items::Column::ParentItemtype.eq(&item.itemtype))
-        .filter(items::Column::ParentId.eq(&item.id))
-        .all(conn)
-        .await?;
+    let children = children_of(conn, &item).await?;
     let mut removed = vec![item];
     removed.extend(children);
     let mut queued = Vec::new();
     for gone in &removed {
-        queued.extend(events::raise(conn, staged, intake, WebhookEvent::Purge, gone).await?);
+        let forecast = forecasts.iter().position(|f| f.is_for(gone.seq)).map(|i| forecasts.swap_remove(i));
+        queued.extend(events::raise_forecast(conn, staged, intake, WebhookEvent::Purge, gone, forecast).await?);
     }
     for gone in removed.iter().rev() {
         history::purge(conn, subject(gone)).await?;
@@ -429,14 +486,32 @@ pub async fn remove(
     Ok(Changed { item: removed, queued })
 }
 
+async fn children_of(conn: &impl ConnectionTrait, item: &items::Model) -> AppResult<Vec<items::Model>> {
+    Ok(items::Entity::find()
+        .filter(items::Column::ParentItemtype.eq(&item.itemtype))
+        .filter(items::Column::ParentId.eq(&item.id))
+        .all(conn)
+        .await?)
+}
+
+/// Raises `purge` for the item and its children and removes them; the requests are rendered
+/// before the write for the snapshots as they are.
 pub async fn purge(state: &AppState, itemtype: &str, id: &str) -> AppResult<Changed<Vec<items::Model>>> {
     let (intake, itemtype, id) = (Intake::of(state), itemtype.to_owned(), id.to_owned());
+    let mut forecasts = Vec::new();
+    if let Some(item) = get(&state.db, &itemtype, &id).await? {
+        let mut snapshots = children_of(&state.db, &item).await?;
+        snapshots.insert(0, item);
+        for snapshot in snapshots {
+            forecasts.extend(forecast(state, &intake, WebhookEvent::Purge, Some(snapshot)).await);
+        }
+    }
     state
         .writer
         .write(move |txn, staged| {
             Box::pin(async move {
                 let item = require(txn, &itemtype, &id).await?;
-                remove(txn, staged, &intake, item).await
+                remove(txn, staged, &intake, item, forecasts).await
             })
         })
         .await
