@@ -1,6 +1,6 @@
 //! Items: the latest snapshot of each item hookline is told about, and its history.
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use entity::{items, itemtypes, queued_webhooks};
 use sea_orm::{
     ActiveModelTrait,
@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use super::{
     cache::HotCache,
     events::{self, Intake},
+    forecast::{self, Forecast},
     history::{self, NewEntry, Subject},
     intake, itemtypes as catalog,
     paging::{Page, PageRequest},
@@ -334,56 +335,14 @@ pub async fn replace(
     Ok((updated, true))
 }
 
-/// The time of a write, to the microsecond (what both databases keep), so that an item
-/// forecast before the write equals the one stored.
-pub fn write_time() -> DateTime<Utc> {
-    let now = Utc::now();
-    now.with_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now)
-}
-
-/// The item as `patch` is expected to leave it, if it changes anything.
-fn patched(item: &items::Model, patch: &ItemPatch, now: DateTime<Utc>) -> Option<items::Model> {
-    let mut next = item.clone();
-    if let Some(name) = &patch.name {
-        next.name = rules::checked_text(name.clone(), "name").ok()?;
-    }
-    if let Some(entity_id) = patch.entity_id {
-        next.entity_id = entity_id;
-    }
-    if let Some(Value::Object(patch)) = &patch.fields {
-        let old = as_map(&item.fields);
-        let fields = rules::checked_fields(Some(Value::Object(rules::merge_fields(&old, patch)))).ok()?;
-        if !rules::changes(&old, &fields).is_empty() {
-            next.date_mod = now;
-        }
-        next.fields = Value::Object(fields);
-    }
-    if next.name != item.name || next.entity_id != item.entity_id {
-        next.date_mod = now;
-    }
-    (next.date_mod == now).then_some(next)
-}
-
-/// The rows an event will queue for the item as a write is expected to leave it, rendered
-/// before the write, outside the writer; `None` when there is nothing to forecast or the
-/// forecast cannot be made (the writer then renders).
-async fn forecast(
-    state: &AppState,
-    intake: &Intake,
-    event: WebhookEvent,
-    expected: Option<items::Model>,
-) -> Option<events::Forecast> {
-    events::forecast(&state.db, intake, event, expected?).await.ok().flatten()
-}
-
 /// Applies the patch; raises `update` only when the stored snapshot changed. The event's
 /// requests are rendered before the write for the item as the patch will leave it.
 pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch) -> AppResult<Changed<items::Model>> {
     let (intake, itemtype, id) = (Intake::of(state), itemtype.to_owned(), id.to_owned());
-    let now = write_time();
+    let now = forecast::write_time();
     let before = get(&state.db, &itemtype, &id).await?;
-    let expected = before.as_ref().and_then(|item| patched(item, &patch, now));
-    let forecast = forecast(state, &intake, WebhookEvent::Update, expected).await;
+    let expected = before.as_ref().and_then(|item| forecast::patched(item, &patch, now));
+    let forecast = forecast::before_write(state, &intake, WebhookEvent::Update, expected).await;
     state
         .writer
         .write(move |txn, staged| {
@@ -397,7 +356,7 @@ pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch
                 let replacement = Replacement { name: patch.name, entity_id: patch.entity_id, fields, parent: None };
                 let (item, changed) = replace(txn, &intake.cache, staged.batch(), item, replacement, now).await?;
                 let queued = if changed {
-                    events::raise_forecast(txn, staged, &intake, WebhookEvent::Update, &item, forecast).await?
+                    forecast::raise(txn, staged, &intake, WebhookEvent::Update, &item, forecast).await?
                 } else {
                     Vec::new()
                 };
@@ -436,12 +395,12 @@ pub async fn set_deleted(
 ) -> AppResult<Changed<items::Model>> {
     let (intake, itemtype, id) = (Intake::of(state), itemtype.to_owned(), id.to_owned());
     let event = if deleted { WebhookEvent::Delete } else { WebhookEvent::Restore };
-    let now = write_time();
+    let now = forecast::write_time();
     let expected = get(&state.db, &itemtype, &id)
         .await?
         .filter(|item| item.is_deleted != deleted)
         .map(|item| items::Model { is_deleted: deleted, date_mod: now, ..item });
-    let forecast = forecast(state, &intake, event, expected).await;
+    let forecast = forecast::before_write(state, &intake, event, expected).await;
     state
         .writer
         .write(move |txn, staged| {
@@ -455,7 +414,7 @@ pub async fn set_deleted(
                     }));
                 }
                 let item = mark_deleted(txn, item, deleted, now).await?;
-                let queued = events::raise_forecast(txn, staged, &intake, event, &item, forecast).await?;
+                let queued = forecast::raise(txn, staged, &intake, event, &item, forecast).await?;
                 Ok(Changed { item, queued })
             })
         })
@@ -469,7 +428,7 @@ pub async fn remove(
     staged: &mut Staged,
     intake: &Intake,
     item: items::Model,
-    mut forecasts: Vec<events::Forecast>,
+    mut forecasts: Vec<Forecast>,
 ) -> AppResult<Changed<Vec<items::Model>>> {
     let children = children_of(conn, &item).await?;
     let mut removed = vec![item];
@@ -477,7 +436,7 @@ pub async fn remove(
     let mut queued = Vec::new();
     for gone in &removed {
         let forecast = forecasts.iter().position(|f| f.is_for(gone.seq)).map(|i| forecasts.swap_remove(i));
-        queued.extend(events::raise_forecast(conn, staged, intake, WebhookEvent::Purge, gone, forecast).await?);
+        queued.extend(forecast::raise(conn, staged, intake, WebhookEvent::Purge, gone, forecast).await?);
     }
     for gone in removed.iter().rev() {
         history::purge(conn, subject(gone)).await?;
@@ -503,7 +462,7 @@ pub async fn purge(state: &AppState, itemtype: &str, id: &str) -> AppResult<Chan
         let mut snapshots = children_of(&state.db, &item).await?;
         snapshots.insert(0, item);
         for snapshot in snapshots {
-            forecasts.extend(forecast(state, &intake, WebhookEvent::Purge, Some(snapshot)).await);
+            forecasts.extend(forecast::before_write(state, &intake, WebhookEvent::Purge, Some(snapshot)).await);
         }
     }
     state

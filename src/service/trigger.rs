@@ -132,7 +132,7 @@ async fn run(
                 fields: Some(snapshot.fields.unwrap_or_default()),
                 parent: Some((snapshot.parent_itemtype, id_text(snapshot.parent_id, "parentId")?)),
             };
-            items::replace(txn, &intake.cache, batch, item, replacement, items::write_time()).await?.0
+            items::replace(txn, &intake.cache, batch, item, replacement, super::forecast::write_time()).await?.0
         }
     };
     let queued = match event {
@@ -140,7 +140,7 @@ async fn run(
         WebhookEvent::Delete | WebhookEvent::Restore => {
             let deleted = event == WebhookEvent::Delete;
             let item = if item.is_deleted != deleted {
-                items::mark_deleted(txn, item, deleted, items::write_time()).await?
+                items::mark_deleted(txn, item, deleted, super::forecast::write_time()).await?
             } else {
                 item
             };
