@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::{
     payload::ApiData,
-    template::{Context, Limits, Template, TemplateError},
+    template::{Budget, Context, Limits, Template, TemplateError},
     webhook::WebhookSettings,
 };
 
@@ -26,6 +26,7 @@ pub struct WebhookTemplates {
     headers: Vec<(String, Template)>,
     /// Whether any template uses a variable (if not, rendering needs no variables).
     uses_variables: bool,
+    limits: Limits,
 }
 
 /// A template that failed to parse, and which setting holds it (`payload`, `url`,
@@ -39,6 +40,14 @@ pub struct FieldError {
 impl std::fmt::Display for FieldError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.field, self.error)
+    }
+}
+
+impl FieldError {
+    /// The validation error a form can place: the setting, and the line and column.
+    pub fn into_error(self) -> crate::error::AppError {
+        let message = self.to_string();
+        crate::error::AppError::invalid_template(self.field, message, self.error.line, self.error.column)
     }
 }
 
@@ -94,27 +103,41 @@ impl WebhookTemplates {
         let uses_variables = payload.is_some()
             || is_dynamic(&settings.url)
             || settings.custom_headers.values().any(|v| v.as_str().is_some_and(is_dynamic));
-        Ok(Self { payload, url, headers, uses_variables })
+        Ok(Self { payload, url, headers, uses_variables, limits })
     }
 
     pub fn uses_variables(&self) -> bool {
         self.uses_variables
     }
 
-    /// Renders the request for an event. `variables` is the event's `ApiData` as a liquid
-    /// object (only needed when `uses_variables`); `default_body` is computed once per event.
+    /// Whether rendering is only copying (no template has anything to evaluate).
+    pub fn is_fixed(&self) -> bool {
+        self.payload.as_ref().is_none_or(Template::is_fixed)
+            && self.url.is_fixed()
+            && self.headers.iter().all(|(_, t)| t.is_fixed())
+    }
+
+    /// Renders the request for an event, its templates sharing one budget (time, iterations,
+    /// bytes). `variables` is the event's `ApiData` as a liquid object (only needed when
+    /// `uses_variables`); `default_body` is computed once per event.
     pub fn render(&self, variables: &liquid::Object, default_body: &str) -> Result<Rendered, String> {
+        let mut budget = Budget::start(self.limits, Context::Text);
+        let mut render = |template: &Template, field: &str| {
+            let (result, spent) = template.render_in(variables, std::mem::take(&mut budget));
+            budget = spent;
+            result.map_err(|e| format!("{field}: {e}"))
+        };
         let body = match &self.payload {
-            Some(template) => template.render(variables).map_err(|e| format!("payload: {e}"))?,
+            Some(template) => render(template, "payload")?,
             None => default_body.to_owned(),
         };
-        let url = self.url.render(variables).map_err(|e| format!("url: {e}"))?;
+        let url = render(&self.url, "url")?;
         if !self.url.is_fixed() {
             check_url(&url)?;
         }
         let mut headers = Map::with_capacity(self.headers.len());
         for (name, template) in &self.headers {
-            let value = template.render(variables).map_err(|e| format!("customHeaders.{name}: {e}"))?;
+            let value = render(template, &format!("customHeaders.{name}"))?;
             headers.insert(name.clone(), Value::String(value));
         }
         Ok(Rendered { url, headers, body })

@@ -7,11 +7,17 @@
 //! Templates cannot read files or the network (no partials are configured) and have size
 //! limits; `for` loops over ranges need literal bounds, so one template cannot stall a worker.
 
-use std::sync::OnceLock;
+mod budget;
+mod filters;
+mod language;
+mod loops;
+#[cfg(test)]
+mod proptests;
+mod source;
+mod tags;
 
-use liquid_core::{
-    Display_filter, Filter, FilterReflection, ParseFilter, Result as LiquidResult, Runtime, Value, ValueView,
-};
+pub use budget::{Budget, PRODUCED_FACTOR};
+use liquid_core::{Renderable, runtime::RuntimeBuilder};
 
 /// Where a template's output goes, which decides how `{{ … }}` is escaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,9 +57,6 @@ impl Default for Limits {
     }
 }
 
-/// The longest range a `for` loop may walk.
-const MAX_RANGE: i64 = 1000;
-
 /// A problem in a template, with its place when known (1-based).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TemplateError {
@@ -80,7 +83,7 @@ impl TemplateError {
 
 /// A parsed template, ready to render many times.
 pub struct Template {
-    compiled: liquid::Template,
+    compiled: liquid_core::Template,
     context: Context,
     limits: Limits,
     /// The text itself, when it has no tag or output and passes the context's checks: then
@@ -94,17 +97,8 @@ impl std::fmt::Debug for Template {
     }
 }
 
-fn parser() -> &'static liquid::Parser {
-    static PARSER: OnceLock<liquid::Parser> = OnceLock::new();
-    PARSER.get_or_init(|| {
-        liquid::ParserBuilder::with_stdlib()
-            .filter(JsonLiteral)
-            .filter(Raw)
-            .filter(EscapeJson)
-            .filter(EscapeUrl)
-            .build()
-            .unwrap_or_else(|_| unreachable!("the standard parser always builds"))
-    })
+fn compile(text: &str) -> Result<liquid_core::Template, liquid_core::Error> {
+    liquid_core::parser::parse(text, language::language()).map(liquid_core::Template::new)
 }
 
 impl Template {
@@ -117,11 +111,12 @@ impl Template {
                 limits.max_template
             )));
         }
-        check_ranges(source)?;
+        // Before parsing: liquid parses nested blocks and `[ … ]` recursively.
+        source::check(source, limits)?;
         // Parse the text as written first, so that positions in errors are the user's.
-        parser().parse(source).map_err(|e| located(source, &e))?;
-        let rewritten = escape_outputs(source, context);
-        let compiled = parser().parse(&rewritten).map_err(|e| located(source, &e))?;
+        compile(source).map_err(|e| located(source, &e))?;
+        let rewritten = source::escape_outputs(source, context);
+        let compiled = compile(&rewritten).map_err(|e| located(source, &e))?;
         let mut template = Self { compiled, context, limits, fixed: None };
         if !super::render::is_dynamic(source) {
             template.fixed = template.render(&liquid::Object::new()).ok();
@@ -134,20 +129,33 @@ impl Template {
         self.fixed.is_some()
     }
 
-    /// Renders with the variables; checks the size, line breaks in headers and JSON validity.
+    /// Renders with the variables within a budget of its own; checks the size, line breaks in
+    /// headers and JSON validity.
     pub fn render(&self, variables: &liquid::Object) -> Result<String, String> {
+        self.render_in(variables, Budget::start(self.limits, self.context)).0
+    }
+
+    /// Renders within `budget` (shared by the templates of one request) and gives it back.
+    pub fn render_in(&self, variables: &liquid::Object, budget: Budget) -> (Result<String, String>, Budget) {
         if let Some(text) = &self.fixed {
-            return Ok(text.clone());
+            return (Ok(text.clone()), budget);
         }
-        let text =
-            self.compiled.render(variables).map_err(|e| format!("rendering failed: {}", first_line(&e.to_string())))?;
-        if text.len() > self.limits.max_rendered {
-            return Err(format!(
-                "renders to {} bytes, more than the limit of {}",
-                text.len(),
-                self.limits.max_rendered
-            ));
-        }
+        let runtime = RuntimeBuilder::new().set_globals(variables).build();
+        budget::arm(&runtime, budget.with_context(self.context));
+        let mut out = budget::Limited::new(&runtime);
+        let rendered = self.compiled.render_to(&mut out, &runtime);
+        let text = out.into_string();
+        let budget = budget::disarm(&runtime);
+        let result = match (rendered, budget.exceeded()) {
+            (_, Some(reason)) => Err(format!("rendering stopped: {reason}")),
+            (Err(e), None) => Err(format!("rendering failed: {}", first_line(&e.to_string()))),
+            (Ok(()), None) => self.checked(text),
+        };
+        (result, budget)
+    }
+
+    /// The output's checks for its context.
+    fn checked(&self, text: String) -> Result<String, String> {
         match self.context {
             Context::Json => {
                 if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
@@ -197,174 +205,6 @@ fn located(source: &str, error: &liquid::Error) -> TemplateError {
         None => (None, None),
     };
     TemplateError { line, column, message: first_line(&text).to_owned() }
-}
-
-/// `for` loops over ranges need literal bounds no more than `MAX_RANGE` apart.
-fn check_ranges(source: &str) -> Result<(), TemplateError> {
-    for (offset, _) in source.match_indices("{%") {
-        let tag = &source[offset + 2..];
-        let tag = &tag[..tag.find("%}").unwrap_or(tag.len())];
-        let words: Vec<&str> = tag.trim_start_matches('-').split_whitespace().collect();
-        if words.first() != Some(&"for") {
-            continue;
-        }
-        let Some(range) =
-            tag.find('(').map(|start| &tag[start + 1..tag[start..].find(')').map_or(tag.len(), |e| start + e)])
-        else {
-            continue;
-        };
-        let bounds: Vec<Option<i64>> = range.split("..").map(|b| b.trim().parse().ok()).collect();
-        let within = matches!(bounds.as_slice(), [Some(a), Some(b)] if b - a <= MAX_RANGE);
-        if !within {
-            let before = &source[..offset];
-            return Err(TemplateError {
-                line: Some(before.matches('\n').count() + 1),
-                column: Some(offset - before.rfind('\n').map_or(0, |i| i + 1) + 1),
-                message: format!("a `for` range needs literal bounds at most {MAX_RANGE} apart, such as (1..10)"),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Adds the escaping filter of the context to every `{{ … }}` output, except where the last
-/// filter already decides (`json` in JSON, `raw` in URLs) and inside `{% raw %}` blocks.
-fn escape_outputs(source: &str, context: Context) -> String {
-    let (filter, keep) = match context {
-        Context::Json => ("__hookline_json_string", "json"),
-        Context::Url => ("__hookline_url", "raw"),
-        Context::Text | Context::Header => return source.to_owned(),
-    };
-    let mut out = String::with_capacity(source.len() + 64);
-    let mut rest = source;
-    while let Some(start) = rest.find(['{']) {
-        let (before, from) = rest.split_at(start);
-        out.push_str(before);
-        if let Some(after_raw) =
-            from.strip_prefix("{%").filter(|t| t.trim_start_matches('-').trim_start().starts_with("raw"))
-        {
-            // Copy a raw block untouched.
-            let end = after_raw
-                .find("endraw")
-                .and_then(|i| after_raw[i..].find("%}").map(|j| i + j + 2))
-                .unwrap_or(after_raw.len());
-            out.push_str("{%");
-            out.push_str(&after_raw[..end]);
-            rest = &after_raw[end..];
-            continue;
-        }
-        let Some(inner) = from.strip_prefix("{{") else {
-            out.push('{');
-            rest = &from[1..];
-            continue;
-        };
-        let end = closing(inner);
-        let expr = &inner[..end];
-        let (body, trim_right) = match expr.strip_suffix('-') {
-            Some(body) => (body, "-"),
-            None => (expr, ""),
-        };
-        let last_filter = body.rsplit('|').next().unwrap_or_default().trim();
-        out.push_str("{{");
-        out.push_str(body);
-        if !(body.contains('|') && last_filter == keep) {
-            out.push_str(" | ");
-            out.push_str(filter);
-            out.push(' ');
-        }
-        out.push_str(trim_right);
-        out.push_str("}}");
-        rest = inner.get(end + 2..).unwrap_or_default();
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The offset of the `}}` closing an output, skipping quoted strings.
-fn closing(inner: &str) -> usize {
-    let mut quote = None;
-    let bytes = inner.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        match quote {
-            Some(q) if b == q => quote = None,
-            Some(_) => {}
-            None if b == b'"' || b == b'\'' => quote = Some(b),
-            None if b == b'}' && bytes.get(i + 1) == Some(&b'}') => return i,
-            None => {}
-        }
-    }
-    inner.len()
-}
-
-fn to_json(input: &dyn ValueView) -> serde_json::Value {
-    serde_json::to_value(input.to_value()).unwrap_or(serde_json::Value::Null)
-}
-
-#[derive(Clone, ParseFilter, FilterReflection)]
-#[filter(name = "json", description = "Prints any value as a JSON literal.", parsed(JsonLiteralFilter))]
-pub struct JsonLiteral;
-
-#[derive(Debug, Default, Display_filter)]
-#[name = "json"]
-struct JsonLiteralFilter;
-
-impl Filter for JsonLiteralFilter {
-    fn evaluate(&self, input: &dyn ValueView, _runtime: &dyn Runtime) -> LiquidResult<Value> {
-        Ok(Value::scalar(to_json(input).to_string()))
-    }
-}
-
-#[derive(Clone, ParseFilter, FilterReflection)]
-#[filter(name = "raw", description = "Prints a value without URL encoding.", parsed(RawFilter))]
-pub struct Raw;
-
-#[derive(Debug, Default, Display_filter)]
-#[name = "raw"]
-struct RawFilter;
-
-impl Filter for RawFilter {
-    fn evaluate(&self, input: &dyn ValueView, _runtime: &dyn Runtime) -> LiquidResult<Value> {
-        Ok(input.to_value())
-    }
-}
-
-#[derive(Clone, ParseFilter, FilterReflection)]
-#[filter(name = "__hookline_json_string", description = "Escapes for a JSON string.", parsed(EscapeJsonFilter))]
-pub struct EscapeJson;
-
-#[derive(Debug, Default, Display_filter)]
-#[name = "__hookline_json_string"]
-struct EscapeJsonFilter;
-
-impl Filter for EscapeJsonFilter {
-    fn evaluate(&self, input: &dyn ValueView, _runtime: &dyn Runtime) -> LiquidResult<Value> {
-        let text = input.to_kstr();
-        let quoted = serde_json::to_string(text.as_str()).unwrap_or_default();
-        Ok(Value::scalar(quoted[1..quoted.len() - 1].to_owned()))
-    }
-}
-
-#[derive(Clone, ParseFilter, FilterReflection)]
-#[filter(name = "__hookline_url", description = "Percent-encodes for a URL.", parsed(EscapeUrlFilter))]
-pub struct EscapeUrl;
-
-#[derive(Debug, Default, Display_filter)]
-#[name = "__hookline_url"]
-struct EscapeUrlFilter;
-
-impl Filter for EscapeUrlFilter {
-    fn evaluate(&self, input: &dyn ValueView, _runtime: &dyn Runtime) -> LiquidResult<Value> {
-        let text = input.to_kstr();
-        let mut out = String::with_capacity(text.len());
-        for byte in text.as_bytes() {
-            if byte.is_ascii_alphanumeric() || b"-._~".contains(byte) {
-                out.push(*byte as char);
-            } else {
-                out.push_str(&format!("%{byte:02X}"));
-            }
-        }
-        Ok(Value::scalar(out))
-    }
 }
 
 #[cfg(test)]
@@ -457,7 +297,7 @@ mod tests {
         let small = Limits { max_template: 40, max_rendered: 20, ..Limits::default() };
         assert!(Template::parse(&"x".repeat(41), Context::Text, small).is_err());
         let big = Template::parse("{% for i in (1..50) %}xx{% endfor %}", Context::Text, small).expect("parses");
-        assert!(big.render(&vars(json!({}))).expect_err("too big").contains("limit"));
+        assert!(big.render(&vars(json!({}))).expect_err("too big").contains("more than 20 bytes"));
         assert!(Template::parse("{% for i in (1..100000) %}x{% endfor %}", Context::Text, Limits::default()).is_err());
         assert!(Template::parse("{% for i in (1..item.n) %}x{% endfor %}", Context::Text, Limits::default()).is_err());
         assert!(
@@ -471,7 +311,96 @@ mod tests {
         let out = render("{% raw %}{{ not }}{% endraw %} {{- item.a -}} !", Context::Json, json!({"item": {"a": "x"}}))
             .expect_err("not JSON but renders");
         assert!(out.contains("invalid JSON"));
-        let text = escape_outputs("{% raw %}{{ not }}{% endraw %}{{- item.a -}}{{ item.b | json }}", Context::Json);
+        let text =
+            source::escape_outputs("{% raw %}{{ not }}{% endraw %}{{- item.a -}}{{ item.b | json }}", Context::Json);
         assert_eq!(text, "{% raw %}{{ not }}{% endraw %}{{- item.a  | __hookline_json_string -}}{{ item.b | json }}");
+    }
+
+    fn budget_error(source: &str, limits: Limits, data: serde_json::Value) -> String {
+        let template = Template::parse(source, Context::Json, limits).expect("parses");
+        template.render(&vars(data)).expect_err("stopped")
+    }
+
+    #[test]
+    fn the_issue_examples_are_refused() {
+        let doubling = "{% assign s = 'xxxxxxxxxxxxxxxx' %}{% for i in (1..40) %}{% assign s = s | append: s %}{% endfor %}{\"n\":{{ s | size }}}";
+        let err = budget_error(doubling, Limits::default(), json!({}));
+        assert!(err.contains("more than 1048576 bytes"), "{err}");
+        for source in [
+            "{% tablerow i in (1..2000000000) %}{% endtablerow %}",
+            "{% for a in (1..1000) %}{% for b in (1..1000) %}{% for c in (1..1000) %}{% endfor %}{% endfor %}{% endfor %}",
+        ] {
+            let err = Template::parse(source, Context::Json, Limits::default()).expect_err(source);
+            assert!(err.line == Some(1) && err.column.is_some(), "{err}");
+        }
+    }
+
+    #[test]
+    fn loops_over_data_count_against_the_iteration_budget() {
+        let tags: Vec<u32> = (0..200).collect();
+        let nested = "{% for a in item.tags %}{% for b in item.tags %}{% endfor %}{% endfor %}{}";
+        let err = budget_error(nested, Limits::default(), json!({"item": {"tags": tags}}));
+        assert!(err.contains("more than 10000 loop iterations"), "{err}");
+        let split = "{% assign a = item.s | split: '' %}{% tablerow x in a %}{% tablerow y in a %}{% endtablerow %}{% endtablerow %}{}";
+        let err = budget_error(split, Limits::default(), json!({"item": {"s": "x".repeat(500)}}));
+        assert!(err.contains("iterations"), "{err}");
+        // Within the budget, loops run as liquid's own.
+        let ok = render("[{% for t in item.tags limit: 3 offset: 1 reversed %}{{ t | json }}{% unless forloop.last %},{% endunless %}{% endfor %}]", Context::Json, json!({"item": {"tags": [1, 2, 3, 4, 5]}})).expect("renders");
+        assert_eq!(ok, "[4,3,2]");
+        let range =
+            render("{% for i in (3..5) %}{{ forloop.index }}{{ i }}{% endfor %}", Context::Text, json!({})).expect("r");
+        assert_eq!(range, "132435");
+    }
+
+    #[test]
+    fn strings_that_would_grow_past_the_limit_are_refused_before_they_are_built() {
+        let data = json!({"item": {"s": "a".repeat(2000), "big": "b".repeat(2000)}});
+        for source in [
+            "{% assign s = item.s | replace: 'a', item.big %}{}",
+            "{% assign parts = item.s | split: '' %}{% assign s = parts | join: item.big %}{}",
+            "{% capture c %}{% for i in (1..1000) %}{{ item.s }}{% endfor %}{% endcapture %}{}",
+            "{% for i in (1..1000) %}{% ifchanged %}{{ item.s }}{{ item.big }}{{ i }}{% endifchanged %}{% endfor %}",
+        ] {
+            let err = budget_error(source, Limits::default(), data.clone());
+            assert!(err.contains("bytes"), "{source}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_clock_stops_a_rendering() {
+        let limits = Limits { timeout: std::time::Duration::ZERO, ..Limits::default() };
+        let err = budget_error("{% for i in (1..3) %}{% endfor %}{}", limits, json!({}));
+        assert!(err.contains("longer than 0 ms"), "{err}");
+    }
+
+    #[test]
+    fn cycle_prints_escaped_values() {
+        let name = "x\",\"admin\":true,\"y\":\"";
+        let out = render(r#"{"a":"{% cycle item.name %}"}"#, Context::Json, json!({"item": {"name": name}}))
+            .expect("renders");
+        let parsed: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+        assert_eq!(parsed, json!({"a": name}));
+        let url = render("https://h/{% cycle item.name, 'b' %}", Context::Url, json!({"item": {"name": "a/b?c"}}))
+            .expect("url");
+        assert_eq!(url, "https://h/a%2Fb%3Fc");
+    }
+
+    #[test]
+    fn quotes_inside_tags_keep_outputs_escaped() {
+        let name = "q\"uote";
+        let out =
+            render(r#"{"a":"{% assign q = '{{' %}{{ item.name }}"}"#, Context::Json, json!({"item": {"name": name}}))
+                .expect("renders");
+        let parsed: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+        assert_eq!(parsed["a"], name);
+    }
+
+    #[test]
+    fn a_rendering_without_a_budget_is_refused() {
+        let template = compile("{% for i in (1..2) %}x{% endfor %}").expect("parses");
+        let globals = liquid::Object::new();
+        let runtime = RuntimeBuilder::new().set_globals(&globals).build();
+        let mut out = Vec::new();
+        assert!(template.render_to(&mut out, &runtime).is_err());
     }
 }

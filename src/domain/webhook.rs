@@ -227,13 +227,14 @@ pub fn check_url_template(url: &str, field: &str) -> AppResult<()> {
     match rest {
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {}
         _ => {
-            return Err(AppError::validation(format!(
-                "{field}: must be an http:// or https:// URL with a host, not `{url}`"
-            )));
+            return Err(AppError::invalid(
+                field,
+                format!("{field}: must be an http:// or https:// URL with a host, not `{url}`"),
+            ));
         }
     }
     if url.chars().any(|c| c.is_control()) {
-        return Err(AppError::validation(format!("{field}: must not contain control characters")));
+        return Err(AppError::invalid(field, format!("{field}: must not contain control characters")));
     }
     Ok(())
 }
@@ -372,6 +373,7 @@ mod tests {
     fn error_of(mut s: WebhookSettings) -> String {
         match s.validate(false) {
             Err(AppError::Validation(m)) => m,
+            Err(AppError::Invalid(invalid)) => invalid.message,
             other => panic!("expected a validation error, got {other:?}"),
         }
     }

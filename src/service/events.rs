@@ -17,9 +17,14 @@ use crate::{
     AppState,
     delivery::seal_credentials,
     domain::{
-        filter::Subject, matching::entity_matches, payload::ApiData, render, template::Limits, webhook::WebhookEvent,
+        filter::Subject,
+        matching::entity_matches,
+        payload::ApiData,
+        render::{self, Rendered, WebhookTemplates},
+        template::Limits,
+        webhook::WebhookEvent,
     },
-    error::AppResult,
+    error::{AppError, AppResult},
     queue::{self, Staged},
     secret_box::SecretBox,
 };
@@ -102,6 +107,46 @@ pub async fn raise(
     queue::enqueue(conn, staged, queued).await
 }
 
+/// Runs `work` (a rendering) on the blocking pool, off the async runtime's threads; a panic
+/// in it is an error, not a lost worker.
+pub async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
+    tokio::task::spawn_blocking(move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)))
+        .await
+        .map_err(|e| AppError::internal(format!("a rendering task did not finish: {e}")))?
+        .map_err(|_| AppError::internal("a rendering panicked"))
+}
+
+/// Renders each webhook's request: on the blocking pool when a template has anything to
+/// evaluate, each within its budget, so that one slow or huge template fails only its own
+/// row.
+async fn render_all(
+    candidates: &Arc<Vec<CachedWebhook>>,
+    chosen: Vec<usize>,
+    variables: liquid::Object,
+    default_body: String,
+) -> AppResult<Vec<Result<Rendered, String>>> {
+    let fixed = chosen
+        .iter()
+        .all(|&i| candidates.get(i).is_none_or(|c| c.templates.as_ref().ok().is_none_or(WebhookTemplates::is_fixed)));
+    let render = move |list: &[CachedWebhook]| -> Vec<Result<Rendered, String>> {
+        chosen
+            .iter()
+            .map(|&i| {
+                let templates = list.get(i).map(|c| &c.templates);
+                let templates = templates.ok_or_else(|| "the webhook vanished".to_owned())?.as_ref();
+                let templates = templates.map_err(Clone::clone)?;
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| templates.render(&variables, &default_body)))
+                    .unwrap_or_else(|_| Err("rendering failed: an internal error (see the log)".into()))
+            })
+            .collect()
+    };
+    if fixed {
+        return Ok(render(candidates));
+    }
+    let list = candidates.clone();
+    off_runtime(move || render(&list)).await
+}
+
 /// The rows an event queues, rendered from the given webhooks and entity tree; not stored.
 /// `conn` is read for the parent item.
 pub async fn plan(
@@ -109,7 +154,7 @@ pub async fn plan(
     intake: &Intake,
     event: WebhookEvent,
     item: &items::Model,
-    candidates: &[CachedWebhook],
+    candidates: &Arc<Vec<CachedWebhook>>,
     entities: &EntityIndex,
 ) -> AppResult<Vec<queued_webhooks::Model>> {
     let secrets = &intake.secrets;
@@ -130,10 +175,14 @@ pub async fn plan(
     let default_body = data.default_body();
     let needs_variables = matching.iter().any(|c| c.templates.as_ref().is_ok_and(|t| t.uses_variables()));
     let variables = if needs_variables { render::variables(&data) } else { liquid::Object::new() };
+    let chosen = matching.iter().filter_map(|m| candidates.iter().position(|c| std::ptr::eq(c, *m))).collect();
+    let rendered = render_all(candidates, chosen, variables, default_body).await?;
     let now = Utc::now();
     let mut queued = Vec::with_capacity(matching.len());
-    for CachedWebhook { webhook, templates, .. } in matching {
-        let rendered = templates.as_ref().map_err(Clone::clone).and_then(|t| t.render(&variables, &default_body));
+    for (CachedWebhook { webhook, .. }, rendered) in matching.into_iter().zip(rendered) {
+        if let Err(reason) = &rendered {
+            tracing::debug!(webhook = webhook.id, %reason, "a webhook's request cannot be rendered; its row is FAILED");
+        }
         let (url, headers, body, last_error) = match rendered {
             Ok(mut r) => {
                 seal_credentials(&mut r.headers, secrets);

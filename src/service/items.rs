@@ -1,6 +1,6 @@
 //! Items: the latest snapshot of each item hookline is told about, and its history.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entity::{items, itemtypes, queued_webhooks};
 use sea_orm::{
     ActiveModelTrait,
@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use super::{
     cache::HotCache,
     events::{self, Intake},
+    forecast::{self, Forecast},
     history::{self, NewEntry, Subject},
     intake, itemtypes as catalog,
     paging::{Page, PageRequest},
@@ -283,6 +284,7 @@ pub async fn replace(
     batch: Option<u64>,
     item: items::Model,
     new: Replacement,
+    now: DateTime<Utc>,
 ) -> AppResult<(items::Model, bool)> {
     let mut entries = Vec::new();
     let mut active = item.clone().into_active_model();
@@ -327,15 +329,20 @@ pub async fn replace(
     if entries.is_empty() {
         return Ok((item, false));
     }
-    active.date_mod = Set(Utc::now());
+    active.date_mod = Set(now);
     let updated = active.update(conn).await?;
     history::add(conn, subject(&updated), entries).await?;
     Ok((updated, true))
 }
 
-/// Applies the patch; raises `update` only when the stored snapshot changed.
+/// Applies the patch; raises `update` only when the stored snapshot changed. The event's
+/// requests are rendered before the write for the item as the patch will leave it.
 pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch) -> AppResult<Changed<items::Model>> {
     let (intake, itemtype, id) = (Intake::of(state), itemtype.to_owned(), id.to_owned());
+    let now = forecast::write_time();
+    let before = get(&state.db, &itemtype, &id).await?;
+    let expected = before.as_ref().and_then(|item| forecast::patched(item, &patch, now));
+    let forecast = forecast::before_write(state, &intake, WebhookEvent::Update, expected).await;
     state
         .writer
         .write(move |txn, staged| {
@@ -347,9 +354,9 @@ pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch
                     Some(_) => return Err(AppError::validation("fields: must be a JSON object (a merge patch)")),
                 };
                 let replacement = Replacement { name: patch.name, entity_id: patch.entity_id, fields, parent: None };
-                let (item, changed) = replace(txn, &intake.cache, staged.batch(), item, replacement).await?;
+                let (item, changed) = replace(txn, &intake.cache, staged.batch(), item, replacement, now).await?;
                 let queued = if changed {
-                    events::raise(txn, staged, &intake, WebhookEvent::Update, &item).await?
+                    forecast::raise(txn, staged, &intake, WebhookEvent::Update, &item, forecast).await?
                 } else {
                     Vec::new()
                 };
@@ -360,10 +367,15 @@ pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch
 }
 
 /// Puts the item in the trash or takes it out, with its history entry.
-pub async fn mark_deleted(conn: &impl ConnectionTrait, item: items::Model, deleted: bool) -> AppResult<items::Model> {
+pub async fn mark_deleted(
+    conn: &impl ConnectionTrait,
+    item: items::Model,
+    deleted: bool,
+    now: DateTime<Utc>,
+) -> AppResult<items::Model> {
     let mut active = item.into_active_model();
     active.is_deleted = Set(deleted);
-    active.date_mod = Set(Utc::now());
+    active.date_mod = Set(now);
     let updated = active.update(conn).await?;
     let entry = if deleted {
         NewEntry::new("delete", "Item put in the trash")
@@ -382,6 +394,13 @@ pub async fn set_deleted(
     deleted: bool,
 ) -> AppResult<Changed<items::Model>> {
     let (intake, itemtype, id) = (Intake::of(state), itemtype.to_owned(), id.to_owned());
+    let event = if deleted { WebhookEvent::Delete } else { WebhookEvent::Restore };
+    let now = forecast::write_time();
+    let expected = get(&state.db, &itemtype, &id)
+        .await?
+        .filter(|item| item.is_deleted != deleted)
+        .map(|item| items::Model { is_deleted: deleted, date_mod: now, ..item });
+    let forecast = forecast::before_write(state, &intake, event, expected).await;
     state
         .writer
         .write(move |txn, staged| {
@@ -394,9 +413,8 @@ pub async fn set_deleted(
                         format!("{itemtype} `{id}` is not in the trash")
                     }));
                 }
-                let item = mark_deleted(txn, item, deleted).await?;
-                let event = if deleted { WebhookEvent::Delete } else { WebhookEvent::Restore };
-                let queued = events::raise(txn, staged, &intake, event, &item).await?;
+                let item = mark_deleted(txn, item, deleted, now).await?;
+                let queued = forecast::raise(txn, staged, &intake, event, &item, forecast).await?;
                 Ok(Changed { item, queued })
             })
         })
@@ -410,17 +428,15 @@ pub async fn remove(
     staged: &mut Staged,
     intake: &Intake,
     item: items::Model,
+    mut forecasts: Vec<Forecast>,
 ) -> AppResult<Changed<Vec<items::Model>>> {
-    let children = items::Entity::find()
-        .filter(items::Column::ParentItemtype.eq(&item.itemtype))
-        .filter(items::Column::ParentId.eq(&item.id))
-        .all(conn)
-        .await?;
+    let children = children_of(conn, &item).await?;
     let mut removed = vec![item];
     removed.extend(children);
     let mut queued = Vec::new();
     for gone in &removed {
-        queued.extend(events::raise(conn, staged, intake, WebhookEvent::Purge, gone).await?);
+        let forecast = forecasts.iter().position(|f| f.is_for(gone.seq)).map(|i| forecasts.swap_remove(i));
+        queued.extend(forecast::raise(conn, staged, intake, WebhookEvent::Purge, gone, forecast).await?);
     }
     for gone in removed.iter().rev() {
         history::purge(conn, subject(gone)).await?;
@@ -429,14 +445,32 @@ pub async fn remove(
     Ok(Changed { item: removed, queued })
 }
 
+async fn children_of(conn: &impl ConnectionTrait, item: &items::Model) -> AppResult<Vec<items::Model>> {
+    Ok(items::Entity::find()
+        .filter(items::Column::ParentItemtype.eq(&item.itemtype))
+        .filter(items::Column::ParentId.eq(&item.id))
+        .all(conn)
+        .await?)
+}
+
+/// Raises `purge` for the item and its children and removes them; the requests are rendered
+/// before the write for the snapshots as they are.
 pub async fn purge(state: &AppState, itemtype: &str, id: &str) -> AppResult<Changed<Vec<items::Model>>> {
     let (intake, itemtype, id) = (Intake::of(state), itemtype.to_owned(), id.to_owned());
+    let mut forecasts = Vec::new();
+    if let Some(item) = get(&state.db, &itemtype, &id).await? {
+        let mut snapshots = children_of(&state.db, &item).await?;
+        snapshots.insert(0, item);
+        for snapshot in snapshots {
+            forecasts.extend(forecast::before_write(state, &intake, WebhookEvent::Purge, Some(snapshot)).await);
+        }
+    }
     state
         .writer
         .write(move |txn, staged| {
             Box::pin(async move {
                 let item = require(txn, &itemtype, &id).await?;
-                remove(txn, staged, &intake, item).await
+                remove(txn, staged, &intake, item, forecasts).await
             })
         })
         .await

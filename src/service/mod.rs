@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod events;
 pub mod filters;
+pub mod forecast;
 pub mod history;
 pub mod intake;
 pub mod items;

@@ -6,11 +6,17 @@ use entity::items as item_rows;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::{Map, Value};
 
-use super::{events::api_data, filters, items, itemtypes, tree::EntityIndex, webhooks};
+use super::{
+    events::{api_data, off_runtime},
+    filters, items, itemtypes,
+    tree::EntityIndex,
+    webhooks,
+};
 use crate::{
     domain::{
         filter::Filter,
-        render::{self, Rendered, WebhookTemplates},
+        payload::ApiData,
+        render::{self, FieldError, Rendered, WebhookTemplates},
         template::Limits,
         webhook::{SignatureScheme, WebhookSettings},
     },
@@ -45,8 +51,8 @@ pub async fn preview(
     })?;
     let entities = EntityIndex::load(conn).await?;
     let data = api_data(conn, &entities, settings.event, &item).await?;
-    let templates = WebhookTemplates::parse(settings, limits).map_err(|e| AppError::validation(e.to_string()))?;
-    let rendered = templates.render(&render::variables(&data), &data.default_body()).map_err(AppError::validation)?;
+    let templates = WebhookTemplates::parse(settings, limits).map_err(FieldError::into_error)?;
+    let rendered = render_off_runtime(templates, &data).await?.map_err(|reason| refused(reason, ""))?;
     let headers = attempt_headers(settings, &rendered);
     let matches_filter = match filters::webhook_criteria(conn, &webhook.filter).await? {
         Some(criteria) => filters::item_matches(conn, &entities, &Filter::compile(&criteria)?, &item).await?,
@@ -83,14 +89,31 @@ fn attempt_headers(settings: &WebhookSettings, rendered: &Rendered) -> Map<Strin
 /// Checks a webhook's templates when it is saved: they must parse, and render (against the
 /// newest stored item of the itemtype, when there is one) to a valid request.
 pub async fn check_templates(conn: &impl ConnectionTrait, settings: &WebhookSettings, limits: Limits) -> AppResult<()> {
-    let templates = WebhookTemplates::parse(settings, limits).map_err(|e| AppError::validation(e.to_string()))?;
+    let templates = WebhookTemplates::parse(settings, limits).map_err(FieldError::into_error)?;
     let Some(sample) = newest_items(conn, &settings.itemtype, 1).await?.pop() else { return Ok(()) };
     let entities = EntityIndex::load(conn).await?;
     let data = api_data(conn, &entities, settings.event, &sample).await?;
-    templates.render(&render::variables(&data), &data.default_body()).map_err(|reason| {
-        AppError::validation(format!("{reason} (rendered for {} `{}`)", sample.itemtype, sample.id))
-    })?;
+    let sample = format!(" (rendered for {} `{}`)", sample.itemtype, sample.id);
+    render_off_runtime(templates, &data).await?.map_err(|reason| refused(reason, &sample))?;
     Ok(())
+}
+
+/// Renders on the blocking pool, within the templates' budget.
+async fn render_off_runtime(templates: WebhookTemplates, data: &ApiData) -> AppResult<Result<Rendered, String>> {
+    let (variables, default_body) = (render::variables(data), data.default_body());
+    off_runtime(move || templates.render(&variables, &default_body)).await
+}
+
+/// A rendering refused, as a validation error naming the setting (`payload`, `url`,
+/// `customHeaders.<Name>`) its reason starts with.
+fn refused(reason: String, suffix: &str) -> AppError {
+    let field = reason.split_once(": ").map(|(field, _)| field.to_owned()).unwrap_or_default();
+    let message = format!("{reason}{suffix}");
+    if field == "payload" || field == "url" || field.starts_with("customHeaders.") {
+        AppError::invalid(field, message)
+    } else {
+        AppError::validation(message)
+    }
 }
 
 /// The URL a challenge of the webhook goes to: its URL, rendered for `item_id` (or the newest

@@ -132,14 +132,18 @@ async fn run(
                 fields: Some(snapshot.fields.unwrap_or_default()),
                 parent: Some((snapshot.parent_itemtype, id_text(snapshot.parent_id, "parentId")?)),
             };
-            items::replace(txn, &intake.cache, batch, item, replacement).await?.0
+            items::replace(txn, &intake.cache, batch, item, replacement, super::forecast::write_time()).await?.0
         }
     };
     let queued = match event {
-        WebhookEvent::Purge => items::remove(txn, staged, intake, item).await?.queued,
+        WebhookEvent::Purge => items::remove(txn, staged, intake, item, Vec::new()).await?.queued,
         WebhookEvent::Delete | WebhookEvent::Restore => {
             let deleted = event == WebhookEvent::Delete;
-            let item = if item.is_deleted != deleted { items::mark_deleted(txn, item, deleted).await? } else { item };
+            let item = if item.is_deleted != deleted {
+                items::mark_deleted(txn, item, deleted, super::forecast::write_time()).await?
+            } else {
+                item
+            };
             events::raise(txn, staged, intake, event, &item).await?
         }
         WebhookEvent::New | WebhookEvent::Update => events::raise(txn, staged, intake, event, &item).await?,

@@ -1,0 +1,210 @@
+//! hookline's own filters (`json`, `raw` and the escaping filters the rewriter adds), the
+//! budgeted versions of the filters that can multiply a string's size (`replace`, `join`),
+//! and the wrapper that makes every other filter check the clock and charge its result.
+
+use std::fmt;
+
+use liquid_core::{
+    Display_filter, Expression, Filter, FilterParameters, FilterReflection, FromFilterParameters, ParseFilter, Result,
+    Runtime, Value, ValueView, parser::FilterArguments,
+};
+
+use super::budget;
+
+/// A string escaped for the inside of a JSON string (without the quotes).
+pub fn json_string(text: &str) -> String {
+    let quoted = serde_json::to_string(text).unwrap_or_default();
+    quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or_default().to_owned()
+}
+
+/// A string percent-encoded for a URL (unreserved characters kept).
+pub fn percent_encoded(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// A standard filter that checks the clock before it runs and charges its result.
+#[derive(Clone)]
+pub struct Checked<F>(pub F);
+
+impl<F: ParseFilter + Clone + 'static> ParseFilter for Checked<F> {
+    fn parse(&self, arguments: FilterArguments<'_>) -> Result<Box<dyn Filter>> {
+        Ok(Box::new(CheckedFilter(self.0.parse(arguments)?)))
+    }
+
+    fn reflection(&self) -> &dyn FilterReflection {
+        self.0.reflection()
+    }
+}
+
+#[derive(Debug)]
+struct CheckedFilter(Box<dyn Filter>);
+
+impl fmt::Display for CheckedFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Filter for CheckedFilter {
+    fn evaluate(&self, input: &dyn ValueView, runtime: &dyn Runtime) -> Result<Value> {
+        budget::tick(runtime)?;
+        let value = self.0.evaluate(input, runtime)?;
+        budget::charged(runtime, value)
+    }
+}
+
+fn to_json(input: &dyn ValueView) -> serde_json::Value {
+    serde_json::to_value(input.to_value()).unwrap_or(serde_json::Value::Null)
+}
+
+#[derive(Clone, ParseFilter, FilterReflection)]
+#[filter(name = "json", description = "Prints any value as a JSON literal.", parsed(JsonLiteralFilter))]
+pub struct JsonLiteral;
+
+#[derive(Debug, Default, Display_filter)]
+#[name = "json"]
+struct JsonLiteralFilter;
+
+impl Filter for JsonLiteralFilter {
+    fn evaluate(&self, input: &dyn ValueView, _runtime: &dyn Runtime) -> Result<Value> {
+        Ok(Value::scalar(to_json(input).to_string()))
+    }
+}
+
+#[derive(Clone, ParseFilter, FilterReflection)]
+#[filter(name = "raw", description = "Prints a value without URL encoding.", parsed(RawFilter))]
+pub struct Raw;
+
+#[derive(Debug, Default, Display_filter)]
+#[name = "raw"]
+struct RawFilter;
+
+impl Filter for RawFilter {
+    fn evaluate(&self, input: &dyn ValueView, _runtime: &dyn Runtime) -> Result<Value> {
+        Ok(input.to_value())
+    }
+}
+
+#[derive(Clone, ParseFilter, FilterReflection)]
+#[filter(name = "__hookline_json_string", description = "Escapes for a JSON string.", parsed(EscapeJsonFilter))]
+pub struct EscapeJson;
+
+#[derive(Debug, Default, Display_filter)]
+#[name = "__hookline_json_string"]
+struct EscapeJsonFilter;
+
+impl Filter for EscapeJsonFilter {
+    fn evaluate(&self, input: &dyn ValueView, _runtime: &dyn Runtime) -> Result<Value> {
+        Ok(Value::scalar(json_string(input.to_kstr().as_str())))
+    }
+}
+
+#[derive(Clone, ParseFilter, FilterReflection)]
+#[filter(name = "__hookline_url", description = "Percent-encodes for a URL.", parsed(EscapeUrlFilter))]
+pub struct EscapeUrl;
+
+#[derive(Debug, Default, Display_filter)]
+#[name = "__hookline_url"]
+struct EscapeUrlFilter;
+
+impl Filter for EscapeUrlFilter {
+    fn evaluate(&self, input: &dyn ValueView, _runtime: &dyn Runtime) -> Result<Value> {
+        Ok(Value::scalar(percent_encoded(input.to_kstr().as_str())))
+    }
+}
+
+#[derive(Debug, FilterParameters)]
+struct ReplaceArgs {
+    #[parameter(description = "The text to search.", arg_type = "str")]
+    search: Expression,
+    #[parameter(description = "The text to replace it with (nothing when not given).", arg_type = "str")]
+    replace: Option<Expression>,
+}
+
+#[derive(Clone, ParseFilter, FilterReflection)]
+#[filter(
+    name = "replace",
+    description = "Replaces every occurrence of `search` with `replace`, within the rendering's budget.",
+    parameters(ReplaceArgs),
+    parsed(ReplaceFilter)
+)]
+pub struct Replace;
+
+#[derive(Debug, FromFilterParameters, Display_filter)]
+#[name = "replace"]
+struct ReplaceFilter {
+    #[parameters]
+    args: ReplaceArgs,
+}
+
+impl Filter for ReplaceFilter {
+    fn evaluate(&self, input: &dyn ValueView, runtime: &dyn Runtime) -> Result<Value> {
+        budget::tick(runtime)?;
+        let args = self.args.evaluate(runtime)?;
+        let input = input.to_kstr();
+        let replace = args.replace.unwrap_or_else(|| "".into());
+        let (search, replace) = (args.search.as_str(), replace.as_str());
+        // The size is known before the string is built.
+        let hits = input.matches(search).count();
+        let size = hits
+            .checked_mul(replace.len())
+            .and_then(|added| added.checked_add(input.len()))
+            .map(|total| total.saturating_sub(hits.saturating_mul(search.len())));
+        budget::fits(runtime, size)?;
+        budget::charged(runtime, Value::scalar(input.replace(search, replace)))
+    }
+}
+
+#[derive(Debug, FilterParameters)]
+struct JoinArgs {
+    #[parameter(description = "The separator between elements.", arg_type = "str")]
+    separator: Option<Expression>,
+}
+
+#[derive(Clone, ParseFilter, FilterReflection)]
+#[filter(
+    name = "join",
+    description = "Joins the elements of an array with a separator, within the rendering's budget.",
+    parameters(JoinArgs),
+    parsed(JoinFilter)
+)]
+pub struct Join;
+
+#[derive(Debug, FromFilterParameters, Display_filter)]
+#[name = "join"]
+struct JoinFilter {
+    #[parameters]
+    args: JoinArgs,
+}
+
+impl Filter for JoinFilter {
+    fn evaluate(&self, input: &dyn ValueView, runtime: &dyn Runtime) -> Result<Value> {
+        budget::tick(runtime)?;
+        let args = self.args.evaluate(runtime)?;
+        let separator = args.separator.unwrap_or_else(|| " ".into());
+        let array = input.as_array().ok_or_else(|| liquid_core::Error::with_msg("Array of strings expected"))?;
+        let parts: Vec<_> = array.values().map(|v| v.to_kstr()).collect();
+        let size = parts
+            .len()
+            .saturating_sub(1)
+            .checked_mul(separator.len())
+            .and_then(|seps| parts.iter().try_fold(seps, |sum, p| sum.checked_add(p.len())));
+        budget::fits(runtime, size)?;
+        let mut joined = String::with_capacity(size.unwrap_or_default());
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                joined.push_str(separator.as_str());
+            }
+            joined.push_str(part.as_str());
+        }
+        budget::charged(runtime, Value::scalar(joined))
+    }
+}

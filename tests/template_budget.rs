@@ -1,0 +1,170 @@
+//! Templates that would stall or kill the process (issue 12): each is refused when saved, or
+//! fails only its own queued webhook, while the server keeps serving and the other webhooks
+//! of the same event are sent. And the escaping holes: `cycle`, quotes inside tags.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, each_backend, receiver::Receiver};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+const CREATE_WEBHOOK: &str = "mutation($input: WebhookInput!) { createWebhook(input: $input) { id } }";
+const CREATE_ITEM: &str = "mutation($input: ItemInput!) { createItem(input: $input) { id } }";
+
+const DOUBLING: &str = "{% assign s = 'xxxxxxxxxxxxxxxx' %}{% for i in (1..40) %}{% assign s = s | append: s %}{% endfor %}{\"n\":{{ s | size }}}";
+const TABLEROW: &str = "{% tablerow i in (1..2000000000) %}{% endtablerow %}";
+const NESTED: &str =
+    "{% for a in (1..1000) %}{% for b in (1..1000) %}{% for c in (1..1000) %}{% endfor %}{% endfor %}{% endfor %}";
+/// Loops over item data: nothing to check when saved, bounded while rendering.
+const DATA_LOOPS: &str =
+    "{% for a in item.tags %}{% for b in item.tags %}{% for c in item.tags %}{% endfor %}{% endfor %}{% endfor %}{}";
+const SPLIT_LOOPS: &str = "{% assign cs = item.name | split: '' %}{% for a in cs %}{% for b in cs %}{% for c in cs %}{% endfor %}{% endfor %}{% endfor %}{}";
+
+fn hook(receiver: &Receiver, name: &str, payload: Option<&str>) -> Value {
+    let mut input = json!({"name": name, "entityId": "0", "itemtype": "Ticket", "event": "NEW", "url": receiver.url(&format!("/{name}"))});
+    if let Some(payload) = payload {
+        input["useDefaultPayload"] = json!(false);
+        input["payload"] = json!(payload);
+    }
+    input
+}
+
+/// The first error of a request that must fail.
+async fn refusal(app: &TestApp, input: Value) -> Value {
+    let response = app.query(CREATE_WEBHOOK, json!({"input": input})).await;
+    let error = response["errors"][0].clone();
+    assert!(error.is_object(), "expected a refusal ({:?}): {response}", app.backend);
+    error
+}
+
+/// One Ticket created; the bad webhook's row fails with `reason`, the healthy one is sent.
+async fn only_the_bad_row_fails(app: &TestApp, receiver: &Receiver, reason: &str) {
+    let tags: Vec<u32> = (0..100).collect();
+    let name = "n".repeat(100);
+    app.data(
+        CREATE_ITEM,
+        json!({"input": {"itemtype": "Ticket", "entityId": "0", "name": name, "fields": {"tags": tags}}}),
+    )
+    .await;
+    let rows = app.wait_queue(2, &["SENT", "FAILED"]).await;
+    let failed: Vec<&Value> = rows.iter().filter(|r| r["status"] == "FAILED").collect();
+    assert_eq!(failed.len(), 1, "{rows:?}");
+    let last_error = failed[0]["lastError"].as_str().unwrap_or_default();
+    assert!(last_error.starts_with("payload: rendering stopped") && last_error.contains(reason), "{last_error}");
+    assert_eq!(failed[0]["sentTry"], 0, "never sent");
+    let sent = receiver.wait_for(1, WAIT).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].path, "/healthy");
+    // The server still serves.
+    assert_eq!(app.data("{ webhooks { totalCount } }", json!({})).await["webhooks"]["totalCount"], 2);
+}
+
+#[tokio::test]
+async fn a_doubling_string_fails_only_its_own_row() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        app.data(CREATE_WEBHOOK, json!({"input": hook(&receiver, "doubling", Some(DOUBLING))})).await;
+        app.data(CREATE_WEBHOOK, json!({"input": hook(&receiver, "healthy", None)})).await;
+        only_the_bad_row_fails(app, &receiver, "more than 1048576 bytes").await;
+        // Now that a Ticket is stored, saving it again is refused, naming the payload.
+        let error = refusal(app, hook(&receiver, "again", Some(DOUBLING))).await;
+        assert_eq!(error["extensions"]["code"], "VALIDATION", "{error}");
+        assert_eq!(error["extensions"]["field"], "payload", "{error}");
+        assert!(error["message"].as_str().unwrap_or_default().contains("more than 1048576 bytes"), "{error}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn loops_over_item_data_fail_only_their_own_row() {
+    for payload in [DATA_LOOPS, SPLIT_LOOPS] {
+        each_backend(async |app| {
+            let receiver = Receiver::start().await;
+            app.data(CREATE_WEBHOOK, json!({"input": hook(&receiver, "loops", Some(payload))})).await;
+            app.data(CREATE_WEBHOOK, json!({"input": hook(&receiver, "healthy", None)})).await;
+            only_the_bad_row_fails(app, &receiver, "more than 10000 loop iterations").await;
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn huge_literal_loops_are_refused_when_saved_with_their_place() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        for payload in [TABLEROW, NESTED] {
+            let error = refusal(app, hook(&receiver, "huge", Some(payload))).await;
+            let extensions = &error["extensions"];
+            assert_eq!(extensions["code"], "VALIDATION", "{error}");
+            assert_eq!(extensions["field"], "payload", "{error}");
+            assert_eq!(extensions["line"], 1, "{error}");
+            assert!(extensions["column"].as_u64().is_some_and(|c| c >= 1), "{error}");
+        }
+        app.data(CREATE_WEBHOOK, json!({"input": hook(&receiver, "healthy", None)})).await;
+        app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0"}})).await;
+        assert_eq!(receiver.wait_for(1, WAIT).await[0].path, "/healthy");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn template_errors_name_the_setting_line_and_column() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        let mut header = hook(&receiver, "h", None);
+        header["customHeaders"] = json!({"X-Team": "{{ item.name | nope }}"});
+        let mut url = hook(&receiver, "u", None);
+        url["url"] = json!("https://h.example/{% if %}");
+        let cases = [
+            (hook(&receiver, "p", Some("{\n  \"a\": \"{{ item.name | nosuchfilter }}\"\n}")), "payload", Some(2)),
+            (header, "customHeaders.X-Team", Some(1)),
+            (url, "url", Some(1)),
+        ];
+        for (input, field, line) in cases {
+            let error = refusal(app, input).await;
+            assert_eq!(error["extensions"]["code"], "VALIDATION", "{error}");
+            assert_eq!(error["extensions"]["field"], field, "{error}");
+            assert_eq!(error["extensions"]["line"].as_u64(), line, "{error}");
+            assert!(error["message"].as_str().unwrap_or_default().starts_with(field), "{error}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cycle_and_quotes_inside_tags_cannot_break_out_of_a_json_string() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        let payload = r#"{"a":"{% cycle item.name %}","b":"{% assign q = '{{' %}{{ item.name }}","c":"{% assign r = "}}" %}{{ item.name }}"}"#;
+        app.data(CREATE_WEBHOOK, json!({"input": hook(&receiver, "escaped", Some(payload))})).await;
+        let name = r#"x","admin":true,"y":"\"#;
+        app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0", "name": name}})).await;
+        let request = receiver.wait_for(1, WAIT).await.remove(0);
+        assert_eq!(request.json(), json!({"a": name, "b": name, "c": name}));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_update_event_fails_only_the_bad_row_too() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        for (name, payload) in [("loops", Some(DATA_LOOPS)), ("healthy", None)] {
+            let mut input = hook(&receiver, name, payload);
+            input["event"] = json!("UPDATE");
+            app.data(CREATE_WEBHOOK, json!({"input": input})).await;
+        }
+        let tags: Vec<u32> = (0..100).collect();
+        app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "id": "7", "entityId": "0"}})).await;
+        let update = "mutation($f: JSON) { updateItem(itemtype: \"Ticket\", id: \"7\", input: {fields: $f}) { id } }";
+        app.data(update, json!({"f": {"tags": tags}})).await;
+        let rows = app.wait_queue(2, &["SENT", "FAILED"]).await;
+        let failed: Vec<&Value> = rows.iter().filter(|r| r["status"] == "FAILED").collect();
+        assert_eq!(failed.len(), 1, "{rows:?}");
+        assert!(failed[0]["lastError"].as_str().unwrap_or_default().contains("loop iterations"), "{}", failed[0]);
+        assert_eq!(receiver.wait_for(1, WAIT).await[0].path, "/healthy");
+    })
+    .await;
+}
