@@ -163,12 +163,13 @@ impl SignerCache {
                 None => {
                     let scheme = SignatureScheme::parse(&row.signature_scheme)
                         .ok_or_else(|| AppError::internal(format!("webhook {}: unknown signature scheme", row.id)))?;
-                    let secret = secrets.open(Purpose::WebhookSecret, &row.secret_encrypted)?;
+                    let id = row.id.to_string();
+                    let secret = secrets.open(Purpose::WebhookSecret, &id, &row.secret_encrypted)?;
                     let oauth = match (row.use_oauth, &row.oauth_url, &row.client_secret_encrypted) {
                         (true, Some(token_url), Some(sealed)) => Some(Arc::new(OAuthClient {
                             token_url: token_url.clone(),
                             client_id: row.client_id.clone().unwrap_or_default(),
-                            client_secret: secrets.open(Purpose::OauthClientSecret, sealed)?,
+                            client_secret: secrets.open(Purpose::OauthClientSecret, &id, sealed)?,
                         })),
                         _ => None,
                     };

@@ -10,6 +10,7 @@ pub mod payload;
 pub mod render;
 pub mod retry;
 pub mod signing;
+pub mod target;
 pub mod template;
 pub mod tree;
 pub mod webhook;

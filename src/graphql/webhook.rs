@@ -147,9 +147,11 @@ impl Webhook {
         self.0.settings.payload.as_deref()
     }
 
-    /// `{"Header-Name": "template"}`. Values of credential headers (Authorization, Cookie,
-    /// names with token, secret, key, auth, password, …) read `(hidden)`; sending `(hidden)`
-    /// back in an update keeps the stored value.
+    /// `{"Header-Name": "template"}`. Credential headers (`Authorization`, `Cookie`, and names that contain `token`,
+    /// `secret`, `password`, `passwd`, `auth`, `session`, `credential`, `api-key`, `apikey`
+    /// or `api_key`, or end in `key`, such as `X-Functions-Key`) are stored encrypted and read
+    /// `(hidden)`; sending `(hidden)` back in an update keeps the
+    /// stored value, unless the update moves the url to another scheme, host or port.
     async fn custom_headers(&self) -> Json<Value> {
         Json(Value::Object(redact_headers(&self.0.settings.custom_headers)))
     }
@@ -231,7 +233,13 @@ pub struct WebhookInput {
     pub client_secret: Option<String>,
     pub use_default_payload: Option<bool>,
     pub payload: Option<String>,
-    /// `{"Name": "template"}` (or a string holding that JSON).
+    /// `{"Name": "template"}` (or a string holding that JSON). Credential headers
+    /// (`Authorization`, `Cookie`, and names that contain `token`, `secret`, `password`,
+    /// `passwd`, `auth`, `session`, `credential`, `api-key`, `apikey` or `api_key`, or end in
+    /// `key`, such as `X-Functions-Key`) are stored encrypted and read `(hidden)` afterwards.
+    /// Headers that frame or route the request (`Host`, `Content-Length`,
+    /// `Transfer-Encoding`, `Connection`, `TE`, `Upgrade`, `Trailer`, `Proxy-*`) and the
+    /// signature and delivery headers are refused.
     pub custom_headers: Option<Json<Value>>,
 }
 
@@ -262,6 +270,10 @@ pub struct WebhookPatch {
     pub client_secret: MaybeUndefined<String>,
     pub use_default_payload: Option<bool>,
     pub payload: MaybeUndefined<String>,
+    /// The whole set of custom headers (as in WebhookInput). `(hidden)` for a credential
+    /// header keeps its stored value; when the url moves to another scheme, host or port (or
+    /// one known only when rendered), every stored credential header must be given again or
+    /// left out, and likewise clientSecret when oauthUrl moves.
     pub custom_headers: MaybeUndefined<Json<Value>>,
 }
 
@@ -427,9 +439,14 @@ impl WebhookMutation {
         let s = session(ctx)?;
         let id = numeric_id(&webhook_id, "webhookId")?;
         let pipeline = &s.state.delivery;
-        let url =
-            preview::challenge_url(&s.state.db, pipeline.config.templates, id, item_id.as_ref().map(|id| id.as_str()))
-                .await?;
+        let url = preview::challenge_url(
+            &s.state.db,
+            &s.state.secrets,
+            pipeline.config.templates,
+            id,
+            item_id.as_ref().map(|id| id.as_str()),
+        )
+        .await?;
         let signer = pipeline
             .signers
             .for_webhooks(&s.state.db, &pipeline.secrets, &[id])

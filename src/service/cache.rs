@@ -24,11 +24,13 @@ use super::{
     filters::{WebhookFilter, webhook_criteria},
     itemtypes::{self, Itemtype},
     tree::EntityIndex,
+    webhook_secrets::opened_settings,
     webhooks::Webhook,
 };
 use crate::{
     domain::{filter::Filter, render::WebhookTemplates, template::Limits},
     error::{AppError, AppResult},
+    secret_box::SecretBox,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
@@ -112,11 +114,13 @@ impl HotCache {
         Ok(found)
     }
 
-    /// Every webhook (active or not) of the itemtype and event, with its templates parsed.
-    /// `batch`: the writer's batch the caller runs in, if any.
+    /// Every webhook (active or not) of the itemtype and event, with its templates parsed (its
+    /// credential headers opened with `secrets`). `batch`: the writer's batch the caller runs
+    /// in, if any.
     pub async fn webhooks(
         &self,
         conn: &impl ConnectionTrait,
+        secrets: &SecretBox,
         itemtype: &str,
         event: &'static str,
         limits: Limits,
@@ -165,7 +169,13 @@ impl HotCache {
         let mut list = Vec::with_capacity(rows.len());
         for row in rows {
             let webhook = Webhook::try_from(row)?;
-            let templates = WebhookTemplates::parse(&webhook.settings, limits).map_err(|e| e.to_string());
+            let templates = match opened_settings(&webhook, secrets) {
+                Ok(settings) => WebhookTemplates::parse(&settings, limits).map_err(|e| e.to_string()),
+                Err(err) => {
+                    tracing::error!(webhook = webhook.id, error = ?err, "a credential header of the webhook cannot be opened");
+                    Err("a stored credential header cannot be decrypted: was HOOKLINE_SECRET_KEY changed?".to_owned())
+                }
+            };
             let filter = match webhook_criteria(conn, &webhook.filter).await {
                 Ok(Some(criteria)) => Some(Filter::compile(&criteria).map_err(|e| format!("{e:?}"))),
                 Ok(None) => None,

@@ -6,7 +6,9 @@ use entity::items as item_rows;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::{Map, Value};
 
-use super::{events::api_data, filters, items, itemtypes, tree::EntityIndex, webhooks};
+use super::{
+    events::api_data, filters, items, itemtypes, tree::EntityIndex, webhook_secrets::opened_settings, webhooks,
+};
 use crate::{
     domain::{
         filter::Filter,
@@ -15,6 +17,7 @@ use crate::{
         webhook::{SignatureScheme, WebhookSettings},
     },
     error::{AppError, AppResult},
+    secret_box::SecretBox,
 };
 
 /// A preview of one webhook for one item.
@@ -31,12 +34,13 @@ pub struct Preview {
 /// Renders the webhook for the stored item, as it would be queued now.
 pub async fn preview(
     conn: &impl ConnectionTrait,
+    secrets: &SecretBox,
     limits: Limits,
     webhook_id: i64,
     item_id: &str,
 ) -> AppResult<Preview> {
     let webhook = webhooks::require(conn, webhook_id).await?;
-    let settings = &webhook.settings;
+    let settings = &opened_settings(&webhook, secrets)?;
     let item = items::get(conn, &settings.itemtype, item_id).await?.ok_or_else(|| {
         AppError::not_found(format!(
             "no {} with id `{item_id}`: webhook {webhook_id} fires for {} items only",
@@ -97,6 +101,7 @@ pub async fn check_templates(conn: &impl ConnectionTrait, settings: &WebhookSett
 /// stored item of its itemtype) when it is a template.
 pub async fn challenge_url(
     conn: &impl ConnectionTrait,
+    secrets: &SecretBox,
     limits: Limits,
     webhook_id: i64,
     item_id: Option<&str>,
@@ -115,7 +120,7 @@ pub async fn challenge_url(
             ))
         })?,
     };
-    Ok(preview(conn, limits, webhook_id, &item_id).await?.rendered.url)
+    Ok(preview(conn, secrets, limits, webhook_id, &item_id).await?.rendered.url)
 }
 
 async fn newest_items(conn: &impl ConnectionTrait, itemtype: &str, count: u64) -> AppResult<Vec<item_rows::Model>> {
