@@ -90,8 +90,10 @@ impl DeliveryClient {
     pub async fn attempt(&self, row: entity::queued_webhooks::Model, signer: &Signer) -> Outcome {
         let attempted_at = Utc::now();
         if signer.cra
-            && let Err(error) =
-                self.challenges.ensure(&self.http, row.webhook_id, signer.version, &row.url, &signer.secret).await
+            && let Err(error) = self
+                .challenges
+                .ensure(&self.http, row.webhook_id, signer.version, &row.url, signer.scheme, &signer.secret)
+                .await
         {
             let elapsed = (attempted_at - row.create_time).to_std().unwrap_or_default();
             let retries = (row.max_attempts - 1).max(0) as u32;

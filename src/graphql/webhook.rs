@@ -427,8 +427,10 @@ impl WebhookMutation {
     }
 
     /// Runs the challenge–response (CRA) against the webhook's URL now, whether or not
-    /// `useCraChallenge` is on: `GET <url>?crc_token=<token>` must answer 200 with the hex
-    /// HMAC-SHA256 of the token keyed with the webhook secret. A templated URL is rendered for
+    /// `useCraChallenge` is on: `GET <url>?crc_token=<64 hex digits>` must answer 200 with the
+    /// hex HMAC-SHA256 of the token, keyed with the secret's bytes for GLPI and with
+    /// HMAC-SHA256(decoded whsec_ key, "hookline-cra-v1") for STANDARD_WEBHOOKS and BOTH (so
+    /// that an answer is never a signature). A templated URL is rendered for
     /// `itemId` (default: the newest stored item). A success is cached like those of sends.
     async fn validate_cra_challenge(
         &self,
@@ -453,7 +455,7 @@ impl WebhookMutation {
             .await?
             .remove(&id)
             .ok_or_else(|| AppError::not_found(format!("no webhook with id `{id}`")))?;
-        let result = challenge(&pipeline.http, &url, &signer.secret).await;
+        let result = challenge(&pipeline.http, &url, signer.scheme, &signer.secret).await;
         if result.valid {
             pipeline.challenges.remember(id, signer.version, &url);
         }
