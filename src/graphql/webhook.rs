@@ -185,6 +185,14 @@ impl Webhook {
         Ok(criteria.map(|list| list.into_iter().map(|c| Json(serde_json::to_value(c).unwrap_or_default())).collect()))
     }
 
+    /// Why the webhook's filter cannot be used (unreadable stored criteria, a saved search
+    /// that is gone, criteria that do not compile); null when it can, or there is none. A
+    /// webhook whose filter cannot be used fires for nothing until the filter is set again.
+    async fn filter_error(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        let s = session(ctx)?;
+        Ok(filters::filter_error(&s.state.db, &self.0.filter).await?)
+    }
+
     /// The saved search used as filter, if any.
     async fn saved_search_id(&self) -> Option<ID> {
         match self.0.filter {

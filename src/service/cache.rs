@@ -21,7 +21,7 @@ use sea_orm::{
 };
 
 use super::{
-    filters::{WebhookFilter, webhook_criteria},
+    filters::{WebhookFilter, compiled_filter},
     itemtypes::{self, Itemtype},
     tree::EntityIndex,
     webhook_secrets::opened_settings,
@@ -176,11 +176,10 @@ impl HotCache {
                     Err("a stored credential header cannot be decrypted: was HOOKLINE_SECRET_KEY changed?".to_owned())
                 }
             };
-            let filter = match webhook_criteria(conn, &webhook.filter).await {
-                Ok(Some(criteria)) => Some(Filter::compile(&criteria).map_err(|e| format!("{e:?}"))),
-                Ok(None) => None,
-                Err(err) => Some(Err(format!("{err:?}"))),
-            };
+            let filter = compiled_filter(conn, &webhook.filter).await?;
+            if let Some(Err(reason)) = &filter {
+                tracing::warn!(webhook = webhook.id, %reason, "the webhook's filter cannot be used; it fires for nothing");
+            }
             list.push(CachedWebhook { webhook, templates, filter });
         }
         let list = Arc::new(list);

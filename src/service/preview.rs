@@ -11,7 +11,6 @@ use super::{
 };
 use crate::{
     domain::{
-        filter::Filter,
         render::{self, Rendered, WebhookTemplates},
         template::Limits,
         webhook::{SignatureScheme, WebhookSettings},
@@ -52,8 +51,10 @@ pub async fn preview(
     let templates = WebhookTemplates::parse(settings, limits).map_err(|e| AppError::validation(e.to_string()))?;
     let rendered = templates.render(&render::variables(&data), &data.default_body()).map_err(AppError::validation)?;
     let headers = attempt_headers(settings, &rendered);
-    let matches_filter = match filters::webhook_criteria(conn, &webhook.filter).await? {
-        Some(criteria) => filters::item_matches(conn, &entities, &Filter::compile(&criteria)?, &item).await?,
+    // As at event time: a filter that cannot be used matches nothing.
+    let matches_filter = match filters::compiled_filter(conn, &webhook.filter).await? {
+        Some(Ok(filter)) => filters::item_matches(conn, &entities, &filter, &item).await?,
+        Some(Err(_)) => false,
         None => true,
     };
     Ok(Preview { api_data: data.to_value(), rendered, headers, matches_filter })
