@@ -111,7 +111,7 @@ impl DeliveryClient {
             Ok(request) => self.send_authorized(request, signer).await,
             Err(error) => AttemptResult::NoResponse { error },
         };
-        let decision = decide(&result, row.sent_try + 1, row.max_attempts, &self.config.retry);
+        let decision = decide(&result, row.sent_try.saturating_add(1), row.max_attempts, &self.config.retry);
         Outcome { row, attempted_at, result, decision, counted: true }
     }
 

@@ -297,7 +297,10 @@ impl Queue {
                 }
                 let mut rows = store::release(conn, Abandoned::LeaseEnded).await?;
                 if shared {
-                    let since = Utc::now() - chrono::Duration::from_std(silent_for).unwrap_or(chrono::Duration::MAX);
+                    let since = chrono::Duration::from_std(silent_for)
+                        .ok()
+                        .and_then(|age| Utc::now().checked_sub_signed(age))
+                        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
                     rows.extend(store::release(conn, Abandoned::SilentSince(since)).await?);
                 }
                 Ok(rows)
