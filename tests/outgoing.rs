@@ -218,7 +218,10 @@ async fn a_new_target_needs_the_credential_headers_again() {
             let (code, field, message) = refusal(app, UPDATE_WEBHOOK, json!({"id": id, "input": patch})).await;
             assert_eq!((code.as_str(), field.as_str()), ("VALIDATION", "customHeaders.Authorization"), "{message}");
         }
-        // `(hidden)` for a credential that is not stored is refused too.
+        // `(hidden)` for a credential that is not stored is refused, on update and on create.
+        let input = webhook_input(&new.url("/x"), json!({"customHeaders": {"X-Functions-Key": "(hidden)"}}));
+        let (code, field, _) = refusal(app, CREATE_WEBHOOK, json!({"input": input})).await;
+        assert_eq!((code.as_str(), field.as_str()), ("VALIDATION", "customHeaders.X-Functions-Key"));
         let patch = json!({"customHeaders": {"Authorization": "(hidden)", "X-Api-Token": "(hidden)"}});
         let (code, field, _) = refusal(app, UPDATE_WEBHOOK, json!({"id": id, "input": patch})).await;
         assert_eq!((code.as_str(), field.as_str()), ("VALIDATION", "customHeaders.X-Api-Token"));

@@ -191,6 +191,8 @@ pub async fn create(
 ) -> AppResult<Webhook> {
     let client_secret = secret_changes.client_secret.flatten().filter(|s| !s.is_empty());
     let mut settings = base.with_changes(changes)?;
+    // A new webhook has no stored value for `(hidden)` to stand for.
+    keep_hidden_headers(&mut settings.custom_headers, &serde_json::Map::new())?;
     settings.validate(client_secret.is_some())?;
     check_targets(&settings, targets)?;
     let txn = crate::db::begin_write(db).await?;
