@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestApp, each_backend, receiver::Receiver};
+use hookline::secret_box::Purpose;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
@@ -108,6 +109,27 @@ async fn credential_headers_are_sealed_in_the_webhooks_table_and_sent_in_clear()
         assert_eq!(rows[0]["headers"], hidden, "the queued row shows them hidden too");
         let queued = raw_text(app, "SELECT CAST(headers AS TEXT) FROM queued_webhooks").await;
         assert!(!queued.contains("fk-123") && !queued.contains("sub-456"), "{queued}");
+
+        // Each sealed value opens for its own row only: the webhook id, the delivery id.
+        let secrets = &app.state.secrets;
+        let sealed_in = |text: &str, name: &str| -> String {
+            let map: Value = serde_json::from_str(text).expect("JSON");
+            map[name].as_str().expect("a string").to_owned()
+        };
+        let in_webhook = sealed_in(&stored, "X-Functions-Key");
+        assert_eq!(
+            secrets.open_header(Purpose::WebhookHeader, &id, "X-Functions-Key", &in_webhook).ok(),
+            Some("fk-123".into())
+        );
+        assert!(secrets.open_header(Purpose::WebhookHeader, "999", "X-Functions-Key", &in_webhook).is_err());
+        assert!(secrets.open_header(Purpose::WebhookHeader, &id, "Authorization", &in_webhook).is_err());
+        let delivery = rows[0]["deliveryId"].as_str().expect("delivery id");
+        let in_queue = sealed_in(&queued, "X-Functions-Key");
+        assert_eq!(
+            secrets.open_header(Purpose::QueuedHeader, delivery, "X-Functions-Key", &in_queue).ok(),
+            Some("fk-123".into())
+        );
+        assert!(secrets.open_header(Purpose::QueuedHeader, "msg_other", "X-Functions-Key", &in_queue).is_err());
     })
     .await;
 }

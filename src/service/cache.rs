@@ -45,13 +45,23 @@ type WebhookKey = (String, &'static str);
 /// the write batch in which the versions were last checked.
 type CachedList = ((Version, Version), Arc<Vec<CachedWebhook>>, Option<u64>);
 
-/// A webhook and its parsed templates (or why they do not parse).
-#[derive(Debug)]
+/// A webhook and its parsed templates (or why they do not parse). Its Debug output leaves the
+/// templates out: their credential headers are opened.
 pub struct CachedWebhook {
     pub webhook: Webhook,
     pub templates: Result<WebhookTemplates, String>,
     /// The compiled filter, if the webhook has one.
     pub filter: Option<Result<Filter, String>>,
+}
+
+impl std::fmt::Debug for CachedWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedWebhook")
+            .field("webhook", &self.webhook)
+            .field("templates", &self.templates.as_ref().map(|_| "<parsed>"))
+            .field("filter", &self.filter)
+            .finish()
+    }
 }
 
 /// The version the entity tree was loaded at, the tree, and the batch it was last checked in.
