@@ -36,7 +36,7 @@ impl RetryPolicy {
         let base = self.schedule.get(index).or(self.schedule.last()).copied().unwrap_or(Duration::from_secs(60));
         let jittered = if self.jitter > 0.0 {
             let factor = rand::rng().random_range((1.0 - self.jitter)..=(1.0 + self.jitter));
-            base.mul_f64(factor.max(0.0))
+            Duration::try_from_secs_f64(base.as_secs_f64() * factor.max(0.0)).unwrap_or(base)
         } else {
             base
         };
