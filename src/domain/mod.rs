@@ -2,6 +2,7 @@
 //! them through the services in `crate::service`, and unit tests reach them directly.
 
 pub mod filter;
+pub mod headers;
 pub mod item;
 pub mod itemtype;
 pub mod matching;
