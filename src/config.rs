@@ -24,8 +24,8 @@ use crate::{
 };
 
 /// The raw keys as they appear in the TOML file (and, upper-cased with the `HOOKLINE_` prefix,
-/// in the environment).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// in the environment). Its Debug output hides the secret key and the database password.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 struct RawConfig {
     /// `HOOKLINE_DATABASE_URL`: `sqlite://…` or `postgres://…`. Default: a SQLite file in the
@@ -122,6 +122,33 @@ struct RawConfig {
     template_timeout: String,
     /// `HOOKLINE_SQLITE_MAX_SIZE`: bytes the SQLite database may grow to (0: no limit).
     sqlite_max_size: u64,
+}
+
+impl std::fmt::Debug for RawConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = serde_json::to_value(self).unwrap_or_default();
+        if let Some(keys) = shown.as_object_mut() {
+            if self.secret_key.is_some() {
+                keys.insert("secret_key".into(), "<redacted>".into());
+            }
+            if let Some(url) = &self.database_url {
+                keys.insert("database_url".into(), redacted_url(url).into());
+            }
+        }
+        write!(f, "RawConfig {shown}")
+    }
+}
+
+/// A database URL with its password (or, when it does not parse, all of it) left out.
+fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => match parsed.set_password(Some("redacted")) {
+            Ok(()) => parsed.to_string(),
+            Err(()) => "<redacted>".into(),
+        },
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<redacted>".into(),
+    }
 }
 
 impl Default for RawConfig {
@@ -361,13 +388,22 @@ pub enum DatabaseKind {
     Postgres,
 }
 
-/// Where the key that encrypts stored secrets comes from.
-#[derive(Debug, Clone)]
+/// Where the key that encrypts stored secrets comes from. Its Debug output never shows the key.
+#[derive(Clone)]
 pub enum SecretKeySource {
     /// Given in configuration.
     Configured([u8; 32]),
     /// Read from (or created in) this file; only allowed with the embedded SQLite database.
     File(PathBuf),
+}
+
+impl std::fmt::Debug for SecretKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Configured(_) => f.write_str("Configured(<redacted>)"),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
 }
 
 /// The checked configuration the application runs with.
@@ -537,6 +573,23 @@ mod tests {
 
     fn raw() -> RawConfig {
         RawConfig::default()
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_key_or_the_database_password() {
+        let key = BASE64.encode([42u8; 32]);
+        let raw = RawConfig {
+            secret_key: Some(key.clone()),
+            database_url: Some("postgres://hookline:pg-pass-9@db.example.org/hookline".into()),
+            ..raw()
+        };
+        let shown = format!("{raw:?}");
+        assert!(!shown.contains(&key) && !shown.contains("pg-pass-9"), "{shown}");
+        assert!(shown.contains("db.example.org") && shown.contains("listen"), "{shown}");
+        let config = Config::from_raw(raw).expect("valid");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("pg-pass-9") && !shown.contains("42, 42"), "{shown}");
+        assert!(shown.contains("Configured(<redacted>)"), "{shown}");
     }
 
     #[test]

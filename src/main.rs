@@ -41,6 +41,18 @@ async fn main() -> std::process::ExitCode {
             print!("{}", graphql::sdl());
             return std::process::ExitCode::SUCCESS;
         }
+        Some(Command::Verify(args)) if args.scheme == hookline::verify::Scheme::Cra => {
+            return match args.cra() {
+                Ok(answer) => {
+                    println!("{answer}");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(rejection) => {
+                    println!("invalid: {rejection}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
         Some(Command::Verify(args)) => {
             let mut body = Vec::new();
             if let Err(err) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut body) {

@@ -5,7 +5,10 @@
 //! time, after checking the length: an empty or truncated signature never passes) and its
 //! timestamp is neither older than `max_age` nor more than [`FUTURE_SKEW`] seconds ahead.
 
-use crate::domain::signing::{hex, hmac, same, standard_key};
+use crate::domain::{
+    signing::{hex, hmac, same, standard_key},
+    webhook::SignatureScheme,
+};
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 
 /// How far ahead of the receiver's clock a timestamp may be.
@@ -32,6 +35,14 @@ pub enum Rejection {
     MissingId,
     #[error("the secret is not a Standard Webhooks secret (`whsec_` followed by base64)")]
     BadSecret,
+    #[error(
+        "a challenge token is 64 lowercase hexadecimal digits; refusing to answer another (it could be a body to sign)"
+    )]
+    BadToken,
+    #[error("--scheme cra needs --token (the `crc_token` query parameter)")]
+    MissingToken,
+    #[error("--scheme {0} needs --timestamp and --signature")]
+    MissingSignature(&'static str),
 }
 
 /// Which scheme `hookline verify` checks.
@@ -41,9 +52,33 @@ pub enum Scheme {
     Glpi,
     /// `webhook-id`, `webhook-timestamp` and `webhook-signature`.
     Standard,
+    /// A challenge–response: prints the answer to `--token`.
+    Cra,
 }
 
-/// `hookline verify`: checks one received request, its body read from stdin.
+/// The signature scheme of the webhook a challenge comes from (`--signature-scheme`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CraKey {
+    /// The secret's bytes, as GLPI.
+    Glpi,
+    /// `STANDARD_WEBHOOKS`: a key derived from the decoded `whsec_` secret.
+    StandardWebhooks,
+    /// `BOTH`: as `STANDARD_WEBHOOKS`.
+    Both,
+}
+
+impl From<CraKey> for SignatureScheme {
+    fn from(key: CraKey) -> Self {
+        match key {
+            CraKey::Glpi => Self::Glpi,
+            CraKey::StandardWebhooks => Self::StandardWebhooks,
+            CraKey::Both => Self::Both,
+        }
+    }
+}
+
+/// `hookline verify`: checks one received request, its body read from stdin, or answers a
+/// challenge (`--scheme cra`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
     #[arg(long, value_enum)]
@@ -56,24 +91,52 @@ pub struct VerifyArgs {
     pub id: Option<String>,
     /// The `X-GLPI-timestamp` or `webhook-timestamp` header.
     #[arg(long)]
-    pub timestamp: String,
+    pub timestamp: Option<String>,
     /// The `X-GLPI-signature` or `webhook-signature` header.
     #[arg(long, allow_hyphen_values = true)]
-    pub signature: String,
+    pub signature: Option<String>,
     /// The largest accepted age in seconds (the webhook's expiration delay); 0 accepts any age.
     #[arg(long, default_value_t = DEFAULT_MAX_AGE)]
     pub max_age: i64,
+    /// The `crc_token` of a challenge (`--scheme cra`).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// The webhook's signatureScheme, which decides the key of a challenge's answer
+    /// (`--scheme cra`). Default: `standard-webhooks` for a `whsec_` secret, else `glpi`.
+    #[arg(long, value_enum)]
+    pub signature_scheme: Option<CraKey>,
 }
 
 impl VerifyArgs {
+    /// Checks a received request (`glpi`, `standard`).
     pub fn check(&self, body: &[u8], now: i64) -> Result<(), Rejection> {
+        let signed = |name| match (&self.timestamp, &self.signature) {
+            (Some(ts), Some(sig)) => Ok((ts.as_str(), sig.as_str())),
+            _ => Err(Rejection::MissingSignature(name)),
+        };
         match self.scheme {
-            Scheme::Glpi => verify_glpi(&self.secret, body, &self.timestamp, &self.signature, now, self.max_age),
-            Scheme::Standard => {
-                let id = self.id.as_deref().ok_or(Rejection::MissingId)?;
-                verify_standard(&self.secret, id, body, &self.timestamp, &self.signature, now, self.max_age)
+            Scheme::Glpi => {
+                let (ts, sig) = signed("glpi")?;
+                verify_glpi(&self.secret, body, ts, sig, now, self.max_age)
             }
+            Scheme::Standard => {
+                let (ts, sig) = signed("standard")?;
+                let id = self.id.as_deref().ok_or(Rejection::MissingId)?;
+                verify_standard(&self.secret, id, body, ts, sig, now, self.max_age)
+            }
+            Scheme::Cra => self.cra().map(drop),
         }
+    }
+
+    /// The answer to the challenge `--token` (`--scheme cra`).
+    pub fn cra(&self) -> Result<String, Rejection> {
+        let token = self.token.as_deref().ok_or(Rejection::MissingToken)?;
+        let scheme = match self.signature_scheme {
+            Some(key) => key.into(),
+            None if standard_key(&self.secret).is_some() => SignatureScheme::StandardWebhooks,
+            None => SignatureScheme::Glpi,
+        };
+        cra_answer(scheme, &self.secret, token)
     }
 }
 
@@ -165,10 +228,31 @@ pub fn verify_standard(
     }
 }
 
+/// Whether a challenge token is one hookline sends: 64 lowercase hexadecimal digits. A
+/// receiver must not answer anything else: the answer is an HMAC keyed like a signature.
+pub fn is_cra_token(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// What keys the CRA answer of a `STANDARD_WEBHOOKS` or `BOTH` webhook: an HMAC of this label,
+/// so that the answer never equals a signature.
+pub const CRA_KEY_LABEL: &[u8] = b"hookline-cra-v1";
+
 /// The answer to a CRA challenge: the lowercase hex HMAC-SHA256 of the token, keyed with the
-/// webhook secret's bytes (as GLPI computes it).
-pub fn cra_answer(secret: &str, token: &str) -> String {
-    hex(&hmac(secret.as_bytes(), &[token.as_bytes()]))
+/// secret's bytes for `GLPI` (as GLPI computes it), and with
+/// `HMAC-SHA256(decoded whsec_ key, "hookline-cra-v1")` for `STANDARD_WEBHOOKS` and `BOTH`.
+/// A token that is not 64 lowercase hex digits is refused.
+pub fn cra_answer(scheme: SignatureScheme, secret: &str, token: &str) -> Result<String, Rejection> {
+    if !is_cra_token(token) {
+        return Err(Rejection::BadToken);
+    }
+    let key = match scheme {
+        SignatureScheme::Glpi => secret.as_bytes().to_vec(),
+        SignatureScheme::StandardWebhooks | SignatureScheme::Both => {
+            hmac(&standard_key(secret).ok_or(Rejection::BadSecret)?, &[CRA_KEY_LABEL]).to_vec()
+        }
+    };
+    Ok(hex(&hmac(&key, &[token.as_bytes()])))
 }
 
 #[cfg(test)]
@@ -240,11 +324,32 @@ mod tests {
         assert_eq!(verify_standard(WHSEC, "msg", b"{}", &NOW.to_string(), &header, NOW, 300), Ok(()));
     }
 
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
     #[test]
-    fn the_cra_answer_is_the_hex_hmac_of_the_token() {
-        assert_eq!(
-            cra_answer("key", "The quick brown fox jumps over the lazy dog"),
-            "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
-        );
+    fn the_glpi_cra_answer_is_the_hex_hmac_of_the_token() {
+        let expected = hex(&hmac(b"key", &[TOKEN.as_bytes()]));
+        assert_eq!(cra_answer(SignatureScheme::Glpi, "key", TOKEN), Ok(expected));
+    }
+
+    #[test]
+    fn only_64_hex_tokens_are_answered() {
+        for token in
+            ["", "The quick brown fox", &TOKEN.to_uppercase(), &TOKEN[1..], &format!("{TOKEN}0"), "{}1700000000"]
+        {
+            assert_eq!(cra_answer(SignatureScheme::Glpi, "key", token), Err(Rejection::BadToken), "{token}");
+        }
+    }
+
+    #[test]
+    fn a_standard_cra_answer_is_keyed_apart_from_signatures() {
+        let key = standard_key(WHSEC).expect("key");
+        let derived = hmac(&key, &[b"hookline-cra-v1"]);
+        let answer = cra_answer(SignatureScheme::StandardWebhooks, WHSEC, TOKEN).expect("answer");
+        assert_eq!(answer, hex(&hmac(&derived, &[TOKEN.as_bytes()])));
+        assert_eq!(cra_answer(SignatureScheme::Both, WHSEC, TOKEN).expect("answer"), answer);
+        assert_ne!(answer, hex(&hmac(&key, &[TOKEN.as_bytes()])));
+        assert_ne!(answer, cra_answer(SignatureScheme::Glpi, WHSEC, TOKEN).expect("answer"));
+        assert_eq!(cra_answer(SignatureScheme::Both, "not-whsec", TOKEN), Err(Rejection::BadSecret));
     }
 }

@@ -67,8 +67,9 @@ async fn omitted_fields_take_the_documented_defaults() {
         ] {
             assert_eq!(webhook[field], expected, "{field}");
         }
-        let (sealed, _) = stored_secrets(app, webhook["id"].as_str().unwrap_or_default()).await;
-        let secret = app.state.secrets.open(Purpose::WebhookSecret, &sealed).expect("opens");
+        let id = webhook["id"].as_str().unwrap_or_default();
+        let (sealed, _) = stored_secrets(app, id).await;
+        let secret = app.state.secrets.open(Purpose::WebhookSecret, id, &sealed).expect("opens");
         let secret = secret.expose_secret();
         assert_eq!(secret.len(), 40, "a GLPI secret is 40 alphanumerics");
         assert!(secret.chars().all(|c| c.is_ascii_alphanumeric()));
@@ -98,12 +99,13 @@ async fn every_field_round_trips() {
         // Credential headers are write-only, like secrets.
         assert_eq!(webhook["customHeaders"], json!({"Authorization": "(hidden)", "X-Team": "ops"}));
         assert_eq!(webhook["hasClientSecret"], true);
-        let (sealed, sealed_client) = stored_secrets(app, webhook["id"].as_str().unwrap_or_default()).await;
-        let secret = app.state.secrets.open(Purpose::WebhookSecret, &sealed).expect("opens");
+        let id = webhook["id"].as_str().unwrap_or_default();
+        let (sealed, sealed_client) = stored_secrets(app, id).await;
+        let secret = app.state.secrets.open(Purpose::WebhookSecret, id, &sealed).expect("opens");
         assert!(secret.expose_secret().starts_with("whsec_"), "BOTH gets a Standard Webhooks secret");
         let sealed_client = sealed_client.expect("client secret stored");
         assert!(!sealed_client.contains("csecret"));
-        let client = app.state.secrets.open(Purpose::OauthClientSecret, &sealed_client).expect("opens");
+        let client = app.state.secrets.open(Purpose::OauthClientSecret, id, &sealed_client).expect("opens");
         assert_eq!(client.expose_secret(), "csecret");
     })
     .await;
@@ -201,7 +203,8 @@ async fn secrets_are_write_only_and_regenerated_once_shown() {
         assert_eq!(fresh.len(), 40);
         assert_ne!(fresh, given);
         let (sealed, _) = stored_secrets(app, id.as_str().unwrap_or_default()).await;
-        assert_eq!(app.state.secrets.open(Purpose::WebhookSecret, &sealed).expect("opens").expose_secret(), fresh);
+        let row = id.as_str().unwrap_or_default();
+        assert_eq!(app.state.secrets.open(Purpose::WebhookSecret, row, &sealed).expect("opens").expose_secret(), fresh);
 
         // Switching to Standard Webhooks needs a secret that fits it.
         app.assert_error(&update_mutation(), json!({"id": id, "input": {"signatureScheme": "STANDARD_WEBHOOKS"}}), "VALIDATION", "secret:").await;

@@ -90,8 +90,10 @@ impl DeliveryClient {
     pub async fn attempt(&self, row: entity::queued_webhooks::Model, signer: &Signer) -> Outcome {
         let attempted_at = Utc::now();
         if signer.cra
-            && let Err(error) =
-                self.challenges.ensure(&self.http, row.webhook_id, signer.version, &row.url, &signer.secret).await
+            && let Err(error) = self
+                .challenges
+                .ensure(&self.http, row.webhook_id, signer.version, &row.url, signer.scheme, &signer.secret)
+                .await
         {
             let elapsed = (attempted_at - row.create_time).to_std().unwrap_or_default();
             let retries = (row.max_attempts - 1).max(0) as u32;
@@ -109,7 +111,7 @@ impl DeliveryClient {
             Ok(request) => self.send_authorized(request, signer).await,
             Err(error) => AttemptResult::NoResponse { error },
         };
-        let decision = decide(&result, row.sent_try + 1, row.max_attempts, &self.config.retry);
+        let decision = decide(&result, row.sent_try.saturating_add(1), row.max_attempts, &self.config.retry);
         Outcome { row, attempted_at, result, decision, counted: true }
     }
 
@@ -163,12 +165,13 @@ impl SignerCache {
                 None => {
                     let scheme = SignatureScheme::parse(&row.signature_scheme)
                         .ok_or_else(|| AppError::internal(format!("webhook {}: unknown signature scheme", row.id)))?;
-                    let secret = secrets.open(Purpose::WebhookSecret, &row.secret_encrypted)?;
+                    let id = row.id.to_string();
+                    let secret = secrets.open(Purpose::WebhookSecret, &id, &row.secret_encrypted)?;
                     let oauth = match (row.use_oauth, &row.oauth_url, &row.client_secret_encrypted) {
                         (true, Some(token_url), Some(sealed)) => Some(Arc::new(OAuthClient {
                             token_url: token_url.clone(),
                             client_id: row.client_id.clone().unwrap_or_default(),
-                            client_secret: secrets.open(Purpose::OauthClientSecret, sealed)?,
+                            client_secret: secrets.open(Purpose::OauthClientSecret, &id, sealed)?,
                         })),
                         _ => None,
                     };

@@ -16,7 +16,10 @@ use serde::Deserialize;
 
 use super::HttpSender;
 use crate::{
-    domain::signing::{hex, same},
+    domain::{
+        signing::{hex, same},
+        webhook::SignatureScheme,
+    },
     verify::cra_answer,
 };
 
@@ -52,9 +55,10 @@ fn random_token() -> String {
     hex(&bytes)
 }
 
-/// Sends one challenge: `GET <url>?crc_token=<random token>` must answer 200 with the hex
-/// HMAC-SHA256 of the token, keyed with the webhook secret (surrounding whitespace ignored).
-pub async fn challenge(http: &HttpSender, url: &str, secret: &SecretString) -> CraResult {
+/// Sends one challenge: `GET <url>?crc_token=<random token of 64 hex digits>` must answer 200
+/// with the hex HMAC-SHA256 of the token, keyed as [`cra_answer`] says for the webhook's
+/// signature scheme (surrounding whitespace ignored).
+pub async fn challenge(http: &HttpSender, url: &str, scheme: SignatureScheme, secret: &SecretString) -> CraResult {
     let failed = |message: String, status_code| CraResult { valid: false, message, status_code };
     let mut target = match url::Url::parse(url.trim()) {
         Ok(target) => target,
@@ -67,7 +71,10 @@ pub async fn challenge(http: &HttpSender, url: &str, secret: &SecretString) -> C
     match http.get(target).await {
         Err(error) => failed(format!("challenge–response failed: {error}"), None),
         Ok((200, body)) => {
-            let expected = cra_answer(secret.expose_secret(), &token);
+            let expected = match cra_answer(scheme, secret.expose_secret(), &token) {
+                Ok(expected) => expected,
+                Err(err) => return failed(format!("challenge–response failed: {err}"), None),
+            };
             if same(body.trim().as_bytes(), expected.as_bytes()) {
                 CraResult { valid: true, message: "challenge–response validated".into(), status_code: Some(200) }
             } else {
@@ -170,6 +177,7 @@ impl ChallengeCache {
         webhook_id: i64,
         version: DateTime<Utc>,
         url: &str,
+        scheme: SignatureScheme,
         secret: &SecretString,
     ) -> Result<(), String> {
         if self.is_valid(webhook_id, version, url) {
@@ -178,7 +186,7 @@ impl ChallengeCache {
         let key = (webhook_id, version, url.to_owned());
         let cached = || self.is_valid(webhook_id, version, url).then_some(Ok(()));
         let run = async {
-            let outcome = challenge(http, url, secret).await;
+            let outcome = challenge(http, url, scheme, secret).await;
             if outcome.valid {
                 self.remember(webhook_id, version, url);
                 Ok(())

@@ -12,30 +12,28 @@ use crate::{
     secret_box::{Purpose, SecretBox},
 };
 
-/// How a sealed header value starts in a queued webhook's stored headers.
-const SEALED: &str = "hookline-sealed:";
-
 /// Encrypts the values of credential headers (see [`is_sensitive_header`]) before a queued
-/// webhook is stored.
-pub fn seal_credentials(headers: &mut serde_json::Map<String, Value>, secrets: &SecretBox) {
+/// webhook is stored, bound to its delivery id.
+pub fn seal_credentials(headers: &mut serde_json::Map<String, Value>, secrets: &SecretBox, delivery_id: &str) {
     for (name, value) in headers.iter_mut() {
         if is_sensitive_header(name)
             && let Some(text) = value.as_str()
         {
-            *value = Value::String(format!("{SEALED}{}", secrets.seal(Purpose::QueuedHeader, text)));
+            *value = Value::String(secrets.seal_header(Purpose::QueuedHeader, delivery_id, name, text));
         }
     }
 }
 
 /// A stored header value, decrypted when it was sealed.
-fn open_header(value: &str, secrets: &SecretBox) -> Result<String, String> {
-    match value.strip_prefix(SEALED) {
-        Some(sealed) => secrets
-            .open(Purpose::QueuedHeader, sealed)
-            .map(|v| v.expose_secret().to_owned())
-            .map_err(|_| "a stored header cannot be decrypted: was HOOKLINE_SECRET_KEY changed?".to_owned()),
-        None => Ok(value.to_owned()),
-    }
+fn open_header(
+    row: &entity::queued_webhooks::Model,
+    name: &str,
+    value: &str,
+    secrets: &SecretBox,
+) -> Result<String, String> {
+    secrets.open_header(Purpose::QueuedHeader, &row.delivery_id, name, value).map_err(|_| {
+        format!("the stored value of header `{name}` cannot be decrypted: was HOOKLINE_SECRET_KEY changed?")
+    })
 }
 
 /// How a webhook signs and authenticates its attempts, as of its `version` (`updated_at`).
@@ -104,7 +102,8 @@ pub fn prepare(
     if let Value::Object(map) = &row.headers {
         for (name, value) in map {
             if let Some(value) = value.as_str() {
-                let value = if is_sensitive_header(name) { open_header(value, secrets)? } else { value.to_owned() };
+                let value =
+                    if is_sensitive_header(name) { open_header(row, name, value, secrets)? } else { value.to_owned() };
                 custom.push((name.clone(), value));
             }
         }

@@ -2,6 +2,7 @@
 //! them through the services in `crate::service`, and unit tests reach them directly.
 
 pub mod filter;
+pub mod headers;
 pub mod item;
 pub mod itemtype;
 pub mod matching;
@@ -10,6 +11,7 @@ pub mod payload;
 pub mod render;
 pub mod retry;
 pub mod signing;
+pub mod target;
 pub mod template;
 pub mod tree;
 pub mod webhook;

@@ -32,11 +32,11 @@ impl RetryPolicy {
     /// retry). A `Retry-After` from the receiver wins when it asks for longer, up to
     /// `max_retry_after`.
     pub fn next_delay(&self, attempts_made: u32, retry_after: Option<Duration>) -> Duration {
-        let index = (attempts_made.max(1) - 1) as usize;
+        let index = attempts_made.saturating_sub(1) as usize;
         let base = self.schedule.get(index).or(self.schedule.last()).copied().unwrap_or(Duration::from_secs(60));
         let jittered = if self.jitter > 0.0 {
             let factor = rand::rng().random_range((1.0 - self.jitter)..=(1.0 + self.jitter));
-            base.mul_f64(factor.max(0.0))
+            Duration::try_from_secs_f64(base.as_secs_f64() * factor.max(0.0)).unwrap_or(base)
         } else {
             base
         };
@@ -54,9 +54,10 @@ impl RetryPolicy {
     pub fn next_scheduled(&self, elapsed: Duration, retries: u32) -> Option<Duration> {
         let mut at = Duration::ZERO;
         for index in 0..retries as usize {
-            at += self.schedule.get(index).or(self.schedule.last()).copied().unwrap_or(Duration::from_secs(60));
+            let delay = self.schedule.get(index).or(self.schedule.last()).copied().unwrap_or(Duration::from_secs(60));
+            at = at.saturating_add(delay);
             if at > elapsed {
-                return Some(at - elapsed);
+                return Some(at.saturating_sub(elapsed));
             }
         }
         None

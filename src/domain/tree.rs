@@ -7,6 +7,11 @@ use crate::error::{AppError, AppResult};
 
 pub const SEPARATOR: &str = " > ";
 
+/// The deepest level a node may have (the top is level 1).
+pub const MAX_LEVEL: i32 = 32;
+/// The longest `completename`, in characters.
+pub const MAX_COMPLETENAME: usize = 4096;
+
 /// One node as the tree rules see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
@@ -61,6 +66,29 @@ pub fn label(nodes: &HashMap<i64, Node>, id: i64) -> (String, i32) {
     (names.join(SEPARATOR), chain.len() as i32)
 }
 
+/// Refuses a node (of what `noun` names) whose `completename` and `level` would pass
+/// [`MAX_COMPLETENAME`] or [`MAX_LEVEL`]; the error names the input that caused it.
+pub fn check_label(noun: &str, completename: &str, level: i32) -> AppResult<()> {
+    if level > MAX_LEVEL {
+        return Err(AppError::invalid(
+            "parentId",
+            format!("parentId: the {noun} would be {level} levels deep, at most {MAX_LEVEL} are allowed"),
+        ));
+    }
+    let length = completename.chars().count();
+    if length > MAX_COMPLETENAME {
+        return Err(AppError::invalid(
+            "name",
+            format!(
+                "name: the {noun}'s completename (`{}…`) would be {length} characters, at most {MAX_COMPLETENAME} are \
+                 allowed; use shorter names",
+                completename.chars().take(40).collect::<String>()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The ids of `id` and every node below it.
 pub fn subtree(nodes: &HashMap<i64, Node>, id: i64) -> Vec<i64> {
     let mut ids: Vec<i64> = nodes.keys().copied().filter(|&n| is_in_subtree(nodes, id, n)).collect();
@@ -90,6 +118,14 @@ mod tests {
         assert_eq!(subtree(&tree(), 1), vec![1, 2]);
         assert!(is_in_subtree(&tree(), 0, 2));
         assert!(!is_in_subtree(&tree(), 3, 2));
+    }
+
+    #[test]
+    fn deep_and_long_labels_are_refused() {
+        assert!(check_label("entity", "a", MAX_LEVEL).is_ok());
+        assert!(check_label("entity", "a", MAX_LEVEL + 1).is_err());
+        assert!(check_label("entity", &"x".repeat(MAX_COMPLETENAME), 2).is_ok());
+        assert!(check_label("entity", &"é".repeat(MAX_COMPLETENAME + 1), 2).is_err());
     }
 
     #[test]

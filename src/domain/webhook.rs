@@ -4,6 +4,10 @@ use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use rand::{Rng, RngCore, distr::Alphanumeric};
 use serde_json::{Map, Value};
 
+pub use super::headers::{
+    HIDDEN, check_custom_headers, is_framing_header, is_sensitive_header, keep_hidden_headers, parse_custom_headers,
+    redact_headers,
+};
 use crate::error::{AppError, AppResult};
 
 /// The event that fires a webhook.
@@ -246,83 +250,6 @@ fn check_plain_url(url: &str, field: &str) -> AppResult<()> {
     }
 }
 
-/// What the API shows instead of the value of a sensitive header.
-pub const HIDDEN: &str = "(hidden)";
-
-/// Headers whose values are credentials: never shown by the API or written to history, and
-/// stored encrypted in queued webhooks.
-pub fn is_sensitive_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    matches!(name.as_str(), "authorization" | "proxy-authorization" | "cookie")
-        || ["token", "secret", "password", "passwd", "api-key", "apikey", "api_key", "auth", "session", "credential"]
-            .iter()
-            .any(|word| name.contains(word))
-}
-
-/// The headers with the values of sensitive ones replaced by [`HIDDEN`].
-pub fn redact_headers(headers: &Map<String, Value>) -> Map<String, Value> {
-    headers
-        .iter()
-        .map(|(name, value)| {
-            let value = if is_sensitive_header(name) { Value::String(HIDDEN.into()) } else { value.clone() };
-            (name.clone(), value)
-        })
-        .collect()
-}
-
-/// After an update that sent back [`HIDDEN`] for a sensitive header (as read from the API),
-/// keeps that header's stored value.
-pub fn keep_hidden_headers(headers: &mut Map<String, Value>, stored: &Map<String, Value>) {
-    for (name, value) in headers.iter_mut() {
-        if value.as_str() == Some(HIDDEN)
-            && is_sensitive_header(name)
-            && let Some(old) = stored.get(name)
-        {
-            *value = old.clone();
-        }
-    }
-}
-
-/// Custom headers: a JSON object whose keys are HTTP header names and whose values are
-/// strings (templates) without CR or LF; the signature and delivery headers are hookline's.
-pub fn check_custom_headers(headers: &Map<String, Value>) -> AppResult<()> {
-    for (name, value) in headers {
-        let valid_name =
-            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        if !valid_name {
-            return Err(AppError::validation(format!("customHeaders: `{name}` is not a valid HTTP header name")));
-        }
-        if RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-            return Err(AppError::validation(format!(
-                "customHeaders: `{name}` is set by hookline on every attempt and cannot be overridden"
-            )));
-        }
-        let Value::String(text) = value else {
-            return Err(AppError::validation(format!("customHeaders: the value of `{name}` must be a string")));
-        };
-        if text.contains(['\r', '\n', '\0']) {
-            return Err(AppError::validation(format!(
-                "customHeaders: the value of `{name}` must not contain a line break"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Parses the `customHeaders` input: a JSON object, or a string holding one (as GLPI stores).
-pub fn parse_custom_headers(value: Value) -> AppResult<Map<String, Value>> {
-    let value = match value {
-        Value::String(text) => serde_json::from_str(&text)
-            .map_err(|e| AppError::validation(format!("customHeaders: the string is not JSON: {e}")))?,
-        other => other,
-    };
-    match value {
-        Value::Null => Ok(Map::new()),
-        Value::Object(map) => Ok(map),
-        _ => Err(AppError::validation("customHeaders: must be a JSON object of strings, like {\"X-Team\": \"ops\"}")),
-    }
-}
-
 /// A new secret for the scheme: 40 random alphanumerics for `GLPI` (as GLPI), otherwise
 /// `whsec_` and base64 of 32 random bytes.
 pub fn generate_secret(scheme: SignatureScheme) -> String {
@@ -362,8 +289,6 @@ pub fn check_secret(scheme: SignatureScheme, secret: &str) -> AppResult<()> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     fn settings() -> WebhookSettings {
@@ -413,33 +338,6 @@ mod tests {
         assert!(check_url_template("https://host/{{ item.entity.name }}/{{ event }}", "url").is_ok());
         assert!(check_url_template("HTTP://host", "url").is_ok());
         assert!(check_url_template("{{ base }}/x", "url").is_err());
-    }
-
-    #[test]
-    fn credentials_in_headers_are_hidden_and_kept_on_update() {
-        let headers = json!({"Authorization": "Bearer x", "X-Api-Key": "k", "X-Tenant": "7"});
-        let headers = headers.as_object().cloned().unwrap_or_default();
-        let shown = redact_headers(&headers);
-        assert_eq!(
-            Value::Object(shown.clone()),
-            json!({"Authorization": HIDDEN, "X-Api-Key": HIDDEN, "X-Tenant": "7"})
-        );
-        let mut sent_back = shown;
-        sent_back.insert("X-Tenant".into(), "8".into());
-        keep_hidden_headers(&mut sent_back, &headers);
-        assert_eq!(Value::Object(sent_back), json!({"Authorization": "Bearer x", "X-Api-Key": "k", "X-Tenant": "8"}));
-    }
-
-    #[test]
-    fn custom_headers_must_be_an_object_of_strings() {
-        let check = |v: Value| parse_custom_headers(v).and_then(|m| check_custom_headers(&m));
-        assert!(check(json!({"Authorization": "Bearer {{ item.token }}"})).is_ok());
-        assert!(check(json!("{\"X-A\": \"b\"}")).is_ok());
-        assert!(check(json!({"X-A": 1})).is_err());
-        assert!(check(json!(["X-A"])).is_err());
-        assert!(check(json!({"Bad Name": "x"})).is_err());
-        assert!(check(json!({"x-glpi-signature": "x"})).is_err());
-        assert!(check(json!({"X-A": "a\r\nInjected: yes"})).is_err());
     }
 
     #[test]

@@ -33,7 +33,7 @@ impl PreviewQuery {
         let s = session(ctx)?;
         let webhook_id = numeric_id(&webhook_id, "webhookId")?;
         let limits = s.state.config().templates;
-        let preview = preview::preview(&s.state.db, limits, webhook_id, &item_id).await?;
+        let preview = preview::preview(&s.state.db, &s.state.secrets, limits, webhook_id, &item_id).await?;
         Ok(WebhookPreview {
             api_data: Json(preview.api_data),
             payload: preview.rendered.body,

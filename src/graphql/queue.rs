@@ -19,6 +19,9 @@ use crate::{
     service::trigger::{self, Trigger},
 };
 
+/// The largest age, in days, `cleanQueuedWebhooks` takes (100 years).
+const MAX_CLEANUP_DAYS: u32 = 36_500;
+
 /// Where a queued webhook stands.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum QueueStatus {
@@ -341,8 +344,8 @@ impl QueueMutation {
     }
 
     /// Runs the cleanup now: deletes SENT rows older than `sentDays` and FAILED or CANCELLED
-    /// rows older than `failedDays` (defaults from the configuration, 30); never a row still
-    /// to be sent. Returns how many were deleted.
+    /// rows older than `failedDays` (0 to 36500; defaults from the configuration, 30); never a
+    /// row still to be sent. Returns how many were deleted.
     async fn clean_queued_webhooks(
         &self,
         ctx: &Context<'_>,
@@ -351,10 +354,13 @@ impl QueueMutation {
     ) -> Result<i32> {
         let s = session(ctx)?;
         let config = s.state.config();
-        let days = |value: Option<i32>, default: u32, field: &str| match value {
+        let days = |value: Option<i32>, default: u32, field: &str| match value.map(u32::try_from) {
             None => Ok(default),
-            Some(d) if d >= 0 => Ok(d as u32),
-            Some(_) => Err(AppError::validation(format!("{field}: must be 0 or more days"))),
+            Some(Ok(days)) if days <= MAX_CLEANUP_DAYS => Ok(days),
+            Some(_) => Err(AppError::invalid(
+                field,
+                format!("{field}: a number of days from 0 to {MAX_CLEANUP_DAYS} (100 years)"),
+            )),
         };
         let sent = days(sent_days, config.cleanup_sent_days, "sentDays")?;
         let failed = days(failed_days, config.cleanup_failed_days, "failedDays")?;

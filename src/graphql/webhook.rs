@@ -148,9 +148,11 @@ impl Webhook {
         self.0.settings.payload.as_deref()
     }
 
-    /// `{"Header-Name": "template"}`. Values of credential headers (Authorization, Cookie,
-    /// names with token, secret, key, auth, password, …) read `(hidden)`; sending `(hidden)`
-    /// back in an update keeps the stored value.
+    /// `{"Header-Name": "template"}`. Credential headers (`Authorization`, `Cookie`, and names that contain `token`,
+    /// `secret`, `password`, `passwd`, `auth`, `session`, `credential`, `api-key`, `apikey`
+    /// or `api_key`, or end in `key`, such as `X-Functions-Key`) are stored encrypted and read
+    /// `(hidden)`; sending `(hidden)` back in an update keeps the
+    /// stored value, unless the update moves the url to another scheme, host or port.
     async fn custom_headers(&self) -> Json<Value> {
         Json(Value::Object(redact_headers(&self.0.settings.custom_headers)))
     }
@@ -183,6 +185,14 @@ impl Webhook {
         let s = session(ctx)?;
         let criteria = filters::webhook_criteria(&s.state.db, &self.0.filter).await?;
         Ok(criteria.map(|list| list.into_iter().map(|c| Json(serde_json::to_value(c).unwrap_or_default())).collect()))
+    }
+
+    /// Why the webhook's filter cannot be used (unreadable stored criteria, a saved search
+    /// that is gone, criteria that do not compile); null when it can, or there is none. A
+    /// webhook whose filter cannot be used fires for nothing until the filter is set again.
+    async fn filter_error(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        let s = session(ctx)?;
+        Ok(filters::filter_error(&s.state.db, &self.0.filter).await?)
     }
 
     /// The saved search used as filter, if any.
@@ -234,7 +244,13 @@ pub struct WebhookInput {
     pub client_secret: Option<String>,
     pub use_default_payload: Option<bool>,
     pub payload: Option<String>,
-    /// `{"Name": "template"}` (or a string holding that JSON).
+    /// `{"Name": "template"}` (or a string holding that JSON). Credential headers
+    /// (`Authorization`, `Cookie`, and names that contain `token`, `secret`, `password`,
+    /// `passwd`, `auth`, `session`, `credential`, `api-key`, `apikey` or `api_key`, or end in
+    /// `key`, such as `X-Functions-Key`) are stored encrypted and read `(hidden)` afterwards.
+    /// Headers that frame or route the request (`Host`, `Content-Length`,
+    /// `Transfer-Encoding`, `Connection`, `TE`, `Upgrade`, `Trailer`, `Proxy-*`) and the
+    /// signature and delivery headers are refused.
     pub custom_headers: Option<Json<Value>>,
 }
 
@@ -265,6 +281,10 @@ pub struct WebhookPatch {
     pub client_secret: MaybeUndefined<String>,
     pub use_default_payload: Option<bool>,
     pub payload: MaybeUndefined<String>,
+    /// The whole set of custom headers (as in WebhookInput). `(hidden)` for a credential
+    /// header keeps its stored value; when the url moves to another scheme, host or port (or
+    /// one known only when rendered), every stored credential header must be given again or
+    /// left out, and likewise clientSecret when oauthUrl moves.
     pub custom_headers: MaybeUndefined<Json<Value>>,
 }
 
@@ -419,8 +439,10 @@ impl WebhookMutation {
     }
 
     /// Runs the challenge–response (CRA) against the webhook's URL now, whether or not
-    /// `useCraChallenge` is on: `GET <url>?crc_token=<token>` must answer 200 with the hex
-    /// HMAC-SHA256 of the token keyed with the webhook secret. A templated URL is rendered for
+    /// `useCraChallenge` is on: `GET <url>?crc_token=<64 hex digits>` must answer 200 with the
+    /// hex HMAC-SHA256 of the token, keyed with the secret's bytes for GLPI and with
+    /// HMAC-SHA256(decoded whsec_ key, "hookline-cra-v1") for STANDARD_WEBHOOKS and BOTH (so
+    /// that an answer is never a signature). A templated URL is rendered for
     /// `itemId` (default: the newest stored item). A success is cached like those of sends.
     async fn validate_cra_challenge(
         &self,
@@ -431,16 +453,21 @@ impl WebhookMutation {
         let s = session(ctx)?;
         let id = numeric_id(&webhook_id, "webhookId")?;
         let pipeline = &s.state.delivery;
-        let url =
-            preview::challenge_url(&s.state.db, pipeline.config.templates, id, item_id.as_ref().map(|id| id.as_str()))
-                .await?;
+        let url = preview::challenge_url(
+            &s.state.db,
+            &s.state.secrets,
+            pipeline.config.templates,
+            id,
+            item_id.as_ref().map(|id| id.as_str()),
+        )
+        .await?;
         let signer = pipeline
             .signers
             .for_webhooks(&s.state.db, &pipeline.secrets, &[id])
             .await?
             .remove(&id)
             .ok_or_else(|| AppError::not_found(format!("no webhook with id `{id}`")))?;
-        let result = challenge(&pipeline.http, &url, &signer.secret).await;
+        let result = challenge(&pipeline.http, &url, signer.scheme, &signer.secret).await;
         if result.valid {
             pipeline.challenges.remember(id, signer.version, &url);
         }

@@ -297,7 +297,10 @@ impl Queue {
                 }
                 let mut rows = store::release(conn, Abandoned::LeaseEnded).await?;
                 if shared {
-                    let since = Utc::now() - chrono::Duration::from_std(silent_for).unwrap_or(chrono::Duration::MAX);
+                    let since = chrono::Duration::from_std(silent_for)
+                        .ok()
+                        .and_then(|age| Utc::now().checked_sub_signed(age))
+                        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
                     rows.extend(store::release(conn, Abandoned::SilentSince(since)).await?);
                 }
                 Ok(rows)
@@ -422,8 +425,13 @@ impl Queue {
     /// `failed_days`; never a row still to be sent. Returns how many.
     pub async fn clean(&self, sent_days: u32, failed_days: u32) -> AppResult<u64> {
         let now = Utc::now();
-        let sent_before = now - chrono::Duration::days(i64::from(sent_days));
-        let failed_before = now - chrono::Duration::days(i64::from(failed_days));
+        // Days beyond the calendar's range reach back before any row.
+        let before = |days: u32| {
+            chrono::TimeDelta::try_days(i64::from(days))
+                .and_then(|age| now.checked_sub_signed(age))
+                .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC)
+        };
+        let (sent_before, failed_before) = (before(sent_days), before(failed_days));
         self.writer.write(move |txn, _| Box::pin(store::clean(txn, sent_before, failed_before))).await
     }
 

@@ -47,7 +47,7 @@ impl Outcome {
         row.status =
             transition::next(Some(QueueStatus::Sending), Step::Outcome(&self.decision)).unwrap_or(QueueStatus::Failed);
         if self.counted {
-            row.sent_try += 1;
+            row.sent_try = row.sent_try.saturating_add(1);
             row.sent_time = Some(self.attempted_at);
         }
         row.last_status_code = self.status_code();
@@ -61,7 +61,11 @@ impl Outcome {
         match &self.decision {
             Decision::Sent => row.last_error = None,
             Decision::Retry { delay, error } => {
-                row.send_time = now + chrono::Duration::from_std(*delay).unwrap_or(chrono::Duration::MAX);
+                // A delay beyond the calendar (a configured schedule can ask for one) waits forever.
+                row.send_time = chrono::Duration::from_std(*delay)
+                    .ok()
+                    .and_then(|delay| now.checked_add_signed(delay))
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC);
                 row.last_error = Some(storable(error.clone()));
             }
             Decision::Failed { error, .. } => row.last_error = Some(storable(error.clone())),

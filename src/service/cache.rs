@@ -21,14 +21,16 @@ use sea_orm::{
 };
 
 use super::{
-    filters::{WebhookFilter, webhook_criteria},
+    filters::{WebhookFilter, compiled_filter},
     itemtypes::{self, Itemtype},
     tree::EntityIndex,
+    webhook_secrets::opened_settings,
     webhooks::Webhook,
 };
 use crate::{
     domain::{filter::Filter, render::WebhookTemplates, template::Limits},
     error::{AppError, AppResult},
+    secret_box::SecretBox,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
@@ -43,13 +45,23 @@ type WebhookKey = (String, &'static str);
 /// the write batch in which the versions were last checked.
 type CachedList = ((Version, Version), Arc<Vec<CachedWebhook>>, Option<u64>);
 
-/// A webhook and its parsed templates (or why they do not parse).
-#[derive(Debug)]
+/// A webhook and its parsed templates (or why they do not parse). Its Debug output leaves the
+/// templates out: their credential headers are opened.
 pub struct CachedWebhook {
     pub webhook: Webhook,
     pub templates: Result<WebhookTemplates, String>,
     /// The compiled filter, if the webhook has one.
     pub filter: Option<Result<Filter, String>>,
+}
+
+impl std::fmt::Debug for CachedWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedWebhook")
+            .field("webhook", &self.webhook)
+            .field("templates", &self.templates.as_ref().map(|_| "<parsed>"))
+            .field("filter", &self.filter)
+            .finish()
+    }
 }
 
 /// The version the entity tree was loaded at, the tree, and the batch it was last checked in.
@@ -112,11 +124,13 @@ impl HotCache {
         Ok(found)
     }
 
-    /// Every webhook (active or not) of the itemtype and event, with its templates parsed.
-    /// `batch`: the writer's batch the caller runs in, if any.
+    /// Every webhook (active or not) of the itemtype and event, with its templates parsed (its
+    /// credential headers opened with `secrets`). `batch`: the writer's batch the caller runs
+    /// in, if any.
     pub async fn webhooks(
         &self,
         conn: &impl ConnectionTrait,
+        secrets: &SecretBox,
         itemtype: &str,
         event: &'static str,
         limits: Limits,
@@ -165,12 +179,17 @@ impl HotCache {
         let mut list = Vec::with_capacity(rows.len());
         for row in rows {
             let webhook = Webhook::try_from(row)?;
-            let templates = WebhookTemplates::parse(&webhook.settings, limits).map_err(|e| e.to_string());
-            let filter = match webhook_criteria(conn, &webhook.filter).await {
-                Ok(Some(criteria)) => Some(Filter::compile(&criteria).map_err(|e| format!("{e:?}"))),
-                Ok(None) => None,
-                Err(err) => Some(Err(format!("{err:?}"))),
+            let templates = match opened_settings(&webhook, secrets) {
+                Ok(settings) => WebhookTemplates::parse(&settings, limits).map_err(|e| e.to_string()),
+                Err(err) => {
+                    tracing::error!(webhook = webhook.id, error = ?err, "a credential header of the webhook cannot be opened");
+                    Err("a stored credential header cannot be decrypted: was HOOKLINE_SECRET_KEY changed?".to_owned())
+                }
             };
+            let filter = compiled_filter(conn, &webhook.filter).await?;
+            if let Some(Err(reason)) = &filter {
+                tracing::warn!(webhook = webhook.id, %reason, "the webhook's filter cannot be used; it fires for nothing");
+            }
             list.push(CachedWebhook { webhook, templates, filter });
         }
         let list = Arc::new(list);

@@ -98,7 +98,10 @@ pub async fn raise(
     event: WebhookEvent,
     item: &items::Model,
 ) -> AppResult<Vec<queued_webhooks::Model>> {
-    let candidates = intake.cache.webhooks(conn, &item.itemtype, event.as_str(), intake.limits, staged.batch()).await?;
+    let candidates = intake
+        .cache
+        .webhooks(conn, &intake.secrets, &item.itemtype, event.as_str(), intake.limits, staged.batch())
+        .await?;
     if !candidates.iter().any(|c| c.webhook.settings.is_active) {
         return Ok(Vec::new());
     }
@@ -180,12 +183,13 @@ pub async fn plan(
     let now = Utc::now();
     let mut queued = Vec::with_capacity(matching.len());
     for (CachedWebhook { webhook, .. }, rendered) in matching.into_iter().zip(rendered) {
+        let delivery_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
         if let Err(reason) = &rendered {
             tracing::debug!(webhook = webhook.id, %reason, "a webhook's request cannot be rendered; its row is FAILED");
         }
         let (url, headers, body, last_error) = match rendered {
             Ok(mut r) => {
-                seal_credentials(&mut r.headers, secrets);
+                seal_credentials(&mut r.headers, secrets, &delivery_id);
                 (r.url, Value::Object(r.headers), Some(r.body), None)
             }
             Err(reason) => (webhook.settings.url.clone(), Value::Object(Default::default()), None, Some(reason)),
@@ -205,7 +209,7 @@ pub async fn plan(
             status: QueueStatus::Pending,
             sent_try: 0,
             max_attempts: webhook.settings.sent_try + 1,
-            delivery_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+            delivery_id,
             create_time: now,
             send_time: now,
             sent_time: None,

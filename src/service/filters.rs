@@ -27,21 +27,23 @@ pub enum WebhookFilter {
     None,
     Inline(Vec<CriterionSpec>),
     Saved(i64),
+    /// Stored criteria that cannot be read, and why: the webhook fires for nothing.
+    Unreadable(String),
 }
 
 impl WebhookFilter {
     pub fn from_columns(criteria: Option<&Value>, saved_search_id: Option<i64>) -> Self {
         match (saved_search_id, criteria) {
             (Some(id), _) => Self::Saved(id),
-            (None, Some(criteria)) => serde_json::from_value(criteria.clone()).map(Self::Inline).unwrap_or(Self::None),
-            (None, None) => Self::None,
+            (None, None | Some(Value::Null)) => Self::None,
+            (None, Some(criteria)) => stored_criteria(criteria).map_or_else(Self::Unreadable, Self::Inline),
         }
     }
 }
 
-/// Parses stored criteria.
-pub fn stored_criteria(value: &Value) -> Vec<CriterionSpec> {
-    serde_json::from_value(value.clone()).unwrap_or_default()
+/// Parses stored criteria, or says why they cannot be read.
+pub fn stored_criteria(value: &Value) -> Result<Vec<CriterionSpec>, String> {
+    serde_json::from_value(value.clone()).map_err(|err| format!("the stored criteria cannot be read: {err}"))
 }
 
 pub async fn list_saved(conn: &impl ConnectionTrait, itemtype: Option<&str>) -> AppResult<Vec<saved_searches::Model>> {
@@ -187,16 +189,46 @@ pub async fn set_webhook_filter(
     Ok(updated)
 }
 
-/// The criteria of a webhook's filter (a saved search resolved), if it has one.
+/// The criteria of a webhook's filter (a saved search resolved), if it has one; CONFLICT
+/// when they cannot be read (see [`compiled_filter`]).
 pub async fn webhook_criteria(
     conn: &impl ConnectionTrait,
     filter: &WebhookFilter,
 ) -> AppResult<Option<Vec<CriterionSpec>>> {
+    let unusable = |reason: String| AppError::conflict(format!("the webhook's filter cannot be used: {reason}"));
     Ok(match filter {
         WebhookFilter::None => None,
         WebhookFilter::Inline(criteria) => Some(criteria.clone()),
-        WebhookFilter::Saved(id) => Some(stored_criteria(&require_saved(conn, *id).await?.criteria)),
+        WebhookFilter::Saved(id) => Some(stored_criteria(&require_saved(conn, *id).await?.criteria).map_err(unusable)?),
+        WebhookFilter::Unreadable(reason) => return Err(unusable(reason.clone())),
     })
+}
+
+/// A webhook's filter compiled: `None` without a filter, `Some(Err(why))` when it cannot be
+/// used (unreadable, its saved search gone, criteria that do not compile), in which case the
+/// webhook fires for nothing.
+pub async fn compiled_filter(
+    conn: &impl ConnectionTrait,
+    filter: &WebhookFilter,
+) -> AppResult<Option<Result<Filter, String>>> {
+    let criteria = match filter {
+        WebhookFilter::None => return Ok(None),
+        WebhookFilter::Inline(criteria) => criteria.clone(),
+        WebhookFilter::Unreadable(reason) => return Ok(Some(Err(reason.clone()))),
+        WebhookFilter::Saved(id) => match saved_searches::Entity::find_by_id(*id).one(conn).await? {
+            None => return Ok(Some(Err(format!("its saved search {id} does not exist")))),
+            Some(saved) => match stored_criteria(&saved.criteria) {
+                Ok(criteria) => criteria,
+                Err(reason) => return Ok(Some(Err(format!("saved search {id}: {reason}")))),
+            },
+        },
+    };
+    Ok(Some(Filter::compile(&criteria).map_err(|err| format!("the stored criteria do not compile: {}", err.message()))))
+}
+
+/// Why the webhook's filter cannot be used (and the webhook fires for nothing), if it cannot.
+pub async fn filter_error(conn: &impl ConnectionTrait, filter: &WebhookFilter) -> AppResult<Option<String>> {
+    Ok(compiled_filter(conn, filter).await?.and_then(Result::err))
 }
 
 /// Whether the filter matches a stored item (its document and its parent's).

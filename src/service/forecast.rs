@@ -44,7 +44,7 @@ pub async fn forecast(
     let cache = &intake.cache;
     let webhooks = match cache.webhooks_hint(&item.itemtype, event.as_str()) {
         Some(list) => list,
-        None => cache.webhooks(conn, &item.itemtype, event.as_str(), intake.limits, None).await?,
+        None => cache.webhooks(conn, &intake.secrets, &item.itemtype, event.as_str(), intake.limits, None).await?,
     };
     let entities = match cache.entities_hint() {
         Some(entities) => entities,
@@ -77,7 +77,7 @@ pub async fn raise(
 ) -> AppResult<Vec<queued_webhooks::Model>> {
     if let Some(forecast) = forecast.filter(|f| f.item == *item) {
         let webhooks =
-            intake.cache.webhooks(conn, &item.itemtype, event.as_str(), intake.limits, staged.batch()).await?;
+            intake.cache.webhooks(conn, &intake.secrets, &item.itemtype, event.as_str(), intake.limits, staged.batch()).await?;
         let entities = intake.cache.entities_in(conn, staged.batch()).await?;
         if Arc::ptr_eq(&webhooks, &forecast.webhooks) && Arc::ptr_eq(&entities, &forecast.entities) {
             return queue::enqueue(conn, staged, forecast.queued).await;

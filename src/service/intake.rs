@@ -141,7 +141,12 @@ impl<'a> Preparation<'a> {
                 let new = WebhookEvent::New.as_str();
                 let list = match self.intake.cache.webhooks_hint(&row.itemtype, new) {
                     Some(list) => list,
-                    None => self.intake.cache.webhooks(db, &row.itemtype, new, self.intake.limits, None).await?,
+                    None => {
+                        self.intake
+                            .cache
+                            .webhooks(db, &self.intake.secrets, &row.itemtype, new, self.intake.limits, None)
+                            .await?
+                    }
                 };
                 self.webhooks.insert(row.itemtype.clone(), list.clone());
                 list
@@ -171,7 +176,10 @@ pub async fn insert_all(
     for p in prepared.iter_mut() {
         let plan = match p.plan.take() {
             Some(plan) => {
-                let webhooks = intake.cache.webhooks(txn, &p.row.itemtype, new, intake.limits, staged.batch()).await?;
+                let webhooks = intake
+                    .cache
+                    .webhooks(txn, &intake.secrets, &p.row.itemtype, new, intake.limits, staged.batch())
+                    .await?;
                 let entities = intake.cache.entities_in(txn, staged.batch()).await?;
                 (Arc::ptr_eq(&webhooks, &plan.webhooks) && Arc::ptr_eq(&entities, &plan.entities)).then_some(plan)
             }
@@ -192,7 +200,10 @@ pub async fn insert_all(
             Some(plan) => plan.queued,
             None => {
                 let item = &p.row;
-                let webhooks = intake.cache.webhooks(txn, &item.itemtype, new, intake.limits, staged.batch()).await?;
+                let webhooks = intake
+                    .cache
+                    .webhooks(txn, &intake.secrets, &item.itemtype, new, intake.limits, staged.batch())
+                    .await?;
                 let entities = intake.cache.entities_in(txn, staged.batch()).await?;
                 events::plan(txn, intake, WebhookEvent::New, item, &webhooks, &entities).await?
             }

@@ -16,6 +16,7 @@ use super::{
     forecast::{self, Forecast},
     history::{self, NewEntry, Subject},
     intake, itemtypes as catalog,
+    numbers::{self, NUMBER_LIMIT},
     paging::{Page, PageRequest},
     tree::EntityIndex,
 };
@@ -506,28 +507,28 @@ async fn next_free_id(conn: &impl ConnectionTrait, itemtype: &str) -> AppResult<
             .table(itemtypes::Entity)
             .value(itemtypes::Column::NextItemId, Expr::col(itemtypes::Column::NextItemId).add(1))
             .and_where(itemtypes::Column::Name.eq(itemtype))
+            .and_where(itemtypes::Column::NextItemId.lt(NUMBER_LIMIT))
             .returning_col(itemtypes::Column::NextItemId)
             .to_owned();
-        let row = conn.query_one(&stmt).await?.ok_or_else(|| AppError::internal("itemtype row vanished"))?;
+        // The itemtype exists (the caller found it), so no row means no number left.
+        let row = conn.query_one(&stmt).await?.ok_or_else(|| numbers::exhausted(itemtype))?;
         let next: i64 = row.try_get("", "next_item_id")?;
-        let candidate = (next - 1).to_string();
+        let candidate = next.saturating_sub(1).to_string();
         if get(conn, itemtype, &candidate).await?.is_none() {
             return Ok(candidate);
         }
     }
 }
 
-/// Keeps assigned numbers above a caller-given numeric id.
+/// Keeps assigned numbers above a caller-given numeric id below 2^53 (see
+/// [`numbers::NUMBER_LIMIT`]).
 pub(crate) async fn reserve_numeric_id(conn: &impl ConnectionTrait, itemtype: &str, id: &str) -> AppResult<()> {
-    let Ok(n) = id.parse::<i64>() else {
+    let Some(n) = numbers::counted(id) else {
         return Ok(());
     };
-    if n < 0 || n == i64::MAX {
-        return Ok(());
-    }
     let stmt = Query::update()
         .table(itemtypes::Entity)
-        .value(itemtypes::Column::NextItemId, n + 1)
+        .value(itemtypes::Column::NextItemId, n.saturating_add(1))
         .and_where(itemtypes::Column::Name.eq(itemtype))
         .and_where(itemtypes::Column::NextItemId.lte(n))
         .to_owned();

@@ -14,4 +14,5 @@ pub mod paging;
 pub mod preview;
 pub mod tree;
 pub mod trigger;
+pub mod webhook_secrets;
 pub mod webhooks;

@@ -10,17 +10,18 @@ use super::{
     events::{api_data, off_runtime},
     filters, items, itemtypes,
     tree::EntityIndex,
+    webhook_secrets::opened_settings,
     webhooks,
 };
 use crate::{
     domain::{
-        filter::Filter,
         payload::ApiData,
         render::{self, FieldError, Rendered, WebhookTemplates},
         template::Limits,
         webhook::{SignatureScheme, WebhookSettings},
     },
     error::{AppError, AppResult},
+    secret_box::SecretBox,
 };
 
 /// A preview of one webhook for one item.
@@ -37,12 +38,13 @@ pub struct Preview {
 /// Renders the webhook for the stored item, as it would be queued now.
 pub async fn preview(
     conn: &impl ConnectionTrait,
+    secrets: &SecretBox,
     limits: Limits,
     webhook_id: i64,
     item_id: &str,
 ) -> AppResult<Preview> {
     let webhook = webhooks::require(conn, webhook_id).await?;
-    let settings = &webhook.settings;
+    let settings = &opened_settings(&webhook, secrets)?;
     let item = items::get(conn, &settings.itemtype, item_id).await?.ok_or_else(|| {
         AppError::not_found(format!(
             "no {} with id `{item_id}`: webhook {webhook_id} fires for {} items only",
@@ -54,8 +56,10 @@ pub async fn preview(
     let templates = WebhookTemplates::parse(settings, limits).map_err(FieldError::into_error)?;
     let rendered = render_off_runtime(templates, &data).await?.map_err(|reason| refused(reason, ""))?;
     let headers = attempt_headers(settings, &rendered);
-    let matches_filter = match filters::webhook_criteria(conn, &webhook.filter).await? {
-        Some(criteria) => filters::item_matches(conn, &entities, &Filter::compile(&criteria)?, &item).await?,
+    // As at event time: a filter that cannot be used matches nothing.
+    let matches_filter = match filters::compiled_filter(conn, &webhook.filter).await? {
+        Some(Ok(filter)) => filters::item_matches(conn, &entities, &filter, &item).await?,
+        Some(Err(_)) => false,
         None => true,
     };
     Ok(Preview { api_data: data.to_value(), rendered, headers, matches_filter })
@@ -120,6 +124,7 @@ fn refused(reason: String, suffix: &str) -> AppError {
 /// stored item of its itemtype) when it is a template.
 pub async fn challenge_url(
     conn: &impl ConnectionTrait,
+    secrets: &SecretBox,
     limits: Limits,
     webhook_id: i64,
     item_id: Option<&str>,
@@ -138,7 +143,7 @@ pub async fn challenge_url(
             ))
         })?,
     };
-    Ok(preview(conn, limits, webhook_id, &item_id).await?.rendered.url)
+    Ok(preview(conn, secrets, limits, webhook_id, &item_id).await?.rendered.url)
 }
 
 async fn newest_items(conn: &impl ConnectionTrait, itemtype: &str, count: u64) -> AppResult<Vec<item_rows::Model>> {

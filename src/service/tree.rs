@@ -147,9 +147,11 @@ impl Tree {
         let mut nodes = nodes(&self.all(&txn).await?);
         let parent_id = self.checked_parent(&nodes, input.parent_id, None)?;
         let now = Utc::now();
-        let provisional = nodes.keys().max().copied().unwrap_or(0) + 1;
+        // Stored ids are never negative: -1 stands for the node being created.
+        let provisional = -1;
         nodes.insert(provisional, Node { id: provisional, name: name.clone(), parent_id });
         let (completename, level) = tree::label(&nodes, provisional);
+        tree::check_label(self.noun, &completename, level)?;
         let stmt = Query::insert()
             .into_table(self.table())
             .columns(COLUMNS[1..].iter().copied().map(Alias::new))
@@ -189,6 +191,13 @@ impl Tree {
             self.checked_parent(&nodes, input.parent_id, Some(id))?
         };
         nodes.insert(id, Node { id, name: name.clone(), parent_id });
+        // The node and everything below it get new labels: all must fit before any is written.
+        let mut labels = Vec::new();
+        for node_id in tree::subtree(&nodes, id) {
+            let (completename, level) = tree::label(&nodes, node_id);
+            tree::check_label(self.noun, &completename, level)?;
+            labels.push((node_id, completename, level));
+        }
         let now = Utc::now();
         let stmt = Query::update()
             .table(self.table())
@@ -199,8 +208,7 @@ impl Tree {
             .and_where(Expr::col(Alias::new("id")).eq(id))
             .to_owned();
         txn.execute(&stmt).await?;
-        for node_id in tree::subtree(&nodes, id) {
-            let (completename, level) = tree::label(&nodes, node_id);
+        for (node_id, completename, level) in labels {
             let stmt = Query::update()
                 .table(self.table())
                 .value(Alias::new("completename"), completename)

@@ -14,24 +14,41 @@ use super::{
     itemtypes,
     paging::{Page, PageRequest},
     tree::{CATEGORIES, ENTITIES},
+    webhook_secrets::{check_new_target, credential_headers, stored_headers},
 };
 use crate::{
     delivery::TargetPolicy,
     domain::template::Limits,
     domain::webhook::{
         HttpMethod, SignatureScheme, WebhookChanges, WebhookEvent, WebhookSettings, check_secret, generate_secret,
-        keep_hidden_headers,
+        keep_hidden_headers, redact_headers,
     },
     error::{AppError, AppResult},
     secret_box::{Purpose, SecretBox},
 };
 
 /// The secrets a create or update gives: `secret` (None: keep, or generate on create) and
-/// `client_secret` (None: keep; `Some(None)`: remove).
-#[derive(Debug, Clone, Default)]
+/// `client_secret` (None: keep; `Some(None)`: remove). Its Debug output says which are given,
+/// never their values.
+#[derive(Clone, Default)]
 pub struct SecretChanges {
     pub secret: Option<String>,
     pub client_secret: Option<Option<String>>,
+}
+
+impl std::fmt::Debug for SecretChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let given = |given: bool| if given { "<given>" } else { "<kept>" };
+        let client_secret = match &self.client_secret {
+            None => "<kept>",
+            Some(None) => "<removed>",
+            Some(Some(_)) => "<given>",
+        };
+        f.debug_struct("SecretChanges")
+            .field("secret", &format_args!("{}", given(self.secret.is_some())))
+            .field("client_secret", &format_args!("{client_secret}"))
+            .finish()
+    }
 }
 
 /// A stored webhook as the API shows it: settings, never secrets.
@@ -185,6 +202,8 @@ pub async fn create(
 ) -> AppResult<Webhook> {
     let client_secret = secret_changes.client_secret.flatten().filter(|s| !s.is_empty());
     let mut settings = base.with_changes(changes)?;
+    // A new webhook has no stored value for `(hidden)` to stand for.
+    keep_hidden_headers(&mut settings.custom_headers, &serde_json::Map::new())?;
     settings.validate(client_secret.is_some())?;
     check_targets(&settings, targets)?;
     let txn = crate::db::begin_write(db).await?;
@@ -199,12 +218,21 @@ pub async fn create(
     };
     let now = Utc::now();
     let mut model = settings_model(&settings, <webhooks::ActiveModel as Default>::default());
-    model.secret_encrypted = Set(secrets.seal(Purpose::WebhookSecret, &secret));
-    model.client_secret_encrypted = Set(client_secret.map(|s| secrets.seal(Purpose::OauthClientSecret, &s)));
+    // Sealed values are bound to the webhook id, known once the row is in: it goes in without
+    // them and gets them in the same transaction.
+    model.custom_headers = Set(Value::Object(redact_headers(&settings.custom_headers)));
+    model.secret_encrypted = Set(String::new());
+    model.client_secret_encrypted = Set(None);
     model.created_at = Set(now);
     model.updated_at = Set(now);
-    let stored = webhooks::Entity::insert(model).exec_with_returning(&txn).await?;
-    history::add(&txn, Subject::Webhook(stored.id), vec![NewEntry::new("create", "Webhook created")]).await?;
+    let inserted = webhooks::Entity::insert(model).exec_with_returning(&txn).await?;
+    let (id, row) = (inserted.id, inserted.id.to_string());
+    let mut sealed = inserted.into_active_model();
+    sealed.secret_encrypted = Set(secrets.seal(Purpose::WebhookSecret, &row, &secret));
+    sealed.client_secret_encrypted = Set(client_secret.map(|s| secrets.seal(Purpose::OauthClientSecret, &row, &s)));
+    sealed.custom_headers = Set(Value::Object(stored_headers(&settings.custom_headers, &[], id, secrets)));
+    let stored = sealed.update(&txn).await?;
+    history::add(&txn, Subject::Webhook(id), vec![NewEntry::new("create", "Webhook created")]).await?;
     txn.commit().await?;
     Webhook::try_from(stored)
 }
@@ -224,14 +252,22 @@ pub async fn update(
         .await?
         .ok_or_else(|| AppError::not_found(format!("no webhook with id {id}")))?;
     let current = Webhook::try_from(stored.clone())?;
+    let headers_given = changes.custom_headers.is_some();
     let mut settings = current.settings.clone().with_changes(changes)?;
-    keep_hidden_headers(&mut settings.custom_headers, &current.settings.custom_headers);
+    // The credential headers that keep their stored (sealed) value.
+    let kept = if headers_given {
+        keep_hidden_headers(&mut settings.custom_headers, &current.settings.custom_headers)?
+    } else {
+        credential_headers(&settings)
+    };
     let has_client_secret = match &secret_changes.client_secret {
         Some(new) => new.as_deref().is_some_and(|s| !s.is_empty()),
         None => current.has_client_secret,
     };
     settings.validate(has_client_secret)?;
     check_targets(&settings, targets)?;
+    let keeps_client_secret = current.has_client_secret && secret_changes.client_secret.is_none();
+    check_new_target(&current.settings, &settings, &kept, keeps_client_secret)?;
     check_references(&txn, &settings).await?;
     super::preview::check_templates(&txn, &settings, limits).await?;
 
@@ -241,15 +277,22 @@ pub async fn update(
         .into_iter()
         .map(|(field, old, new)| NewEntry::change("update", format!("{field} changed"), Some(old), Some(new)))
         .collect();
+    // A credential header given anew is a change even when its name was there before (the
+    // history shows neither value).
+    for name in credential_headers(&settings).into_iter().filter(|name| !kept.contains(name)) {
+        entries.push(NewEntry::new("update", format!("customHeaders.{name} set")));
+    }
+    let row = id.to_string();
     let mut model = settings_model(&settings, stored.clone().into_active_model());
+    model.custom_headers = Set(Value::Object(stored_headers(&settings.custom_headers, &kept, id, secrets)));
     match secret_changes.secret {
         Some(secret) => {
             check_secret(settings.signature_scheme, &secret)?;
-            model.secret_encrypted = Set(secrets.seal(Purpose::WebhookSecret, &secret));
+            model.secret_encrypted = Set(secrets.seal(Purpose::WebhookSecret, &row, &secret));
             entries.push(NewEntry::new("update", "secret changed"));
         }
         None if settings.signature_scheme != current.settings.signature_scheme => {
-            let stored_secret = secrets.open(Purpose::WebhookSecret, &stored.secret_encrypted)?;
+            let stored_secret = secrets.open(Purpose::WebhookSecret, &row, &stored.secret_encrypted)?;
             check_secret(settings.signature_scheme, stored_secret.expose_secret()).map_err(|_| {
                 AppError::validation(format!(
                     "secret: the stored secret does not fit signatureScheme {}; give a new `secret` \
@@ -268,7 +311,7 @@ pub async fn update(
     }
     if let Some(client_secret) = secret_changes.client_secret {
         let client_secret = client_secret.filter(|s| !s.is_empty());
-        model.client_secret_encrypted = Set(client_secret.map(|s| secrets.seal(Purpose::OauthClientSecret, &s)));
+        model.client_secret_encrypted = Set(client_secret.map(|s| secrets.seal(Purpose::OauthClientSecret, &row, &s)));
         entries.push(NewEntry::new("update", "clientSecret changed"));
     }
     if entries.is_empty() {
@@ -299,7 +342,10 @@ pub async fn regenerate_secret(db: &DatabaseConnection, secrets: &SecretBox, id:
     let webhook = require(&txn, id).await?;
     let secret = generate_secret(webhook.settings.signature_scheme);
     webhooks::Entity::update_many()
-        .col_expr(webhooks::Column::SecretEncrypted, secrets.seal(Purpose::WebhookSecret, &secret).into())
+        .col_expr(
+            webhooks::Column::SecretEncrypted,
+            secrets.seal(Purpose::WebhookSecret, &id.to_string(), &secret).into(),
+        )
         .col_expr(webhooks::Column::UpdatedAt, Utc::now().into())
         .filter(webhooks::Column::Id.eq(id))
         .exec(&txn)
