@@ -274,7 +274,7 @@ impl Queue {
         if outcomes.is_empty() {
             return Ok(0);
         }
-        self.writer.write(move |txn, staged| Box::pin(outcome::record(txn, staged, outcomes))).await
+        self.writer.write_queue(move |txn, staged| Box::pin(outcome::record(txn, staged, outcomes))).await
     }
 
     /// Gives claimed rows that were never attempted back to the queue.
@@ -313,7 +313,7 @@ impl Queue {
             + 'static,
     {
         self.writer
-            .write(move |txn, staged| {
+            .write_queue(move |txn, staged| {
                 Box::pin(async move {
                     let rows = release(txn).await?;
                     let count = rows.len();
@@ -349,7 +349,7 @@ impl Queue {
         let (process, token, lease) = self.claim();
         let row = self
             .writer
-            .write(move |txn, staged| {
+            .write_queue(move |txn, staged| {
                 Box::pin(async move {
                     let before = queued_webhooks::Entity::find_by_id(id)
                         .one(txn)
@@ -424,7 +424,7 @@ impl Queue {
         let now = Utc::now();
         let sent_before = now - chrono::Duration::days(i64::from(sent_days));
         let failed_before = now - chrono::Duration::days(i64::from(failed_days));
-        self.writer.write(move |txn, _| Box::pin(store::clean(txn, sent_before, failed_before))).await
+        self.writer.write_queue(move |txn, _| Box::pin(store::clean(txn, sent_before, failed_before))).await
     }
 
     /// The background work of the queue until `shutdown`: on PostgreSQL, listening for other
