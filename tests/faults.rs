@@ -78,7 +78,10 @@ impl Gated {
     }
 }
 
-async fn gated(State((mut open, seen)): State<(watch::Receiver<bool>, Arc<Mutex<Vec<String>>>)>, headers: HeaderMap) {
+/// The gated receiver's state: whether the gate is open, and the delivery ids seen.
+type GateState = (watch::Receiver<bool>, Arc<Mutex<Vec<String>>>);
+
+async fn gated(State((mut open, seen)): State<GateState>, headers: HeaderMap) {
     let id = headers.get("x-hookline-delivery").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     seen.lock().unwrap_or_else(|p| p.into_inner()).push(id);
     open.wait_for(|open| *open).await.ok();
@@ -166,6 +169,147 @@ async fn a_full_sqlite_database_refuses_mutations_clearly_keeps_delivering_and_r
         app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0", "name": "after"}})).await;
         wait_rows(app, &held, 1, "SENT", Duration::from_secs(20)).await;
         assert_eq!(gate.seen().len(), 4, "each held delivery was sent once, then the new one");
+    })
+    .await;
+}
+
+/// Ends every session of `database` but the caller's; returns how many.
+async fn cut_connections(admin: &sea_orm::DatabaseConnection, database: &str) -> i64 {
+    let statement = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        [database.into()],
+    );
+    let row = admin.query_one_raw(statement).await.expect("terminate").expect("a count");
+    row.try_get::<i64>("", "n").expect("n")
+}
+
+/// One `createItem` of the load: the item's id, or the error's code and message.
+type Created = Result<String, (String, String)>;
+
+async fn create_ticket(client: &reqwest::Client, url: &str, name: &str) -> Created {
+    let body =
+        json!({"query": CREATE_ITEM, "variables": {"input": {"itemtype": "Ticket", "entityId": "0", "name": name}}});
+    let response = client.post(url).json(&body).send().await.map_err(|e| ("HTTP".to_owned(), e.to_string()))?;
+    let value: Value = response.json().await.map_err(|e| ("HTTP".to_owned(), e.to_string()))?;
+    match value["errors"].get(0) {
+        Some(error) => Err((
+            error["extensions"]["code"].as_str().unwrap_or("<none>").to_owned(),
+            error["message"].as_str().unwrap_or_default().to_owned(),
+        )),
+        None => Ok(value["data"]["createItem"]["id"].as_str().unwrap_or_default().to_owned()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_connections_cut_while_events_flow_are_opened_again_and_nothing_committed_is_lost() {
+    let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
+        eprintln!("skipped: {POSTGRES_ENV} is not set");
+        return;
+    };
+    let configure = |config: &mut hookline::config::Config| {
+        // A short lease: a row whose claim was cut off goes back to the queue soon.
+        config.delivery.http_timeout = Duration::from_secs(1);
+        config.delivery.max_in_flight = 16;
+        config.delivery.max_per_host = 16;
+    };
+    each_backend_with(configure, async |app| {
+        if app.backend != Backend::Postgres {
+            return;
+        }
+        let admin = Database::connect(&admin_url).await.expect("connect as admin");
+        let database = {
+            let row = app
+                .state
+                .db
+                .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT current_database() AS d"))
+                .await
+                .expect("query")
+                .expect("a row");
+            row.try_get::<String>("", "d").expect("name")
+        };
+        let receiver = Receiver::start().await;
+        let hook = webhook(
+            app,
+            json!({"name": "cut", "entityId": "0", "itemtype": "Ticket", "event": "NEW", "url": receiver.url("/hook")}),
+        )
+        .await;
+        // A subscriber: on PostgreSQL its changes come through the LISTEN connection.
+        let mut socket = ws::connect(app.addr).await;
+        ws::subscribe(&mut socket, "u", UPDATES, json!({})).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        // Four clients create tickets while every connection of the database is cut, five
+        // times. A request that hung would meet the client's timeout.
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
+        let url = app.url("/graphql");
+        let load: Vec<_> = (0..4)
+            .map(|w| {
+                let (client, url) = (client.clone(), url.clone());
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    for n in 0..40 {
+                        let name = format!("w{w}-{n}");
+                        out.push((name.clone(), create_ticket(&client, &url, &name).await));
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut cut = 0;
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            cut += cut_connections(&admin, &database).await;
+        }
+        let mut results: Vec<(String, Created)> = Vec::new();
+        for task in load {
+            results.extend(task.await.expect("load task"));
+        }
+        assert!(cut >= 5, "only {cut} sessions were cut");
+        let (stored, failed): (Vec<_>, Vec<_>) = results.iter().partition(|(_, r)| r.is_ok());
+        let messages: std::collections::BTreeSet<String> =
+            failed.iter().filter_map(|(_, r)| r.as_ref().err()).map(|(code, m)| format!("{code}: {m}")).collect();
+        eprintln!("{cut} sessions cut; {} creates stored, {} refused: {messages:#?}", stored.len(), failed.len());
+        for (name, result) in &failed {
+            let Err((code, message)) = result else { continue };
+            assert_eq!(code, "UNAVAILABLE", "{name}: {message}");
+            assert!(message.starts_with("the database"), "{name}: {message}");
+        }
+
+        // The server serves again, and every create it confirmed is stored.
+        let after = create_ticket(&client, &url, "after").await;
+        assert!(after.is_ok(), "{after:?}");
+        let items =
+            app.data("{ items(itemtype: \"Ticket\", first: 500) { edges { node { name } } } }", json!({})).await;
+        let names: std::collections::HashSet<&str> = items["items"]["edges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["node"]["name"].as_str())
+            .collect();
+        for (name, _) in &stored {
+            assert!(names.contains(name.as_str()), "{name} was confirmed but is not stored");
+        }
+
+        // Every queued row is sent; none twice beyond the attempts the cuts caught in flight.
+        let rows = wait_rows(app, &hook, names.len(), "SENT", Duration::from_secs(60)).await;
+        let mut sent: HashMap<String, usize> = HashMap::new();
+        for request in receiver.requests() {
+            *sent.entry(request.header("x-hookline-delivery").unwrap_or_default().to_owned()).or_default() += 1;
+        }
+        for row in &rows {
+            let id = row["deliveryId"].as_str().unwrap_or_default();
+            assert!(sent.contains_key(id), "row {} was never received", row["id"]);
+        }
+        let repeated: usize = sent.values().map(|n| n - 1).sum();
+        eprintln!("{} rows sent, {repeated} sent again", rows.len());
+        assert!(repeated <= 5 * 16, "{repeated} deliveries were sent again");
+
+        // The subscriber still hears of changes: the LISTEN connection was opened again.
+        while ws::within(&mut socket, Duration::from_millis(500)).await.is_some() {}
+        create_ticket(&client, &url, "heard").await.expect("stored");
+        let heard = ws::next(&mut socket).await;
+        assert_eq!(heard["type"], "next", "{heard}");
     })
     .await;
 }
