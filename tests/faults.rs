@@ -4,6 +4,10 @@
 //! committed is lost, and the server recovers on its own.
 
 mod common;
+#[path = "faults/load.rs"]
+mod load;
+#[path = "faults/proxy.rs"]
+mod proxy;
 
 use std::{
     collections::HashMap,
@@ -184,50 +188,28 @@ async fn cut_connections(admin: &sea_orm::DatabaseConnection, database: &str) ->
     row.try_get::<i64>("", "n").expect("n")
 }
 
-/// One `createItem` of the load: the item's id, or the error's code and message.
-type Created = Result<String, (String, String)>;
-
-async fn create_ticket(client: &reqwest::Client, url: &str, name: &str) -> Created {
-    let body =
-        json!({"query": CREATE_ITEM, "variables": {"input": {"itemtype": "Ticket", "entityId": "0", "name": name}}});
-    let response = client.post(url).json(&body).send().await.map_err(|e| ("HTTP".to_owned(), e.to_string()))?;
-    let value: Value = response.json().await.map_err(|e| ("HTTP".to_owned(), e.to_string()))?;
-    match value["errors"].get(0) {
-        Some(error) => Err((
-            error["extensions"]["code"].as_str().unwrap_or("<none>").to_owned(),
-            error["message"].as_str().unwrap_or_default().to_owned(),
-        )),
-        None => Ok(value["data"]["createItem"]["id"].as_str().unwrap_or_default().to_owned()),
-    }
+/// A short lease (a row whose claim was cut off goes back to the queue soon) and 16 attempts
+/// in flight at most.
+fn short_lease(config: &mut hookline::config::Config) {
+    config.delivery.http_timeout = Duration::from_secs(1);
+    config.delivery.max_in_flight = 16;
+    config.delivery.max_per_host = 16;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_connections_cut_while_events_flow_are_opened_again_and_nothing_committed_is_lost() {
+async fn postgres_sessions_cut_while_events_flow_are_opened_again_and_nothing_committed_is_lost() {
     let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
         eprintln!("skipped: {POSTGRES_ENV} is not set");
         return;
     };
-    let configure = |config: &mut hookline::config::Config| {
-        // A short lease: a row whose claim was cut off goes back to the queue soon.
-        config.delivery.http_timeout = Duration::from_secs(1);
-        config.delivery.max_in_flight = 16;
-        config.delivery.max_per_host = 16;
-    };
-    each_backend_with(configure, async |app| {
+    each_backend_with(short_lease, async |app| {
         if app.backend != Backend::Postgres {
             return;
         }
         let admin = Database::connect(&admin_url).await.expect("connect as admin");
-        let database = {
-            let row = app
-                .state
-                .db
-                .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT current_database() AS d"))
-                .await
-                .expect("query")
-                .expect("a row");
-            row.try_get::<String>("", "d").expect("name")
-        };
+        let current = Statement::from_string(DbBackend::Postgres, "SELECT current_database() AS d");
+        let row = app.state.db.query_one_raw(current).await.expect("query").expect("a row");
+        let database = row.try_get::<String>("", "d").expect("name");
         let receiver = Receiver::start().await;
         let hook = webhook(
             app,
@@ -239,77 +221,72 @@ async fn postgres_connections_cut_while_events_flow_are_opened_again_and_nothing
         ws::subscribe(&mut socket, "u", UPDATES, json!({})).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
 
-        // Four clients create tickets while every connection of the database is cut, five
-        // times. A request that hung would meet the client's timeout.
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
+        // Every session of the database (pools, writer, listener) is ended five times while
+        // four clients create tickets.
         let url = app.url("/graphql");
-        let load: Vec<_> = (0..4)
-            .map(|w| {
-                let (client, url) = (client.clone(), url.clone());
-                tokio::spawn(async move {
-                    let mut out = Vec::new();
-                    for n in 0..40 {
-                        let name = format!("w{w}-{n}");
-                        out.push((name.clone(), create_ticket(&client, &url, &name).await));
-                    }
-                    out
-                })
-            })
-            .collect();
+        let running = load::start(&url);
         let mut cut = 0;
         for _ in 0..5 {
             tokio::time::sleep(Duration::from_millis(150)).await;
             cut += cut_connections(&admin, &database).await;
         }
-        let mut results: Vec<(String, Created)> = Vec::new();
-        for task in load {
-            results.extend(task.await.expect("load task"));
-        }
         assert!(cut >= 5, "only {cut} sessions were cut");
-        let (stored, failed): (Vec<_>, Vec<_>) = results.iter().partition(|(_, r)| r.is_ok());
-        let messages: std::collections::BTreeSet<String> =
-            failed.iter().filter_map(|(_, r)| r.as_ref().err()).map(|(code, m)| format!("{code}: {m}")).collect();
-        eprintln!("{cut} sessions cut; {} creates stored, {} refused: {messages:#?}", stored.len(), failed.len());
-        for (name, result) in &failed {
-            let Err((code, message)) = result else { continue };
-            assert_eq!(code, "UNAVAILABLE", "{name}: {message}");
-            assert!(message.starts_with("the database"), "{name}: {message}");
-        }
-
-        // The server serves again, and every create it confirmed is stored.
-        let after = create_ticket(&client, &url, "after").await;
-        assert!(after.is_ok(), "{after:?}");
-        let items =
-            app.data("{ items(itemtype: \"Ticket\", first: 500) { edges { node { name } } } }", json!({})).await;
-        let names: std::collections::HashSet<&str> = items["items"]["edges"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e["node"]["name"].as_str())
-            .collect();
-        for (name, _) in &stored {
-            assert!(names.contains(name.as_str()), "{name} was confirmed but is not stored");
-        }
-
-        // Every queued row is sent; none twice beyond the attempts the cuts caught in flight.
-        let rows = wait_rows(app, &hook, names.len(), "SENT", Duration::from_secs(60)).await;
-        let mut sent: HashMap<String, usize> = HashMap::new();
-        for request in receiver.requests() {
-            *sent.entry(request.header("x-hookline-delivery").unwrap_or_default().to_owned()).or_default() += 1;
-        }
-        for row in &rows {
-            let id = row["deliveryId"].as_str().unwrap_or_default();
-            assert!(sent.contains_key(id), "row {} was never received", row["id"]);
-        }
-        let repeated: usize = sent.values().map(|n| n - 1).sum();
-        eprintln!("{} rows sent, {repeated} sent again", rows.len());
-        assert!(repeated <= 5 * 16, "{repeated} deliveries were sent again");
+        // Each cut may catch up to 16 attempts in flight.
+        load::check(&url, running, &receiver, &hook, 5 * 16).await;
 
         // The subscriber still hears of changes: the LISTEN connection was opened again.
         while ws::within(&mut socket, Duration::from_millis(500)).await.is_some() {}
-        create_ticket(&client, &url, "heard").await.expect("stored");
+        load::create_ticket(&load::client(), &url, "heard").await.expect("stored");
         let heard = ws::next(&mut socket).await;
         assert_eq!(heard["type"], "next", "{heard}");
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_out_of_reach_for_two_seconds_is_waited_for_or_refused_clearly_and_then_served_again() {
+    let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
+        eprintln!("skipped: {POSTGRES_ENV} is not set");
+        return;
+    };
+    // The server reaches PostgreSQL through a proxy the test cuts.
+    let admin = Database::connect(&admin_url).await.expect("connect as admin");
+    let name = format!("hookline_t_{}", uuid::Uuid::new_v4().simple());
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+    let server = url::Url::parse(&admin_url).expect("a URL");
+    let target = tokio::net::lookup_host((server.host_str().unwrap_or("127.0.0.1"), server.port().unwrap_or(5432)))
+        .await
+        .expect("resolve")
+        .next()
+        .expect("an address");
+    let proxy = proxy::Proxy::start(target).await;
+    let mut through = url::Url::parse(&common::database_url(&admin_url, &name)).expect("a URL");
+    through.set_host(Some("127.0.0.1")).expect("host");
+    through.set_port(Some(proxy.addr.port())).expect("port");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::test_config(dir.path());
+    short_lease(&mut config);
+    let config = config.with_database_url(through.as_str()).expect("database url").with_secret_key(common::rand_key());
+    let app = hookline::Application::build(config).await.expect("application builds");
+    let url = format!("http://{}/graphql", app.local_addr());
+    let shutdown = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+
+    let receiver = Receiver::start().await;
+    let input = json!({"input": {"name": "gap", "entityId": "0", "itemtype": "Ticket", "event": "NEW",
+        "url": receiver.url("/hook")}});
+    let created = load::graphql(&load::client(), &url, CREATE_WEBHOOK, input).await.expect("webhook");
+    let hook = created["createWebhook"]["id"].as_str().unwrap_or_default().to_owned();
+
+    let running = load::start(&url);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.restore();
+    load::check(&url, running, &receiver, &hook, 16).await;
+
+    shutdown.cancel();
+    server.await.ok();
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok();
 }
