@@ -241,3 +241,42 @@ impl From<AppError> for async_graphql::Error {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+
+    use super::*;
+
+    fn sqlx(err: sea_orm::sqlx::Error) -> DbErr {
+        DbErr::Exec(RuntimeErr::SqlxError(std::sync::Arc::new(err)))
+    }
+
+    #[test]
+    fn a_lost_connection_is_unavailable_with_a_clear_message() {
+        for err in [
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            sqlx(sea_orm::sqlx::Error::PoolTimedOut),
+            sqlx(sea_orm::sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::BrokenPipe))),
+        ] {
+            assert_eq!(db_trouble(&err), Some(DbTrouble::Unreachable), "{err}");
+            let app = AppError::from(err);
+            assert_eq!((app.code(), app.message()), ("UNAVAILABLE", DATABASE_UNREACHABLE));
+        }
+    }
+
+    #[test]
+    fn other_database_errors_stay_internal() {
+        for err in [DbErr::Custom("boom".into()), sqlx(sea_orm::sqlx::Error::RowNotFound)] {
+            assert_eq!(db_trouble(&err), None, "{err}");
+            assert_eq!(AppError::from(err).code(), "INTERNAL");
+        }
+    }
+
+    #[test]
+    fn writes_that_did_not_commit_say_whether_they_may_be_stored() {
+        assert!(AppError::not_run().message().contains("nothing was stored"));
+        assert!(AppError::not_confirmed("detail").message().contains("may not have been stored"));
+        assert!(!AppError::not_confirmed("secret detail").message().contains("secret detail"));
+    }
+}

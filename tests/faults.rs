@@ -269,7 +269,8 @@ async fn postgres_out_of_reach_for_two_seconds_is_waited_for_or_refused_clearly_
     short_lease(&mut config);
     let config = config.with_database_url(through.as_str()).expect("database url").with_secret_key(common::rand_key());
     let app = hookline::Application::build(config).await.expect("application builds");
-    let url = format!("http://{}/graphql", app.local_addr());
+    let addr = app.local_addr();
+    let url = format!("http://{addr}/graphql");
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
 
@@ -279,12 +280,21 @@ async fn postgres_out_of_reach_for_two_seconds_is_waited_for_or_refused_clearly_
     let created = load::graphql(&load::client(), &url, CREATE_WEBHOOK, input).await.expect("webhook");
     let hook = created["createWebhook"]["id"].as_str().unwrap_or_default().to_owned();
 
+    let mut socket = ws::connect(addr).await;
+    ws::subscribe(&mut socket, "u", UPDATES, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     let running = load::start(&url);
     tokio::time::sleep(Duration::from_millis(150)).await;
     proxy.cut();
     tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.restore();
     load::check(&url, running, &receiver, &hook, 16).await;
+    // The LISTEN connection, lost with the others, was opened again.
+    while ws::within(&mut socket, Duration::from_millis(500)).await.is_some() {}
+    load::create_ticket(&load::client(), &url, "heard").await.expect("stored");
+    let heard = ws::next(&mut socket).await;
+    assert_eq!(heard["type"], "next", "{heard}");
 
     shutdown.cancel();
     server.await.ok();
