@@ -166,6 +166,37 @@ async fn a_receiver_that_trickles_a_byte_a_second_costs_one_attempt_within_the_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickled_after_a_quick_status_is_cut_at_the_timeout() {
+    each_backend_with(strict, async |app| {
+        let (addr, seen) = raw_receiver(async |mut stream, seen| {
+            if stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n").await.is_err() {
+                return;
+            }
+            for _ in 0..100 {
+                if stream.write_all(b"y").await.is_err() {
+                    seen.closed_by_client.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                seen.written.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+            seen.done.store(true, Ordering::SeqCst);
+        })
+        .await;
+        webhook(app, &format!("http://{addr}/slow-body"), json!({"saveResponseBody": true})).await;
+        ticket(app, "slow body").await;
+        // The receiver took the request (200): it counts as sent, with the part of the body
+        // that came within the timeout.
+        let row = settled(app, "SENT").await;
+        let body = row["responseBody"].as_str().unwrap_or_default();
+        assert!(!body.is_empty() && body.len() < 100 && body.bytes().all(|b| b == b'y'), "{body:?}");
+        eventually("hookline hangs up on the slow body", || seen.closed_by_client.load(Ordering::SeqCst) == 1).await;
+        assert!(!seen.done.load(Ordering::SeqCst));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_answers_a_gigabyte_is_read_up_to_the_cap_and_no_further() {
     const GIGABYTE: u64 = 1 << 30;
     each_backend_with(strict, async |app| {
