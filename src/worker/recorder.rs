@@ -41,7 +41,7 @@ pub async fn run(queue: Arc<Queue>, mut outcomes: mpsc::Receiver<Finished>, stop
                 Ok(None) | Err(_) => break,
             }
         }
-        write(&queue, &mut batch).await;
+        write(&queue, &mut batch, &stop).await;
         // Written (or given up on: the rows then wait for their lease): the slots are free.
         slots.clear();
     }
@@ -49,14 +49,15 @@ pub async fn run(queue: Arc<Queue>, mut outcomes: mpsc::Receiver<Finished>, stop
 
 /// Writes the batch, retrying while the database refuses (its connection is lost, it is
 /// full) for as long as the rows are still this process's: until the first of their leases
-/// ends (and at least a few times). Outcomes that still cannot be written are dropped from
-/// memory: their rows stay `sending` and are sent again once released, so nothing is lost.
-async fn write(queue: &Queue, batch: &mut Vec<Outcome>) {
+/// ends (and at least a few times; only those few once the process stops). Outcomes that still
+/// cannot be written are dropped from memory: their rows stay `sending` and are sent again once
+/// released, so nothing is lost.
+async fn write(queue: &Queue, batch: &mut Vec<Outcome>, stop: &CancellationToken) {
     let lease_ends = batch.iter().filter_map(|o| o.row.lease_until).min();
     let mut delay = Duration::from_millis(50);
     for attempt in 1.. {
         let Err(err) = queue.record(batch.clone()).await else { break };
-        let leased = lease_ends.is_some_and(|end| chrono::Utc::now() + delay < end);
+        let leased = !stop.is_cancelled() && lease_ends.is_some_and(|end| chrono::Utc::now() + delay < end);
         if attempt >= MIN_ATTEMPTS && !leased {
             tracing::error!(
                 ?err,
