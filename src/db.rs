@@ -5,15 +5,57 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 use secrecy::ExposeSecret;
 
 use crate::config::{Config, DatabaseKind};
 
+/// How much of a size-limited SQLite database (`HOOKLINE_SQLITE_MAX_SIZE`) each kind of write
+/// may fill, in pages (`PRAGMA max_page_count`, a setting of each connection).
+///
+/// Client writes (items, webhooks, entities…) stop at `clients`; the rest, up to `queue`, is
+/// kept for the queue's own work (claims, attempt outcomes, releases, cleanup), so that the
+/// deliveries already queued go on and `cleanQueuedWebhooks` can free room once clients have
+/// filled the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageBudget {
+    pub clients: u64,
+    pub queue: u64,
+}
+
+impl PageBudget {
+    /// The budget of a database of `page_size` bytes a page that may grow to `max_size`
+    /// bytes: a tenth (at least 16 pages) kept for the queue.
+    pub fn new(max_size: u64, page_size: u64) -> Self {
+        let queue = (max_size / page_size.max(512)).max(1);
+        let reserve = (queue / 10).max(16);
+        Self { clients: queue.saturating_sub(reserve).max(1), queue }
+    }
+}
+
+/// The page budget of the configured size limit (SQLite with `sqlite_max_size` only), for the
+/// database `db` is connected to.
+pub async fn page_budget(config: &Config, db: &DatabaseConnection) -> Result<Option<PageBudget>, DbErr> {
+    if config.database_kind != DatabaseKind::Sqlite || config.sqlite_max_size == 0 {
+        return Ok(None);
+    }
+    let row = db.query_one_raw(Statement::from_string(DbBackend::Sqlite, "PRAGMA page_size")).await?;
+    let page_size: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(4096);
+    Ok(Some(PageBudget::new(config.sqlite_max_size, page_size.max(512) as u64)))
+}
+
+/// Limits what the writes of `conn`'s connection may fill (a SQLite connection setting; it
+/// holds for the rest of the connection's life, in or out of a transaction). The limit never
+/// goes below the pages the database already has.
+pub async fn limit_pages(conn: &impl ConnectionTrait, pages: u64) -> Result<(), DbErr> {
+    conn.execute_unprepared(&format!("PRAGMA max_page_count = {pages}")).await.map(|_| ())
+}
+
 /// Opens the pool. SQLite runs in WAL mode with foreign keys on and a busy timeout, so that
-/// readers never block and writers queue instead of failing.
+/// readers never block and writers queue instead of failing; with `sqlite_max_size`, every
+/// connection may fill only the clients' part of it ([`PageBudget`]) until told otherwise.
 /// `connections`: the pool's size (the writer has a pool of its own, of one).
 pub async fn connect(config: &Config, connections: u32) -> Result<DatabaseConnection, DbErr> {
     if config.database_kind == DatabaseKind::Sqlite {
@@ -32,6 +74,20 @@ pub async fn connect(config: &Config, connections: u32) -> Result<DatabaseConnec
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(30))
         });
+    let max_size = config.sqlite_max_size;
+    if max_size > 0 {
+        options.map_sqlx_sqlite_pool_opts(move |pool| {
+            pool.after_connect(move |conn, _| {
+                Box::pin(async move {
+                    use sea_orm::sqlx::{AssertSqlSafe, Executor};
+                    let page_size: i64 = sea_orm::sqlx::query_scalar("PRAGMA page_size").fetch_one(&mut *conn).await?;
+                    let budget = PageBudget::new(max_size, page_size.max(512) as u64);
+                    conn.execute(AssertSqlSafe(format!("PRAGMA max_page_count = {}", budget.clients))).await?;
+                    Ok(())
+                })
+            })
+        });
+    }
     Database::connect(options).await
 }
 
@@ -61,5 +117,18 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
         .await
     } else {
         db.begin().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PageBudget;
+
+    #[test]
+    fn a_tenth_of_the_pages_is_kept_for_the_queue() {
+        assert_eq!(PageBudget::new(40 * 1024 * 1024, 4096), PageBudget { clients: 9216, queue: 10240 });
+        // Small databases keep at least 16 pages.
+        assert_eq!(PageBudget::new(100 * 4096, 4096), PageBudget { clients: 84, queue: 100 });
+        assert_eq!(PageBudget::new(1000, 4096), PageBudget { clients: 1, queue: 1 });
     }
 }

@@ -23,6 +23,9 @@ pub enum AppError {
     Conflict(String),
     Forbidden(String),
     Unauthenticated(String),
+    /// The database cannot take the request right now (it is full, or its connection was
+    /// lost); the message says which and what to do. Trying again later may succeed.
+    Unavailable(String),
     /// Anything else; the detail is logged, never sent.
     Internal(String),
     /// One input of a batch mutation was refused (and with it the whole call).
@@ -77,6 +80,19 @@ impl AppError {
         Self::Internal(detail.into())
     }
 
+    /// A write whose transaction failed after it ran (the commit or a savepoint release): the
+    /// detail is logged; the client learns that the database did not confirm it.
+    pub fn not_confirmed(detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        tracing::error!(%detail, "a write was not confirmed by the database");
+        Self::Unavailable(NOT_CONFIRMED.into())
+    }
+
+    /// A write that never ran because its batch could not start or was cut off.
+    pub fn not_run() -> Self {
+        Self::Unavailable(NOT_RUN.into())
+    }
+
     /// This error, as the refusal of input `index` of a batch (`inputs[index]: …`).
     pub fn at_index(self, index: usize) -> Self {
         if let Self::Internal(detail) = &self {
@@ -93,6 +109,7 @@ impl AppError {
             Self::Conflict(_) => "CONFLICT",
             Self::Forbidden(_) => "FORBIDDEN",
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::Unavailable(_) => "UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
             Self::InBatch { code, .. } => code,
         }
@@ -106,6 +123,7 @@ impl AppError {
             | Self::Conflict(m)
             | Self::Forbidden(m)
             | Self::Unauthenticated(m)
+            | Self::Unavailable(m)
             | Self::InBatch { message: m, .. } => m,
             Self::Invalid(invalid) => &invalid.message,
             Self::Internal(_) => "internal error; the server log has the details",
@@ -113,8 +131,76 @@ impl AppError {
     }
 }
 
+/// The database file reached `HOOKLINE_SQLITE_MAX_SIZE` (or its disk is full).
+pub const DATABASE_FULL: &str = "the database is full (HOOKLINE_SQLITE_MAX_SIZE, or its disk): nothing was changed; free space \
+     (cleanQueuedWebhooks, purgeItem) or raise the limit, then try again";
+/// The connection to the database was lost or cannot be opened.
+pub const DATABASE_UNREACHABLE: &str = "the database cannot be reached right now (its connection was lost); the \
+     request may not have been carried out: check, then try again";
+const NOT_CONFIRMED: &str = "the database did not confirm the write (its connection was lost, or it is full); it \
+     may not have been stored: check, then try again";
+const NOT_RUN: &str =
+    "the database could not take the write (its connection was lost, or it is full); nothing was stored: try again";
+
+/// Why the database cannot serve a request although the request is fine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbTrouble {
+    /// `SQLITE_FULL`: the size limit (`PRAGMA max_page_count`) or the disk.
+    Full,
+    /// The connection broke, or none can be opened.
+    Unreachable,
+}
+
+/// Classifies the database errors that are the database's state, not the request's.
+pub fn db_trouble(err: &DbErr) -> Option<DbTrouble> {
+    use sea_orm::{ConnAcquireErr, RuntimeErr, sqlx::Error};
+    let sqlx = match err {
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout | ConnAcquireErr::ConnectionClosed) => {
+            return Some(DbTrouble::Unreachable);
+        }
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        DbErr::Conn(_) => return Some(DbTrouble::Unreachable),
+        _ => return None,
+    };
+    match &**sqlx {
+        Error::Io(_)
+        | Error::Tls(_)
+        | Error::Protocol(_)
+        | Error::PoolTimedOut
+        | Error::PoolClosed
+        | Error::WorkerCrashed => Some(DbTrouble::Unreachable),
+        Error::Database(db) => match db.code().as_deref() {
+            // SQLite's SQLITE_FULL (no extended codes).
+            Some("13") if db.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>().is_some() => {
+                Some(DbTrouble::Full)
+            }
+            // PostgreSQL: connection exceptions (class 08), the server shutting down or
+            // terminating the session (57P01-57P03), no disk space (53100).
+            Some(code) if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03") => {
+                Some(DbTrouble::Unreachable)
+            }
+            Some("53100") => Some(DbTrouble::Full),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 impl From<DbErr> for AppError {
     fn from(err: DbErr) -> Self {
+        match db_trouble(&err) {
+            Some(DbTrouble::Full) => {
+                tracing::warn!(%err, "the database is full");
+                return Self::Unavailable(DATABASE_FULL.into());
+            }
+            Some(DbTrouble::Unreachable) => {
+                tracing::warn!(%err, "the database cannot be reached");
+                return Self::Unavailable(DATABASE_UNREACHABLE.into());
+            }
+            None => {}
+        }
         match err.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(_)) => {
                 Self::Conflict("a record with the same unique key already exists".into())
@@ -173,7 +259,41 @@ impl From<AppError> for async_graphql::Error {
 
 #[cfg(test)]
 mod tests {
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+
     use super::*;
+
+    fn sqlx(err: sea_orm::sqlx::Error) -> DbErr {
+        DbErr::Exec(RuntimeErr::SqlxError(std::sync::Arc::new(err)))
+    }
+
+    #[test]
+    fn a_lost_connection_is_unavailable_with_a_clear_message() {
+        for err in [
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            sqlx(sea_orm::sqlx::Error::PoolTimedOut),
+            sqlx(sea_orm::sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::BrokenPipe))),
+        ] {
+            assert_eq!(db_trouble(&err), Some(DbTrouble::Unreachable), "{err}");
+            let app = AppError::from(err);
+            assert_eq!((app.code(), app.message()), ("UNAVAILABLE", DATABASE_UNREACHABLE));
+        }
+    }
+
+    #[test]
+    fn other_database_errors_stay_internal() {
+        for err in [DbErr::Custom("boom".into()), sqlx(sea_orm::sqlx::Error::RowNotFound)] {
+            assert_eq!(db_trouble(&err), None, "{err}");
+            assert_eq!(AppError::from(err).code(), "INTERNAL");
+        }
+    }
+
+    #[test]
+    fn writes_that_did_not_commit_say_whether_they_may_be_stored() {
+        assert!(AppError::not_run().message().contains("nothing was stored"));
+        assert!(AppError::not_confirmed("detail").message().contains("may not have been stored"));
+        assert!(!AppError::not_confirmed("secret detail").message().contains("secret detail"));
+    }
 
     #[test]
     fn a_validation_message_names_its_field() {

@@ -142,7 +142,9 @@ pub async fn prepare(config: &Config) -> Result<(AppState, WorkerInbox), StartEr
     let bus = Arc::new(QueueBus::new(config.delivery.subscription_buffer, config.delivery.subscription_rate));
     let publisher = Queue::publisher(&db, bus.clone());
     let lanes = db::write_lanes(config);
-    let writer = Writer::start(db::connect(config, lanes as u32).await?, lanes, publisher.clone());
+    let writer_db = db::connect(config, lanes as u32).await?;
+    let budget = db::page_budget(config, &writer_db).await?;
+    let writer = Writer::start(writer_db, lanes, publisher.clone(), budget);
     let (queue, inbox) = Queue::new(db.clone(), writer.clone(), publisher, delivery.lease());
     let live = Arc::new(StatsHub::new(db.clone(), bus, config.delivery.stats_interval));
     let state = AppState {

@@ -20,6 +20,7 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    db::PageBudget,
     error::{AppError, AppResult},
     queue::{Publisher, Staged},
 };
@@ -54,8 +55,17 @@ type Erased = Box<dyn Any + Send>;
 /// Turns the jobs of one grouped kind into one run.
 type Grouping = fn(Vec<Erased>) -> Run;
 
+/// Which part of a size-limited SQLite database a job may fill ([`crate::db::PageBudget`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Room {
+    /// What clients ask for: items, events and their queued rows.
+    Clients,
+    /// The queue's own work: claims, outcomes, releases, cleanup.
+    Queue,
+}
+
 enum Job {
-    One(Run),
+    One(Run, Room),
     Grouped { kind: TypeId, job: Box<dyn Any + Send>, group: Grouping },
 }
 
@@ -67,13 +77,13 @@ fn group_of<G: Grouped>(jobs: Vec<Box<dyn Any + Send>>) -> Run {
 
 /// The batch as runs: each group of grouped jobs (where its first job stood), then the rest in
 /// order.
-fn runs(batch: Vec<Job>) -> Vec<Run> {
-    let mut runs: Vec<Option<Run>> = Vec::with_capacity(batch.len());
+fn runs(batch: Vec<Job>) -> Vec<(Run, Room)> {
+    let mut runs: Vec<Option<(Run, Room)>> = Vec::with_capacity(batch.len());
     // Each kind: where its run goes, how its jobs become one run, and the jobs.
     let mut groups: Vec<(TypeId, usize, Grouping, Vec<Erased>)> = Vec::new();
     for job in batch {
         match job {
-            Job::One(run) => runs.push(Some(run)),
+            Job::One(run, room) => runs.push(Some((run, room))),
             Job::Grouped { kind, job, group } => match groups.iter_mut().find(|(k, ..)| *k == kind) {
                 Some((.., jobs)) => jobs.push(job),
                 None => {
@@ -84,7 +94,7 @@ fn runs(batch: Vec<Job>) -> Vec<Run> {
         }
     }
     for (_, at, group, jobs) in groups {
-        runs[at] = Some(group(jobs));
+        runs[at] = Some((group(jobs), Room::Clients));
     }
     runs.into_iter().flatten().collect()
 }
@@ -113,12 +123,19 @@ impl std::fmt::Debug for Writer {
 impl Writer {
     /// Starts `lanes` batch loops on their own connection pool (of `lanes` connections: on
     /// SQLite one, the database's only writer). They run until every handle is dropped.
-    pub fn start(db: DatabaseConnection, lanes: usize, publisher: std::sync::Arc<Publisher>) -> Self {
+    /// `budget`: how much of a size-limited SQLite database client writes may fill, and how
+    /// much the queue's own work may.
+    pub fn start(
+        db: DatabaseConnection,
+        lanes: usize,
+        publisher: std::sync::Arc<Publisher>,
+        budget: Option<PageBudget>,
+    ) -> Self {
         let numbers = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let senders: Vec<_> = (0..lanes.max(1))
             .map(|_| {
                 let (jobs, rx) = mpsc::channel(BACKLOG);
-                tokio::spawn(run(db.clone(), publisher.clone(), numbers.clone(), rx));
+                tokio::spawn(run(db.clone(), publisher.clone(), numbers.clone(), budget, rx));
                 jobs
             })
             .collect();
@@ -139,18 +156,29 @@ impl Writer {
         T: Send + 'static,
         F: for<'a> FnOnce(&'a DatabaseTransaction, &'a mut Staged) -> BoxFuture<'a, AppResult<T>> + Send + 'static,
     {
-        self.write_on(0, job).await
+        self.write_on(0, Room::Clients, job).await
     }
 
-    /// Like [`Writer::write`], on the claims' own lane (the last one, when there are several):
-    /// a claim skips locked rows and never waits, and it does not wait behind item writes
-    /// either.
+    /// Like [`Writer::write`], for the queue's own work (outcomes, releases, cleanup): it may
+    /// also fill the room a size-limited SQLite database keeps for it, so that deliveries go on
+    /// when clients have filled the rest.
+    pub async fn write_queue<T, F>(&self, job: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a DatabaseTransaction, &'a mut Staged) -> BoxFuture<'a, AppResult<T>> + Send + 'static,
+    {
+        self.write_on(0, Room::Queue, job).await
+    }
+
+    /// Like [`Writer::write_queue`], on the claims' own lane (the last one, when there are
+    /// several): a claim skips locked rows and never waits, and it does not wait behind item
+    /// writes either.
     pub async fn write_claim<T, F>(&self, job: F) -> AppResult<T>
     where
         T: Send + 'static,
         F: for<'a> FnOnce(&'a DatabaseTransaction, &'a mut Staged) -> BoxFuture<'a, AppResult<T>> + Send + 'static,
     {
-        self.write_on(self.lanes.len() - 1, job).await
+        self.write_on(self.lanes.len() - 1, Room::Queue, job).await
     }
 
     /// The lanes creates are spread over: all but the claims' lane.
@@ -159,7 +187,7 @@ impl Writer {
         self.next_lane.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % lanes
     }
 
-    async fn write_on<T, F>(&self, lane: usize, job: F) -> AppResult<T>
+    async fn write_on<T, F>(&self, lane: usize, room: Room, job: F) -> AppResult<T>
     where
         T: Send + 'static,
         F: for<'a> FnOnce(&'a DatabaseTransaction, &'a mut Staged) -> BoxFuture<'a, AppResult<T>> + Send + 'static,
@@ -169,7 +197,7 @@ impl Writer {
             Box::pin(async move {
                 match job(txn, staged).await {
                     Ok(value) => Ok(Box::new(move |committed: Result<(), String>| {
-                        let _ = reply.send(committed.map(|()| value).map_err(AppError::internal));
+                        let _ = reply.send(committed.map(|()| value).map_err(AppError::not_confirmed));
                     }) as Completion),
                     Err(err) => {
                         let _ = reply.send(Err(err));
@@ -178,8 +206,9 @@ impl Writer {
                 }
             })
         });
-        self.send(lane, Job::One(run)).await?;
-        answer.await.map_err(|_| AppError::internal("the database writer dropped a job (see its log)"))?
+        self.send(lane, Job::One(run, room)).await?;
+        // A job is dropped unanswered only when its batch failed before it ran.
+        answer.await.map_err(|_| AppError::not_run())?
     }
 
     /// Submits a job that runs together with the others of its kind in the batch. It answers
@@ -203,6 +232,7 @@ async fn run(
     db: DatabaseConnection,
     publisher: std::sync::Arc<Publisher>,
     numbers: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    budget: Option<PageBudget>,
     mut jobs: mpsc::Receiver<Job>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -224,20 +254,35 @@ async fn run(
                 break;
             }
         }
-        if let Err(err) = commit(&db, &publisher, number, runs(std::mem::take(&mut batch))).await {
+        if let Err(err) = commit(&db, &publisher, number, budget, runs(std::mem::take(&mut batch))).await {
             tracing::error!(?err, "a write batch failed; its callers were told");
         }
     }
 }
 
 /// Runs a batch in one transaction and answers its callers.
-async fn commit(db: &DatabaseConnection, publisher: &Publisher, number: u64, batch: Vec<Run>) -> Result<(), DbErr> {
+async fn commit(
+    db: &DatabaseConnection,
+    publisher: &Publisher,
+    number: u64,
+    budget: Option<PageBudget>,
+    batch: Vec<(Run, Room)>,
+) -> Result<(), DbErr> {
     // Dropping the jobs (on an error before they ran) tells their callers.
     let txn = crate::db::begin_write(db).await?;
     let alone = batch.len() == 1;
     let mut staged = Staged::new(number);
     let mut done = Vec::with_capacity(batch.len());
-    for job in batch {
+    // The page limit the connection holds now (unknown at first: the last batch set one).
+    let mut limit = None;
+    for (job, room) in batch {
+        if let Some(budget) = budget {
+            let pages = if room == Room::Queue { budget.queue } else { budget.clients };
+            if limit != Some(pages) {
+                crate::db::limit_pages(&txn, pages).await?;
+                limit = Some(pages);
+            }
+        }
         let mut own = Staged::new(number);
         if alone {
             // No savepoint: the job's failure is the transaction's.

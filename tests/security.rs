@@ -375,8 +375,12 @@ async fn a_name_resolving_to_loopback_is_refused_at_send_time_unless_allowed() {
         ticket(app).await;
         let rows = app.wait_queue(1, &["RETRYING"]).await;
         let error = rows[0]["lastError"].as_str().unwrap_or_default();
-        assert!(error.contains("not public (loopback)") && error.contains("HOOKLINE_ALLOWED_NETWORKS"), "{error}");
+        assert!(
+            error.contains("does not resolve to a public address") && error.contains("HOOKLINE_ALLOWED_NETWORKS"),
+            "{error}"
+        );
         assert!(!error.contains("127.0.0.1"), "the resolved address is not shown: {error}");
+        assert!(!error.contains("loopback"), "nor what kind of address it is: {error}");
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(receiver.requests().is_empty(), "nothing reached loopback");
     })
@@ -406,7 +410,7 @@ async fn token_and_challenge_urls_are_guarded_too() {
         let result = app.data(VALIDATE, json!({"id": id})).await;
         assert_eq!(result["validateCraChallenge"]["valid"], false);
         let message = result["validateCraChallenge"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains("loopback"), "{message}");
+        assert!(message.contains("does not resolve to a public address"), "{message}");
         webhook(
             app,
             json!({"url": "https://example.invalid/hook", "useOauth": true, "oauthUrl": format!("{local}/token"),
@@ -416,7 +420,7 @@ async fn token_and_challenge_urls_are_guarded_too() {
         app.data(CREATE_ITEM, json!({"input": {"itemtype": "Computer", "entityId": "0"}})).await;
         let rows = app.wait_queue(1, &["RETRYING"]).await;
         let error = rows[0]["lastError"].as_str().unwrap_or_default();
-        assert!(error.contains("OAuth") && error.contains("loopback"), "{error}");
+        assert!(error.contains("OAuth") && error.contains("does not resolve to a public address"), "{error}");
         let target = lock(&target);
         assert_eq!((target.challenges, target.token_requests.len()), (0, 0), "nothing reached loopback");
     })

@@ -342,7 +342,9 @@ fn decode(payload: &str) -> Vec<QueueChange> {
 
 /// On PostgreSQL: wakes this process's workers when any process queues rows, hands the
 /// changes every process publishes to this process's subscribers, and notes other processes'
-/// subscribers.
+/// subscribers. A lost connection is opened again (every few seconds while the server cannot
+/// be reached); what was notified in between is gone, so the workers look for due rows at once
+/// after each reconnection instead of waiting for their next poll.
 pub(super) async fn listen(
     db: DatabaseConnection,
     publisher: Arc<super::Publisher>,
@@ -365,23 +367,31 @@ pub(super) async fn listen(
         let channels = [super::store::QUEUE_CHANNEL, CHANGES_CHANNEL, SUBSCRIBERS_CHANNEL];
         if let Err(err) = listener.listen_all(channels).await {
             tracing::warn!(%err, "cannot LISTEN for queued deliveries");
-            continue;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            }
         }
         // Rows queued while the listener was away.
         publisher.wake_workers();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                next = listener.recv() => match next {
-                    Ok(notification) if notification.channel() == SUBSCRIBERS_CHANNEL => {
+                next = listener.try_recv() => match next {
+                    Ok(Some(notification)) if notification.channel() == SUBSCRIBERS_CHANNEL => {
                         if notification.payload() != bus.process_id {
                             bus.remote_subscribers_seen();
                         }
                     }
-                    Ok(notification) if notification.channel() == CHANGES_CHANNEL => {
+                    Ok(Some(notification)) if notification.channel() == CHANGES_CHANNEL => {
                         bus.deliver_local(decode(notification.payload()));
                     }
-                    Ok(_) => publisher.wake_workers(),
+                    Ok(Some(_)) => publisher.wake_workers(),
+                    // The connection dropped and the listener opened and subscribed a new one.
+                    Ok(None) => {
+                        tracing::warn!("lost the LISTEN connection; listening again");
+                        publisher.wake_workers();
+                    }
                     Err(err) => {
                         tracing::warn!(%err, "lost the LISTEN connection; reconnecting");
                         break;

@@ -274,7 +274,7 @@ impl Queue {
         if outcomes.is_empty() {
             return Ok(0);
         }
-        self.writer.write(move |txn, staged| Box::pin(outcome::record(txn, staged, outcomes))).await
+        self.writer.write_queue(move |txn, staged| Box::pin(outcome::record(txn, staged, outcomes))).await
     }
 
     /// Gives claimed rows that were never attempted back to the queue.
@@ -316,7 +316,7 @@ impl Queue {
             + 'static,
     {
         self.writer
-            .write(move |txn, staged| {
+            .write_queue(move |txn, staged| {
                 Box::pin(async move {
                     let rows = release(txn).await?;
                     let count = rows.len();
@@ -352,7 +352,7 @@ impl Queue {
         let (process, token, lease) = self.claim();
         let row = self
             .writer
-            .write(move |txn, staged| {
+            .write_queue(move |txn, staged| {
                 Box::pin(async move {
                     let before = queued_webhooks::Entity::find_by_id(id)
                         .one(txn)
@@ -432,7 +432,7 @@ impl Queue {
                 .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC)
         };
         let (sent_before, failed_before) = (before(sent_days), before(failed_days));
-        self.writer.write(move |txn, _| Box::pin(store::clean(txn, sent_before, failed_before))).await
+        self.writer.write_queue(move |txn, _| Box::pin(store::clean(txn, sent_before, failed_before))).await
     }
 
     /// The background work of the queue until `shutdown`: on PostgreSQL, listening for other

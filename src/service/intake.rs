@@ -308,7 +308,7 @@ impl Grouped for CreateJob {
             }
             Ok(Box::new(move |committed: Result<(), String>| {
                 for (reply, changed) in answers {
-                    let _ = reply.send(committed.clone().map(|()| changed).map_err(AppError::internal));
+                    let _ = reply.send(committed.clone().map(|()| changed).map_err(AppError::not_confirmed));
                 }
             }) as Completion)
         })

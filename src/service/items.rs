@@ -126,7 +126,8 @@ pub async fn create(state: &AppState, input: NewItem) -> AppResult<Changed<items
         // A new number: the create touches no stored row, any lane may take it.
         state.writer.submit_spread(job).await?;
     }
-    let changed = answer.await.map_err(|_| AppError::internal("the database writer dropped a job (see its log)"))??;
+    // A job is dropped unanswered only when its batch failed before it ran.
+    let changed = answer.await.map_err(|_| AppError::not_run())??;
     if given {
         state.numbers.skip_past(&changed.item.itemtype, &changed.item.id).await;
     }

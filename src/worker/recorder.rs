@@ -13,6 +13,8 @@ const BATCH: usize = 512;
 /// How long the first outcome of a batch waits for others: fewer, larger transactions leave
 /// the database free for new events and claims.
 const LINGER: Duration = Duration::from_millis(5);
+/// Tries to write a batch of outcomes at least this many times, however soon its leases end.
+const MIN_ATTEMPTS: u32 = 8;
 
 /// Runs until `stop` is cancelled and every outcome sent before has been written.
 pub async fn run(queue: Arc<Queue>, mut outcomes: mpsc::Receiver<Finished>, stop: CancellationToken) {
@@ -39,26 +41,35 @@ pub async fn run(queue: Arc<Queue>, mut outcomes: mpsc::Receiver<Finished>, stop
                 Ok(None) | Err(_) => break,
             }
         }
-        write(&queue, &mut batch).await;
+        write(&queue, &mut batch, &stop).await;
         // Written (or given up on: the rows then wait for their lease): the slots are free.
         slots.clear();
     }
 }
 
-/// Writes the batch, retrying while the database refuses. Outcomes that still cannot be
-/// written are dropped from memory: their rows stay `sending` and are sent again once released,
-/// so nothing is lost.
-async fn write(queue: &Queue, batch: &mut Vec<Outcome>) {
+/// Writes the batch, retrying while the database refuses (its connection is lost, it is
+/// full) for as long as the rows are still this process's: until the first of their leases
+/// ends (and at least a few times; only those few once the process stops). Outcomes that still
+/// cannot be written are dropped from memory: their rows stay `sending` and are sent again once
+/// released, so nothing is lost.
+async fn write(queue: &Queue, batch: &mut Vec<Outcome>, stop: &CancellationToken) {
+    let lease_ends = batch.iter().filter_map(|o| o.row.lease_until).min();
     let mut delay = Duration::from_millis(50);
-    for attempt in 1..=8 {
-        match queue.record(batch.clone()).await {
-            Ok(_) => break,
-            Err(err) => {
-                tracing::warn!(?err, attempt, rows = batch.len(), "cannot write delivery outcomes; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
+    for attempt in 1.. {
+        let Err(err) = queue.record(batch.clone()).await else { break };
+        let leased = !stop.is_cancelled() && lease_ends.is_some_and(|end| chrono::Utc::now() + delay < end);
+        if attempt >= MIN_ATTEMPTS && !leased {
+            tracing::error!(
+                ?err,
+                attempt,
+                rows = batch.len(),
+                "cannot write delivery outcomes; their rows will be sent again"
+            );
+            break;
         }
+        tracing::warn!(?err, attempt, rows = batch.len(), "cannot write delivery outcomes; retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
     batch.clear();
 }
