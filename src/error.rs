@@ -33,8 +33,14 @@ pub enum AppError {
         index: usize,
         code: &'static str,
         message: String,
+        /// The refused field inside the input (`inputs[3].name`), with a template's line and
+        /// column.
+        place: Option<Place>,
     },
 }
+
+/// Where in the input an error is: the field's path, and a template's line and column.
+pub type Place = (String, Option<usize>, Option<usize>);
 
 pub type AppResult<T> = Result<T, AppError>;
 
@@ -98,7 +104,18 @@ impl AppError {
         if let Self::Internal(detail) = &self {
             tracing::error!(%detail, index, "internal error in a batch input");
         }
-        Self::InBatch { index, code: self.code(), message: format!("inputs[{index}]: {}", self.message()) }
+        let place = self.place().map(|(field, line, column)| (format!("inputs[{index}].{field}"), line, column));
+        Self::InBatch { index, code: self.code(), message: format!("inputs[{index}]: {}", self.message()), place }
+    }
+
+    /// The input field this error names, for `extensions.field` (and `line`, `column`).
+    fn place(&self) -> Option<Place> {
+        match self {
+            Self::Validation(message) => field_named_by(message).map(|field| (field.to_owned(), None, None)),
+            Self::Invalid(invalid) => Some((invalid.field.clone(), invalid.line, invalid.column)),
+            Self::InBatch { place, .. } => place.clone(),
+            _ => None,
+        }
     }
 
     /// The stable `extensions.code` of this error.
@@ -239,17 +256,12 @@ impl From<AppError> for async_graphql::Error {
             if let Some(index) = index {
                 ext.set("index", index);
             }
-            if let AppError::Validation(message) = &err
-                && let Some(field) = field_named_by(message)
-            {
+            if let Some((field, line, column)) = err.place() {
                 ext.set("field", field);
-            }
-            if let AppError::Invalid(invalid) = &err {
-                ext.set("field", invalid.field.as_str());
-                if let Some(line) = invalid.line {
+                if let Some(line) = line {
                     ext.set("line", line);
                 }
-                if let Some(column) = invalid.column {
+                if let Some(column) = column {
                     ext.set("column", column);
                 }
             }

@@ -50,12 +50,13 @@ async fn graphql_post(State(state): State<HttpState>, request: Request) -> Respo
     if let Err(refused) = check_origin(&parts.headers, &state.app.config().allowed_origins) {
         return refusal::graphql_error(StatusCode::FORBIDDEN, "FORBIDDEN", &refused);
     }
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(err) if refusal::is_too_large(&err) => return refusal::too_large(limit),
-        Err(_) => {
+    let bytes = match tokio::time::timeout(refusal::BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(err)) if refusal::is_too_large(&err) => return refusal::too_large(limit),
+        Ok(Err(_)) => {
             return refusal::graphql_error(StatusCode::BAD_REQUEST, "VALIDATION", "the request body could not be read");
         }
+        Err(_) => return refusal::too_slow(),
     };
     let request: async_graphql::Request = match serde_json::from_slice(&bytes) {
         Ok(request) => request,

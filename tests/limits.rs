@@ -376,3 +376,71 @@ async fn a_refused_input_names_its_field() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed() {
+    each_backend_with(
+        |c| c.delivery.api.header_read_timeout = Duration::from_millis(300),
+        async |app| {
+            let mut stream = tokio::net::TcpStream::connect(app.addr).await.expect("connects");
+            let mut buffer = [0u8; 16];
+            let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await;
+            assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "a silent connection is closed, not kept: {read:?}");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn fragments_that_multiply_are_refused_before_they_are_walked() {
+    each_backend(async |app| {
+        // 3^30 spreads of one field: a walk of every path would never end.
+        let mut query = String::from("query { ...F0 }");
+        for i in 0..30 {
+            query.push_str(&format!(" fragment F{i} on Query {{ ...F{n} ...F{n} ...F{n} }}", n = i + 1));
+        }
+        query.push_str(" fragment F30 on Query { entities { id } }");
+        let started = std::time::Instant::now();
+        let (code, message) = app.error(&query, json!({})).await;
+        assert_eq!(code, "VALIDATION");
+        assert!(message.contains("HOOKLINE_MAX_QUERY_COMPLEXITY"), "{message}");
+        assert!(started.elapsed() < Duration::from_secs(30), "refused without walking every path");
+
+        // Aliases in a fragment count every time it is spread.
+        let aliases: String = (0..30).map(|i| format!("a{i}: __typename ")).collect();
+        let spread = format!("{{ ...F ...F ...F ...F }} fragment F on Query {{ {aliases} }}");
+        let (code, message) = app.error(&spread, json!({})).await;
+        assert_eq!(code, "VALIDATION");
+        assert!(message.contains("HOOKLINE_MAX_QUERY_ALIASES") && message.contains("120"), "{message}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn batch_results_cost_one_child_per_input_and_errors_name_the_field_of_the_input() {
+    each_backend(async |app| {
+        let inputs: Vec<Value> = (0..200).map(|i| json!({"itemtype": "Computer", "entityId": "0", "name": format!("c{i}")})).collect();
+        let costly = "mutation($i: [ItemInput!]!) { createItems(inputs: $i) { id history(first: 100) { totalCount } } }";
+        let (code, message) = app.error(costly, json!({"i": inputs})).await;
+        assert_eq!(code, "VALIDATION");
+        assert!(message.contains("HOOKLINE_MAX_QUERY_COMPLEXITY"), "{message}");
+        let items = app.data("{ items(itemtype: \"Computer\") { totalCount } }", json!({})).await;
+        assert_eq!(items["items"]["totalCount"], 0, "nothing ran");
+
+        let scans: String = (0..20)
+            .map(|i| format!("p{i}: filterPreview(itemtype: \"Computer\", criteria: [{{field: \"name\", searchtype: \"contains\", value: \"x\"}}], first: 1) {{ totalCount }} "))
+            .collect();
+        let (code, _) = app.error(&format!("{{ {scans} }}"), json!({})).await;
+        assert_eq!(code, "VALIDATION", "each scan of an itemtype costs");
+
+        let inputs = json!([
+            {"itemtype": "Computer", "entityId": "0", "name": "fine"},
+            {"itemtype": "Computer", "entityId": "x", "name": "bad"},
+        ]);
+        let response = app.query("mutation($i: [ItemInput!]!) { createItems(inputs: $i) { id } }", json!({"i": inputs})).await;
+        let error = &response["errors"][0];
+        assert_eq!(error["extensions"]["index"], 1, "{response}");
+        assert_eq!(error["extensions"]["field"], "inputs[1].entityId", "{response}");
+    })
+    .await;
+}

@@ -111,7 +111,7 @@ impl FilterQuery {
 
     /// The stored items that the criteria match, with the total: what a webhook with this
     /// filter fires for (the same evaluator decides at event time).
-    #[graphql(complexity = "super::paging::page_cost(first, child_complexity)")]
+    #[graphql(complexity = "super::paging::page_cost(first, child_complexity) + super::paging::scan_cost(true)")]
     async fn filter_preview(
         &self,
         ctx: &Context<'_>,

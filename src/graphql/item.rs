@@ -208,7 +208,9 @@ impl ItemQuery {
 
     /// Items of a type, in the order they were first stored; with `criteria`, only those that
     /// match (as a webhook filter would).
-    #[graphql(complexity = "super::paging::page_cost(first, child_complexity)")]
+    #[graphql(
+        complexity = "super::paging::page_cost(first, child_complexity) + super::paging::scan_cost(criteria.is_some())"
+    )]
     async fn items(
         &self,
         ctx: &Context<'_>,
@@ -242,6 +244,7 @@ impl ItemMutation {
     /// Stores up to 1000 items in one transaction and raises `new` for each, all or nothing:
     /// a refused input refuses the call, its error naming the input (`extensions.index`).
     /// The items come back in input order.
+    #[graphql(complexity = "super::paging::list_cost(inputs.len(), child_complexity)")]
     async fn create_items(&self, ctx: &Context<'_>, inputs: Vec<ItemInput>) -> Result<Vec<Item>> {
         let s = session(ctx)?;
         items::check_batch(inputs.len())?;

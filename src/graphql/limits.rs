@@ -2,11 +2,11 @@
 //! aliases, checked before anything runs. A refused operation gets `VALIDATION` and a message
 //! that names the limit and its key.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::{
-    Response, ServerError, ServerResult, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest},
+    Request, Response, ServerError, ServerResult,
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextRequest},
     parser::types::{DocumentOperations, ExecutableDocument, Selection, SelectionSet},
 };
 
@@ -39,23 +39,32 @@ impl ExtensionFactory for QueryLimits {
 
 #[async_graphql::async_trait::async_trait]
 impl Extension for QueryLimits {
-    async fn parse_query(
+    async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let aliases = count_aliases(&document);
-        if aliases > self.aliases {
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        // Measured with every fragment spread written out (each fragment measured once), before
+        // async-graphql walks the operation: its depth check and its cost both visit every
+        // path, and a few fragments spreading each other three times over stand for billions.
+        // The parsed document is kept in the request, so the query is parsed once.
+        let size = Expanded::new(request.parsed_query()?).operations().map_err(refusal)?;
+        if size.fields > self.complexity {
             return Err(refusal(format!(
-                "the operation has {aliases} aliased fields, more than the {} allowed (HOOKLINE_MAX_QUERY_ALIASES); \
-                 split it into several operations",
-                self.aliases
+                "the operation selects {} fields once its fragments are spread, more than its cost may reach \
+                 ({}, HOOKLINE_MAX_QUERY_COMPLEXITY)",
+                size.fields, self.complexity
             )));
         }
-        Ok(document)
+        if size.aliases > self.aliases {
+            return Err(refusal(format!(
+                "the operation has {} aliased fields, more than the {} allowed (HOOKLINE_MAX_QUERY_ALIASES); \
+                 split it into several operations",
+                size.aliases, self.aliases
+            )));
+        }
+        next.run(ctx, request).await
     }
 
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
@@ -86,27 +95,82 @@ fn refusal(message: String) -> ServerError {
     error
 }
 
-/// Aliased fields written in the document (operations and fragments).
-fn count_aliases(document: &ExecutableDocument) -> usize {
-    let operations: usize = match &document.operations {
-        DocumentOperations::Single(operation) => in_set(&operation.node.selection_set.node),
-        DocumentOperations::Multiple(operations) => {
-            operations.values().map(|operation| in_set(&operation.node.selection_set.node)).sum()
-        }
-    };
-    let fragments: usize = document.fragments.values().map(|fragment| in_set(&fragment.node.selection_set.node)).sum();
-    operations + fragments
+/// Deepest chain of fragments spreading fragments that is measured.
+const MAX_FRAGMENT_CHAIN: usize = 100;
+
+/// The fields and aliases an operation selects once its fragments are spread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Size {
+    fields: usize,
+    aliases: usize,
 }
 
-fn in_set(set: &SelectionSet) -> usize {
-    set.items
-        .iter()
-        .map(|selection| match &selection.node {
-            Selection::Field(field) => usize::from(field.node.alias.is_some()) + in_set(&field.node.selection_set.node),
-            Selection::InlineFragment(fragment) => in_set(&fragment.node.selection_set.node),
-            Selection::FragmentSpread(_) => 0,
-        })
-        .sum()
+impl Size {
+    fn plus(self, other: Size) -> Size {
+        Size { fields: self.fields.saturating_add(other.fields), aliases: self.aliases.saturating_add(other.aliases) }
+    }
+}
+
+/// Measures a document, each fragment once (a cycle counts as nothing here: validation
+/// refuses it).
+struct Expanded<'a> {
+    document: &'a ExecutableDocument,
+    measured: HashMap<&'a str, Size>,
+    open: Vec<&'a str>,
+}
+
+impl<'a> Expanded<'a> {
+    fn new(document: &'a ExecutableDocument) -> Self {
+        Self { document, measured: HashMap::new(), open: Vec::new() }
+    }
+
+    /// Every operation of the document (the one that runs is among them).
+    fn operations(&mut self) -> Result<Size, String> {
+        let document = self.document;
+        let mut total = Size::default();
+        match &document.operations {
+            DocumentOperations::Single(operation) => total = self.set(&operation.node.selection_set.node)?,
+            DocumentOperations::Multiple(operations) => {
+                for operation in operations.values() {
+                    total = total.plus(self.set(&operation.node.selection_set.node)?);
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    fn set(&mut self, set: &'a SelectionSet) -> Result<Size, String> {
+        let mut size = Size::default();
+        for selection in &set.items {
+            let part = match &selection.node {
+                Selection::Field(field) => Size { fields: 1, aliases: usize::from(field.node.alias.is_some()) }
+                    .plus(self.set(&field.node.selection_set.node)?),
+                Selection::InlineFragment(fragment) => self.set(&fragment.node.selection_set.node)?,
+                Selection::FragmentSpread(spread) => self.fragment(spread.node.fragment_name.node.as_str())?,
+            };
+            size = size.plus(part);
+        }
+        Ok(size)
+    }
+
+    fn fragment(&mut self, name: &'a str) -> Result<Size, String> {
+        if let Some(size) = self.measured.get(name) {
+            return Ok(*size);
+        }
+        let Some(fragment) = self.document.fragments.get(name) else { return Ok(Size::default()) };
+        if self.open.contains(&name) {
+            return Ok(Size::default());
+        }
+        if self.open.len() >= MAX_FRAGMENT_CHAIN {
+            return Err(format!("the operation's fragments spread each other more than {MAX_FRAGMENT_CHAIN} deep"));
+        }
+        self.open.push(name);
+        let size = self.set(&fragment.node.selection_set.node);
+        self.open.pop();
+        let size = size?;
+        self.measured.insert(name, size);
+        Ok(size)
+    }
 }
 
 #[cfg(test)]
@@ -114,13 +178,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn aliases_are_counted_in_operations_and_fragments() {
+    fn fragments_are_counted_as_often_as_they_are_spread() {
         let document = async_graphql::parser::parse_query(
-            "query A { a: entities { id } b: entities { x: id } ...F }
-             query B { c: itemtypes { name } }
+            "query A { a: entities { id } b: entities { x: id } ...F ...F }
              fragment F on Query { d: entities { id } ... on Query { e: entities { id } } }",
         )
         .expect("parses");
-        assert_eq!(count_aliases(&document), 6);
+        let size = Expanded::new(&document).operations().expect("measured");
+        // a, b (+ id, x) and twice F (d, e, each with id).
+        assert_eq!(size, Size { fields: 12, aliases: 7 });
+    }
+
+    #[test]
+    fn fragments_spreading_each_other_are_measured_without_walking_every_path() {
+        let mut query = String::from("query { ...F0 }");
+        for i in 0..40 {
+            query.push_str(&format!(" fragment F{i} on Query {{ ...F{n} ...F{n} ...F{n} }}", n = i + 1));
+        }
+        query.push_str(" fragment F40 on Query { entities { id } }");
+        let document = async_graphql::parser::parse_query(&query).expect("parses");
+        let size = Expanded::new(&document).operations().expect("measured");
+        assert_eq!(size.fields, usize::MAX, "3^40 × 2 fields saturate");
+    }
+
+    #[test]
+    fn a_long_chain_of_fragments_is_refused_and_a_cycle_counts_nothing() {
+        let mut query = String::from("query { ...F0 }");
+        for i in 0..150 {
+            query.push_str(&format!(" fragment F{i} on Query {{ ...F{} }}", i + 1));
+        }
+        query.push_str(" fragment F150 on Query { entities { id } }");
+        let document = async_graphql::parser::parse_query(&query).expect("parses");
+        assert!(Expanded::new(&document).operations().is_err());
+        let cycle = async_graphql::parser::parse_query(
+            "query { ...A } fragment A on Query { x: entities { id } ...B } fragment B on Query { ...A }",
+        )
+        .expect("parses");
+        assert_eq!(Expanded::new(&cycle).operations(), Ok(Size { fields: 2, aliases: 1 }));
     }
 }

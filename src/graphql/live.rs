@@ -107,6 +107,7 @@ impl Subscription {
     ) -> Result<impl Stream<Item = QueueUpdate>> {
         let s = session(ctx)?;
         let webhook_id = webhook_id.map(|id| numeric_id(&id, "webhookId")).transpose()?;
+        let slots = subscription_slots(ctx)?;
         let entities = match entity_id {
             Some(id) => {
                 let id = numeric_id(&id, "entityId")?;
@@ -115,7 +116,6 @@ impl Subscription {
             None => None,
         };
         let watch = Watch { webhook_id, entities, status: status.map(Into::into) };
-        let slots = subscription_slots(ctx)?;
         let subscription = s.state.queue.bus().subscribe(watch);
         Ok(stream::unfold((subscription, slots), |(mut subscription, slots)| async move {
             let change = subscription.changes.recv().await?;

@@ -32,6 +32,20 @@ pub fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
     rows.max(1).saturating_mul(child_complexity).saturating_add(1)
 }
 
+/// What a list of one result per input costs (the batch mutations): the inputs times what
+/// each result asks for.
+pub fn list_cost(inputs: usize, child_complexity: usize) -> usize {
+    inputs.max(1).saturating_mul(child_complexity).saturating_add(1)
+}
+
+/// What reading a whole itemtype to match criteria costs (`items(criteria:)`,
+/// `filterPreview`): a page is cheap, the scan behind it is not.
+pub const SCAN_COST: usize = 1000;
+
+pub fn scan_cost(scans: bool) -> usize {
+    if scans { SCAN_COST } else { 0 }
+}
+
 /// Reads `first` and `after` into a page request.
 pub fn page_request(first: Option<i32>, after: Option<String>) -> AppResult<PageRequest> {
     let first = match first {

@@ -306,6 +306,7 @@ impl QueueMutation {
 
     /// `triggerEvent` for up to 1000 events in one transaction, all or nothing: a refused
     /// input refuses the call (`extensions.index` names it). Results are in input order.
+    #[graphql(complexity = "super::paging::list_cost(inputs.len(), child_complexity)")]
     async fn trigger_events(
         &self,
         ctx: &Context<'_>,

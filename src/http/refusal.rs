@@ -19,6 +19,18 @@ pub fn graphql_error(status: StatusCode, code: &str, message: &str) -> Response 
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
 }
 
+/// The time a client has to send a request's whole body once its headers are in.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// 408: the body did not arrive within [`BODY_READ_TIMEOUT`].
+pub fn too_slow() -> Response {
+    graphql_error(
+        StatusCode::REQUEST_TIMEOUT,
+        "VALIDATION",
+        &format!("the request body did not arrive within {} seconds", BODY_READ_TIMEOUT.as_secs()),
+    )
+}
+
 /// 413: the body is larger than `HOOKLINE_MAX_REQUEST_BODY`.
 pub fn too_large(limit: usize) -> Response {
     graphql_error(
