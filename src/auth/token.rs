@@ -74,11 +74,14 @@ pub struct Provider {
     pub audience: Option<String>,
 }
 
+/// The provider's keys by `kid`, each with the one algorithm it verifies.
+type ProviderKeys = HashMap<String, (DecodingKey, Algorithm)>;
+
 /// Signs hookline's tokens and checks every token.
 pub struct Tokens {
     own_encoding: EncodingKey,
     own_decoding: DecodingKey,
-    provider: Option<(Provider, HashMap<String, (DecodingKey, Algorithm)>)>,
+    provider: Option<(Provider, ProviderKeys)>,
 }
 
 impl std::fmt::Debug for Tokens {
