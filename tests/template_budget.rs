@@ -168,3 +168,70 @@ async fn an_update_event_fails_only_the_bad_row_too() {
     })
     .await;
 }
+
+/// Each of these fails only its own row, with its reason: a filter's work is counted before it
+/// runs (liquid's `uniq` compares every pair and would hold a thread for hours on 100,000
+/// values), `split` is sized before it builds, and the arithmetic refuses to overflow (liquid's
+/// `divided_by: -1` of the smallest whole number panics).
+const FILTER_CASES: [(&str, &str, &str); 6] = [
+    ("uniq", r#"{"n":{{ item.tags | uniq | size }}}"#, "rendering stopped: more than 10000 loop iterations"),
+    ("sort", r#"{"n":{{ item.tags | sort | first }}}"#, "rendering stopped: more than 10000 loop iterations"),
+    (
+        "split",
+        r#"{% assign cs = item.s | split: '' %}{"n":{{ cs | size }}}"#,
+        "rendering stopped: a value of more than 1048576 bytes",
+    ),
+    ("divided", r#"{"n":{{ item.n | divided_by: -1 }}}"#, "rendering failed: "),
+    ("abs", r#"{"n":{{ item.n | abs }}}"#, "rendering failed: "),
+    ("plus", r#"{"n":{{ item.m | plus: 1 }}}"#, "rendering failed: "),
+];
+
+#[tokio::test]
+async fn filters_over_item_data_fail_only_their_own_rows() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        let mut reasons = std::collections::HashMap::new();
+        for (name, payload, reason) in FILTER_CASES {
+            let id = app.data(CREATE_WEBHOOK, json!({"input": hook(&receiver, name, Some(payload))})).await;
+            reasons.insert(id["createWebhook"]["id"].to_string().replace('"', ""), reason);
+        }
+        let healthy =
+            hook(&receiver, "healthy", Some(r#"{"tags":{{ item.tags | size }},"n":{{ item.n | modulo: -1 }}}"#));
+        app.data(CREATE_WEBHOOK, json!({"input": healthy})).await;
+        let tags: Vec<u32> = (0..100_000).collect();
+        let fields = json!({"tags": tags, "s": "x".repeat(300_000), "n": i64::MIN, "m": i64::MAX});
+        app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0", "fields": fields}})).await;
+        let rows = app.wait_queue(FILTER_CASES.len() + 1, &["SENT", "FAILED"]).await;
+        let mut failed = 0;
+        for row in &rows {
+            let Some(reason) = reasons.get(&row["webhookId"].to_string().replace('"', "")) else { continue };
+            failed += 1;
+            assert_eq!(row["status"], "FAILED", "{row}");
+            let last_error = row["lastError"].as_str().unwrap_or_default();
+            assert!(last_error.starts_with(&format!("payload: {reason}")), "{last_error}");
+            if reason.ends_with("failed: ") {
+                assert!(last_error.contains("out of range (overflow)"), "{last_error}");
+            }
+        }
+        assert_eq!(failed, FILTER_CASES.len(), "{rows:?}");
+        let sent = receiver.wait_for(1, WAIT).await;
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].path, "/healthy");
+        assert_eq!(sent[0].json(), json!({"tags": 100_000, "n": 0}));
+        assert_eq!(app.data("{ webhooks { totalCount } }", json!({})).await["webhooks"]["totalCount"], 7);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_value_captured_is_escaped_once_where_it_is_printed() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        let payload = r#"{"a":"{% capture c %}{% cycle item.name %}{% endcapture %}{{ c }}","b":"{% capture d %}<{{ item.name }}>{% endcapture %}{{ d }}"}"#;
+        app.data(CREATE_WEBHOOK, json!({"input": hook(&receiver, "captured", Some(payload))})).await;
+        app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0", "name": r#"x"y\z"#}})).await;
+        let request = receiver.wait_for(1, WAIT).await.remove(0);
+        assert_eq!(String::from_utf8_lossy(&request.body), r#"{"a":"x\"y\\z","b":"<x\"y\\z>"}"#);
+    })
+    .await;
+}

@@ -76,8 +76,10 @@ pub async fn raise(
     forecast: Option<Forecast>,
 ) -> AppResult<Vec<queued_webhooks::Model>> {
     if let Some(forecast) = forecast.filter(|f| f.item == *item) {
-        let webhooks =
-            intake.cache.webhooks(conn, &intake.secrets, &item.itemtype, event.as_str(), intake.limits, staged.batch()).await?;
+        let webhooks = intake
+            .cache
+            .webhooks(conn, &intake.secrets, &item.itemtype, event.as_str(), intake.limits, staged.batch())
+            .await?;
         let entities = intake.cache.entities_in(conn, staged.batch()).await?;
         if Arc::ptr_eq(&webhooks, &forecast.webhooks) && Arc::ptr_eq(&entities, &forecast.entities) {
             return queue::enqueue(conn, staged, forecast.queued).await;
