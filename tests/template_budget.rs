@@ -235,3 +235,73 @@ async fn a_value_captured_is_escaped_once_where_it_is_printed() {
     })
     .await;
 }
+
+/// `triggerEvent` renders before the writer for the item as its snapshot will leave it; the
+/// rows are used only when that forecast equals the item the write stores (else the writer
+/// renders again), so the forecast must be exactly what the database gives back.
+#[tokio::test]
+async fn a_trigger_snapshot_is_forecast_as_the_write_stores_it() {
+    use hookline::service::{
+        forecast,
+        items::{self, Replacement},
+    };
+    each_backend(async |app| {
+        let fields = json!({"b": 1, "a": {"z": 1, "y": [1, 2]}, "s": "x"});
+        let input = json!({"itemtype": "Ticket", "id": "5", "entityId": "0", "name": "a", "fields": fields});
+        app.data(CREATE_ITEM, json!({"input": input})).await;
+        let stored = items::get(&app.state.db, "Ticket", "5").await.expect("read").expect("stored");
+        let snapshot = json!({"z": 2, "a": {"y": [3], "x": null}, "b": 1});
+        let new = Replacement {
+            name: Some(Some("renamed".into())),
+            entity_id: Some(0),
+            fields: snapshot.as_object().cloned(),
+            parent: Some((None, None)),
+        };
+        let now = forecast::write_time();
+        let expected = forecast::replaced(&stored, &new, now).expect("a forecast");
+        let (written, changed) =
+            items::replace(&app.state.db, &app.state.cache, None, stored, new, now).await.expect("replaced");
+        assert!(changed);
+        let reread = items::get(&app.state.db, "Ticket", "5").await.expect("read").expect("stored");
+        assert_eq!(expected, written, "{:?}", app.backend);
+        assert_eq!(expected, reread, "{:?}", app.backend);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn trigger_events_render_each_snapshot_and_trash_state() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        for event in ["UPDATE", "DELETE", "RESTORE"] {
+            let mut input = hook(
+                &receiver,
+                &event.to_lowercase(),
+                Some(r#"{"name":"{{ item.name }}","deleted":{{ item.is_deleted | json }},"n":{{ item.n | json }}}"#),
+            );
+            input["event"] = json!(event);
+            app.data(CREATE_WEBHOOK, json!({"input": input})).await;
+        }
+        app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "id": "9", "entityId": "0", "name": "a"}})).await;
+        let trigger = "mutation($input: TriggerEventInput!) { triggerEvent(input: $input) { queued { id } } }";
+        let input = |event: &str, snapshot: Value| {
+            json!({"input": {"itemtype": "Ticket", "itemId": "9", "event": event, "item": snapshot}})
+        };
+        let snapshot = |name: &str, n: i64| json!({"name": name, "entityId": 0, "fields": {"n": n}});
+        app.data(trigger, input("UPDATE", snapshot("b", 1))).await;
+        app.data(trigger, input("DELETE", snapshot("c", 2))).await;
+        app.data(trigger, input("RESTORE", Value::Null)).await;
+        let mut sent = receiver.wait_for(3, WAIT).await;
+        sent.sort_by(|a, b| a.path.cmp(&b.path));
+        let got: Vec<(String, Value)> = sent.iter().map(|r| (r.path.clone(), r.json())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/delete".to_owned(), json!({"name": "c", "deleted": true, "n": 2})),
+                ("/restore".to_owned(), json!({"name": "c", "deleted": false, "n": 2})),
+                ("/update".to_owned(), json!({"name": "b", "deleted": false, "n": 1})),
+            ]
+        );
+    })
+    .await;
+}
