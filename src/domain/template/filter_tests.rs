@@ -160,3 +160,19 @@ fn values_printed_inside_a_capture_are_escaped_once() {
     );
     assert_eq!(out.expect("r"), r#"{"a":"x\"y\\z"}"#);
 }
+
+#[test]
+fn truncatewords_behaves_as_liquids() {
+    let data = json!({"item": {"s": "one two  three four"}});
+    for (source, expected) in [
+        ("{{ item.s | truncatewords: 2 }}", "one two..."),
+        ("{{ item.s | truncatewords: 3, '!' }}", "one two !"),
+        ("{{ item.s | truncatewords: 4 }}", "one two  three..."),
+        ("{{ item.s | truncatewords: 5 }}", "one two  three four"),
+        ("{{ item.s | truncatewords: 0 }}", "..."),
+        ("{{ item.s | truncatewords: -1 }}", "one two  three four"),
+        ("{{ 'a b' | truncatewords }}", "a b"),
+    ] {
+        assert_eq!(render(source, data.clone()).expect(source), expected, "{source}");
+    }
+}

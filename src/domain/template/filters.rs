@@ -1,6 +1,7 @@
-//! hookline's own filters (`json`, `raw` and the escaping filters the rewriter adds), the
-//! budgeted versions of the filters that can multiply a string's size (`replace`, `join`),
-//! and the wrapper that makes every other filter check the clock and charge its result.
+//! hookline's own filters (`json`, `raw` and the escaping filters the rewriter adds, which
+//! print as is inside a `capture`), the budgeted versions of the filters that can multiply a
+//! string's size (`replace`, `join`), `truncatewords` without a list of every word, and the
+//! wrapper that makes every other filter check the clock, count its cost and charge its result.
 
 use std::fmt;
 
@@ -254,5 +255,51 @@ impl Filter for JoinFilter {
             joined.push_str(part.as_str());
         }
         budget::charged(runtime, Value::scalar(joined))
+    }
+}
+
+#[derive(Debug, FilterParameters)]
+struct TruncateWordsArgs {
+    #[parameter(description = "The number of words kept (50 when not given).", arg_type = "integer")]
+    length: Option<Expression>,
+    #[parameter(description = "Appended when words are cut (`...` when not given).", arg_type = "str")]
+    ellipsis: Option<Expression>,
+}
+
+#[derive(Clone, ParseFilter, FilterReflection)]
+#[filter(
+    name = "truncatewords",
+    description = "Keeps the first words of a string (split at spaces), without listing every word first.",
+    parameters(TruncateWordsArgs),
+    parsed(TruncateWordsFilter)
+)]
+pub struct TruncateWords;
+
+#[derive(Debug, FromFilterParameters, Display_filter)]
+#[name = "truncatewords"]
+struct TruncateWordsFilter {
+    #[parameters]
+    args: TruncateWordsArgs,
+}
+
+/// Where the text of the first `words` words ends, when there are more words than that.
+fn words_end(text: &str, words: usize) -> Option<usize> {
+    match words.checked_sub(1) {
+        None => Some(0),
+        Some(nth) => text.match_indices(' ').nth(nth).map(|(at, _)| at),
+    }
+}
+
+impl Filter for TruncateWordsFilter {
+    fn evaluate(&self, input: &dyn ValueView, runtime: &dyn Runtime) -> Result<Value> {
+        let args = self.args.evaluate(runtime)?;
+        // As liquid's: a negative count keeps every word.
+        let words = usize::try_from(args.length.unwrap_or(50)).unwrap_or(usize::MAX);
+        let ellipsis = args.ellipsis.unwrap_or_else(|| "...".into());
+        let text = input.to_kstr();
+        Ok(match words_end(text.as_str(), words) {
+            Some(end) => Value::scalar(format!("{}{}", &text[..end], ellipsis.as_str())),
+            None => input.to_value(),
+        })
     }
 }

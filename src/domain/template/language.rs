@@ -83,7 +83,7 @@ pub fn language() -> &'static Language {
             Box::new(C(stdlib::StripNewlines, Flat)),
             Box::new(C(math::TIMES, Flat)),
             Box::new(C(stdlib::Truncate, Flat)),
-            Box::new(C(stdlib::TruncateWords, Flat)),
+            Box::new(C(filters::TruncateWords, Flat)),
             Box::new(C(arrays::Uniq, PerElement)),
             Box::new(C(stdlib::Upcase, Flat)),
             Box::new(C(stdlib::UrlDecode, Flat)),
