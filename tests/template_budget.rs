@@ -168,3 +168,140 @@ async fn an_update_event_fails_only_the_bad_row_too() {
     })
     .await;
 }
+
+/// Each of these fails only its own row, with its reason: a filter's work is counted before it
+/// runs (liquid's `uniq` compares every pair and would hold a thread for hours on 100,000
+/// values), `split` is sized before it builds, and the arithmetic refuses to overflow (liquid's
+/// `divided_by: -1` of the smallest whole number panics).
+const FILTER_CASES: [(&str, &str, &str); 6] = [
+    ("uniq", r#"{"n":{{ item.tags | uniq | size }}}"#, "rendering stopped: more than 10000 loop iterations"),
+    ("sort", r#"{"n":{{ item.tags | sort | first }}}"#, "rendering stopped: more than 10000 loop iterations"),
+    (
+        "split",
+        r#"{% assign cs = item.s | split: '' %}{"n":{{ cs | size }}}"#,
+        "rendering stopped: a value of more than 1048576 bytes",
+    ),
+    ("divided", r#"{"n":{{ item.n | divided_by: -1 }}}"#, "rendering failed: "),
+    ("abs", r#"{"n":{{ item.n | abs }}}"#, "rendering failed: "),
+    ("plus", r#"{"n":{{ item.m | plus: 1 }}}"#, "rendering failed: "),
+];
+
+#[tokio::test]
+async fn filters_over_item_data_fail_only_their_own_rows() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        let mut reasons = std::collections::HashMap::new();
+        for (name, payload, reason) in FILTER_CASES {
+            let id = app.data(CREATE_WEBHOOK, json!({"input": hook(&receiver, name, Some(payload))})).await;
+            reasons.insert(id["createWebhook"]["id"].to_string().replace('"', ""), reason);
+        }
+        let healthy =
+            hook(&receiver, "healthy", Some(r#"{"tags":{{ item.tags | size }},"n":{{ item.n | modulo: -1 }}}"#));
+        app.data(CREATE_WEBHOOK, json!({"input": healthy})).await;
+        let tags: Vec<u32> = (0..100_000).collect();
+        let fields = json!({"tags": tags, "s": "x".repeat(300_000), "n": i64::MIN, "m": i64::MAX});
+        app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0", "fields": fields}})).await;
+        let rows = app.wait_queue(FILTER_CASES.len() + 1, &["SENT", "FAILED"]).await;
+        let mut failed = 0;
+        for row in &rows {
+            let Some(reason) = reasons.get(&row["webhookId"].to_string().replace('"', "")) else { continue };
+            failed += 1;
+            assert_eq!(row["status"], "FAILED", "{row}");
+            let last_error = row["lastError"].as_str().unwrap_or_default();
+            assert!(last_error.starts_with(&format!("payload: {reason}")), "{last_error}");
+            if reason.ends_with("failed: ") {
+                assert!(last_error.contains("out of range (overflow)"), "{last_error}");
+            }
+        }
+        assert_eq!(failed, FILTER_CASES.len(), "{rows:?}");
+        let sent = receiver.wait_for(1, WAIT).await;
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].path, "/healthy");
+        assert_eq!(sent[0].json(), json!({"tags": 100_000, "n": 0}));
+        assert_eq!(app.data("{ webhooks { totalCount } }", json!({})).await["webhooks"]["totalCount"], 7);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_value_captured_is_escaped_once_where_it_is_printed() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        let payload = r#"{"a":"{% capture c %}{% cycle item.name %}{% endcapture %}{{ c }}","b":"{% capture d %}<{{ item.name }}>{% endcapture %}{{ d }}"}"#;
+        app.data(CREATE_WEBHOOK, json!({"input": hook(&receiver, "captured", Some(payload))})).await;
+        app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0", "name": r#"x"y\z"#}})).await;
+        let request = receiver.wait_for(1, WAIT).await.remove(0);
+        assert_eq!(String::from_utf8_lossy(&request.body), r#"{"a":"x\"y\\z","b":"<x\"y\\z>"}"#);
+    })
+    .await;
+}
+
+/// `triggerEvent` renders before the writer for the item as its snapshot will leave it; the
+/// rows are used only when that forecast equals the item the write stores (else the writer
+/// renders again), so the forecast must be exactly what the database gives back.
+#[tokio::test]
+async fn a_trigger_snapshot_is_forecast_as_the_write_stores_it() {
+    use hookline::service::{
+        forecast,
+        items::{self, Replacement},
+    };
+    each_backend(async |app| {
+        let fields = json!({"b": 1, "a": {"z": 1, "y": [1, 2]}, "s": "x"});
+        let input = json!({"itemtype": "Ticket", "id": "5", "entityId": "0", "name": "a", "fields": fields});
+        app.data(CREATE_ITEM, json!({"input": input})).await;
+        let stored = items::get(&app.state.db, "Ticket", "5").await.expect("read").expect("stored");
+        let snapshot = json!({"z": 2, "a": {"y": [3], "x": null}, "b": 1});
+        let new = Replacement {
+            name: Some(Some("renamed".into())),
+            entity_id: Some(0),
+            fields: snapshot.as_object().cloned(),
+            parent: Some((None, None)),
+        };
+        let now = forecast::write_time();
+        let expected = forecast::replaced(&stored, &new, now).expect("a forecast");
+        let (written, changed) =
+            items::replace(&app.state.db, &app.state.cache, None, stored, new, now).await.expect("replaced");
+        assert!(changed);
+        let reread = items::get(&app.state.db, "Ticket", "5").await.expect("read").expect("stored");
+        assert_eq!(expected, written, "{:?}", app.backend);
+        assert_eq!(expected, reread, "{:?}", app.backend);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn trigger_events_render_each_snapshot_and_trash_state() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        for event in ["UPDATE", "DELETE", "RESTORE"] {
+            let mut input = hook(
+                &receiver,
+                &event.to_lowercase(),
+                Some(r#"{"name":"{{ item.name }}","deleted":{{ item.is_deleted | json }},"n":{{ item.n | json }}}"#),
+            );
+            input["event"] = json!(event);
+            app.data(CREATE_WEBHOOK, json!({"input": input})).await;
+        }
+        app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "id": "9", "entityId": "0", "name": "a"}})).await;
+        let trigger = "mutation($input: TriggerEventInput!) { triggerEvent(input: $input) { queued { id } } }";
+        let input = |event: &str, snapshot: Value| {
+            json!({"input": {"itemtype": "Ticket", "itemId": "9", "event": event, "item": snapshot}})
+        };
+        let snapshot = |name: &str, n: i64| json!({"name": name, "entityId": 0, "fields": {"n": n}});
+        app.data(trigger, input("UPDATE", snapshot("b", 1))).await;
+        app.data(trigger, input("DELETE", snapshot("c", 2))).await;
+        app.data(trigger, input("RESTORE", Value::Null)).await;
+        let mut sent = receiver.wait_for(3, WAIT).await;
+        sent.sort_by(|a, b| a.path.cmp(&b.path));
+        let got: Vec<(String, Value)> = sent.iter().map(|r| (r.path.clone(), r.json())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/delete".to_owned(), json!({"name": "c", "deleted": true, "n": 2})),
+                ("/restore".to_owned(), json!({"name": "c", "deleted": false, "n": 2})),
+                ("/update".to_owned(), json!({"name": "b", "deleted": false, "n": 1})),
+            ]
+        );
+    })
+    .await;
+}

@@ -7,10 +7,14 @@
 //! Templates cannot read files or the network (no partials are configured) and have size
 //! limits; `for` loops over ranges need literal bounds, so one template cannot stall a worker.
 
+mod arrays;
 mod budget;
+#[cfg(test)]
+mod filter_tests;
 mod filters;
 mod language;
 mod loops;
+mod math;
 #[cfg(test)]
 mod proptests;
 mod source;

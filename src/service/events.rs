@@ -1,12 +1,13 @@
 //! Raising an event: every matching webhook renders its request and joins the queue, in the
 //! caller's transaction, so the item write and its queue rows commit together.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::Utc;
 use entity::{items, queued_webhooks, queued_webhooks::QueueStatus};
 use sea_orm::ConnectionTrait;
 use serde_json::Value;
+use tokio::sync::Semaphore;
 
 use super::{
     cache::{CachedWebhook, HotCache},
@@ -110,13 +111,29 @@ pub async fn raise(
     queue::enqueue(conn, staged, queued).await
 }
 
-/// Runs `work` (a rendering) on the blocking pool, off the async runtime's threads; a panic
-/// in it is an error, not a lost worker.
+/// Renderings allowed to run at once: one per CPU, so that a rendering's clock
+/// (`HOOKLINE_TEMPLATE_TIMEOUT`) measures its own work, not time spent waiting for a core
+/// during a burst. The others wait their turn before their clock starts.
+fn renderers() -> Arc<Semaphore> {
+    static RENDERERS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    RENDERERS
+        .get_or_init(|| Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))))
+        .clone()
+}
+
+/// Runs `work` (a rendering) on the blocking pool, off the async runtime's threads, once one
+/// of the CPUs' turns is free (the budget's clock starts inside `work`); a panic in it is an
+/// error, not a lost worker.
 pub async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
-    tokio::task::spawn_blocking(move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)))
-        .await
-        .map_err(|e| AppError::internal(format!("a rendering task did not finish: {e}")))?
-        .map_err(|_| AppError::internal("a rendering panicked"))
+    let turn = renderers().acquire_owned().await.map_err(|e| AppError::internal(format!("no rendering turn: {e}")))?;
+    tokio::task::spawn_blocking(move || {
+        // Held until the rendering ends, even when the caller stops waiting for it.
+        let _turn = turn;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+    })
+    .await
+    .map_err(|e| AppError::internal(format!("a rendering task did not finish: {e}")))?
+    .map_err(|_| AppError::internal("a rendering panicked"))
 }
 
 /// Renders each webhook's request: on the blocking pool when a template has anything to
@@ -224,4 +241,37 @@ pub async fn plan(
         });
     }
     Ok(queued)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::atomic::{AtomicUsize, Ordering},
+        time::Duration,
+    };
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_more_renderings_run_at_once_than_there_are_cpus() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..cpus * 4)
+            .map(|_| {
+                let (running, most) = (running.clone(), most.clone());
+                tokio::spawn(off_runtime(move || {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                }))
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("joined").expect("ran");
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(most >= 1 && most <= cpus, "{most} renderings at once on {cpus} CPUs");
+    }
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::{
     cache::CachedWebhook,
     events::{self, Intake},
-    items::{ItemPatch, as_map},
+    items::{ItemPatch, Replacement, as_map},
     tree::EntityIndex,
 };
 use crate::{
@@ -117,6 +117,29 @@ pub fn patched(item: &items::Model, patch: &ItemPatch, now: DateTime<Utc>) -> Op
         next.date_mod = now;
     }
     (next.date_mod == now).then_some(next)
+}
+
+/// The item as `replace` with `new` is expected to leave it (`date_mod` moved when anything
+/// changes); `None` when a value would be refused.
+pub fn replaced(item: &items::Model, new: &Replacement, now: DateTime<Utc>) -> Option<items::Model> {
+    let mut next = item.clone();
+    if let Some(name) = &new.name {
+        next.name = rules::checked_text(name.clone(), "name").ok()?;
+    }
+    if let Some(entity_id) = new.entity_id {
+        next.entity_id = entity_id;
+    }
+    if let Some(fields) = &new.fields {
+        next.fields = Value::Object(rules::checked_fields(Some(Value::Object(fields.clone()))).ok()?);
+    }
+    if let Some((parent_itemtype, parent_id)) = &new.parent {
+        next.parent_itemtype.clone_from(parent_itemtype);
+        next.parent_id.clone_from(parent_id);
+    }
+    if next != *item {
+        next.date_mod = now;
+    }
+    Some(next)
 }
 
 /// The rows an event will queue for the item as a write is expected to leave it, rendered

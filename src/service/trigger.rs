@@ -1,13 +1,20 @@
 //! `triggerEvent`: for systems that own their data. Upserts the snapshot the caller sends (if
-//! any) and raises the event it names, changed or not.
+//! any) and raises the event it names, changed or not. The event's requests are rendered
+//! before the write (outside the writer) for the stored item as the trigger is expected to
+//! leave it; the writer renders only when that item, or the webhooks or entity tree, are not
+//! the ones rendered for (a new item, a batch that touches one item twice, a cache reloaded).
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use sea_orm::ConnectionTrait;
 
+use chrono::{DateTime, Utc};
+use entity::items as item_rows;
+
 use super::{
-    events::{self, Intake},
+    events::Intake,
+    forecast::{self, Forecast},
     items::{self, Changed, ItemId, NewItem, Replacement},
 };
 use crate::{
@@ -28,7 +35,7 @@ pub struct Trigger {
 }
 
 /// The snapshot `triggerEvent` may carry: the keys of `ItemInput` but `itemtype` and `id`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Snapshot {
     name: Option<String>,
@@ -52,9 +59,13 @@ fn id_text(value: Option<Value>, field: &str) -> AppResult<Option<String>> {
 pub async fn trigger(state: &AppState, trigger: Trigger) -> AppResult<Changed<()>> {
     let intake = Intake::of(state);
     let parsed = parse(trigger.snapshot.clone())?;
+    let now = forecast::write_time();
+    let forecasts = before_write(state, &intake, &trigger, parsed.as_ref(), now).await;
     state
         .writer
-        .write(move |txn, staged| Box::pin(async move { run(txn, staged, &intake, trigger, parsed).await }))
+        .write(move |txn, staged| {
+            Box::pin(async move { run(txn, staged, &intake, trigger, parsed, now, forecasts).await })
+        })
         .await
 }
 
@@ -67,18 +78,74 @@ pub async fn trigger_many(state: &AppState, triggers: Vec<Trigger>) -> AppResult
         parsed.push(parse(trigger.snapshot.clone()).map_err(|e| e.at_index(index))?);
     }
     let intake = Intake::of(state);
+    let now = forecast::write_time();
+    let mut forecasts = Vec::with_capacity(triggers.len());
+    for (trigger, snapshot) in triggers.iter().zip(&parsed) {
+        forecasts.push(before_write(state, &intake, trigger, snapshot.as_ref(), now).await);
+    }
     state
         .writer
         .write(move |txn, staged| {
             Box::pin(async move {
                 let mut results = Vec::with_capacity(triggers.len());
-                for (index, (trigger, snapshot)) in triggers.into_iter().zip(parsed).enumerate() {
-                    results.push(run(txn, staged, &intake, trigger, snapshot).await.map_err(|e| e.at_index(index))?);
+                let each = triggers.into_iter().zip(parsed).zip(forecasts).enumerate();
+                for (index, ((trigger, snapshot), forecasts)) in each {
+                    let result = run(txn, staged, &intake, trigger, snapshot, now, forecasts).await;
+                    results.push(result.map_err(|e| e.at_index(index))?);
                 }
                 Ok(results)
             })
         })
         .await
+}
+
+/// The rows the trigger's event will queue, rendered before the write for the stored item as
+/// the trigger is expected to leave it: replaced by the snapshot, moved into or out of the
+/// trash. Nothing for an item not stored yet (the database numbers it; the writer renders),
+/// nor when the item cannot be read or the snapshot would be refused (the writer says why).
+async fn before_write(
+    state: &AppState,
+    intake: &Intake,
+    trigger: &Trigger,
+    snapshot: Option<&Snapshot>,
+    now: DateTime<Utc>,
+) -> Vec<Forecast> {
+    let Ok(Some(stored)) = items::get(&state.db, &trigger.itemtype, &trigger.item_id).await else {
+        return Vec::new();
+    };
+    let item = match snapshot.cloned().map(replacement) {
+        None => stored,
+        Some(Ok(new)) => match forecast::replaced(&stored, &new, now) {
+            Some(item) => item,
+            None => return Vec::new(),
+        },
+        Some(Err(_)) => return Vec::new(),
+    };
+    let event = trigger.event;
+    let item = match event {
+        WebhookEvent::Delete | WebhookEvent::Restore => {
+            let deleted = event == WebhookEvent::Delete;
+            if item.is_deleted == deleted {
+                item
+            } else {
+                item_rows::Model { is_deleted: deleted, date_mod: now, ..item }
+            }
+        }
+        // A purge's child items are rendered in the writer.
+        WebhookEvent::Purge | WebhookEvent::New | WebhookEvent::Update => item,
+    };
+    forecast::before_write(state, intake, event, Some(item)).await.into_iter().collect()
+}
+
+/// What a snapshot replaces in a stored item: all of it.
+fn replacement(snapshot: Snapshot) -> AppResult<Replacement> {
+    let entity_id = id_text(snapshot.entity_id, "entityId")?.map(|e| parse_entity(&e)).transpose()?;
+    Ok(Replacement {
+        name: Some(snapshot.name),
+        entity_id,
+        fields: Some(snapshot.fields.unwrap_or_default()),
+        parent: Some((snapshot.parent_itemtype, id_text(snapshot.parent_id, "parentId")?)),
+    })
 }
 
 fn parse(snapshot: Option<Value>) -> AppResult<Option<Snapshot>> {
@@ -98,6 +165,8 @@ async fn run(
     intake: &Intake,
     trigger: Trigger,
     snapshot: Option<Snapshot>,
+    now: DateTime<Utc>,
+    mut forecasts: Vec<Forecast>,
 ) -> AppResult<Changed<()>> {
     let Trigger { itemtype, item_id, event, .. } = trigger;
     let (itemtype, item_id) = (itemtype.as_str(), item_id.as_str());
@@ -125,28 +194,20 @@ async fn run(
             items::insert(txn, &intake.cache, batch, new).await?
         }
         (Some(item), Some(snapshot)) => {
-            let entity_id = id_text(snapshot.entity_id, "entityId")?.map(|e| parse_entity(&e)).transpose()?;
-            let replacement = Replacement {
-                name: Some(snapshot.name),
-                entity_id,
-                fields: Some(snapshot.fields.unwrap_or_default()),
-                parent: Some((snapshot.parent_itemtype, id_text(snapshot.parent_id, "parentId")?)),
-            };
-            items::replace(txn, &intake.cache, batch, item, replacement, super::forecast::write_time()).await?.0
+            items::replace(txn, &intake.cache, batch, item, replacement(snapshot)?, now).await?.0
         }
     };
     let queued = match event {
-        WebhookEvent::Purge => items::remove(txn, staged, intake, item, Vec::new()).await?.queued,
+        WebhookEvent::Purge => items::remove(txn, staged, intake, item, forecasts).await?.queued,
         WebhookEvent::Delete | WebhookEvent::Restore => {
             let deleted = event == WebhookEvent::Delete;
-            let item = if item.is_deleted != deleted {
-                items::mark_deleted(txn, item, deleted, super::forecast::write_time()).await?
-            } else {
-                item
-            };
-            events::raise(txn, staged, intake, event, &item).await?
+            let item =
+                if item.is_deleted != deleted { items::mark_deleted(txn, item, deleted, now).await? } else { item };
+            forecast::raise(txn, staged, intake, event, &item, forecasts.pop()).await?
         }
-        WebhookEvent::New | WebhookEvent::Update => events::raise(txn, staged, intake, event, &item).await?,
+        WebhookEvent::New | WebhookEvent::Update => {
+            forecast::raise(txn, staged, intake, event, &item, forecasts.pop()).await?
+        }
     };
     Ok(Changed { item: (), queued })
 }

@@ -14,7 +14,7 @@ use super::{Context, Limits};
 pub const PRODUCED_FACTOR: usize = 16;
 
 /// Bytes counted for each element of an array or object value besides its contents.
-const ELEMENT_WEIGHT: usize = 32;
+pub const ELEMENT_WEIGHT: usize = 32;
 
 /// The budget of one rendering. The default one (a rendering that was not armed) refuses
 /// everything, so that a budgeted tag never runs unbounded.
@@ -116,14 +116,28 @@ fn tick_in(registers: &Registers) -> Result<()> {
 
 /// Counts one loop iteration.
 pub fn iterate(runtime: &dyn Runtime) -> Result<()> {
+    steps(runtime, 1, "")
+}
+
+/// Counts the steps a filter is about to take over an array (one per element, n·log₂n for a
+/// sort) against the same budget as loop iterations, before it runs: `filter` names it.
+pub fn work(runtime: &dyn Runtime, count: usize, filter: &str) -> Result<()> {
+    steps(runtime, count, &format!("; `{filter}` counts its steps over the array's elements"))
+}
+
+/// Adds `count` steps, unless that goes past the limit: then the rendering is stopped and the
+/// steps are not counted (so what was spent never exceeds the limit by more than one).
+fn steps(runtime: &dyn Runtime, count: usize, why: &str) -> Result<()> {
     runtime.registers().get_mut::<Budget>().check(|active| {
-        active.iterations = active.iterations.saturating_add(1);
-        (active.iterations > active.limits.max_iterations).then(|| {
-            format!(
-                "more than {} loop iterations in one rendering (HOOKLINE_TEMPLATE_MAX_ITERATIONS)",
+        let total = active.iterations.saturating_add(count);
+        if total > active.limits.max_iterations {
+            return Some(format!(
+                "more than {} loop iterations in one rendering (HOOKLINE_TEMPLATE_MAX_ITERATIONS{why})",
                 active.limits.max_iterations
-            )
-        })
+            ));
+        }
+        active.iterations = total;
+        None
     })
 }
 

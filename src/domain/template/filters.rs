@@ -1,6 +1,7 @@
-//! hookline's own filters (`json`, `raw` and the escaping filters the rewriter adds), the
-//! budgeted versions of the filters that can multiply a string's size (`replace`, `join`),
-//! and the wrapper that makes every other filter check the clock and charge its result.
+//! hookline's own filters (`json`, `raw` and the escaping filters the rewriter adds, which
+//! print as is inside a `capture`), the budgeted versions of the filters that can multiply a
+//! string's size (`replace`, `join`), `truncatewords` without a list of every word, and the
+//! wrapper that makes every other filter check the clock, count its cost and charge its result.
 
 use std::fmt;
 
@@ -9,7 +10,7 @@ use liquid_core::{
     Runtime, Value, ValueView, parser::FilterArguments,
 };
 
-use super::budget;
+use super::{budget, tags};
 
 /// A string escaped for the inside of a JSON string (without the quotes).
 pub fn json_string(text: &str) -> String {
@@ -30,13 +31,43 @@ pub fn percent_encoded(text: &str) -> String {
     out
 }
 
-/// A standard filter that checks the clock before it runs and charges its result.
+/// What a filter costs besides the bytes of its result, counted against the iteration budget
+/// before it runs: a filter is one call that the clock cannot interrupt, so the work it may do
+/// is charged up front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cost {
+    /// Constant, or linear in the bytes of a string: the clock and the result's size bound it.
+    Flat,
+    /// One step per element of the input array.
+    PerElement,
+    /// n·⌈log₂(n+1)⌉ steps for an input of n elements (a sort).
+    Sorting,
+}
+
+impl Cost {
+    /// The steps for an input of `count` elements.
+    pub fn steps(self, count: usize) -> usize {
+        match self {
+            Cost::Flat => 0,
+            Cost::PerElement => count,
+            Cost::Sorting => count.saturating_mul((usize::BITS - count.leading_zeros()) as usize),
+        }
+    }
+}
+
+/// The elements a filter walks in `input`: an array's, or one for any other value.
+pub fn elements(input: &dyn ValueView) -> usize {
+    input.as_array().map_or(1, |array| usize::try_from(array.size()).unwrap_or(usize::MAX))
+}
+
+/// A filter that checks the clock and charges its cost before it runs, and charges its result.
 #[derive(Clone)]
-pub struct Checked<F>(pub F);
+pub struct Checked<F>(pub F, pub Cost);
 
 impl<F: ParseFilter + Clone + 'static> ParseFilter for Checked<F> {
     fn parse(&self, arguments: FilterArguments<'_>) -> Result<Box<dyn Filter>> {
-        Ok(Box::new(CheckedFilter(self.0.parse(arguments)?)))
+        let name = self.0.reflection().name().to_owned();
+        Ok(Box::new(CheckedFilter { inner: self.0.parse(arguments)?, cost: self.1, name }))
     }
 
     fn reflection(&self) -> &dyn FilterReflection {
@@ -45,18 +76,25 @@ impl<F: ParseFilter + Clone + 'static> ParseFilter for Checked<F> {
 }
 
 #[derive(Debug)]
-struct CheckedFilter(Box<dyn Filter>);
+struct CheckedFilter {
+    inner: Box<dyn Filter>,
+    cost: Cost,
+    name: String,
+}
 
 impl fmt::Display for CheckedFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        self.inner.fmt(f)
     }
 }
 
 impl Filter for CheckedFilter {
     fn evaluate(&self, input: &dyn ValueView, runtime: &dyn Runtime) -> Result<Value> {
         budget::tick(runtime)?;
-        let value = self.0.evaluate(input, runtime)?;
+        if self.cost != Cost::Flat {
+            budget::work(runtime, self.cost.steps(elements(input)), &self.name)?;
+        }
+        let value = self.inner.evaluate(input, runtime)?;
         budget::charged(runtime, value)
     }
 }
@@ -102,8 +140,13 @@ pub struct EscapeJson;
 struct EscapeJsonFilter;
 
 impl Filter for EscapeJsonFilter {
-    fn evaluate(&self, input: &dyn ValueView, _runtime: &dyn Runtime) -> Result<Value> {
-        Ok(Value::scalar(json_string(input.to_kstr().as_str())))
+    fn evaluate(&self, input: &dyn ValueView, runtime: &dyn Runtime) -> Result<Value> {
+        let text = input.to_kstr();
+        // Inside a capture the value is escaped once, where the capture is printed.
+        if tags::capturing(runtime) {
+            return Ok(Value::scalar(text.into_owned()));
+        }
+        Ok(Value::scalar(json_string(text.as_str())))
     }
 }
 
@@ -116,8 +159,13 @@ pub struct EscapeUrl;
 struct EscapeUrlFilter;
 
 impl Filter for EscapeUrlFilter {
-    fn evaluate(&self, input: &dyn ValueView, _runtime: &dyn Runtime) -> Result<Value> {
-        Ok(Value::scalar(percent_encoded(input.to_kstr().as_str())))
+    fn evaluate(&self, input: &dyn ValueView, runtime: &dyn Runtime) -> Result<Value> {
+        let text = input.to_kstr();
+        // Inside a capture the value is escaped once, where the capture is printed.
+        if tags::capturing(runtime) {
+            return Ok(Value::scalar(text.into_owned()));
+        }
+        Ok(Value::scalar(percent_encoded(text.as_str())))
     }
 }
 
@@ -191,6 +239,7 @@ impl Filter for JoinFilter {
         let args = self.args.evaluate(runtime)?;
         let separator = args.separator.unwrap_or_else(|| " ".into());
         let array = input.as_array().ok_or_else(|| liquid_core::Error::with_msg("Array of strings expected"))?;
+        budget::work(runtime, elements(input), "join")?;
         let parts: Vec<_> = array.values().map(|v| v.to_kstr()).collect();
         let size = parts
             .len()
@@ -206,5 +255,51 @@ impl Filter for JoinFilter {
             joined.push_str(part.as_str());
         }
         budget::charged(runtime, Value::scalar(joined))
+    }
+}
+
+#[derive(Debug, FilterParameters)]
+struct TruncateWordsArgs {
+    #[parameter(description = "The number of words kept (50 when not given).", arg_type = "integer")]
+    length: Option<Expression>,
+    #[parameter(description = "Appended when words are cut (`...` when not given).", arg_type = "str")]
+    ellipsis: Option<Expression>,
+}
+
+#[derive(Clone, ParseFilter, FilterReflection)]
+#[filter(
+    name = "truncatewords",
+    description = "Keeps the first words of a string (split at spaces), without listing every word first.",
+    parameters(TruncateWordsArgs),
+    parsed(TruncateWordsFilter)
+)]
+pub struct TruncateWords;
+
+#[derive(Debug, FromFilterParameters, Display_filter)]
+#[name = "truncatewords"]
+struct TruncateWordsFilter {
+    #[parameters]
+    args: TruncateWordsArgs,
+}
+
+/// Where the text of the first `words` words ends, when there are more words than that.
+fn words_end(text: &str, words: usize) -> Option<usize> {
+    match words.checked_sub(1) {
+        None => Some(0),
+        Some(nth) => text.match_indices(' ').nth(nth).map(|(at, _)| at),
+    }
+}
+
+impl Filter for TruncateWordsFilter {
+    fn evaluate(&self, input: &dyn ValueView, runtime: &dyn Runtime) -> Result<Value> {
+        let args = self.args.evaluate(runtime)?;
+        // As liquid's: a negative count keeps every word.
+        let words = usize::try_from(args.length.unwrap_or(50)).unwrap_or(usize::MAX);
+        let ellipsis = args.ellipsis.unwrap_or_else(|| "...".into());
+        let text = input.to_kstr();
+        Ok(match words_end(text.as_str(), words) {
+            Some(end) => Value::scalar(format!("{}{}", &text[..end], ellipsis.as_str())),
+            None => input.to_value(),
+        })
     }
 }

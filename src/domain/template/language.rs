@@ -5,15 +5,16 @@ use std::sync::OnceLock;
 use liquid_core::Language;
 use liquid_lib::stdlib;
 
-use super::{filters, loops, tags};
+use super::{arrays, filters, loops, math, tags};
 
 /// The tags, blocks and filters templates may use: liquid's standard ones, each checking the
-/// rendering's budget (loops, `assign`, `capture`, `ifchanged`, `replace` and `join` in
-/// budgeted versions), without `include` and `render` (there are no partials to read).
+/// rendering's budget (loops, `assign`, `capture`, `ifchanged`, `replace`, `join`, `split`,
+/// `uniq`, `concat`, `slice` and the arithmetic in budgeted or checked versions), without
+/// `include` and `render` (there are no partials to read).
 pub fn language() -> &'static Language {
     static LANGUAGE: OnceLock<Language> = OnceLock::new();
     LANGUAGE.get_or_init(|| {
-        use filters::Checked as C;
+        use filters::{Checked as C, Cost::*};
         use tags::{TickedBlock, TickedTag};
         let mut l = Language::empty();
         let mut tag = |t: Box<dyn liquid_core::ParseTag>| {
@@ -37,59 +38,61 @@ pub fn language() -> &'static Language {
         block(Box::new(TickedBlock(stdlib::CommentBlock)));
         block(Box::new(tags::CaptureBlock));
         block(Box::new(TickedBlock(stdlib::CaseBlock)));
+        // Filters over arrays count their steps before they run (`Cost`); the arithmetic is
+        // checked; `split`, `replace` and `join` are sized before they build.
         let filters: Vec<Box<dyn liquid_core::ParseFilter>> = vec![
-            Box::new(C(stdlib::Abs)),
-            Box::new(C(stdlib::Append)),
-            Box::new(C(stdlib::AtLeast)),
-            Box::new(C(stdlib::AtMost)),
-            Box::new(C(stdlib::Capitalize)),
-            Box::new(C(stdlib::Ceil)),
-            Box::new(C(stdlib::Compact)),
-            Box::new(C(stdlib::Concat)),
-            Box::new(C(stdlib::Date)),
-            Box::new(C(stdlib::Default)),
-            Box::new(C(stdlib::DividedBy)),
-            Box::new(C(stdlib::Downcase)),
-            Box::new(C(stdlib::Escape)),
-            Box::new(C(stdlib::EscapeOnce)),
-            Box::new(C(stdlib::First)),
-            Box::new(C(stdlib::Floor)),
+            Box::new(C(math::Abs, Flat)),
+            Box::new(C(stdlib::Append, Flat)),
+            Box::new(C(stdlib::AtLeast, Flat)),
+            Box::new(C(stdlib::AtMost, Flat)),
+            Box::new(C(stdlib::Capitalize, Flat)),
+            Box::new(C(stdlib::Ceil, Flat)),
+            Box::new(C(stdlib::Compact, PerElement)),
+            Box::new(C(arrays::Concat, PerElement)),
+            Box::new(C(stdlib::Date, Flat)),
+            Box::new(C(stdlib::Default, Flat)),
+            Box::new(C(math::DIVIDED_BY, Flat)),
+            Box::new(C(stdlib::Downcase, Flat)),
+            Box::new(C(stdlib::Escape, Flat)),
+            Box::new(C(stdlib::EscapeOnce, Flat)),
+            Box::new(C(stdlib::First, Flat)),
+            Box::new(C(stdlib::Floor, Flat)),
             Box::new(filters::Join),
-            Box::new(C(stdlib::Last)),
-            Box::new(C(stdlib::Lstrip)),
-            Box::new(C(stdlib::Map)),
-            Box::new(C(stdlib::Minus)),
-            Box::new(C(stdlib::Modulo)),
-            Box::new(C(stdlib::NewlineToBr)),
-            Box::new(C(stdlib::Plus)),
-            Box::new(C(stdlib::Prepend)),
-            Box::new(C(stdlib::Remove)),
-            Box::new(C(stdlib::RemoveFirst)),
+            Box::new(C(stdlib::Last, Flat)),
+            Box::new(C(stdlib::Lstrip, Flat)),
+            Box::new(C(stdlib::Map, PerElement)),
+            Box::new(C(math::MINUS, Flat)),
+            Box::new(C(math::MODULO, Flat)),
+            Box::new(C(stdlib::NewlineToBr, Flat)),
+            Box::new(C(math::PLUS, Flat)),
+            Box::new(C(stdlib::Prepend, Flat)),
+            Box::new(C(stdlib::Remove, Flat)),
+            Box::new(C(stdlib::RemoveFirst, Flat)),
             Box::new(filters::Replace),
-            Box::new(C(stdlib::ReplaceFirst)),
-            Box::new(C(stdlib::Reverse)),
-            Box::new(C(stdlib::Round)),
-            Box::new(C(stdlib::Rstrip)),
-            Box::new(C(stdlib::Size)),
-            Box::new(C(stdlib::Slice)),
-            Box::new(C(stdlib::Sort)),
-            Box::new(C(stdlib::SortNatural)),
-            Box::new(C(stdlib::Split)),
-            Box::new(C(stdlib::Strip)),
-            Box::new(C(stdlib::StripHtml)),
-            Box::new(C(stdlib::StripNewlines)),
-            Box::new(C(stdlib::Times)),
-            Box::new(C(stdlib::Truncate)),
-            Box::new(C(stdlib::TruncateWords)),
-            Box::new(C(stdlib::Uniq)),
-            Box::new(C(stdlib::Upcase)),
-            Box::new(C(stdlib::UrlDecode)),
-            Box::new(C(stdlib::UrlEncode)),
-            Box::new(C(stdlib::Where)),
-            Box::new(C(filters::JsonLiteral)),
-            Box::new(C(filters::Raw)),
-            Box::new(C(filters::EscapeJson)),
-            Box::new(C(filters::EscapeUrl)),
+            Box::new(C(stdlib::ReplaceFirst, Flat)),
+            Box::new(C(stdlib::Reverse, PerElement)),
+            Box::new(C(stdlib::Round, Flat)),
+            Box::new(C(stdlib::Rstrip, Flat)),
+            Box::new(C(stdlib::Size, Flat)),
+            Box::new(C(arrays::Slice, PerElement)),
+            Box::new(C(stdlib::Sort, Sorting)),
+            Box::new(C(stdlib::SortNatural, Sorting)),
+            Box::new(arrays::Split),
+            Box::new(C(stdlib::Strip, Flat)),
+            Box::new(C(stdlib::StripHtml, Flat)),
+            Box::new(C(stdlib::StripNewlines, Flat)),
+            Box::new(C(math::TIMES, Flat)),
+            Box::new(C(stdlib::Truncate, Flat)),
+            Box::new(C(filters::TruncateWords, Flat)),
+            Box::new(C(arrays::Uniq, PerElement)),
+            Box::new(C(stdlib::Upcase, Flat)),
+            Box::new(C(stdlib::UrlDecode, Flat)),
+            Box::new(C(stdlib::UrlEncode, Flat)),
+            Box::new(C(stdlib::Where, PerElement)),
+            Box::new(C(filters::JsonLiteral, Flat)),
+            Box::new(C(filters::Raw, Flat)),
+            Box::new(C(filters::EscapeJson, Flat)),
+            Box::new(C(filters::EscapeUrl, Flat)),
         ];
         for f in filters {
             l.filters.register(f.reflection().name().to_owned(), f);

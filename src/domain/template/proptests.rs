@@ -33,6 +33,14 @@ fn piece() -> impl Strategy<Value = String> {
         Just("{{ s | size }}".to_owned()),
         Just("{% increment k %}".to_owned()),
         Just("{% break %}".to_owned()),
+        // Whole numbers at the edges: checked arithmetic refuses, never panics.
+        Just("{{ item.n | plus: item.n }}{{ item.n | minus: item.m }}{{ item.n | times: item.m }}".to_owned()),
+        Just("{{ item.n | divided_by: item.m }}{{ item.n | modulo: item.m }}{{ item.n | abs }}".to_owned()),
+        Just("{{ item.s | slice: item.n, item.m }}{{ item.nums | slice: item.m, item.n | size }}".to_owned()),
+        // Array filters: counted before they run.
+        Just("{{ item.nums | uniq | join: ',' }}{{ item.list | sort | first }}".to_owned()),
+        Just("{% assign list = item.list | concat: item.list | reverse | uniq %}".to_owned()),
+        Just("{{ item.nums | sort_natural | last }}{{ item.nums | compact | size }}".to_owned()),
     ];
     leaf.prop_recursive(4, 24, 4, |inner| {
         let body = prop::collection::vec(inner, 0..4).prop_map(|v| v.concat());
@@ -48,9 +56,20 @@ fn piece() -> impl Strategy<Value = String> {
     })
 }
 
+/// Any whole number, often one at an edge of the range.
+fn whole() -> impl Strategy<Value = i64> {
+    prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(-1i64), Just(0i64), Just(1i64), any::<i64>()]
+}
+
 fn item() -> impl Strategy<Value = Value> {
-    (any::<String>(), any::<i64>(), prop::collection::vec(any::<String>(), 0..30))
-        .prop_map(|(s, n, list)| json!({"item": {"s": s, "n": n, "list": list}}))
+    (
+        any::<String>(),
+        whole(),
+        whole(),
+        prop::collection::vec(any::<String>(), 0..30),
+        prop::collection::vec(whole(), 0..400),
+    )
+        .prop_map(|(s, n, m, list, nums)| json!({"item": {"s": s, "n": n, "m": m, "list": list, "nums": nums}}))
 }
 
 fn within_budget(template: &Template, data: &Value) -> Result<String, String> {
@@ -58,8 +77,9 @@ fn within_budget(template: &Template, data: &Value) -> Result<String, String> {
     let (result, budget) = template.render_in(&variables, Budget::start(limits(), Context::Text));
     let (iterations, produced) = budget.spent();
     let limits = limits();
-    // A check refuses the step that goes past a limit, so at most one beyond.
-    assert!(iterations <= limits.max_iterations + 1, "{iterations} iterations");
+    // A check refuses the steps that would go past the iteration limit without counting them;
+    // a value is refused once it is counted, so at most one value beyond the bytes produced.
+    assert!(iterations <= limits.max_iterations, "{iterations} iterations");
     assert!(produced <= limits.max_rendered * PRODUCED_FACTOR + limits.max_rendered, "{produced} bytes");
     if let Ok(text) = &result {
         assert!(text.len() <= limits.max_rendered);

@@ -1,6 +1,7 @@
 //! Budgeted tags and blocks besides the loops: `assign` and `capture` charge the values they
 //! keep, `capture` and `ifchanged` render into a bounded buffer, `cycle` prints escaped for
-//! the output's context, and every other standard tag and block checks the clock first.
+//! the output's context (raw inside a `capture`, whose value is escaped where it is printed),
+//! and every other standard tag and block checks the clock first.
 
 use std::io::Write;
 
@@ -82,6 +83,7 @@ impl Renderable for Escaped {
         self.0.render_to(&mut printed, runtime)?;
         let printed = printed.into_string();
         let escaped = match budget::context(runtime) {
+            _ if capturing(runtime) => printed,
             Context::Json => filters::json_string(&printed),
             Context::Url => filters::percent_encoded(&printed),
             Context::Text | Context::Header => printed,
@@ -138,6 +140,16 @@ impl Renderable for Assign {
     }
 }
 
+/// How many `capture` blocks are rendering, one inside the other.
+#[derive(Debug, Default)]
+struct Capturing(usize);
+
+/// Whether the rendering is inside a `capture`: there nothing is escaped (neither `{{ … }}`
+/// nor `cycle`), because the captured value is escaped once, where it is printed.
+pub fn capturing(runtime: &dyn Runtime) -> bool {
+    runtime.registers().get_mut::<Capturing>().0 > 0
+}
+
 #[derive(Copy, Clone, Debug, Default)]
 pub struct CaptureBlock;
 
@@ -185,7 +197,16 @@ impl Renderable for Capture {
     fn render_to(&self, _writer: &mut dyn Write, runtime: &dyn Runtime) -> Result<()> {
         budget::tick(runtime)?;
         let mut captured = budget::Limited::new(runtime);
-        self.body.render_to(&mut captured, runtime)?;
+        {
+            let mut depth = runtime.registers().get_mut::<Capturing>();
+            depth.0 = depth.0.saturating_add(1);
+        }
+        let rendered = self.body.render_to(&mut captured, runtime);
+        {
+            let mut depth = runtime.registers().get_mut::<Capturing>();
+            depth.0 = depth.0.saturating_sub(1);
+        }
+        rendered?;
         runtime.set_global(self.name.clone(), Value::scalar(captured.into_string()));
         Ok(())
     }
