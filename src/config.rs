@@ -114,7 +114,8 @@ struct RawConfig {
     max_ws_connections: usize,
     /// `HOOKLINE_HEADER_READ_TIMEOUT`: the time a client has to send its request headers.
     header_read_timeout: String,
-    /// `HOOKLINE_TEMPLATE_MAX_ITERATIONS`: loop iterations over all loops of one rendering.
+    /// `HOOKLINE_TEMPLATE_MAX_ITERATIONS`: steps of one rendering: loop iterations and the
+    /// elements array filters walk.
     template_max_iterations: usize,
     /// `HOOKLINE_TEMPLATE_MAX_DEPTH`: deepest nesting of blocks (loops, conditions, captures).
     template_max_depth: usize,
