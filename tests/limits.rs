@@ -202,6 +202,33 @@ async fn nested_lookups_of_a_page_answer_for_every_row() {
         }
         let items = app.data("{ items(itemtype: \"Computer\", first: 20) { edges { node { entity { id } } } } }", json!({})).await;
         assert_eq!(items["items"]["edges"].as_array().map(Vec::len), Some(10));
+
+        // Saved-search filters of a page of webhooks, each resolved for its own webhook.
+        let criteria = json!([{"field": "name", "searchtype": "contains", "value": "pc"}]);
+        let saved = app
+            .data(
+                "mutation($c: [CriterionInput!]!) { createSavedSearch(input: {name: \"pcs\", itemtype: \"Computer\", criteria: $c}) { id } }",
+                json!({"c": criteria}),
+            )
+            .await;
+        let saved_id = saved["createSavedSearch"]["id"].clone();
+        let hooks = app.data("{ webhooks { edges { node { id name } } } }", json!({})).await;
+        let ids: Vec<Value> = hooks["webhooks"]["edges"].as_array().expect("edges").iter().map(|e| e["node"]["id"].clone()).collect();
+        for id in &ids[..2] {
+            app.data(
+                "mutation($w: ID!, $s: ID!) { setWebhookFilter(webhookId: $w, savedSearchId: $s) { id } }",
+                json!({"w": id, "s": saved_id}),
+            )
+            .await;
+        }
+        let page = app.data("{ webhooks { edges { node { name savedSearchId filter filterError } } } }", json!({})).await;
+        let nodes: Vec<Value> = page["webhooks"]["edges"].as_array().expect("edges").iter().map(|e| e["node"].clone()).collect();
+        for node in &nodes[..2] {
+            assert_eq!(node["savedSearchId"], saved_id, "{node}");
+            assert_eq!(node["filter"][0]["value"], "pc", "{node}");
+            assert!(node["filterError"].is_null(), "{node}");
+        }
+        assert!(nodes[2]["filter"].is_null() && nodes[2]["filterError"].is_null(), "{}", nodes[2]);
     })
     .await;
 }

@@ -11,6 +11,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     error::AppError,
     service::{
+        filters,
         tree::{CATEGORIES, ENTITIES, TreeRow},
         webhooks::{self, Webhook},
     },
@@ -55,6 +56,19 @@ impl Loader<i64> for CategoryLoader {
     }
 }
 
+/// Saved searches by id (the filters of a page of webhooks).
+pub struct SavedSearchLoader(pub DatabaseConnection);
+
+impl Loader<i64> for SavedSearchLoader {
+    type Value = entity::saved_searches::Model;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
+        let found = filters::saved_many(&self.0, ids).await.map_err(async_graphql::Error::from)?;
+        Ok(found.into_iter().map(|saved| (saved.id, saved)).collect())
+    }
+}
+
 /// The loaders, put in the schema's data.
 pub fn register(
     builder: async_graphql::SchemaBuilder<super::Query, super::Mutation, super::live::Subscription>,
@@ -64,6 +78,7 @@ pub fn register(
         .data(DataLoader::new(WebhookLoader(db.clone()), tokio::spawn))
         .data(DataLoader::new(EntityLoader(db.clone()), tokio::spawn))
         .data(DataLoader::new(CategoryLoader(db.clone()), tokio::spawn))
+        .data(DataLoader::new(SavedSearchLoader(db.clone()), tokio::spawn))
 }
 
 /// The loader of type `L` from the request's context.

@@ -26,6 +26,15 @@ use crate::{
 /// A webhook: what fires it (itemtype, event, entity scope) and what is sent where.
 pub struct Webhook(pub webhooks::Webhook);
 
+impl Webhook {
+    /// The saved search the filter names, batched with the other webhooks of the page.
+    async fn saved_search(&self, ctx: &Context<'_>) -> Result<Option<entity::saved_searches::Model>, AppError> {
+        let filters::WebhookFilter::Saved(id) = self.0.filter else { return Ok(None) };
+        let loader = super::loaders::loader::<super::loaders::SavedSearchLoader>(ctx)?;
+        loader.load_one(id).await.map_err(|err| AppError::internal(err.message))
+    }
+}
+
 #[Object]
 impl Webhook {
     async fn id(&self) -> ID {
@@ -182,8 +191,8 @@ impl Webhook {
     /// The filter's criteria (those of the saved search when the filter is one); null when the
     /// webhook fires for every item.
     async fn filter(&self, ctx: &Context<'_>) -> Result<Option<Vec<Json<Value>>>> {
-        let s = session(ctx)?;
-        let criteria = filters::webhook_criteria(&s.state.db, &self.0.filter).await?;
+        let saved = self.saved_search(ctx).await?;
+        let criteria = filters::criteria_with(&self.0.filter, saved.as_ref())?;
         Ok(criteria.map(|list| list.into_iter().map(|c| Json(serde_json::to_value(c).unwrap_or_default())).collect()))
     }
 
@@ -191,8 +200,8 @@ impl Webhook {
     /// that is gone, criteria that do not compile); null when it can, or there is none. A
     /// webhook whose filter cannot be used fires for nothing until the filter is set again.
     async fn filter_error(&self, ctx: &Context<'_>) -> Result<Option<String>> {
-        let s = session(ctx)?;
-        Ok(filters::filter_error(&s.state.db, &self.0.filter).await?)
+        let saved = self.saved_search(ctx).await?;
+        Ok(filters::compiled_with(&self.0.filter, saved.as_ref()).and_then(Result::err))
     }
 
     /// The saved search used as filter, if any.

@@ -54,6 +54,11 @@ pub async fn list_saved(conn: &impl ConnectionTrait, itemtype: Option<&str>) -> 
     Ok(query.all(conn).await?)
 }
 
+/// The saved searches of these ids that exist (one statement for many).
+pub async fn saved_many(conn: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Vec<saved_searches::Model>> {
+    Ok(saved_searches::Entity::find().filter(saved_searches::Column::Id.is_in(ids.iter().copied())).all(conn).await?)
+}
+
 pub async fn require_saved(conn: &impl ConnectionTrait, id: i64) -> AppResult<saved_searches::Model> {
     saved_searches::Entity::find_by_id(id)
         .one(conn)
@@ -189,17 +194,37 @@ pub async fn set_webhook_filter(
     Ok(updated)
 }
 
+/// The saved search a webhook's filter names, read from the database.
+async fn saved_of(conn: &impl ConnectionTrait, filter: &WebhookFilter) -> AppResult<Option<saved_searches::Model>> {
+    match filter {
+        WebhookFilter::Saved(id) => Ok(saved_searches::Entity::find_by_id(*id).one(conn).await?),
+        _ => Ok(None),
+    }
+}
+
 /// The criteria of a webhook's filter (a saved search resolved), if it has one; CONFLICT
 /// when they cannot be read (see [`compiled_filter`]).
 pub async fn webhook_criteria(
     conn: &impl ConnectionTrait,
     filter: &WebhookFilter,
 ) -> AppResult<Option<Vec<CriterionSpec>>> {
+    criteria_with(filter, saved_of(conn, filter).await?.as_ref())
+}
+
+/// [`webhook_criteria`] with the saved search the filter names already read (`None` when it
+/// names none, or it does not exist).
+pub fn criteria_with(
+    filter: &WebhookFilter,
+    saved: Option<&saved_searches::Model>,
+) -> AppResult<Option<Vec<CriterionSpec>>> {
     let unusable = |reason: String| AppError::conflict(format!("the webhook's filter cannot be used: {reason}"));
     Ok(match filter {
         WebhookFilter::None => None,
         WebhookFilter::Inline(criteria) => Some(criteria.clone()),
-        WebhookFilter::Saved(id) => Some(stored_criteria(&require_saved(conn, *id).await?.criteria).map_err(unusable)?),
+        WebhookFilter::Saved(id) => {
+            let saved = saved.ok_or_else(|| AppError::not_found(format!("no saved search with id {id}")))?;
+            Some(stored_criteria(&saved.criteria).map_err(unusable)?)
+        }
         WebhookFilter::Unreadable(reason) => return Err(unusable(reason.clone())),
     })
 }
@@ -211,19 +236,24 @@ pub async fn compiled_filter(
     conn: &impl ConnectionTrait,
     filter: &WebhookFilter,
 ) -> AppResult<Option<Result<Filter, String>>> {
+    Ok(compiled_with(filter, saved_of(conn, filter).await?.as_ref()))
+}
+
+/// [`compiled_filter`] with the saved search the filter names already read.
+pub fn compiled_with(filter: &WebhookFilter, saved: Option<&saved_searches::Model>) -> Option<Result<Filter, String>> {
     let criteria = match filter {
-        WebhookFilter::None => return Ok(None),
+        WebhookFilter::None => return None,
         WebhookFilter::Inline(criteria) => criteria.clone(),
-        WebhookFilter::Unreadable(reason) => return Ok(Some(Err(reason.clone()))),
-        WebhookFilter::Saved(id) => match saved_searches::Entity::find_by_id(*id).one(conn).await? {
-            None => return Ok(Some(Err(format!("its saved search {id} does not exist")))),
+        WebhookFilter::Unreadable(reason) => return Some(Err(reason.clone())),
+        WebhookFilter::Saved(id) => match saved {
+            None => return Some(Err(format!("its saved search {id} does not exist"))),
             Some(saved) => match stored_criteria(&saved.criteria) {
                 Ok(criteria) => criteria,
-                Err(reason) => return Ok(Some(Err(format!("saved search {id}: {reason}")))),
+                Err(reason) => return Some(Err(format!("saved search {id}: {reason}"))),
             },
         },
     };
-    Ok(Some(Filter::compile(&criteria).map_err(|err| format!("the stored criteria do not compile: {}", err.message()))))
+    Some(Filter::compile(&criteria).map_err(|err| format!("the stored criteria do not compile: {}", err.message())))
 }
 
 /// Why the webhook's filter cannot be used (and the webhook fires for nothing), if it cannot.
