@@ -202,17 +202,8 @@ async fn saved_of(conn: &impl ConnectionTrait, filter: &WebhookFilter) -> AppRes
     }
 }
 
-/// The criteria of a webhook's filter (a saved search resolved), if it has one; CONFLICT
-/// when they cannot be read (see [`compiled_filter`]).
-pub async fn webhook_criteria(
-    conn: &impl ConnectionTrait,
-    filter: &WebhookFilter,
-) -> AppResult<Option<Vec<CriterionSpec>>> {
-    criteria_with(filter, saved_of(conn, filter).await?.as_ref())
-}
-
-/// [`webhook_criteria`] with the saved search the filter names already read (`None` when it
-/// names none, or it does not exist).
+/// The criteria of a webhook's filter, its saved search (`saved`, read by the caller; `None`
+/// when it names none, or it does not exist) resolved; CONFLICT when they cannot be read.
 pub fn criteria_with(
     filter: &WebhookFilter,
     saved: Option<&saved_searches::Model>,
@@ -254,11 +245,6 @@ pub fn compiled_with(filter: &WebhookFilter, saved: Option<&saved_searches::Mode
         },
     };
     Some(Filter::compile(&criteria).map_err(|err| format!("the stored criteria do not compile: {}", err.message())))
-}
-
-/// Why the webhook's filter cannot be used (and the webhook fires for nothing), if it cannot.
-pub async fn filter_error(conn: &impl ConnectionTrait, filter: &WebhookFilter) -> AppResult<Option<String>> {
-    Ok(compiled_filter(conn, filter).await?.and_then(Result::err))
 }
 
 /// Whether the filter matches a stored item (its document and its parent's).
