@@ -123,6 +123,23 @@ struct RawConfig {
     template_timeout: String,
     /// `HOOKLINE_SQLITE_MAX_SIZE`: bytes the SQLite database may grow to (0: no limit).
     sqlite_max_size: u64,
+    /// `HOOKLINE_JWT_JWKS_FILE`: a JWKS file with an identity provider's public keys (RS256,
+    /// ES256, EdDSA); its tokens are accepted besides hookline's own.
+    jwt_jwks_file: Option<PathBuf>,
+    /// `HOOKLINE_JWT_ISSUER`: the `iss` the provider's tokens must carry.
+    jwt_issuer: Option<String>,
+    /// `HOOKLINE_JWT_AUDIENCE`: the `aud` the provider's tokens must carry.
+    jwt_audience: Option<String>,
+    /// `HOOKLINE_INTROSPECTION`: whether `__schema` and `__type` answer (any valid token).
+    introspection: bool,
+    /// `HOOKLINE_TOKEN_MUTATION_RATE`: mutations per second one token may make (a batch counts
+    /// its inputs); 0: no limit.
+    token_mutation_rate: u32,
+    /// `HOOKLINE_TOKEN_MUTATION_BURST`: mutations a token may make at once above that rate
+    /// (0: as many as one second of the rate).
+    token_mutation_burst: u32,
+    /// `HOOKLINE_CLEANUP_AUDIT_DAYS`: audit entries older than this are deleted.
+    cleanup_audit_days: u32,
 }
 
 impl std::fmt::Debug for RawConfig {
@@ -196,6 +213,13 @@ impl Default for RawConfig {
             template_max_depth: 10,
             template_timeout: "100ms".into(),
             sqlite_max_size: 0,
+            jwt_jwks_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            introspection: true,
+            token_mutation_rate: 0,
+            token_mutation_burst: 0,
+            cleanup_audit_days: 365,
         }
     }
 }
@@ -212,6 +236,7 @@ pub struct DeliveryConfig {
     pub cleanup_schedule: String,
     pub cleanup_sent_days: u32,
     pub cleanup_failed_days: u32,
+    pub cleanup_audit_days: u32,
     pub templates: Limits,
     pub subscription_buffer: usize,
     pub stats_interval: Duration,
@@ -318,6 +343,7 @@ impl DeliveryConfig {
             cleanup_schedule: raw.cleanup_schedule.clone(),
             cleanup_sent_days: raw.cleanup_sent_days,
             cleanup_failed_days: raw.cleanup_failed_days,
+            cleanup_audit_days: raw.cleanup_audit_days,
             templates: Limits {
                 max_template: raw.max_template_size,
                 max_rendered: raw.max_rendered_size,
@@ -421,6 +447,41 @@ pub struct Config {
     /// Bytes the SQLite database may grow to (`PRAGMA max_page_count`); 0 for no limit.
     pub sqlite_max_size: u64,
     pub delivery: DeliveryConfig,
+    pub auth: AuthConfig,
+}
+
+/// Who may call the API, and how much.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// An identity provider's public keys (a JWKS file), whose tokens are accepted too.
+    pub jwks_file: Option<PathBuf>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// Whether introspection (`__schema`, `__type`) answers.
+    pub introspection: bool,
+    /// Mutations per second per token (0: no limit) and the burst above it.
+    pub mutation_rate: u32,
+    pub mutation_burst: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self::from_raw(&RawConfig::default())
+    }
+}
+
+impl AuthConfig {
+    fn from_raw(raw: &RawConfig) -> Self {
+        let text = |value: &Option<String>| value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        Self {
+            jwks_file: raw.jwt_jwks_file.clone().filter(|path| !path.as_os_str().is_empty()),
+            issuer: text(&raw.jwt_issuer),
+            audience: text(&raw.jwt_audience),
+            introspection: raw.introspection,
+            mutation_rate: raw.token_mutation_rate,
+            mutation_burst: if raw.token_mutation_burst == 0 { raw.token_mutation_rate } else { raw.token_mutation_burst },
+        }
+    }
 }
 
 /// A configuration value that cannot be used; the message names the key.
@@ -466,6 +527,7 @@ impl Config {
             log: "warn".into(),
             sqlite_max_size: 0,
             delivery: DeliveryConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 
@@ -519,6 +581,7 @@ impl Config {
             return Err(ConfigError(format!("key `log` (HOOKLINE_LOG): {err}")));
         }
         let delivery = DeliveryConfig::from_raw(&raw)?;
+        let auth = AuthConfig::from_raw(&raw);
         Ok(Self {
             delivery,
             database_url: SecretString::from(database_url),
@@ -536,6 +599,7 @@ impl Config {
             secret_key,
             log: raw.log,
             sqlite_max_size: raw.sqlite_max_size,
+            auth,
         })
     }
 

@@ -26,6 +26,9 @@ pub enum AppError {
     /// The database cannot take the request right now (it is full, or its connection was
     /// lost); the message says which and what to do. Trying again later may succeed.
     Unavailable(String),
+    /// The caller's token made more mutations than its rate allows; it may try again after
+    /// this many seconds.
+    RateLimited { message: String, retry_after_seconds: u64 },
     /// Anything else; the detail is logged, never sent.
     Internal(String),
     /// One input of a batch mutation was refused (and with it the whole call).
@@ -127,6 +130,7 @@ impl AppError {
             Self::Forbidden(_) => "FORBIDDEN",
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
             Self::Unavailable(_) => "UNAVAILABLE",
+            Self::RateLimited { .. } => "RATE_LIMITED",
             Self::Internal(_) => "INTERNAL",
             Self::InBatch { code, .. } => code,
         }
@@ -141,6 +145,7 @@ impl AppError {
             | Self::Forbidden(m)
             | Self::Unauthenticated(m)
             | Self::Unavailable(m)
+            | Self::RateLimited { message: m, .. }
             | Self::InBatch { message: m, .. } => m,
             Self::Invalid(invalid) => &invalid.message,
             Self::Internal(_) => "internal error; the server log has the details",
@@ -251,10 +256,17 @@ impl From<AppError> for async_graphql::Error {
             AppError::InBatch { index, .. } => Some(*index),
             _ => None,
         };
+        let retry_after = match &err {
+            AppError::RateLimited { retry_after_seconds, .. } => Some(*retry_after_seconds),
+            _ => None,
+        };
         async_graphql::Error::new(err.message()).extend_with(|_, ext| {
             ext.set("code", code);
             if let Some(index) = index {
                 ext.set("index", index);
+            }
+            if let Some(seconds) = retry_after {
+                ext.set("retryAfterSeconds", seconds);
             }
             if let Some((field, line, column)) = err.place() {
                 ext.set("field", field);

@@ -15,7 +15,7 @@ use axum::{
 
 use crate::{
     AppState,
-    graphql::{AppSchema, Caller, build_schema},
+    graphql::{AppSchema, build_schema},
 };
 
 #[derive(Clone)]
@@ -35,8 +35,8 @@ pub fn router(app: AppState) -> Router {
 }
 
 /// `POST /graphql`: checked in this order before anything runs: the body's size (413), its
-/// content type (415), the page it comes from (403); then the body is read (never more than
-/// the limit) and the operation executed.
+/// content type (415), the page it comes from (403), the token (401); then the body is read
+/// (never more than the limit) and the operation executed as the token's caller.
 async fn graphql_post(State(state): State<HttpState>, request: Request) -> Response {
     let limit = state.app.config().api.max_request_body;
     let (parts, body) = request.into_parts();
@@ -50,6 +50,11 @@ async fn graphql_post(State(state): State<HttpState>, request: Request) -> Respo
     if let Err(refused) = check_origin(&parts.headers, &state.app.config().allowed_origins) {
         return refusal::graphql_error(StatusCode::FORBIDDEN, "FORBIDDEN", &refused);
     }
+    let authorization = parts.headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let caller = match state.app.auth.authenticate(authorization) {
+        Ok(caller) => caller,
+        Err(reason) => return refusal::unauthenticated(&reason),
+    };
     let bytes = match tokio::time::timeout(refusal::BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(err)) if refusal::is_too_large(&err) => return refusal::too_large(limit),
@@ -67,7 +72,10 @@ async fn graphql_post(State(state): State<HttpState>, request: Request) -> Respo
             return refusal::graphql_error(StatusCode::BAD_REQUEST, "VALIDATION", &message);
         }
     };
-    let response = state.schema.execute(request.data(Caller::local())).await;
+    let response = state.schema.execute(request.data(caller)).await;
+    if let Some(limited) = refusal::rate_limited(&response) {
+        return limited;
+    }
     refusal::graphql_response(&parts.headers, response)
 }
 
@@ -115,6 +123,7 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
     let options = crate::websocket::Options {
         ping_every: state.app.config().ws_ping_interval,
         max_subscriptions: limits.max_subscriptions_per_connection,
+        auth: state.app.auth.clone(),
     };
     upgrade
         // A message (and a frame) larger than a request body may be is refused and the

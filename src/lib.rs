@@ -60,6 +60,8 @@ pub struct AppState {
     pub subscriptions: Arc<slots::Slots>,
     /// Open WebSocket connections of this process (`HOOKLINE_MAX_WS_CONNECTIONS`).
     pub ws_connections: Arc<slots::Slots>,
+    /// Checks the tokens of requests.
+    pub auth: Arc<auth::Auth>,
 }
 
 impl AppState {
@@ -92,6 +94,12 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let (state, inbox) = prepare(&config).await?;
+        let bootstrap = auth::store::bootstrap(&state.db, &state.auth.tokens, &config.data_dir)
+            .await
+            .map_err(|e| StartError::Setup(format!("the first API token: {e:?}")))?;
+        if let Some(path) = bootstrap {
+            tracing::info!(path = %path.display(), "no API token was recorded: wrote a super-admin token to this file");
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
@@ -118,6 +126,7 @@ impl Application {
         let shutdown = self.shutdown.clone();
         let state = self.state.clone();
         state.queue.run_background(shutdown.clone());
+        tokio::spawn(auth::store::keep_revocations_fresh(state.db.clone(), state.auth.clone(), shutdown.clone()));
         let workers =
             tokio::spawn(worker::run(state.queue.clone(), state.delivery.clone(), self.inbox, shutdown.clone()));
         let header_read_timeout = state.config().api.header_read_timeout;
@@ -132,9 +141,15 @@ impl Application {
 /// Opens the key, connects, migrates and seeds: everything the server and `migrate` share.
 /// Returns the state and the workers' end of the queue.
 pub async fn prepare(config: &Config) -> Result<(AppState, WorkerInbox), StartError> {
-    let secrets = SecretBox::from_source(&config.secret_key)?;
+    let key = secret_box::master_key(&config.secret_key)?;
+    let secrets = SecretBox::new(&key);
+    let auth = Arc::new(auth::Auth::new(&key, &config.auth)?);
     let db = db::connect(config, config.database_max_connections).await?;
     db::migrate(&db).await?;
+    let revoked = auth::store::revoked_ids(&db, chrono::Utc::now())
+        .await
+        .map_err(|e| StartError::Setup(format!("the revoked API tokens: {e:?}")))?;
+    auth.revoked.replace(revoked);
     ENTITIES.ensure_root(&db).await.map_err(|e| StartError::Setup(format!("{e:?}")))?;
     service::itemtypes::seed(&db).await.map_err(|e| StartError::Setup(format!("{e:?}")))?;
     let delivery = DeliveryClient::new(db.clone(), config.delivery.clone(), secrets.clone())
@@ -158,6 +173,7 @@ pub async fn prepare(config: &Config) -> Result<(AppState, WorkerInbox), StartEr
         live,
         subscriptions: slots::Slots::new(config.delivery.api.max_subscriptions),
         ws_connections: slots::Slots::new(config.delivery.api.max_ws_connections),
+        auth,
     };
     Ok((state, inbox))
 }

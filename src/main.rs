@@ -31,6 +31,8 @@ enum Command {
     Bench(hookline::bench::BenchArgs),
     /// Verify a received webhook's signature: the body on stdin, exit status 0 when valid.
     Verify(hookline::verify::VerifyArgs),
+    /// Issue an API token, record it and print it.
+    Token(hookline::auth::cli::TokenArgs),
 }
 
 #[tokio::main]
@@ -96,6 +98,9 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Some(Command::Migrate) => {
             hookline::prepare(&config).await.map(|_| tracing::info!("migrations applied")).map_err(|e| e.to_string())
+        }
+        Some(Command::Token(args)) => {
+            hookline::auth::cli::issue(&config, args).await.map(|token| println!("{token}"))
         }
         _ => serve(config).await,
     };

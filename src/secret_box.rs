@@ -78,10 +78,7 @@ impl SecretBox {
     /// Opens the configured key, or reads the key file (creating it with a random key when
     /// it does not exist yet).
     pub fn from_source(source: &SecretKeySource) -> Result<Self, ConfigError> {
-        match source {
-            SecretKeySource::Configured(key) => Ok(Self::new(key)),
-            SecretKeySource::File(path) => Ok(Self::new(&read_or_create_key_file(path)?)),
-        }
+        Ok(Self::new(&master_key(source)?))
     }
 
     /// Seals a value of `purpose` that belongs to `row` (a webhook id, a queued webhook's
@@ -153,6 +150,15 @@ pub fn is_sealed_header(value: &str) -> bool {
     value.starts_with(SEALED_HEADER)
 }
 
+/// The server's key: the configured one, or the key file's (created with a random key when it
+/// does not exist yet). Stored secrets are sealed with it; other keys are derived from it.
+pub fn master_key(source: &SecretKeySource) -> Result<[u8; 32], ConfigError> {
+    match source {
+        SecretKeySource::Configured(key) => Ok(*key),
+        SecretKeySource::File(path) => read_or_create_key_file(path),
+    }
+}
+
 fn read_or_create_key_file(path: &Path) -> Result<[u8; 32], ConfigError> {
     let describe = |what: &str, err: std::io::Error| {
         ConfigError(format!(
@@ -203,7 +209,8 @@ fn check_private(_path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+/// Writes a new file only this user may read (it must not exist yet).
+pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -17,7 +17,7 @@ async fn issued_tokens_verify_are_listed_and_revoked() {
         let db = &app.state.db;
         let tokens = Tokens::new(token_signing_key(&[3; 32]), None).expect("tokens");
         let now = Utc::now();
-        assert!(!store::any_recorded(db).await.expect("count"), "a new database has no token");
+        assert!(store::any_recorded(db).await.expect("count"), "the first start recorded the bootstrap token");
         let request =
             |user: &str, ttl| TokenRequest { user: user.into(), profile: Profile::Viewer, entities: vec![], ttl };
         let (first, first_record) = store::issue(db, &tokens, request("dash", None), None, now).await.expect("issued");
@@ -36,7 +36,7 @@ async fn issued_tokens_verify_are_listed_and_revoked() {
         assert_eq!(tokens.verify(&second, now.timestamp() + 3_700), Err(TokenError::Expired));
 
         let listed: Vec<String> = store::list(db, 10, None).await.expect("list").into_iter().map(|t| t.user).collect();
-        assert_eq!(listed, ["ci", "dash"], "newest first");
+        assert_eq!(listed, ["ci", "dash", "admin"], "newest first, the bootstrap token last");
 
         let revoked = store::revoke(db, &claims.jti, now).await.expect("revoked");
         assert!(revoked.revoked_at.is_some());

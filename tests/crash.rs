@@ -174,8 +174,8 @@ async fn two_processes_on_one_postgres_database_send_each_attempt_once() {
     let mut tasks = Vec::new();
     for (n, server) in [&first, &second].into_iter().enumerate() {
         let server_addr = server.addr;
+        let client = common::client_with(&server.token);
         tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
             for i in 0..EVENTS / 2 {
                 let input = json!({"itemtype": "Ticket", "entityId": "0", "name": format!("p{n}-{i}")});
                 let body = json!({"query": create, "variables": {"input": input}});

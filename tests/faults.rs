@@ -217,14 +217,15 @@ async fn postgres_sessions_cut_while_events_flow_are_opened_again_and_nothing_co
         )
         .await;
         // A subscriber: on PostgreSQL its changes come through the LISTEN connection.
-        let mut socket = ws::connect(app.addr).await;
+        let mut socket = ws::connect(app.addr, &app.token).await;
         ws::subscribe(&mut socket, "u", UPDATES, json!({})).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
 
         // Every session of the database (pools, writer, listener) is ended five times while
         // four clients create tickets.
         let url = app.url("/graphql");
-        let running = load::start(&url);
+        let token = app.token.clone();
+        let running = load::start(&url, &token);
         let mut cut = 0;
         for _ in 0..5 {
             tokio::time::sleep(Duration::from_millis(150)).await;
@@ -232,11 +233,11 @@ async fn postgres_sessions_cut_while_events_flow_are_opened_again_and_nothing_co
         }
         assert!(cut >= 5, "only {cut} sessions were cut");
         // Each cut may catch up to 16 attempts in flight.
-        load::check(&url, running, &receiver, &hook, 5 * 16).await;
+        load::check(&url, &token, running, &receiver, &hook, 5 * 16).await;
 
         // The subscriber still hears of changes: the LISTEN connection was opened again.
         while ws::within(&mut socket, Duration::from_millis(500)).await.is_some() {}
-        load::create_ticket(&load::client(), &url, "heard").await.expect("stored");
+        load::create_ticket(&load::client(&token), &url, "heard").await.expect("stored");
         let heard = ws::next(&mut socket).await;
         assert_eq!(heard["type"], "next", "{heard}");
     })
@@ -268,7 +269,9 @@ async fn postgres_out_of_reach_for_two_seconds_is_waited_for_or_refused_clearly_
     let mut config = common::test_config(dir.path());
     short_lease(&mut config);
     let config = config.with_database_url(through.as_str()).expect("database url").with_secret_key(common::rand_key());
+    let data_dir = config.data_dir.clone();
     let app = hookline::Application::build(config).await.expect("application builds");
+    let token = common::admin_token(&data_dir);
     let addr = app.local_addr();
     let url = format!("http://{addr}/graphql");
     let shutdown = app.shutdown_token();
@@ -277,22 +280,22 @@ async fn postgres_out_of_reach_for_two_seconds_is_waited_for_or_refused_clearly_
     let receiver = Receiver::start().await;
     let input = json!({"input": {"name": "gap", "entityId": "0", "itemtype": "Ticket", "event": "NEW",
         "url": receiver.url("/hook")}});
-    let created = load::graphql(&load::client(), &url, CREATE_WEBHOOK, input).await.expect("webhook");
+    let created = load::graphql(&load::client(&token), &url, CREATE_WEBHOOK, input).await.expect("webhook");
     let hook = created["createWebhook"]["id"].as_str().unwrap_or_default().to_owned();
 
-    let mut socket = ws::connect(addr).await;
+    let mut socket = ws::connect(addr, &token).await;
     ws::subscribe(&mut socket, "u", UPDATES, json!({})).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let running = load::start(&url);
+    let running = load::start(&url, &token);
     tokio::time::sleep(Duration::from_millis(150)).await;
     proxy.cut();
     tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.restore();
-    load::check(&url, running, &receiver, &hook, 16).await;
+    load::check(&url, &token, running, &receiver, &hook, 16).await;
     // The LISTEN connection, lost with the others, was opened again.
     while ws::within(&mut socket, Duration::from_millis(500)).await.is_some() {}
-    load::create_ticket(&load::client(), &url, "heard").await.expect("stored");
+    load::create_ticket(&load::client(&token), &url, "heard").await.expect("stored");
     let heard = ws::next(&mut socket).await;
     assert_eq!(heard["type"], "next", "{heard}");
 

@@ -11,13 +11,14 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-/// Status, content type and JSON body of a POST to /graphql.
-async fn post(url: &str, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, String, Value) {
-    let mut request = client().post(url).body(body);
+/// Status, content type and JSON body of a POST to /graphql with the token.
+async fn post(
+    url: &str,
+    token: &str,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> (u16, String, Value) {
+    let mut request = common::client_with(token).post(url).body(body);
     if let Some(content_type) = content_type {
         request = request.header("Content-Type", content_type);
     }
@@ -67,7 +68,7 @@ async fn a_body_over_the_limit_is_refused_with_413_before_it_is_read() {
             let url = app.url("/graphql");
             let name = "x".repeat(4000);
             let big = json!({"query": "mutation($n: String!) { createEntity(input: {name: $n}) { id } }", "variables": {"n": name}});
-            let (status, _, body) = post(&url, Some("application/json"), big.to_string()).await;
+            let (status, _, body) = post(&url, &app.token, Some("application/json"), big.to_string()).await;
             assert_eq!(status, 413, "{body}");
             let (code, message) = first_error(&body);
             assert_eq!(code, "VALIDATION");
@@ -75,7 +76,11 @@ async fn a_body_over_the_limit_is_refused_with_413_before_it_is_read() {
 
             // Without a Content-Length (chunked), the read stops at the limit.
             let mut stream = tokio::net::TcpStream::connect(app.addr).await.expect("connects");
-            let head = "POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+            let head = format!(
+                "POST /graphql HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n",
+                app.token
+            );
             stream.write_all(head.as_bytes()).await.expect("head");
             for _ in 0..8 {
                 let chunk = format!("400\r\n{}\r\n", " ".repeat(1024));
@@ -108,7 +113,7 @@ async fn only_json_bodies_are_taken_and_the_graphql_media_type_is_answered_when_
             (Some("multipart/form-data; boundary=abc"), "multipart"),
             (None, "no Content-Type"),
         ] {
-            let (status, _, body) = post(&url, content_type, query).await;
+            let (status, _, body) = post(&url, &app.token, content_type, query).await;
             assert_eq!(status, 415, "{content_type:?}: {body}");
             let (code, message) = first_error(&body);
             assert_eq!(code, "VALIDATION");
@@ -118,9 +123,9 @@ async fn only_json_bodies_are_taken_and_the_graphql_media_type_is_answered_when_
         assert!(!entities.to_string().contains("csrf"), "nothing refused was run: {entities}");
 
         let (status, media, _) =
-            post(&url, Some("application/json; charset=utf-8"), r#"{"query": "{ __typename }"}"#).await;
+            post(&url, &app.token, Some("application/json; charset=utf-8"), r#"{"query": "{ __typename }"}"#).await;
         assert_eq!((status, media.as_str()), (200, "application/json"));
-        let response = client()
+        let response = common::client_with(&app.token)
             .post(&url)
             .header("Content-Type", "application/json")
             .header("Accept", "application/graphql-response+json, application/json;q=0.9")
@@ -131,7 +136,7 @@ async fn only_json_bodies_are_taken_and_the_graphql_media_type_is_answered_when_
         assert_eq!(response.headers()["content-type"], "application/graphql-response+json");
         assert_eq!(response.json::<Value>().await.expect("json")["data"]["__typename"], "Query");
 
-        let (status, _, body) = post(&url, Some("application/json"), "{not json").await;
+        let (status, _, body) = post(&url, &app.token, Some("application/json"), "{not json").await;
         assert_eq!(status, 400);
         assert_eq!(first_error(&body).0, "VALIDATION");
     })
@@ -279,7 +284,7 @@ async fn criteria_over_many_items_count_and_page_every_match() {
 async fn queue_stats_of_a_webhook_that_does_not_exist_is_not_found() {
     each_backend(async |app| {
         app.assert_error("{ queueStats(webhookId: \"987654\") { pending } }", json!({}), "NOT_FOUND", "987654").await;
-        let mut socket = ws::connect(app.addr).await;
+        let mut socket = ws::connect(app.addr, &app.token).await;
         ws::subscribe(&mut socket, "s", "subscription { queueStats(webhookId: \"987654\") { pending } }", json!({}))
             .await;
         let message = ws::next(&mut socket).await;
@@ -297,7 +302,7 @@ async fn subscriptions_are_capped_per_connection_and_per_process() {
         },
         async |app| {
             let stats = "subscription { queueStats { pending } }";
-            let mut first = ws::connect(app.addr).await;
+            let mut first = ws::connect(app.addr, &app.token).await;
             for id in ["1", "2"] {
                 ws::subscribe(&mut first, id, stats, json!({})).await;
                 let answer = ws::next(&mut first).await;
@@ -310,7 +315,7 @@ async fn subscriptions_are_capped_per_connection_and_per_process() {
                 refused["message"].as_str().is_some_and(|m| m.contains("HOOKLINE_MAX_SUBSCRIPTIONS_PER_CONNECTION"))
             );
 
-            let mut second = ws::connect(app.addr).await;
+            let mut second = ws::connect(app.addr, &app.token).await;
             ws::subscribe(&mut second, "a", stats, json!({})).await;
             let third = ws::next(&mut second).await;
             assert!(third["type"] == "next" && subscription_error(&third).is_null(), "the process's third: {third}");
@@ -352,8 +357,8 @@ async fn websocket_connections_are_capped_and_large_messages_close_the_connectio
             c.delivery.api.max_request_body = 4096;
         },
         async |app| {
-            let one = ws::connect(app.addr).await;
-            let mut two = ws::connect(app.addr).await;
+            let one = ws::connect(app.addr, &app.token).await;
+            let mut two = ws::connect(app.addr, &app.token).await;
             let third = upgrade(app.addr).await;
             assert!(third.as_ref().is_err_and(|e| e.contains("503")), "{:?}", third.err());
             drop(one);

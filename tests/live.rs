@@ -35,7 +35,7 @@ async fn every_transition_to_sent_is_streamed() {
     each_backend(async |app| {
         let receiver = Receiver::start().await;
         app.data(CREATE_WEBHOOK, hook(&receiver, &json!("0"))).await;
-        let mut socket = ws::connect(app.addr).await;
+        let mut socket = ws::connect(app.addr, &app.token).await;
         ws::subscribe(&mut socket, "u", UPDATES, json!({})).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         for n in 0..3 {
@@ -82,7 +82,7 @@ async fn update_filters_combine() {
         let paris = app.data("mutation($p: ID!) { createEntity(input: {name: \"Paris\", parentId: $p}) { id } }", json!({"p": europe})).await["createEntity"]["id"].clone();
         let first = app.data(CREATE_WEBHOOK, hook(&receiver, &json!("0"))).await["createWebhook"]["id"].clone();
         let second = app.data(CREATE_WEBHOOK, hook(&receiver, &json!("0"))).await["createWebhook"]["id"].clone();
-        let mut socket = ws::connect(app.addr).await;
+        let mut socket = ws::connect(app.addr, &app.token).await;
         ws::subscribe(&mut socket, "a", UPDATES, json!({"w": first, "s": "SENT"})).await;
         ws::subscribe(&mut socket, "b", UPDATES, json!({"e": europe, "s": "SENT"})).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -110,7 +110,7 @@ async fn live_counters_converge_to_the_query() {
         async |app| {
             let receiver = Receiver::start().await;
             app.data(CREATE_WEBHOOK, hook(&receiver, &json!("0"))).await;
-            let mut socket = ws::connect(app.addr).await;
+            let mut socket = ws::connect(app.addr, &app.token).await;
             let stats = "subscription { queueStats { pending sending sent retrying failed cancelled oldestPendingAgeSeconds sentLastMinute } }";
             ws::subscribe(&mut socket, "s", stats, json!({})).await;
             let first = ws::next(&mut socket).await;
@@ -148,7 +148,7 @@ async fn a_subscriber_that_does_not_read_is_told_what_it_missed_and_slows_nothin
             let request = async_graphql::Request::new(
                 "subscription { queueUpdates { missedUpdates queuedWebhook { id status } } }",
             )
-            .data(hookline::graphql::Caller::local());
+            .data(hookline::graphql::Caller::super_admin("local"));
             let mut stream = schema.execute_stream(request);
             // Start the subscription, then stop reading while 30 items are delivered.
             let mut first = Box::pin(stream.next());
@@ -176,7 +176,7 @@ async fn updates_beyond_the_message_rate_are_counted_as_missed() {
         async |app| {
             let receiver = Receiver::start().await;
             app.data(CREATE_WEBHOOK, hook(&receiver, &json!("0"))).await;
-            let mut socket = ws::connect(app.addr).await;
+            let mut socket = ws::connect(app.addr, &app.token).await;
             ws::subscribe(&mut socket, "u", UPDATES, json!({})).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
             for _ in 0..30 {
@@ -221,7 +221,7 @@ async fn a_subscriber_of_one_process_sees_the_sends_of_another() {
     let worker = Server::start(dir.path(), &env);
     let receiver = Receiver::start().await;
     worker.data(CREATE_WEBHOOK, hook(&receiver, &json!("0"))).await;
-    let mut socket = ws::connect(watcher.addr).await;
+    let mut socket = ws::connect(watcher.addr, &watcher.token).await;
     ws::subscribe(&mut socket, "u", UPDATES, json!({"s": "SENT"})).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for _ in 0..5 {
@@ -251,7 +251,8 @@ async fn the_older_graphql_ws_protocol_streams_updates_and_keep_alives() {
         let (mut socket, response) = tokio_tungstenite::connect_async(request).await.expect("connects");
         assert_eq!(response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()), Some("graphql-ws"));
         let send = |value: Value| Message::text(value.to_string());
-        socket.send(send(json!({"type": "connection_init", "payload": {}}))).await.expect("init");
+        let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {}", app.token)}});
+        socket.send(send(init)).await.expect("init");
         let start = json!({"id": "1", "type": "start", "payload": {"query": UPDATES, "variables": {}}});
         socket.send(send(start)).await.expect("start");
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -283,7 +284,7 @@ async fn idle_subscribers_are_pinged_and_kept() {
     each_backend_with(pinging, async |app| {
         let receiver = Receiver::start().await;
         app.data(CREATE_WEBHOOK, hook(&receiver, &json!("0"))).await;
-        let mut socket = ws::connect(app.addr).await;
+        let mut socket = ws::connect(app.addr, &app.token).await;
         ws::subscribe(&mut socket, "u", UPDATES, json!({})).await;
         // Idle for longer than four ping intervals: the client library answers the pings.
         let (mut pings, deadline) = (0, tokio::time::Instant::now() + Duration::from_millis(1500));
@@ -319,7 +320,7 @@ async fn websocket_connections_from_other_sites_are_refused_unless_allowed() {
             assert!(attempt(app.addr, "https://dash.example.com").await.is_ok(), "a configured origin");
             let own: &'static str = Box::leak(format!("http://{}", app.addr).into_boxed_str());
             assert!(attempt(app.addr, own).await.is_ok(), "the server's own pages (GraphiQL)");
-            ws::connect(app.addr).await; // no Origin: not a browser
+            ws::connect(app.addr, &app.token).await; // no Origin: not a browser
         },
     )
     .await;
@@ -329,7 +330,7 @@ async fn websocket_connections_from_other_sites_are_refused_unless_allowed() {
 async fn requests_from_other_sites_pages_are_refused() {
     each_backend(async |app| {
         let post_as = |origin: &'static str, host: Option<String>| {
-            let client = reqwest::Client::new();
+            let client = common::client_with(&app.token);
             let url = app.url("/graphql");
             async move {
                 let mut request = client.post(url);

@@ -160,7 +160,7 @@ async fn get_graphql_serves_graphiql_and_health_routes_answer() {
 #[tokio::test]
 async fn websocket_operations_run_and_bad_variables_are_validation_errors() {
     each_backend(async |app| {
-        let mut ws = ws::connect(app.addr).await;
+        let mut ws = ws::connect(app.addr, &app.token).await;
         ws::subscribe(&mut ws, "1", "{ entities { name } }", json!({})).await;
         let next = ws::next(&mut ws).await;
         assert_eq!(next["type"], "next");

@@ -7,6 +7,8 @@ use std::fmt;
 pub enum Right {
     /// Read configuration, items, history, the queue, previews and subscriptions in scope.
     Read,
+    /// Read items and the itemtypes (what a script that writes items needs to read).
+    ReadItems,
     /// Create, update, delete, restore and purge items, raise events; read those items.
     WriteItems,
     /// Force send, resend, cancel queued webhooks.
@@ -15,6 +17,23 @@ pub enum Right {
     Configure,
     /// Change global catalogs: itemtypes, webhook categories.
     ConfigureGlobal,
+}
+
+impl Right {
+    pub const ALL: [Right; 6] =
+        [Right::Read, Right::ReadItems, Right::WriteItems, Right::OperateQueue, Right::Configure, Right::ConfigureGlobal];
+
+    /// What the right allows, as refusals word it ("needs the right to …").
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Read => "read configuration and the queue",
+            Self::ReadItems => "read items",
+            Self::WriteItems => "write items and raise events",
+            Self::OperateQueue => "act on queued webhooks",
+            Self::Configure => "change configuration",
+            Self::ConfigureGlobal => "change global catalogs",
+        }
+    }
 }
 
 /// A caller's profile, as the `profile` claim of its token names it.
@@ -50,20 +69,17 @@ impl Profile {
         use Right::*;
         match self {
             Self::SuperAdmin => true,
-            Self::Admin => matches!(right, Read | WriteItems | OperateQueue | Configure),
-            Self::Operator => matches!(right, Read | OperateQueue),
-            Self::Viewer => matches!(right, Read),
-            Self::EventWriter => matches!(right, WriteItems),
+            Self::Admin => right != ConfigureGlobal,
+            Self::Operator => matches!(right, Read | ReadItems | OperateQueue),
+            Self::Viewer => matches!(right, Read | ReadItems),
+            Self::EventWriter => matches!(right, WriteItems | ReadItems),
         }
     }
 
     /// Whether a token of this profile may issue a token of `other`: only within its own
     /// rights (an admin cannot make a super-admin).
     pub fn may_issue(self, other: Profile) -> bool {
-        self.has(Right::Configure)
-            && [Right::Read, Right::WriteItems, Right::OperateQueue, Right::Configure, Right::ConfigureGlobal]
-                .into_iter()
-                .all(|right| !other.has(right) || self.has(right))
+        self.has(Right::Configure) && Right::ALL.into_iter().all(|right| !other.has(right) || self.has(right))
     }
 }
 
@@ -85,6 +101,7 @@ mod tests {
         assert!(Profile::Operator.has(Right::OperateQueue) && !Profile::Operator.has(Right::Configure));
         assert!(Profile::Viewer.has(Right::Read) && !Profile::Viewer.has(Right::OperateQueue));
         assert!(Profile::EventWriter.has(Right::WriteItems) && !Profile::EventWriter.has(Right::Read));
+        assert!(Profile::EventWriter.has(Right::ReadItems) && Profile::Viewer.has(Right::ReadItems));
         assert!(!Profile::Viewer.has(Right::WriteItems));
     }
 

@@ -7,8 +7,14 @@ use sea_orm::{
     QueryOrder, QuerySelect, sea_query::ExprTrait,
 };
 
-use super::{Claims, EntityScope, Profile, Tokens};
+use super::{Auth, Claims, EntityScope, Profile, Tokens};
 use crate::error::{AppError, AppResult};
+
+/// The file the first super-admin token is written to, in the data directory.
+pub const BOOTSTRAP_FILE: &str = "admin.token";
+/// How often the revoked tokens are read again (every process learns of a revocation made by
+/// another within this time).
+const REVOCATION_REFRESH: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What a new token grants.
 #[derive(Debug, Clone)]
@@ -84,6 +90,11 @@ pub async fn issue(
     Ok((token, record))
 }
 
+/// The record of a token, if it was issued here.
+pub async fn find(conn: &impl ConnectionTrait, id: &str) -> AppResult<Option<api_tokens::Model>> {
+    Ok(api_tokens::Entity::find_by_id(id.to_owned()).one(conn).await?)
+}
+
 /// Marks a token revoked (once: a second revocation keeps the first time).
 pub async fn revoke(conn: &impl ConnectionTrait, id: &str, now: DateTime<Utc>) -> AppResult<api_tokens::Model> {
     let record = api_tokens::Entity::find_by_id(id.to_owned())
@@ -126,4 +137,49 @@ pub async fn list(
         query = query.filter(api_tokens::Column::Id.lt(id));
     }
     Ok(query.limit(first).all(conn).await?)
+}
+
+/// When no token was ever recorded (a new database, or one from before tokens), issues a
+/// super-admin token that never expires and writes it to `<data_dir>/admin.token`, readable by
+/// this user alone. Returns the file's path when it was written.
+pub async fn bootstrap(
+    conn: &impl ConnectionTrait,
+    tokens: &Tokens,
+    data_dir: &std::path::Path,
+) -> AppResult<Option<std::path::PathBuf>> {
+    if any_recorded(conn).await? {
+        return Ok(None);
+    }
+    let request = TokenRequest { user: "admin".into(), profile: Profile::SuperAdmin, entities: Vec::new(), ttl: None };
+    let (token, _) = issue(conn, tokens, request, None, Utc::now()).await?;
+    let path = data_dir.join(BOOTSTRAP_FILE);
+    let written = std::fs::create_dir_all(data_dir)
+        .and_then(|()| match std::fs::remove_file(&path) {
+            // A file left from an earlier database holds a token this one never issued.
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+            _ => crate::secret_box::write_private(&path, &token),
+        });
+    written.map_err(|err| AppError::internal(format!("cannot write {}: {err}", path.display())))?;
+    Ok(Some(path))
+}
+
+/// Reads the revoked tokens again and again until `shutdown`, so that a token revoked by any
+/// process is refused here too; requests never read the database for it.
+pub async fn keep_revocations_fresh(
+    db: sea_orm::DatabaseConnection,
+    auth: std::sync::Arc<Auth>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut every = tokio::time::interval(REVOCATION_REFRESH);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match revoked_ids(&db, Utc::now()).await {
+            Ok(ids) => auth.revoked.merge(ids),
+            Err(err) => tracing::warn!(?err, "cannot read the revoked API tokens; keeping the ones known"),
+        }
+    }
 }

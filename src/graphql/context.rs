@@ -2,22 +2,12 @@
 
 use async_graphql::Context;
 
-use crate::{AppState, error::AppError};
-
-/// The caller of a request, put in the request data by the HTTP and WebSocket handlers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub user: String,
-    pub profile: String,
-}
-
-impl Caller {
-    /// The caller of a request that carries no credentials. Until API authentication exists,
-    /// such a request holds every right (the `super-admin` profile).
-    pub fn local() -> Self {
-        Self { user: "local".into(), profile: "super-admin".into() }
-    }
-}
+pub use crate::auth::Caller;
+use crate::{
+    AppState,
+    auth::{Right, Scope},
+    error::{AppError, AppResult},
+};
 
 /// What a resolver works with: the application state and the caller.
 #[derive(Clone, Copy)]
@@ -26,10 +16,32 @@ pub struct Session<'a> {
     pub caller: &'a Caller,
 }
 
-/// The session of the request. Every resolver starts here, so that authentication and rights
-/// checks plug in at one place.
+/// The session of the request. Every resolver starts here; the rights of each root field are
+/// checked before any resolver runs (see `rights`), the entity scope by the resolvers through
+/// [`Session::scope`].
 pub fn session<'a>(ctx: &Context<'a>) -> Result<Session<'a>, AppError> {
     let state = ctx.data::<AppState>().map_err(|_| AppError::internal("the schema was built without state"))?;
     let caller = ctx.data::<Caller>().map_err(|_| AppError::Unauthenticated("the request carries no caller".into()))?;
     Ok(Session { state, caller })
+}
+
+impl Session<'_> {
+    /// The entities the caller may see and touch, resolved against the tree as it is now.
+    pub async fn scope(&self) -> AppResult<Scope> {
+        if Scope::is_everything(&self.caller.entities) {
+            return Ok(Scope::All);
+        }
+        let index = self.state.cache.entities(&self.state.db).await?;
+        Ok(Scope::of(&self.caller.entities, &index))
+    }
+
+    /// Refuses with FORBIDDEN unless the caller holds `right` (for what one field does beyond
+    /// the right its root field declares).
+    pub fn require(&self, right: Right) -> AppResult<()> {
+        if self.caller.may(right) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!("the `{}` profile may not do this", self.caller.profile)))
+        }
+    }
 }

@@ -12,6 +12,8 @@ mod loaders;
 mod paging;
 mod preview;
 mod queue;
+mod rights;
+mod tokens;
 mod webhook;
 
 use async_graphql::{MergedObject, Schema};
@@ -31,6 +33,7 @@ pub struct Query(
     preview::PreviewQuery,
     filter::FilterQuery,
     live::StatsQuery,
+    tokens::TokenQuery,
 );
 
 /// Every mutation of the API.
@@ -42,6 +45,7 @@ pub struct Mutation(
     webhook::WebhookMutation,
     queue::QueueMutation,
     filter::FilterMutation,
+    tokens::TokenMutation,
 );
 
 pub type AppSchema = Schema<Query, Mutation, live::Subscription>;
@@ -52,10 +56,12 @@ pub fn build_schema(state: Option<AppState>) -> AppSchema {
         Some(state) => limits::QueryLimits::from(&state.config().api),
         None => limits::QueryLimits::from(&crate::config::DeliveryConfig::default().api),
     };
+    let introspection = state.as_ref().is_none_or(|state| state.auth.introspection);
     let mut builder = Schema::build(Query::default(), Mutation::default(), live::Subscription)
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)
         .extension(limits)
+        .extension(rights::Rights { introspection })
         .extension(errors::ErrorCodes);
     if let Some(state) = state {
         builder = loaders::register(builder, &state.db);

@@ -19,6 +19,44 @@ pub fn graphql_error(status: StatusCode, code: &str, message: &str) -> Response 
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
 }
 
+/// 401: no valid token. `WWW-Authenticate` names the scheme (RFC 6750) and why.
+pub fn unauthenticated(reason: &crate::auth::TokenError) -> Response {
+    let message = reason.to_string();
+    let mut answer = graphql_error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", &message);
+    let challenge = match reason {
+        crate::auth::TokenError::Missing => r#"Bearer realm="hookline""#.to_owned(),
+        _ => format!(
+            r#"Bearer realm="hookline", error="invalid_token", error_description="{}""#,
+            message.replace(['"', '\\'], "'")
+        ),
+    };
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        answer.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
+    answer
+}
+
+/// 429 with `Retry-After`: an operation refused as a whole, before anything ran, because its
+/// token made too many mutations.
+pub fn rate_limited(response: &async_graphql::Response) -> Option<Response> {
+    let [error] = response.errors.as_slice() else { return None };
+    let extensions = error.extensions.as_ref()?;
+    if response.data != async_graphql::Value::Null
+        || extensions.get("code") != Some(&async_graphql::Value::from("RATE_LIMITED"))
+    {
+        return None;
+    }
+    let seconds = match extensions.get("retryAfterSeconds") {
+        Some(async_graphql::Value::Number(n)) => n.as_u64().unwrap_or(1),
+        _ => 1,
+    };
+    let body = json!({"errors": [error]});
+    let mut answer = (StatusCode::TOO_MANY_REQUESTS, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string())
+        .into_response();
+    answer.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    Some(answer)
+}
+
 /// The time a client has to send a request's whole body once its headers are in.
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 

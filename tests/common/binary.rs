@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The super-admin token of the data directory (written by the first server to start).
+    pub token: String,
     client: reqwest::Client,
 }
 
@@ -58,7 +60,12 @@ impl Server {
             }
         });
         let addr = rx.recv_timeout(Duration::from_secs(60)).expect("hookline reports its address");
-        Self { child, addr: addr.parse().expect("an address"), client: reqwest::Client::new() }
+        let data_dir = env
+            .iter()
+            .find(|(key, _)| *key == "HOOKLINE_DATA_DIR")
+            .map_or_else(|| dir.join("data"), |(_, value)| value.into());
+        let token = super::admin_token(&data_dir);
+        Self { child, addr: addr.parse().expect("an address"), client: super::client_with(&token), token }
     }
 
     /// The `data` of a GraphQL request that must succeed.

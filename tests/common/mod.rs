@@ -28,6 +28,9 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub backend: Backend,
     pub state: hookline::AppState,
+    /// The super-admin token the server wrote to `admin.token` at its first start; every
+    /// request of [`TestApp::query`] carries it.
+    pub token: String,
     client: reqwest::Client,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
@@ -87,12 +90,14 @@ impl TestApp {
         if let Some(url) = database_url {
             config = config.with_database_url(url).expect("database url").with_secret_key(rand_key());
         }
+        let data_dir = config.data_dir.clone();
         let app = Application::build(config).await.expect("application builds");
+        let token = admin_token(&data_dir);
         let addr = app.local_addr();
         let state = app.state().clone();
         let shutdown = app.shutdown_token();
         tokio::spawn(app.run_until_stopped());
-        Self { addr, backend, state, client: reqwest::Client::new(), shutdown, _dir: dir }
+        Self { addr, backend, state, client: client_with(&token), token, shutdown, _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -158,6 +163,20 @@ impl TestApp {
 
 /// Every field of every queued webhook, newest first.
 pub const QUEUE_QUERY: &str = "{ queuedWebhooks(first: 300) { totalCount edges { node { id webhookId itemtype itemId entityId event url httpMethod headers body status sentTry maxAttempts deliveryId createTime sendTime sentTime lastStatusCode responseBody lastError } } } }";
+
+/// The super-admin token a server wrote to its data directory at its first start.
+pub fn admin_token(data_dir: &std::path::Path) -> String {
+    let path = data_dir.join("admin.token");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{} is readable: {e}", path.display())).trim().to_owned()
+}
+
+/// An HTTP client whose every request carries `Authorization: Bearer <token>`.
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("a header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder().default_headers(headers).build().expect("client")
+}
 
 pub fn rand_key() -> [u8; 32] {
     let mut key = [0u8; 32];

@@ -8,8 +8,8 @@ use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::H
 
 pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Connects, sends `connection_init` and waits for `connection_ack`.
-pub async fn connect(addr: SocketAddr) -> Socket {
+/// Connects, sends `connection_init` with the token and waits for `connection_ack`.
+pub async fn connect(addr: SocketAddr, token: &str) -> Socket {
     let mut request = format!("ws://{addr}/graphql").into_client_request().expect("request");
     request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
     let (mut ws, response) = tokio_tungstenite::connect_async(request).await.expect("websocket connects");
@@ -17,7 +17,8 @@ pub async fn connect(addr: SocketAddr) -> Socket {
         response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
         Some("graphql-transport-ws")
     );
-    ws.send(Message::text(json!({"type": "connection_init", "payload": {}}).to_string())).await.expect("init");
+    let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
+    ws.send(Message::text(init.to_string())).await.expect("init");
     let ack = next(&mut ws).await;
     assert_eq!(ack["type"], "connection_ack");
     ws

@@ -20,9 +20,13 @@ const TICKETS: &str = "{ items(itemtype: \"Ticket\", first: 500) { edges { node 
 /// One `createItem`: the item's id, or the error's code and message.
 pub type Created = Result<String, (String, String)>;
 
-/// A client whose requests give up after a minute: a request that hangs fails the test.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client")
+/// A client with the token whose requests give up after a minute: a request that hangs fails
+/// the test.
+pub fn client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("a header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder().default_headers(headers).timeout(Duration::from_secs(60)).build().expect("client")
 }
 
 /// Posts a GraphQL request to `url`; `Err((code, message))` for its first error (`HTTP` when
@@ -56,10 +60,10 @@ pub async fn create_ticket(client: &reqwest::Client, url: &str, name: &str) -> C
 pub type Results = (Vec<(String, Created)>, Duration);
 
 /// Four clients creating 40 tickets each, one after the other.
-pub fn start(url: &str) -> Vec<JoinHandle<Results>> {
+pub fn start(url: &str, token: &str) -> Vec<JoinHandle<Results>> {
     (0..4)
         .map(|w| {
-            let (client, url) = (client(), url.to_owned());
+            let (client, url) = (client(token), url.to_owned());
             tokio::spawn(async move {
                 let (mut out, mut longest) = (Vec::new(), Duration::ZERO);
                 for n in 0..40 {
@@ -79,6 +83,7 @@ pub fn start(url: &str) -> Vec<JoinHandle<Results>> {
 /// `webhook_id` is sent and received, and at most `max_repeats` deliveries were sent again.
 pub async fn check(
     url: &str,
+    token: &str,
     load: Vec<JoinHandle<Results>>,
     receiver: &Receiver,
     webhook_id: &str,
@@ -104,7 +109,7 @@ pub async fn check(
         assert!(message.starts_with("the database"), "{name}: {message}");
     }
 
-    let client = client();
+    let client = client(token);
     let after = create_ticket(&client, url, "after").await;
     assert!(after.is_ok(), "the server does not serve again: {after:?}");
     let tickets = graphql(&client, url, TICKETS, json!({})).await.expect("tickets");
