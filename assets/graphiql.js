@@ -3,7 +3,8 @@
 // WebSocket to the same address (graphql-transport-ws, with the graphql-ws client that the
 // GraphiQL bundle contains). The Headers tab is sent with every request and as the
 // `connection_init` payload of the WebSocket, so `{"Authorization": "Bearer …"}` there
-// authenticates both. `?query=`, `?variables=` and `?operationName=` open the editor with
+// authenticates both: the page opens with that tab shown and the header to complete (the
+// token of `data/admin.token` on a first start). The token is not stored by the page. `?query=`, `?variables=` and `?operationName=` open the editor with
 // that operation, and follow the edits so that the address can be shared.
 (function () {
   'use strict';
@@ -11,13 +12,31 @@
   var endpoint = window.location.origin + window.location.pathname;
   var parameters = new URLSearchParams(window.location.search);
 
-  var fetcher = GraphiQL.createFetcher({
+  var send = GraphiQL.createFetcher({
     url: endpoint,
     subscriptionUrl: endpoint.replace(/^http/, 'ws'),
     // hookline answers plain JSON; no multipart (incremental delivery) requests.
     enableIncrementalDelivery: false,
     headers: { accept: 'application/json' },
   });
+
+  // Until the Headers tab holds a token, say so instead of sending requests that hookline
+  // would refuse (401).
+  var bearer = /^Bearer\s+[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+  function fetcher(params, options) {
+    var headers = (options && options.headers) || {};
+    var authorization = String(headers.Authorization || headers.authorization || '').trim();
+    if (!bearer.test(authorization)) {
+      return Promise.resolve({
+        errors: [{
+          message: 'Paste your API token in the Headers tab: {"Authorization": "Bearer <token>"} ' +
+            '(a first start writes one to data/admin.token)',
+          extensions: { code: 'UNAUTHENTICATED' },
+        }],
+      });
+    }
+    return send(params, options);
+  }
 
   function follow(name) {
     return function (value) {
@@ -44,6 +63,9 @@
     onEditQuery: follow('query'),
     onEditVariables: follow('variables'),
     onEditOperationName: follow('operationName'),
+    defaultHeaders: '{\n  "Authorization": "Bearer <paste your API token here>"\n}',
+    defaultEditorToolsVisibility: 'headers',
+    shouldPersistHeaders: false,
   };
   // In place of GraphiQL's logo, which links to github.com.
   var logo = React.createElement(GraphiQL.Logo, null, 'hookline');

@@ -138,8 +138,6 @@ struct RawConfig {
     /// `HOOKLINE_TOKEN_MUTATION_BURST`: mutations a token may make at once above that rate
     /// (0: as many as one second of the rate).
     token_mutation_burst: u32,
-    /// `HOOKLINE_CLEANUP_AUDIT_DAYS`: audit entries older than this are deleted.
-    cleanup_audit_days: u32,
 }
 
 impl std::fmt::Debug for RawConfig {
@@ -219,7 +217,6 @@ impl Default for RawConfig {
             introspection: true,
             token_mutation_rate: 0,
             token_mutation_burst: 0,
-            cleanup_audit_days: 365,
         }
     }
 }
@@ -236,7 +233,6 @@ pub struct DeliveryConfig {
     pub cleanup_schedule: String,
     pub cleanup_sent_days: u32,
     pub cleanup_failed_days: u32,
-    pub cleanup_audit_days: u32,
     pub templates: Limits,
     pub subscription_buffer: usize,
     pub stats_interval: Duration,
@@ -343,7 +339,6 @@ impl DeliveryConfig {
             cleanup_schedule: raw.cleanup_schedule.clone(),
             cleanup_sent_days: raw.cleanup_sent_days,
             cleanup_failed_days: raw.cleanup_failed_days,
-            cleanup_audit_days: raw.cleanup_audit_days,
             templates: Limits {
                 max_template: raw.max_template_size,
                 max_rendered: raw.max_rendered_size,

@@ -132,6 +132,13 @@ async fn graphiql_runs_a_query_and_a_subscription_in_chromium_without_another_or
         let body = page.eval("document.body.innerText").await;
         assert!(!body.as_str().unwrap_or_default().contains("Loading…"), "{body}");
 
+        // The Headers tab is open with the header to complete; the user pastes the token.
+        let headers = "[...document.querySelectorAll('.graphiql-editor-tool .graphiql-editor')].find(e => !e.classList.contains('hidden'))?.querySelector('.CodeMirror')?.CodeMirror";
+        let shown = page.wait_for(&format!("{headers}?.getValue() || null"), |v| v.as_str().is_some()).await;
+        assert!(shown.as_str().unwrap_or_default().contains("\"Authorization\": \"Bearer "), "{shown}");
+        let filled = json!({"Authorization": format!("Bearer {}", app.token)}).to_string();
+        page.eval(&format!("{headers}.setValue({})", serde_json::to_string(&filled).expect("json"))).await;
+
         // It runs the query: a POST from the page, answered by hookline.
         page.eval("document.querySelector('.graphiql-execute-button').click()").await;
         let result = page.wait_for(RESULT, |v| v.as_str().is_some_and(|r| r.contains("completename"))).await;
@@ -150,7 +157,9 @@ async fn graphiql_runs_a_query_and_a_subscription_in_chromium_without_another_or
         let result: Value = serde_json::from_str(result.as_str().unwrap_or_default()).expect("JSON result");
         assert_eq!(result, json!({"data": {"queueStats": {"pending": 0, "failed": 0}}}));
 
-        // The documentation explorer shows the schema that GraphiQL fetched (introspection).
+        // The documentation explorer shows the schema that GraphiQL fetches (introspection)
+        // again once asked, now with the token.
+        page.eval("document.querySelector('[aria-label=\"Re-fetch GraphQL schema\"]').click()").await;
         page.eval("document.querySelector('[aria-label=\"Show Documentation Explorer\"]').click()").await;
         let docs = "document.querySelector('.graphiql-doc-explorer')?.innerText || null";
         page.wait_for(docs, |v| v.as_str().is_some_and(|text| text.contains("mutation: Mutation"))).await;

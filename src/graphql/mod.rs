@@ -19,6 +19,7 @@ mod webhook;
 use async_graphql::{MergedObject, Schema};
 
 pub use context::{Caller, Session, session};
+pub use rights::required as required_right;
 
 use crate::AppState;
 
