@@ -35,6 +35,37 @@ impl Session<'_> {
         Ok(Scope::of(&self.caller.entities, &index))
     }
 
+    /// Whether the caller's token covers every entity (no scope check needs the tree).
+    pub fn unscoped(&self) -> bool {
+        Scope::is_everything(&self.caller.entities)
+    }
+
+    /// The entity ids to filter lists by; None: every entity.
+    pub async fn scope_ids(&self) -> AppResult<Option<Vec<i64>>> {
+        Ok(self.scope().await?.ids())
+    }
+
+    /// Whether the entity is in the caller's scope.
+    pub async fn sees(&self, entity_id: i64) -> AppResult<bool> {
+        Ok(self.scope().await?.contains(entity_id))
+    }
+
+    /// Refuses an entity outside the caller's scope, given in the input at `field`, exactly as
+    /// a missing one: nothing hints that it exists.
+    pub async fn entity_input(&self, entity_id: i64, field: &str) -> AppResult<()> {
+        if self.sees(entity_id).await? {
+            Ok(())
+        } else {
+            Err(AppError::invalid(field, format!("{field}: no entity with id {entity_id}")))
+        }
+    }
+
+    /// Passes `found` through when its entity is in the caller's scope; otherwise `missing`,
+    /// the answer for an id that does not exist.
+    pub async fn scoped<T>(&self, found: T, entity_id: impl Fn(&T) -> i64, missing: AppError) -> AppResult<T> {
+        if self.sees(entity_id(&found)).await? { Ok(found) } else { Err(missing) }
+    }
+
     /// Refuses with FORBIDDEN unless the caller holds `right` (for what one field does beyond
     /// the right its root field declares).
     pub fn require(&self, right: Right) -> AppResult<()> {

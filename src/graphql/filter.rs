@@ -94,7 +94,8 @@ pub async fn matching(
 ) -> AppResult<Paged<Item>> {
     let s = session(ctx)?;
     let request = page_request(first, after)?;
-    let page = filters::matching_items(&s.state.db, itemtype, &specs(criteria), request).await?;
+    let entities = s.scope_ids().await?;
+    let page = filters::matching_items(&s.state.db, itemtype, &specs(criteria), entities.as_deref(), request).await?;
     Ok(connection(page, request.after.is_some(), Item))
 }
 

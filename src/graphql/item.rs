@@ -5,13 +5,13 @@ use entity::{history_entries, items as rows};
 use serde_json::Value;
 
 use super::{
-    context::session,
+    context::{Session, session},
     entity::Entity,
     paging::{Paged, connection, numeric_id, page_request},
 };
 use crate::{
     domain::item::rfc3339,
-    error::AppError,
+    error::{AppError, AppResult},
     service::{
         history::{self, Subject},
         items::{self, ItemId, ItemPatch as PatchInput, NewItem},
@@ -203,7 +203,7 @@ pub struct ItemQuery;
 impl ItemQuery {
     async fn item(&self, ctx: &Context<'_>, itemtype: String, id: ID) -> Result<Option<Item>> {
         let s = session(ctx)?;
-        Ok(items::get(&s.state.db, &itemtype, &id).await?.map(Item))
+        Ok(visible(&s, &itemtype, &id).await?.map(Item))
     }
 
     /// Items of a type, in the order they were first stored; with `criteria`, only those that
@@ -225,7 +225,8 @@ impl ItemQuery {
         let s = session(ctx)?;
         itemtypes::require(&s.state.db, &itemtype, "itemtype").await?;
         let request = page_request(first, after)?;
-        let page = items::list(&s.state.db, &itemtype, request).await?;
+        let entities = s.scope_ids().await?;
+        let page = items::list(&s.state.db, &itemtype, entities.as_deref(), request).await?;
         Ok(connection(page, request.after.is_some(), Item))
     }
 }
@@ -238,7 +239,9 @@ impl ItemMutation {
     /// Stores a new item; raises `new`.
     async fn create_item(&self, ctx: &Context<'_>, input: ItemInput) -> Result<Item> {
         let s = session(ctx)?;
-        Ok(Item(items::create(s.state, input.try_into()?).await?.item))
+        let input: NewItem = input.try_into()?;
+        s.entity_input(input.entity_id, "entityId").await?;
+        Ok(Item(items::create(s.state, input).await?.item))
     }
 
     /// Stores up to 1000 items in one transaction and raises `new` for each, all or nothing:
@@ -253,6 +256,9 @@ impl ItemMutation {
             .enumerate()
             .map(|(index, input)| NewItem::try_from(input).map_err(|e| e.at_index(index)))
             .collect::<Result<Vec<_>, AppError>>()?;
+        for (index, input) in inputs.iter().enumerate() {
+            s.entity_input(input.entity_id, "entityId").await.map_err(|e| e.at_index(index))?;
+        }
         Ok(items::create_many(s.state, inputs).await?.into_iter().map(Item).collect())
     }
 
@@ -269,18 +275,24 @@ impl ItemMutation {
             entity_id: input.entity_id.map(|e| numeric_id(&e, "input.entityId")).transpose()?,
             fields: input.fields.map(|j| j.0),
         };
+        in_reach(&s, &itemtype, &id).await?;
+        if let Some(entity_id) = patch.entity_id {
+            s.entity_input(entity_id, "input.entityId").await?;
+        }
         Ok(Item(items::update(s.state, &itemtype, &id, patch).await?.item))
     }
 
     /// Puts the item in the trash (CONFLICT when it is there already); raises `delete`.
     async fn delete_item(&self, ctx: &Context<'_>, itemtype: String, id: ID) -> Result<Item> {
         let s = session(ctx)?;
+        in_reach(&s, &itemtype, &id).await?;
         Ok(Item(items::set_deleted(s.state, &itemtype, &id, true).await?.item))
     }
 
     /// Takes the item out of the trash (CONFLICT when it is not there); raises `restore`.
     async fn restore_item(&self, ctx: &Context<'_>, itemtype: String, id: ID) -> Result<Item> {
         let s = session(ctx)?;
+        in_reach(&s, &itemtype, &id).await?;
         Ok(Item(items::set_deleted(s.state, &itemtype, &id, false).await?.item))
     }
 
@@ -288,8 +300,31 @@ impl ItemMutation {
     /// them and their history for good.
     async fn purge_item(&self, ctx: &Context<'_>, itemtype: String, id: ID) -> Result<bool> {
         let s = session(ctx)?;
+        in_reach(&s, &itemtype, &id).await?;
         items::purge(s.state, &itemtype, &id).await?;
         Ok(true)
+    }
+}
+
+/// The stored item, when its entity is in the caller's scope.
+pub async fn visible(s: &Session<'_>, itemtype: &str, id: &str) -> AppResult<Option<rows::Model>> {
+    match items::get(&s.state.db, itemtype, id).await? {
+        Some(item) if s.sees(item.entity_id).await? => Ok(Some(item)),
+        _ => Ok(None),
+    }
+}
+
+/// Refuses a change to an item outside the caller's scope as if the item did not exist (a
+/// missing item is left for the write itself to refuse).
+async fn in_reach(s: &Session<'_>, itemtype: &str, id: &str) -> AppResult<()> {
+    if s.unscoped() {
+        return Ok(());
+    }
+    match items::get(&s.state.db, itemtype, id).await? {
+        Some(item) if !s.sees(item.entity_id).await? => {
+            Err(AppError::not_found(format!("no {itemtype} with id `{id}`")))
+        }
+        _ => Ok(()),
     }
 }
 

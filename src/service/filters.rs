@@ -272,10 +272,12 @@ const SCAN_CHUNK: u64 = 500;
 
 /// Stored items of the itemtype that match the criteria, in the order they were stored, with
 /// the total. The same evaluator decides at event time. Only the page's rows are kept.
+/// The stored items of the itemtype (in `entities` when given) that the criteria match.
 pub async fn matching_items(
     conn: &impl ConnectionTrait,
     itemtype: &str,
     criteria: &[CriterionSpec],
+    within: Option<&[i64]>,
     page: PageRequest,
 ) -> AppResult<Page<item_rows::Model>> {
     itemtypes::require(conn, itemtype, "itemtype").await?;
@@ -286,6 +288,9 @@ pub async fn matching_items(
     let mut last_seq = None;
     loop {
         let mut chunk = item_rows::Entity::find().filter(item_rows::Column::Itemtype.eq(itemtype));
+        if let Some(within) = within {
+            chunk = chunk.filter(item_rows::Column::EntityId.is_in(within.iter().copied()));
+        }
         if let Some(seq) = last_seq {
             chunk = chunk.filter(item_rows::Column::Seq.gt(seq));
         }

@@ -78,9 +78,17 @@ pub async fn require(conn: &impl ConnectionTrait, itemtype: &str, id: &str) -> A
     get(conn, itemtype, id).await?.ok_or_else(|| AppError::not_found(format!("no {itemtype} with id `{id}`")))
 }
 
-/// Items of a type in the order they were first stored.
-pub async fn list(conn: &impl ConnectionTrait, itemtype: &str, page: PageRequest) -> AppResult<Page<items::Model>> {
-    let base = items::Entity::find().filter(items::Column::Itemtype.eq(itemtype));
+/// Items of a type in the order they were first stored; with `entities`, only those in them.
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    itemtype: &str,
+    entities: Option<&[i64]>,
+    page: PageRequest,
+) -> AppResult<Page<items::Model>> {
+    let mut base = items::Entity::find().filter(items::Column::Itemtype.eq(itemtype));
+    if let Some(entities) = entities {
+        base = base.filter(items::Column::EntityId.is_in(entities.iter().copied()));
+    }
     let total = base.clone().count(conn).await?;
     let mut query = base.order_by_asc(items::Column::Seq).limit(page.first + 1);
     if let Some(after) = page.after {
