@@ -4,10 +4,14 @@ use std::marker::PhantomData;
 
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 
-use super::{context::session, paging::numeric_id};
+use super::{
+    context::{Session, session},
+    paging::numeric_id,
+};
 use crate::{
     domain::item::rfc3339,
-    service::tree::{CATEGORIES, ENTITIES, NodeInput, TreeRow},
+    error::{AppError, AppResult},
+    service::tree::{CATEGORIES, ENTITIES, NodeInput, ROOT_ENTITY_ID, TreeRow},
 };
 
 /// Marks a [`TreeNode`] as an entity.
@@ -84,15 +88,27 @@ pub struct EntityQuery;
 
 #[Object]
 impl EntityQuery {
-    /// Every entity, by id.
+    /// Every entity in the caller's scope, by id.
     async fn entities(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
         let s = session(ctx)?;
-        Ok(ENTITIES.all(&s.state.db).await?.into_iter().map(Entity::from).collect())
+        let scope = s.scope().await?;
+        Ok(ENTITIES
+            .all(&s.state.db)
+            .await?
+            .into_iter()
+            .filter(|row| scope.contains(row.id))
+            .map(Entity::from)
+            .collect())
     }
 
+    /// Null when it does not exist or is outside the caller's scope.
     async fn entity(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Entity>> {
         let s = session(ctx)?;
-        Ok(ENTITIES.get(&s.state.db, numeric_id(&id, "id")?).await?.map(Entity::from))
+        let id = numeric_id(&id, "id")?;
+        if !s.sees(id).await? {
+            return Ok(None);
+        }
+        Ok(ENTITIES.get(&s.state.db, id).await?.map(Entity::from))
     }
 
     /// Every webhook category, by id.
@@ -107,27 +123,43 @@ impl EntityQuery {
     }
 }
 
+/// Refuses to change an entity outside the caller's scope as if it did not exist.
+async fn entity_in_reach(s: &Session<'_>, id: i64) -> AppResult<()> {
+    if s.sees(id).await? { Ok(()) } else { Err(AppError::not_found(format!("no entity with id {id}"))) }
+}
+
 #[derive(Default)]
 pub struct EntityMutation;
 
 #[Object]
 impl EntityMutation {
+    /// Creates an entity below one in the caller's scope (the root entity when `parentId` is
+    /// not given).
     async fn create_entity(&self, ctx: &Context<'_>, input: TreeNodeInput<EntityKind>) -> Result<Entity> {
         let s = session(ctx)?;
-        Ok(ENTITIES.create(&s.state.db, input.into_node_input()?).await?.into())
+        let input = input.into_node_input()?;
+        s.entity_input(input.parent_id.unwrap_or(ROOT_ENTITY_ID), "parentId").await?;
+        Ok(ENTITIES.create(&s.state.db, input).await?.into())
     }
 
     /// Renames, moves (parentId) or re-comments an entity; the completenames below follow.
     async fn update_entity(&self, ctx: &Context<'_>, id: ID, input: TreeNodeInput<EntityKind>) -> Result<Entity> {
         let s = session(ctx)?;
-        Ok(ENTITIES.update(&s.state.db, numeric_id(&id, "id")?, input.into_node_input()?).await?.into())
+        let (id, input) = (numeric_id(&id, "id")?, input.into_node_input()?);
+        entity_in_reach(&s, id).await?;
+        if let Some(parent) = input.parent_id {
+            s.entity_input(parent, "parentId").await?;
+        }
+        Ok(ENTITIES.update(&s.state.db, id, input).await?.into())
     }
 
     /// Refused with CONFLICT while the entity has child entities, items or webhooks, and for
     /// the root entity.
     async fn delete_entity(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let s = session(ctx)?;
-        ENTITIES.delete(&s.state.db, numeric_id(&id, "id")?).await?;
+        let id = numeric_id(&id, "id")?;
+        entity_in_reach(&s, id).await?;
+        ENTITIES.delete(&s.state.db, id).await?;
         Ok(true)
     }
 

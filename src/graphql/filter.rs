@@ -5,14 +5,14 @@ use entity::saved_searches;
 use serde_json::Value;
 
 use super::{
-    context::session,
+    context::{Session, session},
     item::Item,
     paging::{Paged, connection, numeric_id, page_request},
     webhook::Webhook,
 };
 use crate::{
     domain::{filter::CriterionSpec, item::rfc3339},
-    error::AppResult,
+    error::{AppError, AppResult},
     service::filters::{self, SavedSearchInput as SavedInput},
 };
 
@@ -125,6 +125,23 @@ impl FilterQuery {
     }
 }
 
+/// Saved searches belong to no entity: a caller limited to some entities may change one only
+/// while no webhook outside them uses it (it would change what those webhooks fire for).
+async fn shared_with_others(s: &Session<'_>, saved_search_id: i64) -> AppResult<()> {
+    if s.unscoped() {
+        return Ok(());
+    }
+    for entity_id in filters::user_entities(&s.state.db, saved_search_id).await? {
+        if !s.sees(entity_id).await? {
+            return Err(AppError::Forbidden(format!(
+                "saved search {saved_search_id} is used by webhooks outside your entities; only a token for every \
+                 entity may change it"
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Default)]
 pub struct FilterMutation;
 
@@ -137,13 +154,17 @@ impl FilterMutation {
 
     async fn update_saved_search(&self, ctx: &Context<'_>, id: ID, input: SavedSearchInput) -> Result<SavedSearch> {
         let s = session(ctx)?;
-        Ok(filters::update_saved(&s.state.db, numeric_id(&id, "id")?, input.into()).await?.into())
+        let id = numeric_id(&id, "id")?;
+        shared_with_others(&s, id).await?;
+        Ok(filters::update_saved(&s.state.db, id, input.into()).await?.into())
     }
 
     /// CONFLICT while a webhook uses it.
     async fn delete_saved_search(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let s = session(ctx)?;
-        filters::delete_saved(&s.state.db, numeric_id(&id, "id")?).await?;
+        let id = numeric_id(&id, "id")?;
+        shared_with_others(&s, id).await?;
+        filters::delete_saved(&s.state.db, id).await?;
         Ok(true)
     }
 
@@ -158,6 +179,7 @@ impl FilterMutation {
     ) -> Result<Webhook> {
         let s = session(ctx)?;
         let webhook_id = numeric_id(&webhook_id, "webhookId")?;
+        super::webhook::webhook_in_reach(&s, webhook_id).await?;
         let saved = saved_search_id.map(|id| numeric_id(&id, "savedSearchId")).transpose()?;
         Ok(Webhook(filters::set_webhook_filter(&s.state.db, webhook_id, criteria.map(specs), saved).await?))
     }

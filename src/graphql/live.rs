@@ -13,6 +13,7 @@ use super::{
 use crate::{
     error::{AppError, AppResult},
     queue::{QueueChange, QueueStats, Watch},
+    auth::Scope,
     service::{tree::EntityIndex, webhooks},
     slots::Slot,
     websocket::ConnectionSubscriptions,
@@ -24,10 +25,10 @@ async fn existing_webhook(ctx: &Context<'_>, webhook_id: Option<ID>) -> AppResul
     let Some(id) = webhook_id else { return Ok(None) };
     let id = numeric_id(&id, "webhookId")?;
     let s = session(ctx)?;
-    if webhooks::get(&s.state.db, id).await?.is_none() {
-        return Err(AppError::not_found(format!("webhookId: no webhook has the id {id}")));
+    match webhooks::get(&s.state.db, id).await? {
+        Some(webhook) if s.sees(webhook.settings.entity_id).await? => Ok(Some(id)),
+        _ => Err(AppError::not_found(format!("webhookId: no webhook has the id {id}"))),
     }
-    Ok(Some(id))
 }
 
 /// The slots one more subscription takes: one of the process's and, on a WebSocket, one of
@@ -87,7 +88,8 @@ impl StatsQuery {
     async fn queue_stats(&self, ctx: &Context<'_>, webhook_id: Option<ID>) -> Result<QueueStats> {
         let s = session(ctx)?;
         let webhook_id = existing_webhook(ctx, webhook_id).await?;
-        Ok(s.state.queue.stats(webhook_id).await?)
+        let within = s.scope_ids().await?;
+        Ok(s.state.queue.stats(webhook_id, within.as_deref()).await?)
     }
 }
 
@@ -108,12 +110,18 @@ impl Subscription {
         let s = session(ctx)?;
         let webhook_id = webhook_id.map(|id| numeric_id(&id, "webhookId")).transpose()?;
         let slots = subscription_slots(ctx)?;
-        let entities = match entity_id {
+        let asked: Option<std::collections::HashSet<i64>> = match entity_id {
             Some(id) => {
                 let id = numeric_id(&id, "entityId")?;
                 Some(EntityIndex::load(&s.state.db).await?.subtree(id).into_iter().collect())
             }
             None => None,
+        };
+        // Only changes of rows in the caller's scope reach it.
+        let entities = match (asked, s.scope().await?) {
+            (asked, Scope::All) => asked,
+            (None, Scope::Entities(scope)) => Some((*scope).clone()),
+            (Some(asked), Scope::Entities(scope)) => Some(asked.intersection(&scope).copied().collect()),
         };
         let watch = Watch { webhook_id, entities, status: status.map(Into::into) };
         let subscription = s.state.queue.bus().subscribe(watch);
@@ -130,7 +138,8 @@ impl Subscription {
         let s = session(ctx)?;
         let webhook_id = existing_webhook(ctx, webhook_id).await?;
         let slots = subscription_slots(ctx)?;
-        let receiver = s.state.live.watch(webhook_id);
+        let within = s.scope_ids().await?.map(Arc::from);
+        let receiver = s.state.live.watch((webhook_id, within));
         Ok(stream::unfold((receiver, true, slots), |(mut receiver, first, slots)| async move {
             if !first {
                 receiver.changed().await.ok()?;

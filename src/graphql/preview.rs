@@ -3,8 +3,14 @@
 use async_graphql::{Context, ID, Json, Object, Result, SimpleObject};
 use serde_json::{Map, Value};
 
-use super::{context::session, paging::numeric_id};
-use crate::service::preview;
+use super::{
+    context::{Session, session},
+    paging::numeric_id,
+};
+use crate::{
+    error::{AppError, AppResult},
+    service::{items, preview, webhooks},
+};
 
 /// What a webhook would send for an item now.
 #[derive(SimpleObject)]
@@ -22,6 +28,23 @@ pub struct WebhookPreview {
     pub matches_filter: bool,
 }
 
+/// Refuses a preview of a webhook or an item outside the caller's scope as if it did not
+/// exist (missing ones are left for the preview to refuse).
+async fn preview_in_reach(s: &Session<'_>, webhook_id: i64, item_id: &str) -> AppResult<()> {
+    if s.unscoped() {
+        return Ok(());
+    }
+    super::webhook::webhook_in_reach(s, webhook_id).await?;
+    let Some(webhook) = webhooks::get(&s.state.db, webhook_id).await? else { return Ok(()) };
+    let itemtype = &webhook.settings.itemtype;
+    match items::get(&s.state.db, itemtype, item_id).await? {
+        Some(item) if !s.sees(item.entity_id).await? => Err(AppError::not_found(format!(
+            "no {itemtype} with id `{item_id}`: webhook {webhook_id} fires for {itemtype} items only"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 #[derive(Default)]
 pub struct PreviewQuery;
 
@@ -32,6 +55,7 @@ impl PreviewQuery {
     async fn webhook_preview(&self, ctx: &Context<'_>, webhook_id: ID, item_id: ID) -> Result<WebhookPreview> {
         let s = session(ctx)?;
         let webhook_id = numeric_id(&webhook_id, "webhookId")?;
+        preview_in_reach(&s, webhook_id, &item_id).await?;
         let limits = s.state.config().templates;
         let preview = preview::preview(&s.state.db, &s.state.secrets, limits, webhook_id, &item_id).await?;
         Ok(WebhookPreview {

@@ -5,7 +5,7 @@ use entity::queued_webhooks::{self as rows, QueueStatus as Stored};
 use serde_json::Value;
 
 use super::{
-    context::session,
+    context::{Session, session},
     paging::{Paged, connection, numeric_id, page_request},
     webhook::Webhook,
 };
@@ -14,7 +14,7 @@ use crate::{
         item::rfc3339,
         webhook::{HttpMethod, WebhookEvent},
     },
-    error::AppError,
+    error::{AppError, AppResult},
     queue::QueueFilter,
     service::trigger::{self, Trigger},
 };
@@ -103,9 +103,12 @@ impl QueuedWebhook {
         ID(self.row.webhook_id.to_string())
     }
 
+    /// Null when the webhook was deleted, or is outside the caller's entities.
     async fn webhook(&self, ctx: &Context<'_>) -> Result<Option<Webhook>> {
         let loader = super::loaders::loader::<super::loaders::WebhookLoader>(ctx)?;
-        Ok(loader.load_one(self.row.webhook_id).await?.map(Webhook))
+        let Some(webhook) = loader.load_one(self.row.webhook_id).await? else { return Ok(None) };
+        let s = session(ctx)?;
+        Ok(s.sees(webhook.settings.entity_id).await?.then_some(Webhook(webhook)))
     }
 
     async fn itemtype(&self) -> &str {
@@ -243,9 +246,58 @@ pub async fn webhook_queue(
 ) -> Result<Paged<QueuedWebhook>, AppError> {
     let s = session(ctx)?;
     let request = page_request(first, after)?;
-    let filter = QueueFilter { webhook_id: Some(webhook_id), status: status_filter(status), ..Default::default() };
+    let filter = QueueFilter {
+        webhook_id: Some(webhook_id),
+        status: status_filter(status),
+        within: s.scope_ids().await?,
+        ..Default::default()
+    };
     let page = s.state.queue.list(&filter, request).await?;
     Ok(connection(page, request.after.is_some(), QueuedWebhook::from))
+}
+
+/// The queued webhook, when its entity is in the caller's scope.
+async fn visible_row(s: &Session<'_>, id: i64) -> AppResult<Option<rows::Model>> {
+    match s.state.queue.get(id).await? {
+        Some(row) if s.sees(row.entity_id).await? => Ok(Some(row)),
+        _ => Ok(None),
+    }
+}
+
+/// Refuses an action on a queued webhook unless both it and its webhook are in the caller's
+/// scope, as if it did not exist (a missing one is left for the action to refuse).
+async fn row_in_reach(s: &Session<'_>, id: i64) -> AppResult<()> {
+    if s.unscoped() {
+        return Ok(());
+    }
+    let Some(row) = s.state.queue.get(id).await? else { return Ok(()) };
+    let webhook = crate::service::webhooks::get(&s.state.db, row.webhook_id).await?;
+    let webhook_seen = match webhook {
+        Some(webhook) => s.sees(webhook.settings.entity_id).await?,
+        None => true,
+    };
+    if s.sees(row.entity_id).await? && webhook_seen {
+        Ok(())
+    } else {
+        Err(AppError::not_found(format!("no queued webhook with id {id}")))
+    }
+}
+
+/// Refuses a trigger for an item outside the caller's scope as if the item did not exist, and
+/// one whose snapshot moves the item outside it as a missing entity.
+async fn trigger_in_reach(s: &Session<'_>, trigger: &Trigger) -> AppResult<()> {
+    if s.unscoped() {
+        return Ok(());
+    }
+    if let Some(stored) = crate::service::items::get(&s.state.db, &trigger.itemtype, &trigger.item_id).await?
+        && !s.sees(stored.entity_id).await?
+    {
+        return Err(AppError::not_found(format!("no {} with id `{}`", trigger.itemtype, trigger.item_id)));
+    }
+    if let Some(entity_id) = trigger.snapshot_entity() {
+        s.entity_input(entity_id, "item.entityId").await?;
+    }
+    Ok(())
 }
 
 #[derive(Default)]
@@ -255,7 +307,7 @@ pub struct QueueQuery;
 impl QueueQuery {
     async fn queued_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<Option<QueuedWebhook>> {
         let s = session(ctx)?;
-        Ok(s.state.queue.get(numeric_id(&id, "id")?).await?.map(QueuedWebhook::from))
+        Ok(visible_row(&s, numeric_id(&id, "id")?).await?.map(QueuedWebhook::from))
     }
 
     /// Queued webhooks, newest first. `entityId` matches the item's entity and its children;
@@ -284,6 +336,7 @@ impl QueueQuery {
             item_id: item_id.map(|id| id.0),
             entity_id: entity_id.map(|id| numeric_id(&id, "entityId")).transpose()?,
             delivery_id,
+            within: s.scope_ids().await?,
         };
         let page = s.state.queue.list(&filter, request).await?;
         Ok(connection(page, request.after.is_some(), QueuedWebhook::from))
@@ -300,7 +353,9 @@ impl QueueMutation {
     /// the trash; PURGE removes it after raising.
     async fn trigger_event(&self, ctx: &Context<'_>, input: TriggerEventInput) -> Result<TriggerEventResult> {
         let s = session(ctx)?;
-        let changed = trigger::trigger(s.state, input.into()).await?;
+        let trigger: Trigger = input.into();
+        trigger_in_reach(&s, &trigger).await?;
+        let changed = trigger::trigger(s.state, trigger).await?;
         Ok(TriggerEventResult { queued: changed.queued.into_iter().map(QueuedWebhook::from).collect() })
     }
 
@@ -313,7 +368,10 @@ impl QueueMutation {
         inputs: Vec<TriggerEventInput>,
     ) -> Result<Vec<TriggerEventResult>> {
         let s = session(ctx)?;
-        let triggers = inputs.into_iter().map(Trigger::from).collect();
+        let triggers: Vec<Trigger> = inputs.into_iter().map(Trigger::from).collect();
+        for (index, trigger) in triggers.iter().enumerate() {
+            trigger_in_reach(&s, trigger).await.map_err(|e| e.at_index(index))?;
+        }
         let results = trigger::trigger_many(s.state, triggers).await?;
         Ok(results
             .into_iter()
@@ -326,6 +384,7 @@ impl QueueMutation {
     async fn force_send_queued_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<QueuedWebhook> {
         let s = session(ctx)?;
         let id = numeric_id(&id, "id")?;
+        row_in_reach(&s, id).await?;
         Ok(QueuedWebhook::from(s.state.queue.force(id).await?))
     }
 
@@ -334,14 +393,19 @@ impl QueueMutation {
     async fn resend_failed_webhooks(&self, ctx: &Context<'_>, webhook_id: Option<ID>) -> Result<i32> {
         let s = session(ctx)?;
         let webhook_id = webhook_id.map(|id| numeric_id(&id, "webhookId")).transpose()?;
-        let count = s.state.queue.resend_failed(webhook_id).await?;
+        if let Some(id) = webhook_id {
+            super::webhook::webhook_in_reach(&s, id).await?;
+        }
+        let count = s.state.queue.resend_failed(webhook_id, s.scope_ids().await?).await?;
         Ok(i32::try_from(count).unwrap_or(i32::MAX))
     }
 
     /// Cancels a PENDING or RETRYING queued webhook; CONFLICT in any other status.
     async fn cancel_queued_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<QueuedWebhook> {
         let s = session(ctx)?;
-        Ok(QueuedWebhook::from(s.state.queue.cancel(numeric_id(&id, "id")?).await?))
+        let id = numeric_id(&id, "id")?;
+        row_in_reach(&s, id).await?;
+        Ok(QueuedWebhook::from(s.state.queue.cancel(id).await?))
     }
 
     /// Runs the cleanup now: deletes SENT rows older than `sentDays` and FAILED or CANCELLED
@@ -365,7 +429,7 @@ impl QueueMutation {
         };
         let sent = days(sent_days, config.cleanup_sent_days, "sentDays")?;
         let failed = days(failed_days, config.cleanup_failed_days, "failedDays")?;
-        let deleted = s.state.queue.clean(sent, failed).await?;
+        let deleted = s.state.queue.clean(sent, failed, s.scope_ids().await?).await?;
         Ok(i32::try_from(deleted).unwrap_or(i32::MAX))
     }
 }

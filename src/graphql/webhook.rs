@@ -4,7 +4,7 @@ use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object, Resu
 use serde_json::Value;
 
 use super::{
-    context::session,
+    context::{Session, session},
     entity::{Entity, WebhookCategory},
     item::{HistoryPage, webhook_history},
     paging::{Paged, connection, numeric_id, page_request},
@@ -386,6 +386,28 @@ impl WebhookInput {
     }
 }
 
+/// The webhook, when its entity is in the caller's scope.
+pub async fn visible_webhook(s: &Session<'_>, id: i64) -> AppResult<Option<webhooks::Webhook>> {
+    match webhooks::get(&s.state.db, id).await? {
+        Some(webhook) if s.sees(webhook.settings.entity_id).await? => Ok(Some(webhook)),
+        _ => Ok(None),
+    }
+}
+
+/// Refuses to act on a webhook outside the caller's scope as if it did not exist (a missing
+/// one is left for the action itself to refuse).
+pub async fn webhook_in_reach(s: &Session<'_>, id: i64) -> AppResult<()> {
+    if s.unscoped() {
+        return Ok(());
+    }
+    match webhooks::get(&s.state.db, id).await? {
+        Some(webhook) if !s.sees(webhook.settings.entity_id).await? => {
+            Err(AppError::not_found(format!("no webhook with id {id}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 #[derive(Default)]
 pub struct WebhookQuery;
 
@@ -393,7 +415,7 @@ pub struct WebhookQuery;
 impl WebhookQuery {
     async fn webhook(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Webhook>> {
         let s = session(ctx)?;
-        Ok(webhooks::get(&s.state.db, numeric_id(&id, "id")?).await?.map(Webhook))
+        Ok(visible_webhook(&s, numeric_id(&id, "id")?).await?.map(Webhook))
     }
 
     /// Webhooks by id; `entityId` includes the entity's descendants.
@@ -409,7 +431,8 @@ impl WebhookQuery {
         let s = session(ctx)?;
         let entity_id = entity_id.map(|id| numeric_id(&id, "entityId")).transpose()?;
         let request = page_request(first, after)?;
-        let page = webhooks::list(&s.state.db, itemtype.as_deref(), entity_id, request).await?;
+        let within = s.scope_ids().await?;
+        let page = webhooks::list(&s.state.db, itemtype.as_deref(), entity_id, within.as_deref(), request).await?;
         Ok(connection(page, request.after.is_some(), Webhook))
     }
 }
@@ -422,6 +445,7 @@ impl WebhookMutation {
     async fn create_webhook(&self, ctx: &Context<'_>, input: WebhookInput) -> Result<Webhook> {
         let s = session(ctx)?;
         let (base, changes, secrets) = input.into_parts()?;
+        s.entity_input(base.entity_id, "entityId").await?;
         let config = s.state.config();
         Ok(Webhook(
             webhooks::create(&s.state.db, &s.state.secrets, config.templates, &config.targets, base, changes, secrets)
@@ -434,6 +458,10 @@ impl WebhookMutation {
         let (changes, secrets) = input.into_changes()?;
         let config = s.state.config();
         let id = numeric_id(&id, "id")?;
+        webhook_in_reach(&s, id).await?;
+        if let Some(entity_id) = changes.entity_id {
+            s.entity_input(entity_id, "entityId").await?;
+        }
         Ok(Webhook(
             webhooks::update(&s.state.db, &s.state.secrets, config.templates, &config.targets, id, changes, secrets)
                 .await?,
@@ -443,7 +471,9 @@ impl WebhookMutation {
     /// Deletes the webhook and its history.
     async fn delete_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let s = session(ctx)?;
-        webhooks::delete(&s.state.db, numeric_id(&id, "id")?).await?;
+        let id = numeric_id(&id, "id")?;
+        webhook_in_reach(&s, id).await?;
+        webhooks::delete(&s.state.db, id).await?;
         Ok(true)
     }
 
@@ -461,6 +491,7 @@ impl WebhookMutation {
     ) -> Result<CraResult> {
         let s = session(ctx)?;
         let id = numeric_id(&webhook_id, "webhookId")?;
+        webhook_in_reach(&s, id).await?;
         let pipeline = &s.state.delivery;
         let url = preview::challenge_url(
             &s.state.db,
@@ -487,6 +518,8 @@ impl WebhookMutation {
     /// it: the only time a secret is shown.
     async fn regenerate_webhook_secret(&self, ctx: &Context<'_>, id: ID) -> Result<String> {
         let s = session(ctx)?;
-        Ok(webhooks::regenerate_secret(&s.state.db, &s.state.secrets, numeric_id(&id, "id")?).await?)
+        let id = numeric_id(&id, "id")?;
+        webhook_in_reach(&s, id).await?;
+        Ok(webhooks::regenerate_secret(&s.state.db, &s.state.secrets, id).await?)
     }
 }

@@ -150,6 +150,8 @@ pub struct QueueFilter {
     pub item_id: Option<String>,
     pub entity_id: Option<i64>,
     pub delivery_id: Option<String>,
+    /// Only rows of these entities (the caller's scope); None: every row.
+    pub within: Option<Vec<i64>>,
 }
 
 /// The queue: reads on the shared pool, writes through the writer.
@@ -229,6 +231,9 @@ impl Queue {
         if let Some(delivery_id) = &filter.delivery_id {
             base = base.filter(Q::DeliveryId.eq(delivery_id));
         }
+        if let Some(within) = &filter.within {
+            base = base.filter(Q::EntityId.is_in(within.iter().copied()));
+        }
         if let Some(entity_id) = filter.entity_id {
             base = base.filter(Q::EntityId.is_in(EntityIndex::load(&self.db).await?.subtree(entity_id)));
         }
@@ -241,8 +246,8 @@ impl Queue {
         Ok(Page::from_fetched(rows, page, total))
     }
 
-    pub async fn stats(&self, webhook_id: Option<i64>) -> AppResult<QueueStats> {
-        stats::stats(&self.db, webhook_id).await
+    pub async fn stats(&self, webhook_id: Option<i64>, within: Option<&[i64]>) -> AppResult<QueueStats> {
+        stats::stats(&self.db, webhook_id, within).await
     }
 
     fn claim(&self) -> (String, i64, Duration) {
@@ -379,11 +384,11 @@ impl Queue {
 
     /// FAILED rows (of one webhook, or all) back to PENDING with a fresh budget; returns how
     /// many.
-    pub async fn resend_failed(&self, webhook_id: Option<i64>) -> AppResult<usize> {
+    pub async fn resend_failed(&self, webhook_id: Option<i64>, within: Option<Vec<i64>>) -> AppResult<usize> {
         self.writer
             .write(move |txn, staged| {
                 Box::pin(async move {
-                    let rows = store::resend_failed(txn, webhook_id).await?;
+                    let rows = store::resend_failed(txn, webhook_id, within.as_deref()).await?;
                     let count = rows.len();
                     for row in rows {
                         staged.push(row, Some(QueueStatus::Failed));
@@ -423,7 +428,7 @@ impl Queue {
 
     /// Deletes SENT rows older than `sent_days` and FAILED or CANCELLED rows older than
     /// `failed_days`; never a row still to be sent. Returns how many.
-    pub async fn clean(&self, sent_days: u32, failed_days: u32) -> AppResult<u64> {
+    pub async fn clean(&self, sent_days: u32, failed_days: u32, within: Option<Vec<i64>>) -> AppResult<u64> {
         let now = Utc::now();
         // Days beyond the calendar's range reach back before any row.
         let before = |days: u32| {
@@ -432,7 +437,11 @@ impl Queue {
                 .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC)
         };
         let (sent_before, failed_before) = (before(sent_days), before(failed_days));
-        self.writer.write_queue(move |txn, _| Box::pin(store::clean(txn, sent_before, failed_before))).await
+        self.writer
+            .write_queue(move |txn, _| {
+                Box::pin(async move { store::clean(txn, sent_before, failed_before, within.as_deref()).await })
+            })
+            .await
     }
 
     /// The background work of the queue until `shutdown`: on PostgreSQL, listening for other

@@ -49,13 +49,21 @@ struct Count {
     count: i64,
 }
 
-pub async fn stats(conn: &impl ConnectionTrait, webhook_id: Option<i64>) -> AppResult<QueueStats> {
+/// The counters of one webhook's rows (all with None), of the `within` entities when given.
+pub async fn stats(
+    conn: &impl ConnectionTrait,
+    webhook_id: Option<i64>,
+    within: Option<&[i64]>,
+) -> AppResult<QueueStats> {
     let scoped = || {
-        let query = queued_webhooks::Entity::find();
-        match webhook_id {
-            Some(id) => query.filter(queued_webhooks::Column::WebhookId.eq(id)),
-            None => query,
+        let mut query = queued_webhooks::Entity::find();
+        if let Some(id) = webhook_id {
+            query = query.filter(queued_webhooks::Column::WebhookId.eq(id));
         }
+        if let Some(within) = within {
+            query = query.filter(queued_webhooks::Column::EntityId.is_in(within.iter().copied()));
+        }
+        query
     };
     let counts = scoped()
         .select_only()
@@ -98,13 +106,17 @@ pub async fn stats(conn: &impl ConnectionTrait, webhook_id: Option<i64>) -> AppR
     Ok(stats)
 }
 
-/// Live counters shared by every subscriber of the same webhook (or of all): computed at most
+/// What one set of live counters counts: one webhook's rows (all with None), of some entities
+/// (all with None: a caller whose scope is every entity).
+pub type StatsKey = (Option<i64>, Option<Arc<[i64]>>);
+
+/// Live counters shared by every subscriber of the same webhook and scope: computed at most
 /// once per throttle interval after a change, whatever the number of subscribers.
 pub struct StatsHub {
     db: DatabaseConnection,
     bus: Arc<QueueBus>,
     throttle: Duration,
-    hubs: Mutex<HashMap<Option<i64>, watch::Receiver<Option<QueueStats>>>>,
+    hubs: Mutex<HashMap<StatsKey, watch::Receiver<Option<QueueStats>>>>,
 }
 
 impl std::fmt::Debug for StatsHub {
@@ -118,29 +130,32 @@ impl StatsHub {
         Self { db, bus, throttle, hubs: Mutex::new(HashMap::new()) }
     }
 
-    /// A receiver of the counters of `webhook_id` (all webhooks with None).
-    pub fn watch(self: &Arc<Self>, webhook_id: Option<i64>) -> watch::Receiver<Option<QueueStats>> {
+    /// A receiver of the counters of `webhook_id` (all webhooks with None), of the `within`
+    /// entities (all with None).
+    pub fn watch(self: &Arc<Self>, key: StatsKey) -> watch::Receiver<Option<QueueStats>> {
         let mut hubs = self.hubs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(rx) = hubs.get(&webhook_id)
+        if let Some(rx) = hubs.get(&key)
             && rx.has_changed().is_ok()
         {
             return rx.clone();
         }
         let (tx, rx) = watch::channel(None);
-        hubs.insert(webhook_id, rx.clone());
-        tokio::spawn(self.clone().compute(webhook_id, tx));
+        hubs.insert(key.clone(), rx.clone());
+        tokio::spawn(self.clone().compute(key, tx));
         rx
     }
 
     /// Recomputes after changes (at most once per throttle interval) and every few seconds
     /// (ages and the last minute move on their own); stops when nobody watches.
-    async fn compute(self: Arc<Self>, webhook_id: Option<i64>, tx: watch::Sender<Option<QueueStats>>) {
-        let mut subscription = self.bus.subscribe_unmetered(Watch::webhook(webhook_id));
+    async fn compute(self: Arc<Self>, key: StatsKey, tx: watch::Sender<Option<QueueStats>>) {
+        let (webhook_id, within) = key.clone();
+        let watch = Watch { entities: within.as_ref().map(|ids| ids.iter().copied().collect()), ..Watch::webhook(webhook_id) };
+        let mut subscription = self.bus.subscribe_unmetered(watch);
         let mut dirty = true;
         let mut refresh = tokio::time::interval(Duration::from_secs(5));
         loop {
             if dirty {
-                match stats(&self.db, webhook_id).await {
+                match stats(&self.db, webhook_id, within.as_deref()).await {
                     Ok(stats) => {
                         tx.send_if_modified(|current| {
                             let changed = current.as_ref() != Some(&stats);
@@ -154,7 +169,7 @@ impl StatsHub {
             }
             if tx.receiver_count() <= 1 {
                 // Only the hub's own receiver is left.
-                self.hubs.lock().unwrap_or_else(|p| p.into_inner()).remove(&webhook_id);
+                self.hubs.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                 return;
             }
             tokio::select! {

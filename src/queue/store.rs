@@ -240,7 +240,11 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
 
 /// FAILED rows (with a body to send) back to PENDING with a fresh budget; returns them as they
 /// are now.
-pub async fn resend_failed(conn: &impl ConnectionTrait, webhook_id: Option<i64>) -> AppResult<Vec<Model>> {
+pub async fn resend_failed(
+    conn: &impl ConnectionTrait,
+    webhook_id: Option<i64>,
+    within: Option<&[i64]>,
+) -> AppResult<Vec<Model>> {
     let mut update = queued_webhooks::Entity::update_many()
         .col_expr(Q::Status, Expr::value(QueueStatus::Pending))
         .col_expr(Q::SentTry, Expr::value(0))
@@ -249,6 +253,9 @@ pub async fn resend_failed(conn: &impl ConnectionTrait, webhook_id: Option<i64>)
         .filter(Q::Body.is_not_null());
     if let Some(id) = webhook_id {
         update = update.filter(Q::WebhookId.eq(id));
+    }
+    if let Some(within) = within {
+        update = update.filter(Q::EntityId.is_in(within.iter().copied()));
     }
     Ok(update.exec_with_returning(conn).await?)
 }
@@ -265,18 +272,24 @@ pub async fn set_status(conn: &impl ConnectionTrait, id: i64, from: QueueStatus,
 }
 
 /// Deletes SENT rows whose last attempt is before `sent_before` and FAILED or CANCELLED rows
-/// older than `failed_before`; never a row still to be sent. Returns how many.
+/// older than `failed_before` (of the `within` entities when given); never a row still to be
+/// sent. Returns how many.
 pub async fn clean(
     conn: &impl ConnectionTrait,
     sent_before: DateTime<Utc>,
     failed_before: DateTime<Utc>,
+    within: Option<&[i64]>,
 ) -> AppResult<u64> {
-    let sent = queued_webhooks::Entity::delete_many()
+    let scoped = |delete: sea_orm::DeleteMany<queued_webhooks::Entity>| match within {
+        Some(within) => delete.filter(Q::EntityId.is_in(within.iter().copied())),
+        None => delete,
+    };
+    let sent = scoped(queued_webhooks::Entity::delete_many())
         .filter(Q::Status.eq(QueueStatus::Sent))
         .filter(Q::SentTime.lt(sent_before))
         .exec(conn)
         .await?;
-    let failed = queued_webhooks::Entity::delete_many()
+    let failed = scoped(queued_webhooks::Entity::delete_many())
         .filter(Q::Status.is_in([QueueStatus::Failed, QueueStatus::Cancelled]))
         .filter(Expr::expr(Expr::col(Q::SentTime).if_null(Expr::col(Q::CreateTime))).lt(failed_before))
         .exec(conn)

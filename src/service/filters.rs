@@ -132,6 +132,18 @@ pub async fn update_saved(
     Ok(updated)
 }
 
+/// The entities of the webhooks that use the saved search.
+pub async fn user_entities(conn: &impl ConnectionTrait, saved_search_id: i64) -> AppResult<Vec<i64>> {
+    Ok(webhook_rows::Entity::find()
+        .select_only()
+        .column(webhook_rows::Column::EntityId)
+        .distinct()
+        .filter(webhook_rows::Column::SavedSearchId.eq(saved_search_id))
+        .into_tuple()
+        .all(conn)
+        .await?)
+}
+
 async fn users(conn: &impl ConnectionTrait, saved_search_id: i64) -> AppResult<u64> {
     Ok(webhook_rows::Entity::find().filter(webhook_rows::Column::SavedSearchId.eq(saved_search_id)).count(conn).await?)
 }

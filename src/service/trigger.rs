@@ -45,6 +45,19 @@ struct Snapshot {
     parent_id: Option<Value>,
 }
 
+impl Trigger {
+    /// The entity the snapshot puts the item in, when it names one that reads as an id (a
+    /// malformed one is refused when the trigger runs).
+    pub fn snapshot_entity(&self) -> Option<i64> {
+        let entity = self.snapshot.as_ref()?.get("entityId")?;
+        match entity {
+            Value::String(text) => text.parse().ok(),
+            Value::Number(number) => number.as_i64(),
+            _ => None,
+        }
+    }
+}
+
 fn id_text(value: Option<Value>, field: &str) -> AppResult<Option<String>> {
     match value {
         None | Some(Value::Null) => Ok(None),

@@ -128,9 +128,13 @@ pub async fn list(
     conn: &impl ConnectionTrait,
     itemtype: Option<&str>,
     entity_id: Option<i64>,
+    within: Option<&[i64]>,
     page: PageRequest,
 ) -> AppResult<Page<Webhook>> {
     let mut base = webhooks::Entity::find();
+    if let Some(within) = within {
+        base = base.filter(webhooks::Column::EntityId.is_in(within.iter().copied()));
+    }
     if let Some(itemtype) = itemtype {
         base = base.filter(webhooks::Column::Itemtype.eq(itemtype));
     }

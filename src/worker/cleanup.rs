@@ -20,7 +20,7 @@ pub fn schedule(expression: &str) -> Option<cron::Schedule> {
 }
 
 pub async fn run(_tick: Tick, cleanup: Data<Cleanup>) -> Result<(), BoxDynError> {
-    match cleanup.queue.clean(cleanup.sent_days, cleanup.failed_days).await {
+    match cleanup.queue.clean(cleanup.sent_days, cleanup.failed_days, None).await {
         Ok(deleted) => {
             tracing::info!(deleted, "cleaned the delivery queue");
             Ok(())
