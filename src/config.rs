@@ -66,6 +66,9 @@ struct RawConfig {
     cleanup_sent_days: u32,
     /// `HOOKLINE_CLEANUP_FAILED_DAYS`: FAILED and CANCELLED rows older than this are deleted.
     cleanup_failed_days: u32,
+    /// `HOOKLINE_CLEANUP_AUDIT_DAYS`: audit entries older than this are deleted (and the
+    /// records of tokens expired for 30 days).
+    cleanup_audit_days: u32,
     /// `HOOKLINE_MAX_TEMPLATE_SIZE`: bytes of one payload, URL or header template.
     max_template_size: usize,
     /// `HOOKLINE_MAX_RENDERED_SIZE`: bytes a template may render to.
@@ -187,6 +190,7 @@ impl Default for RawConfig {
             cleanup_schedule: "0 30 3 * * *".into(),
             cleanup_sent_days: 30,
             cleanup_failed_days: 30,
+            cleanup_audit_days: 365,
             max_template_size: 64 * 1024,
             max_rendered_size: 1024 * 1024,
             subscription_buffer: 1024,
@@ -233,6 +237,7 @@ pub struct DeliveryConfig {
     pub cleanup_schedule: String,
     pub cleanup_sent_days: u32,
     pub cleanup_failed_days: u32,
+    pub cleanup_audit_days: u32,
     pub templates: Limits,
     pub subscription_buffer: usize,
     pub stats_interval: Duration,
@@ -339,6 +344,7 @@ impl DeliveryConfig {
             cleanup_schedule: raw.cleanup_schedule.clone(),
             cleanup_sent_days: raw.cleanup_sent_days,
             cleanup_failed_days: raw.cleanup_failed_days,
+            cleanup_audit_days: raw.cleanup_audit_days,
             templates: Limits {
                 max_template: raw.max_template_size,
                 max_rendered: raw.max_rendered_size,

@@ -1,6 +1,7 @@
 //! SeaORM entities: one module per table, query helpers only (no HTTP, no GraphQL).
 
 pub mod api_tokens;
+pub mod audit_entries;
 pub mod entities;
 pub mod history_entries;
 pub mod items;

@@ -66,6 +66,16 @@ impl Session<'_> {
         if self.sees(entity_id(&found)).await? { Ok(found) } else { Err(missing) }
     }
 
+    /// Records a configuration change the caller made in the audit log. It is written once the
+    /// change is committed; if it cannot be written, the change stands and the failure is
+    /// logged as an error.
+    pub async fn audit(&self, change: crate::service::audit::Change) {
+        let what = (change.object_type, change.object_id.clone(), change.action);
+        if let Err(err) = crate::service::audit::record(&self.state.db, self.caller, change).await {
+            tracing::error!(?err, object = ?what, user = %self.caller.user, "cannot write an audit entry");
+        }
+    }
+
     /// Refuses with FORBIDDEN unless the caller holds `right` (for what one field does beyond
     /// the right its root field declares).
     pub fn require(&self, right: Right) -> AppResult<()> {

@@ -11,8 +11,12 @@ use super::{
 use crate::{
     domain::item::rfc3339,
     error::{AppError, AppResult},
-    service::tree::{CATEGORIES, ENTITIES, NodeInput, ROOT_ENTITY_ID, TreeRow},
+    service::{
+        audit::{Change, node_view},
+        tree::{CATEGORIES, ENTITIES, NodeInput, ROOT_ENTITY_ID, TreeRow},
+    },
 };
+use serde_json::Map;
 
 /// Marks a [`TreeNode`] as an entity.
 pub struct EntityKind;
@@ -139,7 +143,10 @@ impl EntityMutation {
         let s = session(ctx)?;
         let input = input.into_node_input()?;
         s.entity_input(input.parent_id.unwrap_or(ROOT_ENTITY_ID), "parentId").await?;
-        Ok(ENTITIES.create(&s.state.db, input).await?.into())
+        let created = ENTITIES.create(&s.state.db, input).await?;
+        s.audit(Change::new("Entity", created.id, "create").in_entity(created.id).fields(&Map::new(), &node_view(&created)))
+            .await;
+        Ok(created.into())
     }
 
     /// Renames, moves (parentId) or re-comments an entity; the completenames below follow.
@@ -150,7 +157,11 @@ impl EntityMutation {
         if let Some(parent) = input.parent_id {
             s.entity_input(parent, "parentId").await?;
         }
-        Ok(ENTITIES.update(&s.state.db, id, input).await?.into())
+        let before = ENTITIES.get(&s.state.db, id).await?;
+        let updated = ENTITIES.update(&s.state.db, id, input).await?;
+        let before = before.as_ref().map(node_view).unwrap_or_default();
+        s.audit(Change::new("Entity", id, "update").in_entity(id).fields(&before, &node_view(&updated))).await;
+        Ok(updated.into())
     }
 
     /// Refused with CONFLICT while the entity has child entities, items or webhooks, and for
@@ -159,7 +170,12 @@ impl EntityMutation {
         let s = session(ctx)?;
         let id = numeric_id(&id, "id")?;
         entity_in_reach(&s, id).await?;
+        let before = ENTITIES.get(&s.state.db, id).await?;
         ENTITIES.delete(&s.state.db, id).await?;
+        let change = Change::new("Entity", id, "delete")
+            .in_entity(before.as_ref().and_then(|b| b.parent_id).unwrap_or(ROOT_ENTITY_ID))
+            .fields(&before.as_ref().map(node_view).unwrap_or_default(), &Map::new());
+        s.audit(change).await;
         Ok(true)
     }
 
@@ -169,7 +185,9 @@ impl EntityMutation {
         input: TreeNodeInput<CategoryKind>,
     ) -> Result<WebhookCategory> {
         let s = session(ctx)?;
-        Ok(CATEGORIES.create(&s.state.db, input.into_node_input()?).await?.into())
+        let created = CATEGORIES.create(&s.state.db, input.into_node_input()?).await?;
+        s.audit(Change::new("WebhookCategory", created.id, "create").fields(&Map::new(), &node_view(&created))).await;
+        Ok(created.into())
     }
 
     async fn update_webhook_category(
@@ -179,13 +197,20 @@ impl EntityMutation {
         input: TreeNodeInput<CategoryKind>,
     ) -> Result<WebhookCategory> {
         let s = session(ctx)?;
-        Ok(CATEGORIES.update(&s.state.db, numeric_id(&id, "id")?, input.into_node_input()?).await?.into())
+        let id = numeric_id(&id, "id")?;
+        let before = CATEGORIES.get(&s.state.db, id).await?.as_ref().map(node_view).unwrap_or_default();
+        let updated = CATEGORIES.update(&s.state.db, id, input.into_node_input()?).await?;
+        s.audit(Change::new("WebhookCategory", id, "update").fields(&before, &node_view(&updated))).await;
+        Ok(updated.into())
     }
 
     /// Refused with CONFLICT while the category has child categories or webhooks.
     async fn delete_webhook_category(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let s = session(ctx)?;
-        CATEGORIES.delete(&s.state.db, numeric_id(&id, "id")?).await?;
+        let id = numeric_id(&id, "id")?;
+        let before = CATEGORIES.get(&s.state.db, id).await?.as_ref().map(node_view).unwrap_or_default();
+        CATEGORIES.delete(&s.state.db, id).await?;
+        s.audit(Change::new("WebhookCategory", id, "delete").fields(&before, &Map::new())).await;
         Ok(true)
     }
 }

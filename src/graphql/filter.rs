@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject};
 use entity::saved_searches;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{
     context::{Session, session},
@@ -13,7 +13,10 @@ use super::{
 use crate::{
     domain::{filter::CriterionSpec, item::rfc3339},
     error::{AppError, AppResult},
-    service::filters::{self, SavedSearchInput as SavedInput},
+    service::{
+        audit::{self, Change},
+        filters::{self, SavedSearchInput as SavedInput},
+    },
 };
 
 /// One search criterion, or a group of them (a parenthesis).
@@ -125,6 +128,11 @@ impl FilterQuery {
     }
 }
 
+/// A saved search as the audit log compares it.
+fn saved_view(saved: &saved_searches::Model) -> Map<String, serde_json::Value> {
+    audit::view(serde_json::json!({"name": saved.name, "itemtype": saved.itemtype, "criteria": saved.criteria}))
+}
+
 /// Saved searches belong to no entity: a caller limited to some entities may change one only
 /// while no webhook outside them uses it (it would change what those webhooks fire for).
 async fn shared_with_others(s: &Session<'_>, saved_search_id: i64) -> AppResult<()> {
@@ -149,14 +157,19 @@ pub struct FilterMutation;
 impl FilterMutation {
     async fn create_saved_search(&self, ctx: &Context<'_>, input: SavedSearchInput) -> Result<SavedSearch> {
         let s = session(ctx)?;
-        Ok(filters::create_saved(&s.state.db, input.into()).await?.into())
+        let created = filters::create_saved(&s.state.db, input.into()).await?;
+        s.audit(Change::new("SavedSearch", created.id, "create").fields(&Map::new(), &saved_view(&created))).await;
+        Ok(created.into())
     }
 
     async fn update_saved_search(&self, ctx: &Context<'_>, id: ID, input: SavedSearchInput) -> Result<SavedSearch> {
         let s = session(ctx)?;
         let id = numeric_id(&id, "id")?;
         shared_with_others(&s, id).await?;
-        Ok(filters::update_saved(&s.state.db, id, input.into()).await?.into())
+        let before = filters::get_saved(&s.state.db, id).await?.as_ref().map(saved_view).unwrap_or_default();
+        let updated = filters::update_saved(&s.state.db, id, input.into()).await?;
+        s.audit(Change::new("SavedSearch", id, "update").fields(&before, &saved_view(&updated))).await;
+        Ok(updated.into())
     }
 
     /// CONFLICT while a webhook uses it.
@@ -164,7 +177,9 @@ impl FilterMutation {
         let s = session(ctx)?;
         let id = numeric_id(&id, "id")?;
         shared_with_others(&s, id).await?;
+        let before = filters::get_saved(&s.state.db, id).await?.as_ref().map(saved_view).unwrap_or_default();
         filters::delete_saved(&s.state.db, id).await?;
+        s.audit(Change::new("SavedSearch", id, "delete").fields(&before, &Map::new())).await;
         Ok(true)
     }
 
@@ -181,6 +196,16 @@ impl FilterMutation {
         let webhook_id = numeric_id(&webhook_id, "webhookId")?;
         super::webhook::webhook_in_reach(&s, webhook_id).await?;
         let saved = saved_search_id.map(|id| numeric_id(&id, "savedSearchId")).transpose()?;
-        Ok(Webhook(filters::set_webhook_filter(&s.state.db, webhook_id, criteria.map(specs), saved).await?))
+        let before = crate::service::webhooks::get(&s.state.db, webhook_id).await?;
+        let updated = filters::set_webhook_filter(&s.state.db, webhook_id, criteria.map(specs), saved).await?;
+        let only_filter = |view: Map<String, serde_json::Value>| {
+            view.into_iter().filter(|(field, _)| field == "filter").collect::<Map<_, _>>()
+        };
+        let before = before.as_ref().map(audit::webhook_view).map(only_filter).unwrap_or_default();
+        let change = Change::new("Webhook", webhook_id, "setFilter")
+            .in_entity(updated.settings.entity_id)
+            .fields(&before, &only_filter(audit::webhook_view(&updated)));
+        s.audit(change).await;
+        Ok(Webhook(updated))
     }
 }

@@ -3,7 +3,10 @@
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 
 use super::context::session;
-use crate::service::itemtypes::{self, NewItemtype};
+use crate::service::{
+    audit,
+    itemtypes::{self, NewItemtype},
+};
 
 /// A type of item: one of GLPI's (Ticket, Computer, User, …) or a custom one.
 #[derive(SimpleObject)]
@@ -59,6 +62,11 @@ impl ItemtypeMutation {
             parent_itemtypes: input.parent_itemtypes.unwrap_or_default(),
             fields: input.fields.unwrap_or_default(),
         };
-        Ok(itemtypes::create(&s.state.db, input).await?.into())
+        let created = itemtypes::create(&s.state.db, input).await?;
+        let view = audit::view(serde_json::json!({
+            "name": created.name, "parentItemtypes": created.parent_itemtypes, "fields": created.fields,
+        }));
+        s.audit(audit::Change::new("Itemtype", &created.name, "create").fields(&serde_json::Map::new(), &view)).await;
+        Ok(created.into())
     }
 }

@@ -1,5 +1,6 @@
 //! The GraphQL API: one module per domain, merged into the roots here.
 
+mod audit;
 mod context;
 mod entity;
 mod errors;
@@ -35,6 +36,7 @@ pub struct Query(
     filter::FilterQuery,
     live::StatsQuery,
     tokens::TokenQuery,
+    audit::AuditQuery,
 );
 
 /// Every mutation of the API.

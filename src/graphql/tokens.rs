@@ -17,7 +17,10 @@ use crate::{
     auth::{EntityScope as Scoped, Profile, Scope, store},
     domain::item::rfc3339,
     error::{AppError, AppResult},
-    service::paging::{DEFAULT_PAGE, MAX_PAGE},
+    service::{
+        audit,
+        paging::{DEFAULT_PAGE, MAX_PAGE},
+    },
 };
 
 /// Longest lifetime a token may be given (ten years).
@@ -122,6 +125,23 @@ async fn in_scope(s: &Session<'_>, scope: &Scope, record: &api_tokens::Model) ->
     }
     let index = s.state.cache.entities(&s.state.db).await?;
     Ok(scope.covers(&Scope::of(&entities_of(record), &index)))
+}
+
+/// A token's record as the audit log compares it (never the token).
+fn token_view(record: &api_tokens::Model) -> serde_json::Map<String, serde_json::Value> {
+    audit::view(serde_json::json!({
+        "user": record.user, "profile": record.profile, "entities": record.entities,
+        "expiresAt": record.expires_at.map(rfc3339), "revokedAt": record.revoked_at.map(rfc3339),
+    }))
+}
+
+/// The audit entry of a token, kept with the first entity it covers.
+fn token_change(record: &api_tokens::Model, action: &'static str) -> audit::Change {
+    let change = audit::Change::new("ApiToken", &record.id, action);
+    match entities_of(record).first() {
+        Some(entity) => change.in_entity(entity.id),
+        None => change,
+    }
 }
 
 fn cursor(id: &str) -> String {
@@ -244,6 +264,7 @@ impl TokenMutation {
         let request = store::TokenRequest { user: input.user, profile, entities, ttl };
         let (token, record) =
             store::issue(&s.state.db, &s.state.auth.tokens, request, Some(&s.caller.user), Utc::now()).await?;
+        s.audit(token_change(&record, "create").fields(&serde_json::Map::new(), &token_view(&record))).await;
         Ok(CreatedApiToken { token, api_token: ApiToken(record) })
     }
 
@@ -257,8 +278,10 @@ impl TokenMutation {
         if !in_scope(&s, &scope, &record).await? {
             return Err(not_found().into());
         }
+        let before = token_view(&record);
         let record = store::revoke(&s.state.db, &record.id, Utc::now()).await?;
         s.state.auth.revoked.insert(record.id.clone());
+        s.audit(token_change(&record, "revoke").fields(&before, &token_view(&record))).await;
         Ok(ApiToken(record))
     }
 }

@@ -18,10 +18,12 @@ use crate::{
     },
     error::{AppError, AppResult},
     service::{
+        audit::{self, Change},
         filters, preview,
         webhooks::{self, SecretChanges},
     },
 };
+use serde_json::Map;
 
 /// A webhook: what fires it (itemtype, event, entity scope) and what is sent where.
 pub struct Webhook(pub webhooks::Webhook);
@@ -386,6 +388,18 @@ impl WebhookInput {
     }
 }
 
+/// The secret fields an input sets (their values are never written to the audit log).
+fn secret_fields(secrets: &SecretChanges) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    if secrets.secret.is_some() {
+        fields.push("secret");
+    }
+    if secrets.client_secret.is_some() {
+        fields.push("clientSecret");
+    }
+    fields
+}
+
 /// The webhook, when its entity is in the caller's scope.
 pub async fn visible_webhook(s: &Session<'_>, id: i64) -> AppResult<Option<webhooks::Webhook>> {
     match webhooks::get(&s.state.db, id).await? {
@@ -447,10 +461,18 @@ impl WebhookMutation {
         let (base, changes, secrets) = input.into_parts()?;
         s.entity_input(base.entity_id, "entityId").await?;
         let config = s.state.config();
-        Ok(Webhook(
+        let secret_fields = secret_fields(&secrets);
+        let created =
             webhooks::create(&s.state.db, &s.state.secrets, config.templates, &config.targets, base, changes, secrets)
-                .await?,
-        ))
+                .await?;
+        let mut change = Change::new("Webhook", created.id, "create")
+            .in_entity(created.settings.entity_id)
+            .fields(&Map::new(), &audit::webhook_view(&created));
+        for field in secret_fields {
+            change = change.secret(field);
+        }
+        s.audit(change).await;
+        Ok(Webhook(created))
     }
 
     async fn update_webhook(&self, ctx: &Context<'_>, id: ID, input: WebhookPatch) -> Result<Webhook> {
@@ -462,10 +484,20 @@ impl WebhookMutation {
         if let Some(entity_id) = changes.entity_id {
             s.entity_input(entity_id, "entityId").await?;
         }
-        Ok(Webhook(
+        let before = webhooks::get(&s.state.db, id).await?;
+        let secret_fields = secret_fields(&secrets);
+        let updated =
             webhooks::update(&s.state.db, &s.state.secrets, config.templates, &config.targets, id, changes, secrets)
-                .await?,
-        ))
+                .await?;
+        let before = before.as_ref().map(audit::webhook_view).unwrap_or_default();
+        let mut change = Change::new("Webhook", id, "update")
+            .in_entity(updated.settings.entity_id)
+            .fields(&before, &audit::webhook_view(&updated));
+        for field in secret_fields {
+            change = change.secret(field);
+        }
+        s.audit(change).await;
+        Ok(Webhook(updated))
     }
 
     /// Deletes the webhook and its history.
@@ -473,7 +505,14 @@ impl WebhookMutation {
         let s = session(ctx)?;
         let id = numeric_id(&id, "id")?;
         webhook_in_reach(&s, id).await?;
+        let before = webhooks::get(&s.state.db, id).await?;
         webhooks::delete(&s.state.db, id).await?;
+        if let Some(before) = before {
+            let change = Change::new("Webhook", id, "delete")
+                .in_entity(before.settings.entity_id)
+                .fields(&audit::webhook_view(&before), &Map::new());
+            s.audit(change).await;
+        }
         Ok(true)
     }
 
@@ -520,6 +559,11 @@ impl WebhookMutation {
         let s = session(ctx)?;
         let id = numeric_id(&id, "id")?;
         webhook_in_reach(&s, id).await?;
-        Ok(webhooks::regenerate_secret(&s.state.db, &s.state.secrets, id).await?)
+        let secret = webhooks::regenerate_secret(&s.state.db, &s.state.secrets, id).await?;
+        if let Some(webhook) = webhooks::get(&s.state.db, id).await? {
+            s.audit(Change::new("Webhook", id, "regenerateSecret").in_entity(webhook.settings.entity_id).secret("secret"))
+                .await;
+        }
+        Ok(secret)
     }
 }

@@ -59,6 +59,11 @@ pub async fn saved_many(conn: &impl ConnectionTrait, ids: &[i64]) -> AppResult<V
     Ok(saved_searches::Entity::find().filter(saved_searches::Column::Id.is_in(ids.iter().copied())).all(conn).await?)
 }
 
+/// The saved search, if it exists.
+pub async fn get_saved(conn: &impl ConnectionTrait, id: i64) -> AppResult<Option<saved_searches::Model>> {
+    Ok(saved_searches::Entity::find_by_id(id).one(conn).await?)
+}
+
 pub async fn require_saved(conn: &impl ConnectionTrait, id: i64) -> AppResult<saved_searches::Model> {
     saved_searches::Entity::find_by_id(id)
         .one(conn)

@@ -1,6 +1,7 @@
 //! Operations on stored data, shared by the GraphQL resolvers and (later) the workers. Each
 //! mutation runs in one transaction and either commits whole or changes nothing.
 
+pub mod audit;
 pub mod cache;
 pub mod events;
 pub mod filters;

@@ -10,9 +10,15 @@ use apalis_cron::Tick;
 #[derive(Clone)]
 pub struct Cleanup {
     pub queue: std::sync::Arc<Queue>,
+    /// Where the audit log and the token records are.
+    pub db: sea_orm::DatabaseConnection,
     pub sent_days: u32,
     pub failed_days: u32,
+    pub audit_days: u32,
 }
+
+/// Records of tokens expired this long ago are deleted.
+const EXPIRED_TOKENS_KEPT_DAYS: i64 = 30;
 
 /// The cron schedule (validated with the configuration).
 pub fn schedule(expression: &str) -> Option<cron::Schedule> {
@@ -20,11 +26,20 @@ pub fn schedule(expression: &str) -> Option<cron::Schedule> {
 }
 
 pub async fn run(_tick: Tick, cleanup: Data<Cleanup>) -> Result<(), BoxDynError> {
-    match cleanup.queue.clean(cleanup.sent_days, cleanup.failed_days, None).await {
-        Ok(deleted) => {
-            tracing::info!(deleted, "cleaned the delivery queue");
-            Ok(())
-        }
-        Err(err) => Err(format!("cleanup failed: {err:?}").into()),
-    }
+    let deleted = cleanup
+        .queue
+        .clean(cleanup.sent_days, cleanup.failed_days, None)
+        .await
+        .map_err(|err| format!("cleanup failed: {err:?}"))?;
+    tracing::info!(deleted, "cleaned the delivery queue");
+    let now = chrono::Utc::now();
+    let before = chrono::TimeDelta::try_days(i64::from(cleanup.audit_days))
+        .and_then(|age| now.checked_sub_signed(age))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let expired = now - chrono::TimeDelta::days(EXPIRED_TOKENS_KEPT_DAYS);
+    let (entries, tokens) = crate::service::audit::clean(&cleanup.db, before, expired)
+        .await
+        .map_err(|err| format!("cleanup of the audit log failed: {err:?}"))?;
+    tracing::info!(entries, tokens, "cleaned the audit log and expired tokens");
+    Ok(())
 }

@@ -51,8 +51,10 @@ pub async fn run(queue: Arc<Queue>, client: Arc<DeliveryClient>, inbox: WorkerIn
     let handler = backend::Handler { client: client.clone(), outcomes: outcomes_tx, attempts: attempts.clone() };
     let cleanup = cleanup::Cleanup {
         queue: queue.clone(),
+        db: client.db().clone(),
         sent_days: config.cleanup_sent_days,
         failed_days: config.cleanup_failed_days,
+        audit_days: config.cleanup_audit_days,
     };
     let schedule = cleanup::schedule(&config.cleanup_schedule);
     let concurrency = config.max_in_flight;
