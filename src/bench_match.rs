@@ -97,7 +97,7 @@ pub fn run() -> Result<(), String> {
         let started = Instant::now();
         let candidates = by_key.get(&(itemtype, event.as_str())).map(Vec::as_slice).unwrap_or_default();
         let scoped = in_scope(candidates, &chain(entity));
-        let subject = Subject { item: &item, parent_item: None, entity_chain: &chain };
+        let subject = Subject { item: &item, parent_item: None, actor: None, entity_chain: &chain };
         fired += passing(scoped, &subject).len();
         timings.push(started.elapsed().as_secs_f64() * 1e6);
     }

@@ -256,6 +256,7 @@ async fn a_trigger_snapshot_is_forecast_as_the_write_stores_it() {
             entity_id: Some(0),
             fields: snapshot.as_object().cloned(),
             parent: Some((None, None)),
+            actor: Some(hookline::domain::item::Actor { user: "sync".into(), profile: "event-writer".into() }),
         };
         let now = forecast::write_time();
         let expected = forecast::replaced(&stored, &new, now).expect("a forecast");

@@ -20,6 +20,9 @@ pub struct Model {
     pub old_value: Option<String>,
     pub new_value: Option<String>,
     pub queued_webhook_id: Option<i64>,
+    /// Who made the change (the token's `sub`); null for the server's own entries.
+    pub actor_user: Option<String>,
+    pub actor_profile: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

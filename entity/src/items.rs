@@ -18,6 +18,9 @@ pub struct Model {
     pub is_deleted: bool,
     pub date_creation: DateTimeUtc,
     pub date_mod: DateTimeUtc,
+    /// The last writer: the `sub` and `profile` of the token of the latest change.
+    pub actor_user: Option<String>,
+    pub actor_profile: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,7 @@ mod m20261127_000003_create_saved_searches;
 mod m20261202_000001_add_claims_and_workers;
 mod m20261206_000001_create_api_tokens;
 mod m20261206_000002_create_audit_entries;
+mod m20261206_000003_add_actors;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_add_claims_and_workers::Migration),
             Box::new(m20261206_000001_create_api_tokens::Migration),
             Box::new(m20261206_000002_create_audit_entries::Migration),
+            Box::new(m20261206_000003_add_actors::Migration),
         ]
     }
 }

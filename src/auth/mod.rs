@@ -55,6 +55,11 @@ impl Caller {
     pub fn may(&self, right: Right) -> bool {
         self.profile.has(right)
     }
+
+    /// The caller as the writer of an item change.
+    pub fn actor(&self) -> crate::domain::item::Actor {
+        crate::domain::item::Actor { user: self.user.clone(), profile: self.profile.as_str().to_owned() }
+    }
 }
 
 /// Checks tokens for requests: signature and times ([`Tokens`]), revocation ([`Revoked`]), and

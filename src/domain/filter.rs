@@ -61,6 +61,7 @@ impl Link {
 enum Root {
     Item,
     Parent,
+    Actor,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +116,8 @@ pub const SEARCHTYPES: &str = "contains, notcontains, equals, notequals, lesstha
 pub struct Subject<'a> {
     pub item: &'a Value,
     pub parent_item: Option<&'a Value>,
+    /// `{user, profile}` of the change's writer, for `actor.user` and `actor.profile`.
+    pub actor: Option<&'a Value>,
     /// The entity and its ancestors, the entity first.
     pub entity_chain: &'a (dyn Fn(i64) -> Vec<i64> + Sync),
 }
@@ -216,9 +219,10 @@ fn compile_one(spec: &CriterionSpec, at: &str) -> AppResult<(Link, Node)> {
 }
 
 fn parse_field(field: &str) -> Result<(Root, Vec<Segment>), String> {
-    let (root, rest) = match field.strip_prefix("parent_item.") {
-        Some(rest) => (Root::Parent, rest),
-        None => (Root::Item, field.strip_prefix("item.").unwrap_or(field)),
+    let (root, rest) = match (field.strip_prefix("parent_item."), field.strip_prefix("actor.")) {
+        (Some(rest), _) => (Root::Parent, rest),
+        (None, Some(rest)) => (Root::Actor, rest),
+        (None, None) => (Root::Item, field.strip_prefix("item.").unwrap_or(field)),
     };
     let mut path = Vec::new();
     for part in rest.split('.') {
@@ -292,6 +296,7 @@ fn eval_node(node: &Node, subject: &Subject<'_>) -> bool {
             let document = match root {
                 Root::Item => Some(subject.item),
                 Root::Parent => subject.parent_item,
+                Root::Actor => subject.actor,
             };
             let value = document.and_then(|d| lookup(d, path));
             eval_op(op, value, subject)
@@ -435,7 +440,21 @@ mod tests {
 
     fn check(criteria: Vec<CriterionSpec>, item: Value) -> bool {
         let filter = Filter::compile(&criteria).expect("compiles");
-        filter.matches(&Subject { item: &item, parent_item: None, entity_chain: &chain })
+        filter.matches(&Subject { item: &item, parent_item: None, actor: None, entity_chain: &chain })
+    }
+
+    #[test]
+    fn the_actor_of_the_change_can_be_tested() {
+        let filter =
+            Filter::compile(&[CriterionSpec::leaf("AND", "actor.user", "notequals", "crm-sync")]).expect("compiles");
+        let item = ticket();
+        let by = |user: &str| json!({"user": user, "profile": "event-writer"});
+        let from_crm = by("crm-sync");
+        assert!(!filter.matches(&Subject { item: &item, parent_item: None, actor: Some(&from_crm), entity_chain: &chain }));
+        let from_alice = by("alice");
+        assert!(filter.matches(&Subject { item: &item, parent_item: None, actor: Some(&from_alice), entity_chain: &chain }));
+        let profile = Filter::compile(&[CriterionSpec::leaf("AND", "actor.profile", "equals", "admin")]).expect("c");
+        assert!(!profile.matches(&Subject { item: &item, parent_item: None, actor: Some(&from_alice), entity_chain: &chain }));
     }
 
     fn ticket() -> Value {
@@ -500,8 +519,13 @@ mod tests {
         let filter = Filter::compile(&[leaf("AND", "parent_item.priority", "morethan", "4")]).expect("compiles");
         let followup = json!({"id": 1});
         let parent = json!({"priority": 5});
-        assert!(filter.matches(&Subject { item: &followup, parent_item: Some(&parent), entity_chain: &chain }));
-        assert!(!filter.matches(&Subject { item: &followup, parent_item: None, entity_chain: &chain }));
+        assert!(filter.matches(&Subject {
+            item: &followup,
+            parent_item: Some(&parent),
+            actor: None,
+            entity_chain: &chain
+        }));
+        assert!(!filter.matches(&Subject { item: &followup, parent_item: None, actor: None, entity_chain: &chain }));
     }
 
     #[test]

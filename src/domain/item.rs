@@ -8,8 +8,28 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{AppError, AppResult};
 
-/// Keys of the document that hookline fills itself; an item field may not use them.
-pub const RESERVED_KEYS: &[&str] = &["id", "name", "entity", "is_deleted", "date_creation", "date_mod"];
+/// Keys of the document that hookline fills itself, and `actor` (filters read `actor.user`
+/// and `actor.profile` as the change's writer); an item field may not use them.
+pub const RESERVED_KEYS: &[&str] = &["id", "name", "entity", "is_deleted", "date_creation", "date_mod", "actor"];
+
+/// Who made an item change: the user and profile of the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub user: String,
+    pub profile: String,
+}
+
+impl Actor {
+    /// The actor stored in a row's `actor_user` and `actor_profile` columns, if any.
+    pub fn stored(user: &Option<String>, profile: &Option<String>) -> Option<Self> {
+        Some(Self { user: user.clone()?, profile: profile.clone()? })
+    }
+
+    /// `{"user", "profile"}`, as templates and filters see it.
+    pub fn to_value(&self) -> Value {
+        json!({"user": self.user, "profile": self.profile})
+    }
+}
 
 /// The entity as it appears inside an item document.
 #[derive(Debug, Clone, PartialEq)]

@@ -175,6 +175,7 @@ mod tests {
             item: json!({"id": 3, "name": "A \"quoted\" title", "entity": {"name": "Paris & Co"}}),
             event: "new",
             parent_item: None,
+            actor: None,
         }
     }
 

@@ -75,6 +75,12 @@ impl Item {
         self.0.parent_id.clone().map(ID)
     }
 
+    /// The item's last writer: who made its latest change (null for items stored before
+    /// tokens). Templates see the writer of each event as `actor`.
+    async fn actor(&self) -> Option<Actor> {
+        Actor::stored(&self.0.actor_user, &self.0.actor_profile)
+    }
+
     /// RFC 3339, UTC.
     async fn date_creation(&self) -> String {
         rfc3339(self.0.date_creation)
@@ -130,6 +136,22 @@ pub struct HistoryEntry {
     pub new_value: Option<String>,
     #[graphql(skip)]
     pub queued_webhook: Option<i64>,
+    /// Who made the change (the token's user and profile); null for the server's own entries
+    /// (delivery outcomes) and for entries from before tokens.
+    pub actor: Option<Actor>,
+}
+
+/// The writer of a change: the user and profile of its token.
+#[derive(SimpleObject, Clone)]
+pub struct Actor {
+    pub user: String,
+    pub profile: String,
+}
+
+impl Actor {
+    fn stored(user: &Option<String>, profile: &Option<String>) -> Option<Self> {
+        crate::domain::item::Actor::stored(user, profile).map(|a| Self { user: a.user, profile: a.profile })
+    }
 }
 
 #[ComplexObject]
@@ -150,6 +172,7 @@ impl From<history_entries::Model> for HistoryEntry {
             old_value: m.old_value,
             new_value: m.new_value,
             queued_webhook: m.queued_webhook_id,
+            actor: Actor::stored(&m.actor_user, &m.actor_profile),
         }
     }
 }
@@ -182,6 +205,7 @@ impl TryFrom<ItemInput> for NewItem {
             fields: input.fields.map(|j| j.0),
             parent_itemtype: input.parent_itemtype,
             parent_id: input.parent_id.map(|id| id.0),
+            actor: None,
         })
     }
 }
@@ -239,7 +263,7 @@ impl ItemMutation {
     /// Stores a new item; raises `new`.
     async fn create_item(&self, ctx: &Context<'_>, input: ItemInput) -> Result<Item> {
         let s = session(ctx)?;
-        let input: NewItem = input.try_into()?;
+        let input = NewItem { actor: Some(s.caller.actor()), ..NewItem::try_from(input)? };
         s.entity_input(input.entity_id, "entityId").await?;
         Ok(Item(items::create(s.state, input).await?.item))
     }
@@ -254,7 +278,10 @@ impl ItemMutation {
         let inputs = inputs
             .into_iter()
             .enumerate()
-            .map(|(index, input)| NewItem::try_from(input).map_err(|e| e.at_index(index)))
+            .map(|(index, input)| {
+                let input = NewItem::try_from(input).map_err(|e| e.at_index(index))?;
+                Ok(NewItem { actor: Some(s.caller.actor()), ..input })
+            })
             .collect::<Result<Vec<_>, AppError>>()?;
         for (index, input) in inputs.iter().enumerate() {
             s.entity_input(input.entity_id, "entityId").await.map_err(|e| e.at_index(index))?;
@@ -274,6 +301,7 @@ impl ItemMutation {
             },
             entity_id: input.entity_id.map(|e| numeric_id(&e, "input.entityId")).transpose()?,
             fields: input.fields.map(|j| j.0),
+            actor: Some(s.caller.actor()),
         };
         in_reach(&s, &itemtype, &id).await?;
         if let Some(entity_id) = patch.entity_id {
@@ -286,14 +314,14 @@ impl ItemMutation {
     async fn delete_item(&self, ctx: &Context<'_>, itemtype: String, id: ID) -> Result<Item> {
         let s = session(ctx)?;
         in_reach(&s, &itemtype, &id).await?;
-        Ok(Item(items::set_deleted(s.state, &itemtype, &id, true).await?.item))
+        Ok(Item(items::set_deleted(s.state, &itemtype, &id, true, Some(s.caller.actor())).await?.item))
     }
 
     /// Takes the item out of the trash (CONFLICT when it is not there); raises `restore`.
     async fn restore_item(&self, ctx: &Context<'_>, itemtype: String, id: ID) -> Result<Item> {
         let s = session(ctx)?;
         in_reach(&s, &itemtype, &id).await?;
-        Ok(Item(items::set_deleted(s.state, &itemtype, &id, false).await?.item))
+        Ok(Item(items::set_deleted(s.state, &itemtype, &id, false, Some(s.caller.actor())).await?.item))
     }
 
     /// Raises `purge` with the last snapshot of the item and of its child items, then removes
@@ -301,7 +329,7 @@ impl ItemMutation {
     async fn purge_item(&self, ctx: &Context<'_>, itemtype: String, id: ID) -> Result<bool> {
         let s = session(ctx)?;
         in_reach(&s, &itemtype, &id).await?;
-        items::purge(s.state, &itemtype, &id).await?;
+        items::purge(s.state, &itemtype, &id, Some(s.caller.actor())).await?;
         Ok(true)
     }
 }

@@ -222,6 +222,7 @@ impl From<TriggerEventInput> for Trigger {
             item_id: input.item_id.0,
             event: input.event,
             snapshot: input.item.map(|j| j.0),
+            actor: None,
         }
     }
 }
@@ -353,7 +354,7 @@ impl QueueMutation {
     /// the trash; PURGE removes it after raising.
     async fn trigger_event(&self, ctx: &Context<'_>, input: TriggerEventInput) -> Result<TriggerEventResult> {
         let s = session(ctx)?;
-        let trigger: Trigger = input.into();
+        let trigger = Trigger { actor: Some(s.caller.actor()), ..input.into() };
         trigger_in_reach(&s, &trigger).await?;
         let changed = trigger::trigger(s.state, trigger).await?;
         Ok(TriggerEventResult { queued: changed.queued.into_iter().map(QueuedWebhook::from).collect() })
@@ -368,7 +369,8 @@ impl QueueMutation {
         inputs: Vec<TriggerEventInput>,
     ) -> Result<Vec<TriggerEventResult>> {
         let s = session(ctx)?;
-        let triggers: Vec<Trigger> = inputs.into_iter().map(Trigger::from).collect();
+        let triggers: Vec<Trigger> =
+            inputs.into_iter().map(|input| Trigger { actor: Some(s.caller.actor()), ..input.into() }).collect();
         for (index, trigger) in triggers.iter().enumerate() {
             trigger_in_reach(&s, trigger).await.map_err(|e| e.at_index(index))?;
         }

@@ -19,6 +19,7 @@ use crate::{
     delivery::seal_credentials,
     domain::{
         filter::Subject,
+        item::Actor,
         matching::entity_matches,
         payload::ApiData,
         render::{self, Rendered, WebhookTemplates},
@@ -59,7 +60,8 @@ pub async fn api_data(
         },
         _ => None,
     };
-    Ok(ApiData { item: document_in(entities, item)?, event: event.as_str(), parent_item })
+    let actor = Actor::stored(&item.actor_user, &item.actor_profile).map(|actor| actor.to_value());
+    Ok(ApiData { item: document_in(entities, item)?, event: event.as_str(), parent_item, actor })
 }
 
 /// The active webhooks whose entity scope holds an item of the entity `chain` (the item's
@@ -187,7 +189,12 @@ pub async fn plan(
     }
     let data = api_data(conn, entities, event, item).await?;
     let entity_chain = |id| entities.chain(id);
-    let subject = Subject { item: &data.item, parent_item: data.parent_item.as_ref(), entity_chain: &entity_chain };
+    let subject = Subject {
+        item: &data.item,
+        parent_item: data.parent_item.as_ref(),
+        actor: data.actor.as_ref(),
+        entity_chain: &entity_chain,
+    };
     let matching = passing(in_scope, &subject);
     if matching.is_empty() {
         return Ok(Vec::new());

@@ -17,7 +17,10 @@ use super::{
     webhooks::{self, Webhook},
 };
 use crate::{
-    domain::filter::{CriterionSpec, Filter, Subject},
+    domain::{
+        filter::{CriterionSpec, Filter, Subject},
+        item::Actor,
+    },
     error::{AppError, AppResult},
 };
 
@@ -280,7 +283,13 @@ pub async fn item_matches(
         _ => None,
     };
     let chain = |id| entities.chain(id);
-    Ok(filter.matches(&Subject { item: &document, parent_item: parent.as_ref(), entity_chain: &chain }))
+    let actor = Actor::stored(&item.actor_user, &item.actor_profile).map(|actor| actor.to_value());
+    Ok(filter.matches(&Subject {
+        item: &document,
+        parent_item: parent.as_ref(),
+        actor: actor.as_ref(),
+        entity_chain: &chain,
+    }))
 }
 
 /// Items read at once while looking for matches: the itemtype is walked in chunks of this

@@ -116,7 +116,7 @@ pub fn patched(item: &items::Model, patch: &ItemPatch, now: DateTime<Utc>) -> Op
     if next.name != item.name || next.entity_id != item.entity_id {
         next.date_mod = now;
     }
-    (next.date_mod == now).then_some(next)
+    (next.date_mod == now).then(|| super::items::written_by(next, patch.actor.as_ref()))
 }
 
 /// The item as `replace` with `new` is expected to leave it (`date_mod` moved when anything
@@ -138,6 +138,7 @@ pub fn replaced(item: &items::Model, new: &Replacement, now: DateTime<Utc>) -> O
     }
     if next != *item {
         next.date_mod = now;
+        next = super::items::written_by(next, new.actor.as_ref());
     }
     Some(next)
 }

@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use super::paging::{Page, PageRequest};
-use crate::error::AppResult;
+use crate::{domain::item::Actor, error::AppResult};
 
 /// Whose history.
 #[derive(Debug, Clone, Copy)]
@@ -34,11 +34,18 @@ pub struct NewEntry {
     pub old_value: Option<String>,
     pub new_value: Option<String>,
     pub queued_webhook_id: Option<i64>,
+    /// Who made the change; None for the server's own entries.
+    pub actor: Option<Actor>,
 }
 
 impl NewEntry {
     pub fn new(action: &'static str, message: impl Into<String>) -> Self {
-        Self { action, message: message.into(), old_value: None, new_value: None, queued_webhook_id: None }
+        Self { action, message: message.into(), old_value: None, new_value: None, queued_webhook_id: None, actor: None }
+    }
+
+    /// The entry, made by `actor`.
+    pub fn by(self, actor: Option<&Actor>) -> Self {
+        Self { actor: actor.cloned(), ..self }
     }
 
     pub fn change(action: &'static str, message: impl Into<String>, old: Option<String>, new: Option<String>) -> Self {
@@ -68,6 +75,8 @@ pub async fn add_many(conn: &impl ConnectionTrait, entries: Vec<(Subject<'_>, Ne
                 old_value: Set(e.old_value),
                 new_value: Set(e.new_value),
                 queued_webhook_id: Set(e.queued_webhook_id),
+                actor_user: Set(e.actor.as_ref().map(|a| a.user.clone())),
+                actor_profile: Set(e.actor.map(|a| a.profile)),
             }
         })
         .collect();

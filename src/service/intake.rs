@@ -29,7 +29,10 @@ use super::{
 };
 use crate::{
     AppState,
-    domain::{item as rules, webhook::WebhookEvent},
+    domain::{
+        item::{self as rules, Actor},
+        webhook::WebhookEvent,
+    },
     error::{AppError, AppResult},
     queue::{self, Staged},
     writer::{Completion, Grouped},
@@ -63,6 +66,7 @@ impl Prepared {
             fields: Some(self.row.fields.clone()),
             parent_itemtype: self.row.parent_itemtype.clone(),
             parent_id: self.row.parent_id.clone(),
+            actor: Actor::stored(&self.row.actor_user, &self.row.actor_profile),
         }
     }
 
@@ -98,7 +102,7 @@ impl<'a> Preparation<'a> {
     /// Checks the input, settles its id and renders its event's requests.
     pub async fn prepare(&mut self, input: NewItem) -> AppResult<Prepared> {
         let (state, db) = (self.state, &self.state.db);
-        let NewItem { itemtype, id, entity_id, name, fields, parent_itemtype, parent_id } = input;
+        let NewItem { itemtype, id, entity_id, name, fields, parent_itemtype, parent_id, actor } = input;
         let itemtype = self.intake.cache.itemtype(db, &itemtype, "itemtype").await?;
         let fields = rules::checked_fields(fields)?;
         let name = rules::checked_text(name, "name")?;
@@ -134,6 +138,8 @@ impl<'a> Preparation<'a> {
             is_deleted: false,
             date_creation: now,
             date_mod: now,
+            actor_user: actor.as_ref().map(|a| a.user.clone()),
+            actor_profile: actor.map(|a| a.profile),
         };
         let webhooks = match self.webhooks.get(&row.itemtype) {
             Some(list) => list.clone(),
@@ -188,7 +194,13 @@ pub async fn insert_all(
         plans.push(plan);
     }
     insert_rows(txn, prepared).await?;
-    let entries = prepared.iter().map(|p| (store::subject(&p.row), NewEntry::new("create", "Item created"))).collect();
+    let entries = prepared
+        .iter()
+        .map(|p| {
+            let actor = Actor::stored(&p.row.actor_user, &p.row.actor_profile);
+            (store::subject(&p.row), NewEntry::new("create", "Item created").by(actor.as_ref()))
+        })
+        .collect();
     history::add_many(txn, entries).await?;
     for p in prepared.iter().filter(|p| p.given) {
         store::reserve_numeric_id(txn, &p.row.itemtype, &p.row.id).await?;

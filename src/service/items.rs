@@ -23,7 +23,7 @@ use super::{
 use crate::{
     AppState,
     domain::{
-        item::{self as rules, EntityRef, ItemSnapshot},
+        item::{self as rules, Actor, EntityRef, ItemSnapshot},
         webhook::WebhookEvent,
     },
     error::{AppError, AppResult},
@@ -43,6 +43,8 @@ pub struct NewItem {
     pub fields: Option<Value>,
     pub parent_itemtype: Option<String>,
     pub parent_id: Option<String>,
+    /// Who creates it (the token's user and profile).
+    pub actor: Option<Actor>,
 }
 
 /// Where a new item's id comes from.
@@ -64,6 +66,8 @@ pub struct ItemPatch {
     pub entity_id: Option<i64>,
     /// A JSON merge patch (RFC 7396) of the fields.
     pub fields: Option<Value>,
+    /// Who makes the change.
+    pub actor: Option<Actor>,
 }
 
 pub async fn get(conn: &impl ConnectionTrait, itemtype: &str, id: &str) -> AppResult<Option<items::Model>> {
@@ -237,10 +241,13 @@ pub async fn insert(
         is_deleted: Set(false),
         date_creation: Set(now),
         date_mod: Set(now),
+        actor_user: Set(input.actor.as_ref().map(|a| a.user.clone())),
+        actor_profile: Set(input.actor.as_ref().map(|a| a.profile.clone())),
         ..Default::default()
     };
     let item = items::Entity::insert(model).exec_with_returning(conn).await?;
-    history::add(conn, subject(&item), vec![NewEntry::new("create", "Item created")]).await?;
+    let entry = NewEntry::new("create", "Item created").by(input.actor.as_ref());
+    history::add(conn, subject(&item), vec![entry]).await?;
     Ok(item)
 }
 
@@ -284,6 +291,8 @@ pub struct Replacement {
     pub fields: Option<Map<String, Value>>,
     /// The complete new parent (`(None, None)` removes it).
     pub parent: Option<(Option<String>, Option<String>)>,
+    /// Who makes the change: the item's last writer when anything changes.
+    pub actor: Option<Actor>,
 }
 
 /// Writes the new values and a history entry for each one that changed. Returns the item and
@@ -340,7 +349,10 @@ pub async fn replace(
         return Ok((item, false));
     }
     active.date_mod = Set(now);
+    active.actor_user = Set(new.actor.as_ref().map(|a| a.user.clone()));
+    active.actor_profile = Set(new.actor.as_ref().map(|a| a.profile.clone()));
     let updated = active.update(conn).await?;
+    let entries = entries.into_iter().map(|entry| entry.by(new.actor.as_ref())).collect();
     history::add(conn, subject(&updated), entries).await?;
     Ok((updated, true))
 }
@@ -363,7 +375,8 @@ pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch
                     Some(Value::Object(patch)) => Some(rules::merge_fields(&as_map(&item.fields), &patch)),
                     Some(_) => return Err(AppError::validation("fields: must be a JSON object (a merge patch)")),
                 };
-                let replacement = Replacement { name: patch.name, entity_id: patch.entity_id, fields, parent: None };
+                let replacement =
+                    Replacement { name: patch.name, entity_id: patch.entity_id, fields, parent: None, actor: patch.actor };
                 let (item, changed) = replace(txn, &intake.cache, staged.batch(), item, replacement, now).await?;
                 let queued = if changed {
                     forecast::raise(txn, staged, &intake, WebhookEvent::Update, &item, forecast).await?
@@ -382,15 +395,18 @@ pub async fn mark_deleted(
     item: items::Model,
     deleted: bool,
     now: DateTime<Utc>,
+    actor: Option<&Actor>,
 ) -> AppResult<items::Model> {
     let mut active = item.into_active_model();
     active.is_deleted = Set(deleted);
     active.date_mod = Set(now);
+    active.actor_user = Set(actor.map(|a| a.user.clone()));
+    active.actor_profile = Set(actor.map(|a| a.profile.clone()));
     let updated = active.update(conn).await?;
     let entry = if deleted {
-        NewEntry::new("delete", "Item put in the trash")
+        NewEntry::new("delete", "Item put in the trash").by(actor)
     } else {
-        NewEntry::new("restore", "Item restored from the trash")
+        NewEntry::new("restore", "Item restored from the trash").by(actor)
     };
     history::add(conn, subject(&updated), vec![entry]).await?;
     Ok(updated)
@@ -402,6 +418,7 @@ pub async fn set_deleted(
     itemtype: &str,
     id: &str,
     deleted: bool,
+    actor: Option<Actor>,
 ) -> AppResult<Changed<items::Model>> {
     let (intake, itemtype, id) = (Intake::of(state), itemtype.to_owned(), id.to_owned());
     let event = if deleted { WebhookEvent::Delete } else { WebhookEvent::Restore };
@@ -409,7 +426,7 @@ pub async fn set_deleted(
     let expected = get(&state.db, &itemtype, &id)
         .await?
         .filter(|item| item.is_deleted != deleted)
-        .map(|item| items::Model { is_deleted: deleted, date_mod: now, ..item });
+        .map(|item| items::Model { is_deleted: deleted, date_mod: now, ..written_by(item, actor.as_ref()) });
     let forecast = forecast::before_write(state, &intake, event, expected).await;
     state
         .writer
@@ -423,7 +440,7 @@ pub async fn set_deleted(
                         format!("{itemtype} `{id}` is not in the trash")
                     }));
                 }
-                let item = mark_deleted(txn, item, deleted, now).await?;
+                let item = mark_deleted(txn, item, deleted, now, actor.as_ref()).await?;
                 let queued = forecast::raise(txn, staged, &intake, event, &item, forecast).await?;
                 Ok(Changed { item, queued })
             })
@@ -439,10 +456,13 @@ pub async fn remove(
     intake: &Intake,
     item: items::Model,
     mut forecasts: Vec<Forecast>,
+    actor: Option<&Actor>,
 ) -> AppResult<Changed<Vec<items::Model>>> {
     let children = children_of(conn, &item).await?;
     let mut removed = vec![item];
     removed.extend(children);
+    // The purge event's writer is whoever purges.
+    let removed: Vec<items::Model> = removed.into_iter().map(|gone| written_by(gone, actor)).collect();
     let mut queued = Vec::new();
     for gone in &removed {
         let forecast = forecasts.iter().position(|f| f.is_for(gone.seq)).map(|i| forecasts.swap_remove(i));
@@ -455,6 +475,15 @@ pub async fn remove(
     Ok(Changed { item: removed, queued })
 }
 
+/// The item with `actor` as its last writer.
+pub fn written_by(item: items::Model, actor: Option<&Actor>) -> items::Model {
+    items::Model {
+        actor_user: actor.map(|a| a.user.clone()),
+        actor_profile: actor.map(|a| a.profile.clone()),
+        ..item
+    }
+}
+
 async fn children_of(conn: &impl ConnectionTrait, item: &items::Model) -> AppResult<Vec<items::Model>> {
     Ok(items::Entity::find()
         .filter(items::Column::ParentItemtype.eq(&item.itemtype))
@@ -465,13 +494,19 @@ async fn children_of(conn: &impl ConnectionTrait, item: &items::Model) -> AppRes
 
 /// Raises `purge` for the item and its children and removes them; the requests are rendered
 /// before the write for the snapshots as they are.
-pub async fn purge(state: &AppState, itemtype: &str, id: &str) -> AppResult<Changed<Vec<items::Model>>> {
+pub async fn purge(
+    state: &AppState,
+    itemtype: &str,
+    id: &str,
+    actor: Option<Actor>,
+) -> AppResult<Changed<Vec<items::Model>>> {
     let (intake, itemtype, id) = (Intake::of(state), itemtype.to_owned(), id.to_owned());
     let mut forecasts = Vec::new();
     if let Some(item) = get(&state.db, &itemtype, &id).await? {
         let mut snapshots = children_of(&state.db, &item).await?;
         snapshots.insert(0, item);
         for snapshot in snapshots {
+            let snapshot = written_by(snapshot, actor.as_ref());
             forecasts.extend(forecast::before_write(state, &intake, WebhookEvent::Purge, Some(snapshot)).await);
         }
     }
@@ -480,7 +515,7 @@ pub async fn purge(state: &AppState, itemtype: &str, id: &str) -> AppResult<Chan
         .write(move |txn, staged| {
             Box::pin(async move {
                 let item = require(txn, &itemtype, &id).await?;
-                remove(txn, staged, &intake, item, forecasts).await
+                remove(txn, staged, &intake, item, forecasts, actor.as_ref()).await
             })
         })
         .await

@@ -160,7 +160,7 @@ async fn newest_items(conn: &impl ConnectionTrait, itemtype: &str, count: u64) -
 /// `parent_item.*` for types with parents.
 pub async fn payload_variables(conn: &impl ConnectionTrait, itemtype: &str) -> AppResult<Vec<String>> {
     let known = itemtypes::require(conn, itemtype, "itemtype").await?;
-    let mut paths = BTreeSet::from(["event".to_owned()]);
+    let mut paths = BTreeSet::from(["event".to_owned(), "actor.user".to_owned(), "actor.profile".to_owned()]);
     add_document_paths(conn, &mut paths, "item", &known).await?;
     for parent in &known.parent_itemtypes {
         if let Some(parent) = itemtypes::get(conn, parent).await? {

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     AppState,
-    domain::webhook::WebhookEvent,
+    domain::{item::Actor, webhook::WebhookEvent},
     error::{AppError, AppResult},
     queue::Staged,
 };
@@ -32,6 +32,9 @@ pub struct Trigger {
     pub event: WebhookEvent,
     /// The snapshot to store first, if any.
     pub snapshot: Option<Value>,
+    /// Who raises it: the writer the event carries (and the item's last writer when the
+    /// trigger changes it).
+    pub actor: Option<Actor>,
 }
 
 /// The snapshot `triggerEvent` may carry: the keys of `ItemInput` but `itemtype` and `id`.
@@ -126,7 +129,7 @@ async fn before_write(
     let Ok(Some(stored)) = items::get(&state.db, &trigger.itemtype, &trigger.item_id).await else {
         return Vec::new();
     };
-    let item = match snapshot.cloned().map(replacement) {
+    let item = match snapshot.cloned().map(|s| replacement(s, trigger.actor.clone())) {
         None => stored,
         Some(Ok(new)) => match forecast::replaced(&stored, &new, now) {
             Some(item) => item,
@@ -147,17 +150,19 @@ async fn before_write(
         // A purge's child items are rendered in the writer.
         WebhookEvent::Purge | WebhookEvent::New | WebhookEvent::Update => item,
     };
+    let item = items::written_by(item, trigger.actor.as_ref());
     forecast::before_write(state, intake, event, Some(item)).await.into_iter().collect()
 }
 
 /// What a snapshot replaces in a stored item: all of it.
-fn replacement(snapshot: Snapshot) -> AppResult<Replacement> {
+fn replacement(snapshot: Snapshot, actor: Option<Actor>) -> AppResult<Replacement> {
     let entity_id = id_text(snapshot.entity_id, "entityId")?.map(|e| parse_entity(&e)).transpose()?;
     Ok(Replacement {
         name: Some(snapshot.name),
         entity_id,
         fields: Some(snapshot.fields.unwrap_or_default()),
         parent: Some((snapshot.parent_itemtype, id_text(snapshot.parent_id, "parentId")?)),
+        actor,
     })
 }
 
@@ -181,7 +186,7 @@ async fn run(
     now: DateTime<Utc>,
     mut forecasts: Vec<Forecast>,
 ) -> AppResult<Changed<()>> {
-    let Trigger { itemtype, item_id, event, .. } = trigger;
+    let Trigger { itemtype, item_id, event, actor, .. } = trigger;
     let (itemtype, item_id) = (itemtype.as_str(), item_id.as_str());
     let batch = staged.batch();
     let stored = items::get(txn, itemtype, item_id).await?;
@@ -203,22 +208,29 @@ async fn run(
                 fields: snapshot.fields.map(Value::Object),
                 parent_itemtype: snapshot.parent_itemtype,
                 parent_id: id_text(snapshot.parent_id, "parentId")?,
+                actor: actor.clone(),
             };
             items::insert(txn, &intake.cache, batch, new).await?
         }
         (Some(item), Some(snapshot)) => {
-            items::replace(txn, &intake.cache, batch, item, replacement(snapshot)?, now).await?.0
+            items::replace(txn, &intake.cache, batch, item, replacement(snapshot, actor.clone())?, now).await?.0
         }
     };
+    let actor = actor.as_ref();
     let queued = match event {
-        WebhookEvent::Purge => items::remove(txn, staged, intake, item, forecasts).await?.queued,
+        WebhookEvent::Purge => items::remove(txn, staged, intake, item, forecasts, actor).await?.queued,
         WebhookEvent::Delete | WebhookEvent::Restore => {
             let deleted = event == WebhookEvent::Delete;
-            let item =
-                if item.is_deleted != deleted { items::mark_deleted(txn, item, deleted, now).await? } else { item };
+            let item = if item.is_deleted != deleted {
+                items::mark_deleted(txn, item, deleted, now, actor).await?
+            } else {
+                item
+            };
+            let item = items::written_by(item, actor);
             forecast::raise(txn, staged, intake, event, &item, forecasts.pop()).await?
         }
         WebhookEvent::New | WebhookEvent::Update => {
+            let item = items::written_by(item, actor);
             forecast::raise(txn, staged, intake, event, &item, forecasts.pop()).await?
         }
     };
