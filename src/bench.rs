@@ -75,14 +75,20 @@ async fn issue_token(State(arrivals): State<Arc<Arrivals>>) -> axum::Json<Value>
 }
 
 /// Opens a `queueUpdates` subscription and counts its messages until the run ends.
-async fn subscriber(addr: SocketAddr, webhook_id: Option<String>, received: Arc<AtomicU64>) -> Result<(), String> {
+async fn subscriber(
+    addr: SocketAddr,
+    token: String,
+    webhook_id: Option<String>,
+    received: Arc<AtomicU64>,
+) -> Result<(), String> {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
     let mut request = format!("ws://{addr}/graphql").into_client_request().map_err(|e| e.to_string())?;
     request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| e.to_string())?;
     let send = |value: Value| Message::text(value.to_string());
-    socket.send(send(json!({"type": "connection_init", "payload": {}}))).await.map_err(|e| e.to_string())?;
+    let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
+    socket.send(send(init)).await.map_err(|e| e.to_string())?;
     let query = "subscription($w: ID) { queueUpdates(webhookId: $w) { previousStatus missedUpdates queuedWebhook { id status sentTry } } }";
     let subscribe =
         json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"w": webhook_id}}});
@@ -194,6 +200,20 @@ impl FreshDatabase {
 pub(crate) struct ServerProcess {
     pub(crate) child: tokio::process::Child,
     pub(crate) addr: SocketAddr,
+    /// The super-admin token the server wrote at its first start: every client sends it, as
+    /// users must.
+    pub(crate) token: String,
+}
+
+impl ServerProcess {
+    /// An HTTP client whose requests carry the token.
+    pub(crate) fn client(&self) -> Result<reqwest::Client, String> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", self.token))
+            .map_err(|e| format!("the token is not a header value: {e}"))?;
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        reqwest::Client::builder().default_headers(headers).build().map_err(|e| e.to_string())
+    }
 }
 
 pub(crate) async fn start_server(database: &[(&str, String)], dir: &std::path::Path) -> Result<ServerProcess, String> {
@@ -219,7 +239,12 @@ pub(crate) async fn start_server(database: &[(&str, String)], dir: &std::path::P
         if let Some(addr) = line.split("addr=").nth(1) {
             let addr = addr.split_whitespace().next().unwrap_or_default().parse().map_err(|_| "bad address")?;
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return Ok(ServerProcess { child, addr });
+            let path = dir.join(crate::auth::store::BOOTSTRAP_FILE);
+            let token = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read the server's first token {}: {e}", path.display()))?
+                .trim()
+                .to_owned();
+            return Ok(ServerProcess { child, addr, token });
         }
     }
     Err("the server exited before listening".into())
@@ -339,7 +364,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let database = FreshDatabase::create(args.postgres.as_deref()).await?;
     let mut server = start_server(&database.env, &database.dir).await?;
     let addr = server.addr;
-    let client = reqwest::Client::new();
+    let client = server.client()?;
     let url = format!("http://{receiver_addr}/hook");
     println!(
         "hookline bench: {} webhooks x {} items by {} clients, {}, signature {}{}",
@@ -373,7 +398,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let mut subscribers = Vec::new();
     for n in 0..args.subscribers {
         let webhook = if webhook_ids.len() > 1 { Some(webhook_ids[n % webhook_ids.len()].clone()) } else { None };
-        subscribers.push(tokio::spawn(subscriber(addr, webhook, streamed.clone())));
+        subscribers.push(tokio::spawn(subscriber(addr, server.token.clone(), webhook, streamed.clone())));
     }
     if args.subscribers > 0 {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -429,8 +454,10 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let sent = Arc::new(AtomicU64::new(0));
     let bare = Instant::now();
     let mut loops = Vec::new();
+    // Without the API token the clients above send: the receiver takes no credentials.
+    let bare_client = reqwest::Client::new();
     for _ in 0..concurrency {
-        let (client, url, sent, body) = (client.clone(), url.clone(), sent.clone(), body.clone());
+        let (client, url, sent, body) = (bare_client.clone(), url.clone(), sent.clone(), body.clone());
         loops.push(tokio::spawn(async move {
             while sent.fetch_add(1, Ordering::Relaxed) < expected {
                 client.post(&url).body(body.clone()).send().await.ok();

@@ -75,7 +75,7 @@ async fn measure(
 ) -> Result<Value, String> {
     let lines = Lines { to_stderr: args.json };
     let (addr, pid) = (server.addr, server.child.id());
-    let client = reqwest::Client::new();
+    let client = server.client()?;
     let clients = args.clients.max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     lines.print(format!(

@@ -473,14 +473,19 @@ impl Default for AuthConfig {
 
 impl AuthConfig {
     fn from_raw(raw: &RawConfig) -> Self {
-        let text = |value: &Option<String>| value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        let text =
+            |value: &Option<String>| value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
         Self {
             jwks_file: raw.jwt_jwks_file.clone().filter(|path| !path.as_os_str().is_empty()),
             issuer: text(&raw.jwt_issuer),
             audience: text(&raw.jwt_audience),
             introspection: raw.introspection,
             mutation_rate: raw.token_mutation_rate,
-            mutation_burst: if raw.token_mutation_burst == 0 { raw.token_mutation_rate } else { raw.token_mutation_burst },
+            mutation_burst: if raw.token_mutation_burst == 0 {
+                raw.token_mutation_rate
+            } else {
+                raw.token_mutation_burst
+            },
         }
     }
 }

@@ -28,7 +28,10 @@ pub enum AppError {
     Unavailable(String),
     /// The caller's token made more mutations than its rate allows; it may try again after
     /// this many seconds.
-    RateLimited { message: String, retry_after_seconds: u64 },
+    RateLimited {
+        message: String,
+        retry_after_seconds: u64,
+    },
     /// Anything else; the detail is logged, never sent.
     Internal(String),
     /// One input of a batch mutation was refused (and with it the whole call).

@@ -99,9 +99,7 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Migrate) => {
             hookline::prepare(&config).await.map(|_| tracing::info!("migrations applied")).map_err(|e| e.to_string())
         }
-        Some(Command::Token(args)) => {
-            hookline::auth::cli::issue(&config, args).await.map(|token| println!("{token}"))
-        }
+        Some(Command::Token(args)) => hookline::auth::cli::issue(&config, args).await.map(|token| println!("{token}")),
         _ => serve(config).await,
     };
     match result {

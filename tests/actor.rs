@@ -6,32 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, client_with, each_backend, receiver::Receiver};
+use common::{each_backend, receiver::Receiver};
 use serde_json::{Value, json};
-
-async fn token(app: &TestApp, user: &str, profile: &str) -> reqwest::Client {
-    let created = app
-        .data(
-            "mutation($i: ApiTokenInput!) { createApiToken(input: $i) { token } }",
-            json!({"i": {"user": user, "profile": profile}}),
-        )
-        .await;
-    client_with(created["createApiToken"]["token"].as_str().expect("token"))
-}
-
-async fn call(client: &reqwest::Client, app: &TestApp, query: &str, variables: Value) -> Value {
-    let body: Value = client
-        .post(app.url("/graphql"))
-        .json(&json!({"query": query, "variables": variables}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    assert!(body.get("errors").is_none(), "{query}: {body}");
-    body["data"].clone()
-}
 
 const CREATE: &str = "mutation($i: ItemInput!) { createItem(input: $i) { id actor { user profile } } }";
 
@@ -39,8 +15,8 @@ const CREATE: &str = "mutation($i: ItemInput!) { createItem(input: $i) { id acto
 async fn changes_carry_their_writer_to_history_templates_and_filters() {
     each_backend(async |app| {
         let receiver = Receiver::start().await;
-        let sync = token(app, "crm-sync", "event-writer").await;
-        let alice = token(app, "alice", "admin").await;
+        let sync = app.client_as("crm-sync", "event-writer", json!([])).await;
+        let alice = app.client_as("alice", "admin", json!([])).await;
         // Fires for tickets not written by the CRM's own sync, and says who wrote them.
         let hook = json!({"name": "to-crm", "entityId": "0", "itemtype": "Ticket", "event": "UPDATE",
             "url": receiver.url("/hook"), "useDefaultPayload": false,
@@ -56,13 +32,13 @@ async fn changes_carry_their_writer_to_history_templates_and_filters() {
         let plain = json!({"name": "plain", "entityId": "0", "itemtype": "Ticket", "event": "NEW", "url": receiver.url("/plain")});
         app.data("mutation($i: WebhookInput!) { createWebhook(input: $i) { id } }", json!({"i": plain})).await;
 
-        let created = call(&sync, app, CREATE, json!({"i": {"itemtype": "Ticket", "entityId": "0", "name": "from crm"}})).await;
+        let created = app.data_with(&sync, CREATE, json!({"i": {"itemtype": "Ticket", "entityId": "0", "name": "from crm"}})).await;
         assert_eq!(created["createItem"]["actor"], json!({"user": "crm-sync", "profile": "event-writer"}));
         let id = created["createItem"]["id"].as_str().expect("id").to_owned();
         let update = "mutation($id: ID!, $name: String) { updateItem(itemtype: \"Ticket\", id: $id, input: {name: $name}) { actor { user } } }";
         // The sync's own update does not fire; alice's does, and says it was hers.
-        call(&sync, app, update, json!({"id": id, "name": "synced"})).await;
-        let changed = call(&alice, app, update, json!({"id": id, "name": "by alice"})).await;
+        app.data_with(&sync, update, json!({"id": id, "name": "synced"})).await;
+        let changed = app.data_with(&alice, update, json!({"id": id, "name": "by alice"})).await;
         assert_eq!(changed["updateItem"]["actor"]["user"], "alice", "the last writer");
         let hooks = receiver.wait_for(2, Duration::from_secs(20)).await;
         let sent: Vec<Value> = hooks.iter().filter(|r| r.path == "/hook").map(|r| r.json()).collect();
@@ -113,10 +89,10 @@ async fn changes_carry_their_writer_to_history_templates_and_filters() {
 
         // A trigger's event carries its writer too, and a purge its purger.
         let trigger = json!({"i": {"itemtype": "Ticket", "itemId": id, "event": "UPDATE"}});
-        call(&alice, app, "mutation($i: TriggerEventInput!) { triggerEvent(input: $i) { queued { id } } }", trigger).await;
+        app.data_with(&alice, "mutation($i: TriggerEventInput!) { triggerEvent(input: $i) { queued { id } } }", trigger).await;
         let hooks = receiver.wait_for(3, Duration::from_secs(20)).await;
         assert_eq!(hooks.iter().filter(|r| r.path == "/hook").count(), 2, "the trigger by alice fired");
-        let triggered = call(&sync, app, "mutation($i: TriggerEventInput!) { triggerEvent(input: $i) { queued { id } } }", json!({"i": {"itemtype": "Ticket", "itemId": id, "event": "UPDATE"}})).await;
+        let triggered = app.data_with(&sync, "mutation($i: TriggerEventInput!) { triggerEvent(input: $i) { queued { id } } }", json!({"i": {"itemtype": "Ticket", "itemId": id, "event": "UPDATE"}})).await;
         assert_eq!(triggered["triggerEvent"]["queued"], json!([]), "the sync's own trigger is filtered out");
     })
     .await;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestApp, client_with, each_backend};
+use common::each_backend;
 use serde_json::{Value, json};
 
 const LOG: &str = "query($t: String, $o: ID, $u: String) { auditLog(objectType: $t, objectId: $o, user: $u, first: 50) { totalCount edges { node { id at user profile objectType objectId action changes } } } }";
@@ -16,47 +16,23 @@ fn change<'a>(entry: &'a Value, field: &str) -> &'a Value {
     entry["changes"].as_array().expect("changes").iter().find(|c| c["field"] == field).unwrap_or(&Value::Null)
 }
 
-async fn as_user(app: &TestApp, user: &str, profile: &str, entities: Value) -> reqwest::Client {
-    let created = app
-        .data(
-            "mutation($i: ApiTokenInput!) { createApiToken(input: $i) { token } }",
-            json!({"i": {"user": user, "profile": profile, "entities": entities}}),
-        )
-        .await;
-    client_with(created["createApiToken"]["token"].as_str().expect("token"))
-}
-
-async fn call(client: &reqwest::Client, app: &TestApp, query: &str, variables: Value) -> Value {
-    let body: Value = client
-        .post(app.url("/graphql"))
-        .json(&json!({"query": query, "variables": variables}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    assert!(body.get("errors").is_none(), "{query}: {body}");
-    body["data"].clone()
-}
-
 #[tokio::test]
 async fn configuration_changes_are_kept_with_who_and_what_secrets_hidden() {
     each_backend(async |app| {
         let europe = app.data("mutation { createEntity(input: {name: \"Europe\"}) { id } }", json!({})).await;
         let europe = europe["createEntity"]["id"].as_str().expect("id").to_owned();
-        let alice = as_user(app, "alice", "admin", json!([{"id": europe, "recursive": true}])).await;
+        let alice = app.client_as("alice", "admin", json!([{"id": europe, "recursive": true}])).await;
 
         // alice creates, changes and deletes a webhook in her entity.
         let input = json!({"name": "crm", "entityId": europe, "itemtype": "Ticket", "event": "NEW",
             "url": "https://crm.example/hook", "secret": "s3cr3t-value-that-must-not-show",
             "customHeaders": {"Authorization": "Bearer abc", "X-Team": "ops"}});
-        let created = call(&alice, app, "mutation($i: WebhookInput!) { createWebhook(input: $i) { id } }", json!({"i": input})).await;
+        let created = app.data_with(&alice, "mutation($i: WebhookInput!) { createWebhook(input: $i) { id } }", json!({"i": input})).await;
         let hook = created["createWebhook"]["id"].as_str().expect("id").to_owned();
-        call(&alice, app, "mutation($id: ID!) { updateWebhook(id: $id, input: {url: \"https://crm.example/v2\", isActive: false}) { id } }", json!({"id": hook})).await;
-        call(&alice, app, "mutation($id: ID!) { regenerateWebhookSecret(id: $id) }", json!({"id": hook})).await;
-        call(&alice, app, "mutation($id: ID!) { setWebhookFilter(webhookId: $id, criteria: [{field: \"priority\", searchtype: \"equals\", value: \"5\"}]) { id } }", json!({"id": hook})).await;
-        call(&alice, app, "mutation($id: ID!) { deleteWebhook(id: $id) }", json!({"id": hook})).await;
+        app.data_with(&alice, "mutation($id: ID!) { updateWebhook(id: $id, input: {url: \"https://crm.example/v2\", isActive: false}) { id } }", json!({"id": hook})).await;
+        app.data_with(&alice, "mutation($id: ID!) { regenerateWebhookSecret(id: $id) }", json!({"id": hook})).await;
+        app.data_with(&alice, "mutation($id: ID!) { setWebhookFilter(webhookId: $id, criteria: [{field: \"priority\", searchtype: \"equals\", value: \"5\"}]) { id } }", json!({"id": hook})).await;
+        app.data_with(&alice, "mutation($id: ID!) { deleteWebhook(id: $id) }", json!({"id": hook})).await;
 
         let log = entries(&app.data(LOG, json!({"t": "Webhook", "o": hook})).await);
         let actions: Vec<&str> = log.iter().map(|e| e["action"].as_str().unwrap_or_default()).collect();
@@ -86,12 +62,12 @@ async fn configuration_changes_are_kept_with_who_and_what_secrets_hidden() {
         // A reader of another entity sees nothing of alice's; global catalogs need every entity.
         let asia = app.data("mutation { createEntity(input: {name: \"Asia\"}) { id } }", json!({})).await;
         let asia = asia["createEntity"]["id"].as_str().expect("id").to_owned();
-        let bob = as_user(app, "bob", "viewer", json!([{"id": asia, "recursive": true}])).await;
-        let seen = call(&bob, app, LOG, json!({})).await;
+        let bob = app.client_as("bob", "viewer", json!([{"id": asia, "recursive": true}])).await;
+        let seen = app.data_with(&bob, LOG, json!({})).await;
         let seen = entries(&seen);
         assert!(seen.iter().all(|e| e["user"] != "alice" && e["objectType"] != "WebhookCategory"), "{seen:?}");
         assert!(seen.iter().any(|e| e["objectType"] == "Entity" && e["objectId"] == asia.as_str()), "{seen:?}");
-        let alice_sees = call(&alice, app, LOG, json!({"t": "Webhook"})).await;
+        let alice_sees = app.data_with(&alice, LOG, json!({"t": "Webhook"})).await;
         assert_eq!(alice_sees["auditLog"]["totalCount"], 5, "her own changes in her entity");
     })
     .await;

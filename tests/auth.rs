@@ -22,15 +22,8 @@ const CREATE_TOKEN: &str = "mutation($input: ApiTokenInput!) { createApiToken(in
 const REVOKE: &str = "mutation($id: ID!) { revokeApiToken(id: $id) { id revokedAt } }";
 const UPDATES: &str = "subscription { queueUpdates { queuedWebhook { id } } }";
 
-/// Issues a token through the API with the app's super-admin token; returns (token, id).
-async fn issue(app: &TestApp, input: Value) -> (String, String) {
-    let data = app.data(CREATE_TOKEN, json!({"input": input})).await;
-    let created = &data["createApiToken"];
-    (created["token"].as_str().expect("token").to_owned(), created["apiToken"]["id"].as_str().expect("id").to_owned())
-}
-
 async fn token_of(app: &TestApp, profile: &str) -> String {
-    issue(app, json!({"user": format!("u-{profile}"), "profile": profile})).await.0
+    app.issue_token(json!({"user": format!("u-{profile}"), "profile": profile})).await.0
 }
 
 /// Status, `WWW-Authenticate` and body of a POST with this `Authorization` (if any).
@@ -81,9 +74,9 @@ async fn requests_without_a_valid_token_get_401_saying_why() {
             b64(&json!({"alg": "none", "typ": "JWT"})),
             b64(&serde_json::to_value(claims("super-admin", None, None)).expect("json"))
         );
-        let (_, revoked_id) = issue(app, json!({"user": "gone", "profile": "viewer"})).await;
+        let (_, revoked_id) = app.issue_token(json!({"user": "gone", "profile": "viewer"})).await;
         let revoked = {
-            let (token, id) = issue(app, json!({"user": "gone2", "profile": "viewer"})).await;
+            let (token, id) = app.issue_token(json!({"user": "gone2", "profile": "viewer"})).await;
             app.data(REVOKE, json!({"id": id})).await;
             token
         };
@@ -94,13 +87,23 @@ async fn requests_without_a_valid_token_get_401_saying_why() {
             (Some("Bearer not-a-jwt".into()), "malformed token"),
             (Some(format!("Bearer {alg_none}")), "algorithm `none` is not allowed"),
             (Some(format!("Bearer {}", other_key.sign(&claims("viewer", None, None)).expect("signed"))), "signature"),
-            (Some(format!("Bearer {}", own.sign(&claims("viewer", Some(now - 60), None)).expect("signed"))), "token expired"),
-            (Some(format!("Bearer {}", own.sign(&claims("viewer", None, Some(now + 600))).expect("signed"))), "not valid yet"),
-            (Some(format!("Bearer {}", own.sign(&claims("root", None, None)).expect("signed"))), "unknown profile `root`"),
+            (
+                Some(format!("Bearer {}", own.sign(&claims("viewer", Some(now - 60), None)).expect("signed"))),
+                "token expired",
+            ),
+            (
+                Some(format!("Bearer {}", own.sign(&claims("viewer", None, Some(now + 600))).expect("signed"))),
+                "not valid yet",
+            ),
+            (
+                Some(format!("Bearer {}", own.sign(&claims("root", None, None)).expect("signed"))),
+                "unknown profile `root`",
+            ),
             (Some(format!("Bearer {revoked}")), "token revoked"),
         ];
         for (authorization, reason) in cases {
-            let (status, challenge, body) = post(app, authorization.as_deref(), json!({"query": "{ entities { id } }"})).await;
+            let (status, challenge, body) =
+                post(app, authorization.as_deref(), json!({"query": "{ entities { id } }"})).await;
             assert_eq!(status, 401, "{reason}: {body}");
             assert!(challenge.starts_with("Bearer"), "{reason}: WWW-Authenticate is `{challenge}`");
             let (code, message) = first_error(&body);
@@ -113,7 +116,8 @@ async fn requests_without_a_valid_token_get_401_saying_why() {
         let url = app.url("/graphql");
         let plain = bare.post(&url).header("Content-Type", "text/plain").body("{}").send().await.expect("sent");
         assert_eq!(plain.status(), 415);
-        let foreign = bare.post(&url).header("Origin", "https://evil.example").json(&json!({"query": "{ __typename }"}));
+        let foreign =
+            bare.post(&url).header("Origin", "https://evil.example").json(&json!({"query": "{ __typename }"}));
         assert_eq!(foreign.send().await.expect("sent").status(), 403);
         // The pages and probes are open.
         for path in ["/healthz", "/readyz", "/graphql"] {
@@ -232,21 +236,10 @@ async fn introspection_can_be_turned_off() {
 #[tokio::test]
 async fn tokens_are_issued_within_the_issuers_rights_and_scope_listed_and_revoked() {
     each_backend(async |app| {
-        let (admin, _) = issue(app, json!({"user": "alice", "profile": "admin", "ttlSeconds": 3600})).await;
+        let (admin, _) = app.issue_token(json!({"user": "alice", "profile": "admin", "ttlSeconds": 3600})).await;
         let alice = client_with(&admin);
-        let call = async |client: &reqwest::Client, query: &str, variables: Value| -> Value {
-            client
-                .post(app.url("/graphql"))
-                .json(&json!({"query": query, "variables": variables}))
-                .send()
-                .await
-                .expect("sent")
-                .json()
-                .await
-                .expect("json")
-        };
         // An admin issues a viewer token; it is recorded with its issuer and expiry.
-        let body = call(&alice, CREATE_TOKEN, json!({"input": {"user": "dash", "profile": "viewer", "ttlSeconds": 60}})).await;
+        let body = app.query_with(&alice, CREATE_TOKEN, json!({"input": {"user": "dash", "profile": "viewer", "ttlSeconds": 60}})).await;
         let created = &body["data"]["createApiToken"];
         assert_eq!(created["apiToken"]["issuedBy"], "alice", "{body}");
         assert_eq!(created["apiToken"]["entities"], json!([{"id": "0", "recursive": true}]));
@@ -254,9 +247,9 @@ async fn tokens_are_issued_within_the_issuers_rights_and_scope_listed_and_revoke
         let viewer = created["token"].as_str().expect("token").to_owned();
         let viewer_id = created["apiToken"]["id"].as_str().expect("id").to_owned();
         // Not beyond its own rights.
-        let body = call(&alice, CREATE_TOKEN, json!({"input": {"user": "root", "profile": "super-admin"}})).await;
+        let body = app.query_with(&alice, CREATE_TOKEN, json!({"input": {"user": "root", "profile": "super-admin"}})).await;
         assert_eq!(first_error(&body).0, "FORBIDDEN", "{body}");
-        let body = call(&client_with(&viewer), CREATE_TOKEN, json!({"input": {"user": "x", "profile": "viewer"}})).await;
+        let body = app.query_with(&client_with(&viewer), CREATE_TOKEN, json!({"input": {"user": "x", "profile": "viewer"}})).await;
         assert_eq!(first_error(&body).0, "FORBIDDEN", "{body}");
         // Bad input names its field.
         for (input, field) in [
@@ -265,7 +258,7 @@ async fn tokens_are_issued_within_the_issuers_rights_and_scope_listed_and_revoke
             (json!({"user": "", "profile": "viewer"}), "user"),
             (json!({"user": "x", "profile": "viewer", "entities": [{"id": "999", "recursive": false}]}), "entities"),
         ] {
-            let body = call(&alice, CREATE_TOKEN, json!({"input": input})).await;
+            let body = app.query_with(&alice, CREATE_TOKEN, json!({"input": input})).await;
             assert_eq!(body["errors"][0]["extensions"]["code"], "VALIDATION", "{body}");
             assert_eq!(body["errors"][0]["extensions"]["field"], field, "{body}");
         }
@@ -274,22 +267,19 @@ async fn tokens_are_issued_within_the_issuers_rights_and_scope_listed_and_revoke
         let europe = europe["createEntity"]["id"].as_str().expect("id").to_owned();
         let asia = app.data("mutation { createEntity(input: {name: \"Asia\"}) { id } }", json!({})).await;
         let asia = asia["createEntity"]["id"].as_str().expect("id").to_owned();
-        let (scoped, _) = issue(
-            app,
-            json!({"user": "eu-admin", "profile": "admin", "entities": [{"id": europe, "recursive": true}]}),
-        )
-        .await;
+        let entities = json!([{"id": europe, "recursive": true}]);
+        let (scoped, _) = app.issue_token(json!({"user": "eu-admin", "profile": "admin", "entities": entities})).await;
         let eu = client_with(&scoped);
         for entities in [json!([{"id": asia, "recursive": false}]), json!([])] {
-            let body = call(&eu, CREATE_TOKEN, json!({"input": {"user": "x", "profile": "viewer", "entities": entities}})).await;
+            let body = app.query_with(&eu, CREATE_TOKEN, json!({"input": {"user": "x", "profile": "viewer", "entities": entities}})).await;
             assert_eq!(first_error(&body).0, "FORBIDDEN", "{entities}: {body}");
         }
-        let body = call(&eu, CREATE_TOKEN, json!({"input": {"user": "eu-dash", "profile": "viewer", "entities": [{"id": europe, "recursive": false}]}})).await;
+        let body = app.query_with(&eu, CREATE_TOKEN, json!({"input": {"user": "eu-dash", "profile": "viewer", "entities": [{"id": europe, "recursive": false}]}})).await;
         assert!(body.get("errors").is_none(), "{body}");
         // It lists only the tokens within its scope and cannot revoke others.
-        let listed = call(&eu, "{ apiTokens(first: 50) { totalCount edges { node { user } } } }", json!({})).await;
+        let listed = app.query_with(&eu, "{ apiTokens(first: 50) { totalCount edges { node { user } } } }", json!({})).await;
         assert_eq!(listed["data"]["apiTokens"]["totalCount"], 2, "{listed}");
-        let body = call(&eu, REVOKE, json!({"id": viewer_id})).await;
+        let body = app.query_with(&eu, REVOKE, json!({"id": viewer_id})).await;
         assert_eq!(first_error(&body).0, "NOT_FOUND", "{body}");
 
         // The full list, newest first, pages with cursors.
@@ -302,12 +292,12 @@ async fn tokens_are_issued_within_the_issuers_rights_and_scope_listed_and_revoke
         assert_eq!(users, ["dash", "alice", "admin"], "{next}");
 
         // Revoked: refused at once, and listed with its time.
-        assert!(call(&client_with(&viewer), "{ entities { id } }", json!({})).await.get("errors").is_none());
-        let body = call(&alice, REVOKE, json!({"id": viewer_id})).await;
+        assert!(app.query_with(&client_with(&viewer), "{ entities { id } }", json!({})).await.get("errors").is_none());
+        let body = app.query_with(&alice, REVOKE, json!({"id": viewer_id})).await;
         assert!(body["data"]["revokeApiToken"]["revokedAt"].is_string(), "{body}");
         let (status, _, body) = post(app, Some(&format!("Bearer {viewer}")), json!({"query": "{ entities { id } }"})).await;
         assert_eq!((status, first_error(&body).1), (401, "token revoked".to_owned()));
-        let body = call(&alice, REVOKE, json!({"id": "nope"})).await;
+        let body = app.query_with(&alice, REVOKE, json!({"id": "nope"})).await;
         assert_eq!(first_error(&body).0, "NOT_FOUND", "{body}");
     })
     .await;
@@ -318,10 +308,7 @@ async fn ws_init(app: &TestApp, payload: Value) -> ws::Socket {
     let mut request = format!("ws://{}/graphql", app.addr).into_client_request().expect("request");
     request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("connects");
-    socket
-        .send(Message::text(json!({"type": "connection_init", "payload": payload}).to_string()))
-        .await
-        .expect("init");
+    socket.send(Message::text(json!({"type": "connection_init", "payload": payload}).to_string())).await.expect("init");
     socket
 }
 
@@ -389,13 +376,13 @@ async fn ended(socket: &mut ws::Socket, reason: &str) {
 #[tokio::test]
 async fn live_subscriptions_end_when_their_token_is_revoked_or_expires() {
     each_backend(async |app| {
-        let (token, id) = issue(app, json!({"user": "dash", "profile": "viewer"})).await;
+        let (token, id) = app.issue_token(json!({"user": "dash", "profile": "viewer"})).await;
         let mut socket = live_subscription(app, &token).await;
         app.data(REVOKE, json!({"id": id})).await;
         ended(&mut socket, "token revoked").await;
 
         // A token that lives one second; with the 5 s leeway it ends within about 7 s.
-        let (token, _) = issue(app, json!({"user": "brief", "profile": "viewer", "ttlSeconds": 1})).await;
+        let (token, _) = app.issue_token(json!({"user": "brief", "profile": "viewer", "ttlSeconds": 1})).await;
         let started = std::time::Instant::now();
         let mut socket = live_subscription(app, &token).await;
         ended(&mut socket, "token expired").await;
@@ -471,7 +458,15 @@ async fn the_first_start_writes_a_private_admin_token_and_hookline_token_issues_
     let create = json!({"query": "mutation { createItem(input: {itemtype: \"Ticket\", entityId: \"0\"}) { id } }"});
     let body: Value = ci.post(&url).json(&create).send().await.expect("sent").json().await.expect("json");
     assert!(body.get("errors").is_none(), "{body}");
-    let body: Value = ci.post(&url).json(&json!({"query": "{ webhooks { totalCount } }"})).send().await.expect("sent").json().await.expect("json");
+    let body: Value = ci
+        .post(&url)
+        .json(&json!({"query": "{ webhooks { totalCount } }"}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(body["errors"][0]["extensions"]["code"], "FORBIDDEN", "{body}");
 
     for (args, needle) in [
@@ -479,11 +474,8 @@ async fn the_first_start_writes_a_private_admin_token_and_hookline_token_issues_
         (vec!["--profile", "viewer", "--ttl", "soon"], "--ttl"),
         (vec!["--profile", "viewer", "--entity", "77"], "--entity"),
     ] {
-        let output = common::binary::command(dir.path())
-            .args(["token", "--user", "x"])
-            .args(args)
-            .output()
-            .expect("runs");
+        let output =
+            common::binary::command(dir.path()).args(["token", "--user", "x"]).args(args).output().expect("runs");
         assert!(!output.status.success());
         let said = String::from_utf8_lossy(&output.stderr);
         assert!(said.contains(needle), "{said}");
@@ -505,15 +497,10 @@ async fn a_token_revoked_on_one_process_is_refused_by_another_within_a_second() 
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(common::rand_key())
     };
-    let env = vec![
-        ("HOOKLINE_DATABASE_URL", common::database_url(&admin_url, &name)),
-        ("HOOKLINE_SECRET_KEY", key),
-    ];
+    let env = vec![("HOOKLINE_DATABASE_URL", common::database_url(&admin_url, &name)), ("HOOKLINE_SECRET_KEY", key)];
     let first = Server::start(dir.path(), &env);
     let second = Server::start(dir.path(), &env);
-    let created = first
-        .data(CREATE_TOKEN, json!({"input": {"user": "dash", "profile": "viewer"}}))
-        .await;
+    let created = first.data(CREATE_TOKEN, json!({"input": {"user": "dash", "profile": "viewer"}})).await;
     let token = created["createApiToken"]["token"].as_str().expect("token").to_owned();
     let id = created["createApiToken"]["apiToken"]["id"].as_str().expect("id").to_owned();
     let dash = client_with(&token);

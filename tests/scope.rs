@@ -14,22 +14,9 @@ use common::{TestApp, client_with, each_backend, receiver::Receiver, ws};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
-const ROWS: &str = "{ queuedWebhooks(first: 500) { totalCount edges { node { id entityId webhookId webhook { id entityId } } } } }";
+const ROWS: &str =
+    "{ queuedWebhooks(first: 500) { totalCount edges { node { id entityId webhookId webhook { id entityId } } } } }";
 const UPDATES: &str = "subscription { queueUpdates { queuedWebhook { id entityId } } }";
-
-async fn call(client: &reqwest::Client, app: &TestApp, query: &str, variables: Value) -> Value {
-    let body: Value = client
-        .post(app.url("/graphql"))
-        .json(&json!({"query": query, "variables": variables}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    assert!(body.get("errors").is_none(), "{query}: {body}");
-    body["data"].clone()
-}
 
 fn id(value: &Value) -> i64 {
     value.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("an id: {value}"))
@@ -108,13 +95,8 @@ async fn nothing_outside_a_tokens_entities_is_seen_and_everything_inside_is() {
                 .collect();
             let scope = covered(&picks, &parent_of);
             let grant: Vec<Value> = picks.iter().map(|(e, r)| json!({"id": e.to_string(), "recursive": r})).collect();
-            let created = app
-                .data(
-                    "mutation($i: ApiTokenInput!) { createApiToken(input: $i) { token } }",
-                    json!({"i": {"user": format!("viewer-{seed}"), "profile": "viewer", "entities": grant}}),
-                )
-                .await;
-            let token = created["createApiToken"]["token"].as_str().expect("token").to_owned();
+            let (token, _) =
+                app.issue_token(json!({"user": format!("viewer-{seed}"), "profile": "viewer", "entities": grant})).await;
             let viewer = client_with(&token);
             let case = format!("seed {seed}, token {picks:?}, scope {scope:?} ({:?})", app.backend);
 
@@ -123,11 +105,11 @@ async fn nothing_outside_a_tokens_entities_is_seen_and_everything_inside_is() {
             ws::subscribe(&mut updates, "u", UPDATES, json!({})).await;
             tokio::time::sleep(Duration::from_millis(300)).await;
             let before: BTreeSet<i64> =
-                nodes(&call(&admin, app, ROWS, json!({})).await["queuedWebhooks"]).iter().map(|r| id(&r["id"])).collect();
+                nodes(&app.data_with(&admin, ROWS, json!({})).await["queuedWebhooks"]).iter().map(|r| id(&r["id"])).collect();
             create_items(app, &mut rng, &entities, 10).await;
 
             // Entities.
-            let seen: BTreeSet<i64> = call(&viewer, app, "{ entities { id } }", json!({})).await["entities"]
+            let seen: BTreeSet<i64> = app.data_with(&viewer, "{ entities { id } }", json!({})).await["entities"]
                 .as_array()
                 .expect("list")
                 .iter()
@@ -135,27 +117,27 @@ async fn nothing_outside_a_tokens_entities_is_seen_and_everything_inside_is() {
                 .collect();
             assert_eq!(seen, scope, "entities: {case}");
             for &entity in &entities {
-                let one = call(&viewer, app, "query($id: ID!) { entity(id: $id) { id } }", json!({"id": entity.to_string()})).await;
+                let one = app.data_with(&viewer, "query($id: ID!) { entity(id: $id) { id } }", json!({"id": entity.to_string()})).await;
                 assert_eq!(one["entity"].is_null(), !scope.contains(&entity), "entity({entity}): {case}");
             }
 
             // Items: the list, its count, single reads.
-            let all = nodes(&call(&admin, app, "{ items(itemtype: \"Ticket\", first: 500) { edges { node { id entityId } } } }", json!({})).await["items"]);
-            let mine = call(&viewer, app, "{ items(itemtype: \"Ticket\", first: 500) { totalCount edges { node { id entityId } } } }", json!({})).await;
+            let all = nodes(&app.data_with(&admin, "{ items(itemtype: \"Ticket\", first: 500) { edges { node { id entityId } } } }", json!({})).await["items"]);
+            let mine = app.data_with(&viewer, "{ items(itemtype: \"Ticket\", first: 500) { totalCount edges { node { id entityId } } } }", json!({})).await;
             let expected: Vec<&Value> = all.iter().filter(|i| scope.contains(&id(&i["entityId"]))).collect();
             assert_eq!(mine["items"]["totalCount"], expected.len(), "items count: {case}");
             let listed = nodes(&mine["items"]);
             assert_eq!(listed.iter().collect::<Vec<_>>(), expected, "items: {case}");
             for item in all.iter().take(8) {
-                let one = call(&viewer, app, "query($id: ID!) { item(itemtype: \"Ticket\", id: $id) { id } }", json!({"id": item["id"]})).await;
+                let one = app.data_with(&viewer, "query($id: ID!) { item(itemtype: \"Ticket\", id: $id) { id } }", json!({"id": item["id"]})).await;
                 assert_eq!(one["item"].is_null(), !scope.contains(&id(&item["entityId"])), "item: {case}");
             }
-            let matching = call(&viewer, app, "{ filterPreview(itemtype: \"Ticket\", criteria: [{field: \"name\", searchtype: \"contains\", value: \"t\"}], first: 500) { totalCount } }", json!({})).await;
+            let matching = app.data_with(&viewer, "{ filterPreview(itemtype: \"Ticket\", criteria: [{field: \"name\", searchtype: \"contains\", value: \"t\"}], first: 500) { totalCount } }", json!({})).await;
             assert_eq!(matching["filterPreview"]["totalCount"], expected.len(), "filterPreview: {case}");
 
             // Webhooks, and previews of them.
-            let all_hooks = nodes(&call(&admin, app, "{ webhooks(first: 500) { edges { node { id entityId } } } }", json!({})).await["webhooks"]);
-            let my_hooks = call(&viewer, app, "{ webhooks(first: 500) { totalCount edges { node { id entityId } } } }", json!({})).await;
+            let all_hooks = nodes(&app.data_with(&admin, "{ webhooks(first: 500) { edges { node { id entityId } } } }", json!({})).await["webhooks"]);
+            let my_hooks = app.data_with(&viewer, "{ webhooks(first: 500) { totalCount edges { node { id entityId } } } }", json!({})).await;
             let expected_hooks: Vec<&Value> = all_hooks.iter().filter(|w| scope.contains(&id(&w["entityId"]))).collect();
             assert_eq!(nodes(&my_hooks["webhooks"]).iter().collect::<Vec<_>>(), expected_hooks, "webhooks: {case}");
             assert_eq!(my_hooks["webhooks"]["totalCount"], expected_hooks.len());
@@ -177,8 +159,8 @@ async fn nothing_outside_a_tokens_entities_is_seen_and_everything_inside_is() {
             }
 
             // Queue rows, their webhook, and the counters.
-            let rows = nodes(&call(&admin, app, ROWS, json!({})).await["queuedWebhooks"]);
-            let mine = call(&viewer, app, ROWS, json!({})).await;
+            let rows = nodes(&app.data_with(&admin, ROWS, json!({})).await["queuedWebhooks"]);
+            let mine = app.data_with(&viewer, ROWS, json!({})).await;
             let expected_rows: Vec<i64> =
                 rows.iter().filter(|r| scope.contains(&id(&r["entityId"]))).map(|r| id(&r["id"])).collect();
             let listed: Vec<Value> = nodes(&mine["queuedWebhooks"]);
@@ -189,7 +171,7 @@ async fn nothing_outside_a_tokens_entities_is_seen_and_everything_inside_is() {
                 let hook_entity = rows.iter().find(|r| r["id"] == row["id"]).map(|r| id(&r["webhook"]["entityId"]));
                 assert_eq!(hook_seen, hook_entity.is_some_and(|e| scope.contains(&e)), "row.webhook: {row} {case}");
             }
-            let stats = call(&viewer, app, "{ queueStats { pending sending sent retrying failed cancelled } }", json!({})).await;
+            let stats = app.data_with(&viewer, "{ queueStats { pending sending sent retrying failed cancelled } }", json!({})).await;
             let counted: i64 = stats["queueStats"].as_object().expect("stats").values().filter_map(Value::as_i64).sum();
             assert_eq!(counted, expected_rows.len() as i64, "queueStats: {case}");
             let mut stats_ws = ws::connect(app.addr, &token).await;

@@ -55,9 +55,8 @@ pub async fn issue(config: &Config, args: TokenArgs) -> Result<String, String> {
     }
     let entities = args.entities.iter().map(|&id| EntityScope { id, recursive: args.recursive }).collect();
     let request = store::TokenRequest { user: args.user, profile, entities, ttl };
-    let (token, _) = store::issue(&db, &auth.tokens, request, None, Utc::now())
-        .await
-        .map_err(|e| format!("{}", e.message()))?;
+    let (token, _) =
+        store::issue(&db, &auth.tokens, request, None, Utc::now()).await.map_err(|e| e.message().to_owned())?;
     db.close().await.ok();
     Ok(token)
 }

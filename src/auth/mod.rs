@@ -80,10 +80,16 @@ impl Auth {
             None => None,
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|err| {
-                    ConfigError(format!("key `jwt_jwks_file` (HOOKLINE_JWT_JWKS_FILE): cannot read {}: {err}", path.display()))
+                    ConfigError(format!(
+                        "key `jwt_jwks_file` (HOOKLINE_JWT_JWKS_FILE): cannot read {}: {err}",
+                        path.display()
+                    ))
                 })?;
                 let keys = serde_json::from_str(&text).map_err(|err| {
-                    ConfigError(format!("key `jwt_jwks_file` (HOOKLINE_JWT_JWKS_FILE): {} is not a JWKS: {err}", path.display()))
+                    ConfigError(format!(
+                        "key `jwt_jwks_file` (HOOKLINE_JWT_JWKS_FILE): {} is not a JWKS: {err}",
+                        path.display()
+                    ))
                 })?;
                 Some(token::Provider { keys, issuer: config.issuer.clone(), audience: config.audience.clone() })
             }
@@ -105,7 +111,8 @@ impl Auth {
         if self.revoked.contains(&claims.jti) {
             return Err(TokenError::Revoked);
         }
-        let profile = Profile::parse(&claims.profile).ok_or_else(|| TokenError::UnknownProfile(claims.profile.clone()))?;
+        let profile =
+            Profile::parse(&claims.profile).ok_or_else(|| TokenError::UnknownProfile(claims.profile.clone()))?;
         if claims.entities.is_empty() {
             return Err(TokenError::Malformed("the token covers no entity (`entities` is empty)".into()));
         }

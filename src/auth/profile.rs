@@ -20,8 +20,14 @@ pub enum Right {
 }
 
 impl Right {
-    pub const ALL: [Right; 6] =
-        [Right::Read, Right::ReadItems, Right::WriteItems, Right::OperateQueue, Right::Configure, Right::ConfigureGlobal];
+    pub const ALL: [Right; 6] = [
+        Right::Read,
+        Right::ReadItems,
+        Right::WriteItems,
+        Right::OperateQueue,
+        Right::Configure,
+        Right::ConfigureGlobal,
+    ];
 
     /// What the right allows, as refusals word it ("needs the right to …").
     pub fn describe(self) -> &'static str {

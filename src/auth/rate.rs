@@ -50,7 +50,8 @@ impl Limiter {
             buckets.retain(|_, b| b.available + now.duration_since(b.at).as_secs_f64() * per_second < burst);
         }
         let bucket = buckets.entry(token.to_owned()).or_insert(Bucket { available: self.burst, at: now });
-        let available = (bucket.available + now.duration_since(bucket.at).as_secs_f64() * self.per_second).min(self.burst);
+        let available =
+            (bucket.available + now.duration_since(bucket.at).as_secs_f64() * self.per_second).min(self.burst);
         bucket.available = available;
         bucket.at = now;
         let needed = count.min(self.burst);

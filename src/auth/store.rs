@@ -153,12 +153,11 @@ pub async fn bootstrap(
     let request = TokenRequest { user: "admin".into(), profile: Profile::SuperAdmin, entities: Vec::new(), ttl: None };
     let (token, _) = issue(conn, tokens, request, None, Utc::now()).await?;
     let path = data_dir.join(BOOTSTRAP_FILE);
-    let written = std::fs::create_dir_all(data_dir)
-        .and_then(|()| match std::fs::remove_file(&path) {
-            // A file left from an earlier database holds a token this one never issued.
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
-            _ => crate::secret_box::write_private(&path, &token),
-        });
+    let written = std::fs::create_dir_all(data_dir).and_then(|()| match std::fs::remove_file(&path) {
+        // A file left from an earlier database holds a token this one never issued.
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+        _ => crate::secret_box::write_private(&path, &token),
+    });
     written.map_err(|err| AppError::internal(format!("cannot write {}: {err}", path.display())))?;
     Ok(Some(path))
 }

@@ -450,11 +450,26 @@ mod tests {
         let item = ticket();
         let by = |user: &str| json!({"user": user, "profile": "event-writer"});
         let from_crm = by("crm-sync");
-        assert!(!filter.matches(&Subject { item: &item, parent_item: None, actor: Some(&from_crm), entity_chain: &chain }));
+        assert!(!filter.matches(&Subject {
+            item: &item,
+            parent_item: None,
+            actor: Some(&from_crm),
+            entity_chain: &chain
+        }));
         let from_alice = by("alice");
-        assert!(filter.matches(&Subject { item: &item, parent_item: None, actor: Some(&from_alice), entity_chain: &chain }));
+        assert!(filter.matches(&Subject {
+            item: &item,
+            parent_item: None,
+            actor: Some(&from_alice),
+            entity_chain: &chain
+        }));
         let profile = Filter::compile(&[CriterionSpec::leaf("AND", "actor.profile", "equals", "admin")]).expect("c");
-        assert!(!profile.matches(&Subject { item: &item, parent_item: None, actor: Some(&from_alice), entity_chain: &chain }));
+        assert!(!profile.matches(&Subject {
+            item: &item,
+            parent_item: None,
+            actor: Some(&from_alice),
+            entity_chain: &chain
+        }));
     }
 
     fn ticket() -> Value {

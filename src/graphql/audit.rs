@@ -79,7 +79,8 @@ impl AuditQuery {
     ) -> Result<Paged<AuditEntry>> {
         let s = session(ctx)?;
         let request = page_request(first, after)?;
-        let filter = AuditFilter { object_type, object_id: object_id.map(|id| id.0), user, within: s.scope_ids().await? };
+        let filter =
+            AuditFilter { object_type, object_id: object_id.map(|id| id.0), user, within: s.scope_ids().await? };
         let page = audit::list(&s.state.db, &filter, request).await?;
         Ok(connection(page, request.after.is_some(), AuditEntry))
     }

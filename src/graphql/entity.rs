@@ -144,8 +144,10 @@ impl EntityMutation {
         let input = input.into_node_input()?;
         s.entity_input(input.parent_id.unwrap_or(ROOT_ENTITY_ID), "parentId").await?;
         let created = ENTITIES.create(&s.state.db, input).await?;
-        s.audit(Change::new("Entity", created.id, "create").in_entity(created.id).fields(&Map::new(), &node_view(&created)))
-            .await;
+        s.audit(
+            Change::new("Entity", created.id, "create").in_entity(created.id).fields(&Map::new(), &node_view(&created)),
+        )
+        .await;
         Ok(created.into())
     }
 

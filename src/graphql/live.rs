@@ -11,9 +11,9 @@ use super::{
     queue::{QueueStatus, QueuedWebhook},
 };
 use crate::{
+    auth::Scope,
     error::{AppError, AppResult},
     queue::{QueueChange, QueueStats, Watch},
-    auth::Scope,
     service::{tree::EntityIndex, webhooks},
     slots::Slot,
     websocket::ConnectionSubscriptions,

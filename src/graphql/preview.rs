@@ -15,7 +15,8 @@ use crate::{
 /// What a webhook would send for an item now.
 #[derive(SimpleObject)]
 pub struct WebhookPreview {
-    /// The template variables: `{event, item, parent_item?}`.
+    /// The template variables: `{event, item, parent_item?, actor?}` (`actor`: the item's last
+    /// writer, `{user, profile}`).
     pub api_data: Json<Value>,
     /// The body, rendered.
     pub payload: String,

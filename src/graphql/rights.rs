@@ -37,9 +37,21 @@ pub fn required(operation: OperationType, field: &str) -> Option<Right> {
         }
         (
             OperationType::Mutation,
-            "createEntity" | "updateEntity" | "deleteEntity" | "createWebhook" | "updateWebhook" | "deleteWebhook"
-            | "regenerateWebhookSecret" | "validateCraChallenge" | "setWebhookFilter" | "createSavedSearch"
-            | "updateSavedSearch" | "deleteSavedSearch" | "cleanQueuedWebhooks" | "createApiToken" | "revokeApiToken",
+            "createEntity"
+            | "updateEntity"
+            | "deleteEntity"
+            | "createWebhook"
+            | "updateWebhook"
+            | "deleteWebhook"
+            | "regenerateWebhookSecret"
+            | "validateCraChallenge"
+            | "setWebhookFilter"
+            | "createSavedSearch"
+            | "updateSavedSearch"
+            | "deleteSavedSearch"
+            | "cleanQueuedWebhooks"
+            | "createApiToken"
+            | "revokeApiToken",
         ) => Configure,
         (
             OperationType::Mutation,

@@ -172,7 +172,9 @@ impl TokenQuery {
         let first = match first {
             None => DEFAULT_PAGE,
             Some(n) if n >= 0 && n as u64 <= MAX_PAGE => n as u64,
-            Some(n) => return Err(AppError::validation(format!("first: must be between 0 and {MAX_PAGE}, not {n}")).into()),
+            Some(n) => {
+                return Err(AppError::validation(format!("first: must be between 0 and {MAX_PAGE}, not {n}")).into());
+            }
         };
         let after = after_id(after)?;
         let scope = s.scope().await?;
@@ -238,11 +240,7 @@ impl TokenMutation {
         if let Some(missing) = entities.iter().find(|e| !index.contains(e.id)) {
             return Err(AppError::invalid("entities", format!("entities: no entity with id {}", missing.id)).into());
         }
-        let granted = if entities.is_empty() {
-            Scope::All
-        } else {
-            Scope::of(&entities, &index)
-        };
+        let granted = if entities.is_empty() { Scope::All } else { Scope::of(&entities, &index) };
         let scope = s.scope().await?;
         if !scope.covers(&granted) {
             return Err(AppError::Forbidden(
@@ -256,7 +254,9 @@ impl TokenMutation {
             Some(seconds) => {
                 return Err(AppError::invalid(
                     "ttlSeconds",
-                    format!("ttlSeconds: must be from 1 to {MAX_TTL_SECONDS} (or absent: never expires), not {seconds}"),
+                    format!(
+                        "ttlSeconds: must be from 1 to {MAX_TTL_SECONDS} (or absent: never expires), not {seconds}"
+                    ),
                 )
                 .into());
             }

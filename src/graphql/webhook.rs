@@ -561,8 +561,10 @@ impl WebhookMutation {
         webhook_in_reach(&s, id).await?;
         let secret = webhooks::regenerate_secret(&s.state.db, &s.state.secrets, id).await?;
         if let Some(webhook) = webhooks::get(&s.state.db, id).await? {
-            s.audit(Change::new("Webhook", id, "regenerateSecret").in_entity(webhook.settings.entity_id).secret("secret"))
-                .await;
+            s.audit(
+                Change::new("Webhook", id, "regenerateSecret").in_entity(webhook.settings.entity_id).secret("secret"),
+            )
+            .await;
         }
         Ok(secret)
     }

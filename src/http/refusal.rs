@@ -51,7 +51,11 @@ pub fn rate_limited(response: &async_graphql::Response) -> Option<Response> {
         _ => 1,
     };
     let body = json!({"errors": [error]});
-    let mut answer = (StatusCode::TOO_MANY_REQUESTS, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string())
+    let mut answer = (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body.to_string(),
+    )
         .into_response();
     answer.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     Some(answer)

@@ -149,7 +149,8 @@ impl StatsHub {
     /// (ages and the last minute move on their own); stops when nobody watches.
     async fn compute(self: Arc<Self>, key: StatsKey, tx: watch::Sender<Option<QueueStats>>) {
         let (webhook_id, within) = key.clone();
-        let watch = Watch { entities: within.as_ref().map(|ids| ids.iter().copied().collect()), ..Watch::webhook(webhook_id) };
+        let watch =
+            Watch { entities: within.as_ref().map(|ids| ids.iter().copied().collect()), ..Watch::webhook(webhook_id) };
         let mut subscription = self.bus.subscribe_unmetered(watch);
         let mut dirty = true;
         let mut refresh = tokio::time::interval(Duration::from_secs(5));

@@ -171,8 +171,7 @@ pub async fn clean(
     before: DateTime<Utc>,
     expired: DateTime<Utc>,
 ) -> AppResult<(u64, u64)> {
-    let entries =
-        audit_entries::Entity::delete_many().filter(audit_entries::Column::At.lt(before)).exec(conn).await?;
+    let entries = audit_entries::Entity::delete_many().filter(audit_entries::Column::At.lt(before)).exec(conn).await?;
     let tokens = entity::api_tokens::Entity::delete_many()
         .filter(entity::api_tokens::Column::ExpiresAt.is_not_null())
         .filter(entity::api_tokens::Column::ExpiresAt.lt(expired))

@@ -375,8 +375,13 @@ pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch
                     Some(Value::Object(patch)) => Some(rules::merge_fields(&as_map(&item.fields), &patch)),
                     Some(_) => return Err(AppError::validation("fields: must be a JSON object (a merge patch)")),
                 };
-                let replacement =
-                    Replacement { name: patch.name, entity_id: patch.entity_id, fields, parent: None, actor: patch.actor };
+                let replacement = Replacement {
+                    name: patch.name,
+                    entity_id: patch.entity_id,
+                    fields,
+                    parent: None,
+                    actor: patch.actor,
+                };
                 let (item, changed) = replace(txn, &intake.cache, staged.batch(), item, replacement, now).await?;
                 let queued = if changed {
                     forecast::raise(txn, staged, &intake, WebhookEvent::Update, &item, forecast).await?
@@ -477,11 +482,7 @@ pub async fn remove(
 
 /// The item with `actor` as its last writer.
 pub fn written_by(item: items::Model, actor: Option<&Actor>) -> items::Model {
-    items::Model {
-        actor_user: actor.map(|a| a.user.clone()),
-        actor_profile: actor.map(|a| a.profile.clone()),
-        ..item
-    }
+    items::Model { actor_user: actor.map(|a| a.user.clone()), actor_profile: actor.map(|a| a.profile.clone()), ..item }
 }
 
 async fn children_of(conn: &impl ConnectionTrait, item: &items::Model) -> AppResult<Vec<items::Model>> {

@@ -159,6 +159,40 @@ impl TestApp {
         }
     }
 
+    /// The whole response of a GraphQL request made with `client` (another token's).
+    pub async fn query_with(&self, client: &reqwest::Client, query: &str, variables: Value) -> Value {
+        let body = json!({"query": query, "variables": variables});
+        let response = client.post(self.url("/graphql")).json(&body).send().await.expect("request sent");
+        response.json().await.expect("a JSON response")
+    }
+
+    /// The `data` of a request made with `client` that must succeed.
+    pub async fn data_with(&self, client: &reqwest::Client, query: &str, variables: Value) -> Value {
+        let response = self.query_with(client, query, variables).await;
+        assert!(response.get("errors").is_none(), "{query} ({:?}): {response}", self.backend);
+        response["data"].clone()
+    }
+
+    /// Issues a token through the API (as the super-admin); returns the token and its id.
+    pub async fn issue_token(&self, input: Value) -> (String, String) {
+        let query = "mutation($i: ApiTokenInput!) { createApiToken(input: $i) { token apiToken { id } } }";
+        let created = &self.data(query, json!({"i": input})).await["createApiToken"];
+        (
+            created["token"].as_str().expect("token").to_owned(),
+            created["apiToken"]["id"].as_str().expect("id").to_owned(),
+        )
+    }
+
+    /// A client with a new token of `profile` for `user` on `entities` (every entity when
+    /// empty).
+    pub async fn client_as(&self, user: &str, profile: &str, entities: Value) -> reqwest::Client {
+        let mut input = json!({"user": user, "profile": profile});
+        if entities.as_array().is_some_and(|list| !list.is_empty()) {
+            input["entities"] = entities;
+        }
+        client_with(&self.issue_token(input).await.0)
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.expect("request sent")
     }
