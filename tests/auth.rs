@@ -524,3 +524,65 @@ async fn a_token_revoked_on_one_process_is_refused_by_another_within_a_second() 
     drop((first, second));
     admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok();
 }
+
+#[tokio::test]
+async fn an_identity_providers_tokens_are_accepted_with_its_issuer_and_audience() {
+    use aws_lc_rs::{
+        rand::SystemRandom,
+        signature::{Ed25519KeyPair, KeyPair},
+    };
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64URL};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+    let pair = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("a key");
+    let public = Ed25519KeyPair::from_pkcs8(pair.as_ref()).expect("parse").public_key().as_ref().to_vec();
+    let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "idp-1", "x": B64URL.encode(&public)}]});
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jwks_file = dir.path().join("jwks.json");
+    std::fs::write(&jwks_file, jwks.to_string()).expect("written");
+    let signing = EncodingKey::from_ed_der(pair.as_ref());
+    let sign = |body: Value| {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("idp-1".into());
+        jsonwebtoken::encode(&header, &body, &signing).expect("signed")
+    };
+    let now = chrono::Utc::now().timestamp();
+    let claims = |issuer: &str, audience: &str| {
+        json!({"sub": "sso-user", "profile": "viewer", "entities": [{"id": 0, "recursive": true}],
+            "iat": now, "exp": now + 600, "jti": "idp-token-1", "iss": issuer, "aud": audience})
+    };
+    each_backend_with(
+        |config| {
+            config.auth.jwks_file = Some(jwks_file.clone());
+            config.auth.issuer = Some("https://idp.example".into());
+            config.auth.audience = Some("hookline".into());
+        },
+        async |app| {
+            let good = sign(claims("https://idp.example", "hookline"));
+            let (status, _, body) =
+                post(app, Some(&format!("Bearer {good}")), json!({"query": "{ entities { id } }"})).await;
+            assert_eq!(status, 200, "{body}");
+            assert!(body.get("errors").is_none(), "{body}");
+            // A viewer from the provider may read, not configure.
+            let (_, _, body) = post(
+                app,
+                Some(&format!("Bearer {good}")),
+                json!({"query": "mutation { createEntity(input: {name: \"x\"}) { id } }"}),
+            )
+            .await;
+            assert_eq!(first_error(&body).0, "FORBIDDEN", "{body}");
+            for (token, reason) in [
+                (sign(claims("https://evil.example", "hookline")), "issuer"),
+                (sign(claims("https://idp.example", "another-app")), "audience"),
+            ] {
+                let (status, _, body) =
+                    post(app, Some(&format!("Bearer {token}")), json!({"query": "{ __typename }"})).await;
+                assert_eq!(status, 401, "{body}");
+                assert!(first_error(&body).1.contains(reason), "{body}");
+            }
+            // hookline's own tokens still work beside the provider's.
+            assert_eq!(app.data("{ __typename }", json!({})).await["__typename"], "Query");
+        },
+    )
+    .await;
+}
