@@ -13,8 +13,12 @@ use crate::error::{AppError, AppResult};
 /// The file the first super-admin token is written to, in the data directory.
 pub const BOOTSTRAP_FILE: &str = "admin.token";
 /// How often the revoked tokens are read again (every process learns of a revocation made by
-/// another within this time).
+/// another within this time, without NOTIFY: on SQLite, or while PostgreSQL's LISTEN
+/// connection is away).
 const REVOCATION_REFRESH: std::time::Duration = std::time::Duration::from_millis(500);
+/// The PostgreSQL channel a revocation is announced on, so that other processes read the
+/// revoked tokens at once.
+const REVOCATIONS_CHANNEL: &str = "hookline_token_revocations";
 
 /// What a new token grants.
 #[derive(Debug, Clone)]
@@ -106,7 +110,16 @@ pub async fn revoke(conn: &impl ConnectionTrait, id: &str, now: DateTime<Utc>) -
     }
     let mut active: api_tokens::ActiveModel = record.into();
     active.revoked_at = Set(Some(now));
-    Ok(active.update(conn).await?)
+    let revoked = active.update(conn).await?;
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        let notify = sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [REVOCATIONS_CHANNEL.into(), revoked.id.clone().into()],
+        );
+        conn.execute_raw(notify).await?;
+    }
+    Ok(revoked)
 }
 
 /// The ids of every revoked token that has not expired yet (an expired one is refused anyway).
@@ -162,8 +175,9 @@ pub async fn bootstrap(
     Ok(Some(path))
 }
 
-/// Reads the revoked tokens again and again until `shutdown`, so that a token revoked by any
-/// process is refused here too; requests never read the database for it.
+/// Reads the revoked tokens again until `shutdown`, so that a token revoked by any process is
+/// refused here too; requests never read the database for it. On PostgreSQL a revocation's
+/// NOTIFY makes the read at once; every [`REVOCATION_REFRESH`] it is made anyway.
 pub async fn keep_revocations_fresh(
     db: sea_orm::DatabaseConnection,
     auth: std::sync::Arc<Auth>,
@@ -171,14 +185,46 @@ pub async fn keep_revocations_fresh(
 ) {
     let mut every = tokio::time::interval(REVOCATION_REFRESH);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut listener = None;
     loop {
+        if listener.is_none() && db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            listener = revocation_listener(&db).await;
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {}
+            heard = next_revocation(&mut listener) => {
+                if heard.is_err() {
+                    // Polling goes on; the listener is opened again at the next turn.
+                    listener = None;
+                }
+            }
         }
         match revoked_ids(&db, Utc::now()).await {
             Ok(ids) => auth.revoked.merge(ids),
             Err(err) => tracing::warn!(?err, "cannot read the revoked API tokens; keeping the ones known"),
         }
+    }
+}
+
+type Listener = sea_orm::sqlx::postgres::PgListener;
+
+/// A LISTEN connection on the revocations channel, or None when it cannot be opened now.
+async fn revocation_listener(db: &sea_orm::DatabaseConnection) -> Option<Listener> {
+    let mut listener = Listener::connect_with(db.get_postgres_connection_pool()).await.ok()?;
+    match listener.listen(REVOCATIONS_CHANNEL).await {
+        Ok(()) => Some(listener),
+        Err(err) => {
+            tracing::warn!(%err, "cannot LISTEN for token revocations; reading them every 500 ms");
+            None
+        }
+    }
+}
+
+/// The next revocation another process announced; never, without a listener.
+async fn next_revocation(listener: &mut Option<Listener>) -> Result<(), sea_orm::sqlx::Error> {
+    match listener {
+        Some(listener) => listener.recv().await.map(|_| ()),
+        None => std::future::pending().await,
     }
 }
