@@ -2,13 +2,15 @@
 //!
 //! This module holds the parts that do not depend on a request: the profiles and the rights
 //! each holds ([`profile`]), the claims of a token and how any token is signed and checked
-//! ([`token`]), the record of issued tokens ([`store`]) and the set of revoked tokens kept in
-//! memory ([`Revoked`]); and [`Auth`], which turns a request's `Authorization` into a
-//! [`Caller`], or says why it cannot.
+//! ([`token`]), the right each API root field needs ([`rights`]), the entities a caller
+//! reaches ([`scope`]), the record of issued tokens ([`store`]), the set of revoked tokens kept
+//! in memory ([`Revoked`]) and the mutations per token; and [`Auth`], which turns a request's
+//! `Authorization` into a [`Caller`], or says why it cannot.
 
 pub mod cli;
 pub mod profile;
 mod rate;
+pub mod rights;
 pub mod scope;
 pub mod store;
 pub mod token;

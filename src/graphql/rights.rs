@@ -1,6 +1,6 @@
-//! The right each root field needs, declared once, and the guard that checks it before
-//! anything runs. A field missing from [`required`] refuses everyone but `super-admin`, and a
-//! test fails for every root field of the schema that has no entry.
+//! The guard that checks, before anything runs, the right each root field of an operation
+//! needs (declared once, in `auth::rights`). A field the table does not name refuses everyone
+//! but `super-admin`, and a test fails for every root field of the schema that has no entry.
 
 use std::sync::Arc;
 
@@ -12,54 +12,20 @@ use async_graphql::{
 
 use crate::{
     AppState,
-    auth::{Caller, Right},
+    auth::{
+        Caller, Right,
+        rights::{self, Root},
+    },
 };
 
-/// The right a root field needs; None: not declared (only `super-admin` may call it).
+/// The right a root field needs (the table in `auth::rights`); None: not declared.
 pub fn required(operation: OperationType, field: &str) -> Option<Right> {
-    use Right::*;
-    Some(match (operation, field) {
-        (OperationType::Query, "entities" | "entity" | "webhookCategories" | "webhookCategory") => Read,
-        (OperationType::Query, "itemtypes" | "item" | "items") => ReadItems,
-        (
-            OperationType::Query,
-            "webhook" | "webhooks" | "savedSearches" | "webhookPreview" | "filterPreview" | "payloadVariables"
-            | "queuedWebhook" | "queuedWebhooks" | "queueStats" | "auditLog",
-        ) => Read,
-        (OperationType::Query, "apiTokens") => Configure,
-        (
-            OperationType::Mutation,
-            "createItem" | "createItems" | "updateItem" | "deleteItem" | "restoreItem" | "purgeItem" | "triggerEvent"
-            | "triggerEvents",
-        ) => WriteItems,
-        (OperationType::Mutation, "forceSendQueuedWebhook" | "resendFailedWebhooks" | "cancelQueuedWebhook") => {
-            OperateQueue
-        }
-        (
-            OperationType::Mutation,
-            "createEntity"
-            | "updateEntity"
-            | "deleteEntity"
-            | "createWebhook"
-            | "updateWebhook"
-            | "deleteWebhook"
-            | "regenerateWebhookSecret"
-            | "validateCraChallenge"
-            | "setWebhookFilter"
-            | "createSavedSearch"
-            | "updateSavedSearch"
-            | "deleteSavedSearch"
-            | "cleanQueuedWebhooks"
-            | "createApiToken"
-            | "revokeApiToken",
-        ) => Configure,
-        (
-            OperationType::Mutation,
-            "createWebhookCategory" | "updateWebhookCategory" | "deleteWebhookCategory" | "createItemtype",
-        ) => ConfigureGlobal,
-        (OperationType::Subscription, "queueUpdates" | "queueStats") => Read,
-        _ => return None,
-    })
+    let root = match operation {
+        OperationType::Query => Root::Query,
+        OperationType::Mutation => Root::Mutation,
+        OperationType::Subscription => Root::Subscription,
+    };
+    rights::required(root, field)
 }
 
 /// Checks every root field of every operation of a document against the caller's profile.
