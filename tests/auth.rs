@@ -150,10 +150,54 @@ fn root_fields() -> Vec<(OperationType, String)> {
 }
 
 #[tokio::test]
-async fn every_root_field_is_refused_to_the_profiles_without_its_right() {
+async fn every_root_field_is_refused_to_bad_tokens_and_to_the_profiles_without_its_right() {
     each_backend(async |app| {
         let fields = root_fields();
         assert!(fields.len() > 40, "{fields:?}");
+        // Every field is refused, before anything runs, to every kind of bad token.
+        let now = chrono::Utc::now().timestamp();
+        let other_key = Tokens::new(token_signing_key(&[9; 32]), None).expect("tokens");
+        let own = &app.state.auth.tokens;
+        let alg_none = {
+            use base64::Engine;
+            let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+            format!(
+                "{}.{}.",
+                b64(json!({"alg": "none"})),
+                b64(serde_json::to_value(claims("super-admin", None, None)).expect("json"))
+            )
+        };
+        let revoked = {
+            let (token, id) = app.issue_token(json!({"user": "gone", "profile": "super-admin"})).await;
+            app.data("mutation($id: ID!) { revokeApiToken(id: $id) { id } }", json!({"id": id})).await;
+            token
+        };
+        let bad: Vec<(Option<String>, &str)> = vec![
+            (None, "no token"),
+            (Some("Bearer x.y".into()), "malformed"),
+            (Some(format!("Bearer {alg_none}")), "`none` is not allowed"),
+            (
+                Some(format!("Bearer {}", other_key.sign(&claims("super-admin", None, None)).expect("signed"))),
+                "signature",
+            ),
+            (
+                Some(format!("Bearer {}", own.sign(&claims("super-admin", Some(now - 60), None)).expect("signed"))),
+                "token expired",
+            ),
+            (Some(format!("Bearer {revoked}")), "token revoked"),
+        ];
+        for (operation, field) in &fields {
+            for (authorization, reason) in &bad {
+                let query = json!({"query": format!("{operation} {{ {field} }}")});
+                let (status, _, body) = post(app, authorization.as_deref(), query).await;
+                assert_eq!(
+                    (status, first_error(&body).0.as_str()),
+                    (401, "UNAUTHENTICATED"),
+                    "{field}, {reason}: {body}"
+                );
+                assert!(first_error(&body).1.contains(reason), "{field}: {body}");
+            }
+        }
         for profile in Profile::ALL {
             let token = token_of(app, profile.as_str()).await;
             let client = client_with(&token);
