@@ -18,6 +18,7 @@ pub struct AuditEntry(audit_entries::Model);
 
 #[Object]
 impl AuditEntry {
+    /// The entry's id (entries are numbered in the order they are written).
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
@@ -42,6 +43,7 @@ impl AuditEntry {
         &self.0.object_type
     }
 
+    /// The id of the object (a token's is its `jti`, an itemtype's its name).
     async fn object_id(&self) -> ID {
         ID(self.0.object_id.clone())
     }

@@ -144,7 +144,9 @@ pub struct HistoryEntry {
 /// The writer of a change: the user and profile of its token.
 #[derive(SimpleObject, Clone)]
 pub struct Actor {
+    /// The token's user (`sub`).
     pub user: String,
+    /// The token's profile.
     pub profile: String,
 }
 

@@ -31,6 +31,7 @@ const SCAN_CHUNK: u64 = 500;
 /// An entity a token covers.
 #[derive(SimpleObject)]
 pub struct EntityScope {
+    /// The entity.
     pub id: ID,
     /// Whether the entity's descendants are covered too.
     pub recursive: bool,
@@ -39,7 +40,9 @@ pub struct EntityScope {
 /// An entity to cover.
 #[derive(InputObject)]
 pub struct EntityScopeInput {
+    /// The entity.
     pub id: ID,
+    /// Whether its descendants are covered too.
     pub recursive: bool,
 }
 
@@ -66,14 +69,17 @@ impl ApiToken {
         ID(self.0.id.clone())
     }
 
+    /// The user it stands for (its `sub`).
     async fn user(&self) -> &str {
         &self.0.user
     }
 
+    /// `super-admin`, `admin`, `operator`, `viewer` or `event-writer`.
     async fn profile(&self) -> &str {
         &self.0.profile
     }
 
+    /// The entities it covers.
     async fn entities(&self) -> Vec<EntityScope> {
         entities_of(&self.0)
             .into_iter()
