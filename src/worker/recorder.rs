@@ -64,22 +64,22 @@ pub async fn run(queue: Arc<Queue>, mut outcomes: mpsc::Receiver<Finished>, stop
 /// released, so nothing is lost.
 async fn write(queue: &Queue, batch: &mut Vec<Outcome>, stop: &CancellationToken) {
     let lease_ends = batch.iter().filter_map(|o| o.row.lease_until).min();
+    let outcomes: Arc<[Outcome]> = batch.drain(..).collect();
     let mut delay = Duration::from_millis(50);
     for attempt in 1.. {
-        let Err(err) = queue.record(batch.clone()).await else { break };
+        let Err(err) = queue.record(outcomes.clone()).await else { break };
         let leased = !stop.is_cancelled() && lease_ends.is_some_and(|end| chrono::Utc::now() + delay < end);
         if attempt >= MIN_ATTEMPTS && !leased {
             tracing::error!(
                 ?err,
                 attempt,
-                rows = batch.len(),
+                rows = outcomes.len(),
                 "cannot write delivery outcomes; their rows will be sent again"
             );
             break;
         }
-        tracing::warn!(?err, attempt, rows = batch.len(), "cannot write delivery outcomes; retrying");
+        tracing::warn!(?err, attempt, rows = outcomes.len(), "cannot write delivery outcomes; retrying");
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
-    batch.clear();
 }
