@@ -53,6 +53,10 @@ pub async fn limit_pages(conn: &impl ConnectionTrait, pages: u64) -> Result<(), 
     conn.execute_unprepared(&format!("PRAGMA max_page_count = {pages}")).await.map(|_| ())
 }
 
+/// Rows a SQLite connection's thread may hand over before the reader takes them (sqlx's
+/// default is 50): more than the largest claim, insert or outcome statement returns.
+const ROW_CHANNEL: usize = 512;
+
 /// Opens the pool. SQLite runs in WAL mode with foreign keys on and a busy timeout, so that
 /// readers never block and writers queue instead of failing; with `sqlite_max_size`, every
 /// connection may fill only the clients' part of it ([`PageBudget`]) until told otherwise.
@@ -73,6 +77,12 @@ pub async fn connect(config: &Config, connections: u32) -> Result<DatabaseConnec
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(30))
+                // Savepoints (one per job of a write batch) keep the pages they change in a
+                // sub-journal: in memory, not a temporary file written page by page.
+                .pragma("temp_store", "memory")
+                // The connection's thread hands rows over through a channel: room for a whole
+                // claim or insert, so that it does not stop every 50 rows to wait for the reader.
+                .row_buffer_size(ROW_CHANNEL)
         });
     let max_size = config.sqlite_max_size;
     if max_size > 0 {

@@ -9,7 +9,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use entity::webhooks;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use secrecy::ExposeSecret;
 
 use super::{ChallengeCache, HttpSender, OAuthClient, PreparedRequest, Signer, TokenCache, prepare};
@@ -144,51 +144,68 @@ impl DeliveryClient {
 /// Decrypted signing secrets by webhook, reused while the webhook is unchanged.
 #[derive(Default)]
 pub struct SignerCache {
-    entries: Mutex<HashMap<i64, (DateTime<Utc>, Signer)>>,
+    entries: Mutex<HashMap<i64, (DateTime<Utc>, Arc<Signer>)>>,
 }
 
 impl SignerCache {
-    /// The signers of the given webhooks; a webhook that no longer exists is absent.
+    /// The signers of the given webhooks; a webhook that no longer exists is absent. Only the
+    /// webhooks' versions are read, and the whole rows of those whose signer is not cached at
+    /// its version.
     pub async fn for_webhooks(
         &self,
         db: &DatabaseConnection,
         secrets: &SecretBox,
         ids: &[i64],
-    ) -> AppResult<HashMap<i64, Signer>> {
-        let rows = webhooks::Entity::find().filter(webhooks::Column::Id.is_in(ids.iter().copied())).all(db).await?;
-        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut out = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let cached = entries.get(&row.id).filter(|(at, _)| *at == row.updated_at).map(|(_, s)| s.clone());
-            let signer = match cached {
-                Some(signer) => signer,
-                None => {
-                    let scheme = SignatureScheme::parse(&row.signature_scheme)
-                        .ok_or_else(|| AppError::internal(format!("webhook {}: unknown signature scheme", row.id)))?;
-                    let id = row.id.to_string();
-                    let secret = secrets.open(Purpose::WebhookSecret, &id, &row.secret_encrypted)?;
-                    let oauth = match (row.use_oauth, &row.oauth_url, &row.client_secret_encrypted) {
-                        (true, Some(token_url), Some(sealed)) => Some(Arc::new(OAuthClient {
-                            token_url: token_url.clone(),
-                            client_id: row.client_id.clone().unwrap_or_default(),
-                            client_secret: secrets.open(Purpose::OauthClientSecret, &id, sealed)?,
-                        })),
-                        _ => None,
-                    };
-                    let signer = Signer {
-                        webhook_id: row.id,
-                        version: row.updated_at,
-                        scheme,
-                        secret,
-                        cra: row.use_cra_challenge,
-                        oauth,
-                    };
-                    entries.insert(row.id, (row.updated_at, signer.clone()));
-                    signer
+    ) -> AppResult<HashMap<i64, Arc<Signer>>> {
+        let versions: Vec<(i64, DateTime<Utc>)> = webhooks::Entity::find()
+            .select_only()
+            .column(webhooks::Column::Id)
+            .column(webhooks::Column::UpdatedAt)
+            .filter(webhooks::Column::Id.is_in(ids.iter().copied()))
+            .into_tuple()
+            .all(db)
+            .await?;
+        let mut out = HashMap::with_capacity(versions.len());
+        let mut stale = Vec::new();
+        {
+            let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (id, version) in versions {
+                match entries.get(&id).filter(|(at, _)| *at == version) {
+                    Some((_, signer)) => {
+                        out.insert(id, signer.clone());
+                    }
+                    None => stale.push(id),
                 }
-            };
+            }
+        }
+        if stale.is_empty() {
+            return Ok(out);
+        }
+        // Changed since the versions were read: the newer row is the one to sign with.
+        let rows = webhooks::Entity::find().filter(webhooks::Column::Id.is_in(stale)).all(db).await?;
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for row in rows {
+            let signer = Arc::new(signer_of(&row, secrets)?);
+            entries.insert(row.id, (row.updated_at, signer.clone()));
             out.insert(row.id, signer);
         }
         Ok(out)
     }
+}
+
+/// How a webhook row signs: its scheme, its secret opened, its OAuth client.
+fn signer_of(row: &webhooks::Model, secrets: &SecretBox) -> AppResult<Signer> {
+    let scheme = SignatureScheme::parse(&row.signature_scheme)
+        .ok_or_else(|| AppError::internal(format!("webhook {}: unknown signature scheme", row.id)))?;
+    let id = row.id.to_string();
+    let secret = secrets.open(Purpose::WebhookSecret, &id, &row.secret_encrypted)?;
+    let oauth = match (row.use_oauth, &row.oauth_url, &row.client_secret_encrypted) {
+        (true, Some(token_url), Some(sealed)) => Some(Arc::new(OAuthClient {
+            token_url: token_url.clone(),
+            client_id: row.client_id.clone().unwrap_or_default(),
+            client_secret: secrets.open(Purpose::OauthClientSecret, &id, sealed)?,
+        })),
+        _ => None,
+    };
+    Ok(Signer { webhook_id: row.id, version: row.updated_at, scheme, secret, cra: row.use_cra_challenge, oauth })
 }

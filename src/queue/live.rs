@@ -41,11 +41,66 @@ pub struct QueueChange {
 
 impl From<&Transition> for QueueChange {
     fn from(transition: &Transition) -> Self {
-        let mut row = transition.row.clone();
-        row.body = None;
-        row.response_body = None;
-        row.headers = serde_json::Value::Object(Default::default());
-        Self { row, previous_status: transition.from }
+        Self { row: published(&transition.row), previous_status: transition.from }
+    }
+}
+
+/// The row as a change carries it: without its body, headers and response body (copied
+/// field by field, so that the payload is never copied only to be dropped).
+pub fn published(row: &queued_webhooks::Model) -> queued_webhooks::Model {
+    let queued_webhooks::Model {
+        id,
+        webhook_id,
+        itemtype,
+        item_id,
+        entity_id,
+        event,
+        url,
+        http_method,
+        headers: _,
+        body: _,
+        status,
+        sent_try,
+        max_attempts,
+        delivery_id,
+        create_time,
+        send_time,
+        sent_time,
+        last_status_code,
+        response_body: _,
+        last_error,
+        save_response_body,
+        log_in_item_history,
+        lease_until,
+        claim_token,
+        claimed_by,
+    } = row;
+    queued_webhooks::Model {
+        id: *id,
+        webhook_id: *webhook_id,
+        itemtype: itemtype.clone(),
+        item_id: item_id.clone(),
+        entity_id: *entity_id,
+        event: event.clone(),
+        url: url.clone(),
+        http_method: http_method.clone(),
+        headers: serde_json::Value::Object(Default::default()),
+        body: None,
+        status: *status,
+        sent_try: *sent_try,
+        max_attempts: *max_attempts,
+        delivery_id: delivery_id.clone(),
+        create_time: *create_time,
+        send_time: *send_time,
+        sent_time: *sent_time,
+        last_status_code: *last_status_code,
+        response_body: None,
+        last_error: last_error.clone(),
+        save_response_body: *save_response_body,
+        log_in_item_history: *log_in_item_history,
+        lease_until: *lease_until,
+        claim_token: *claim_token,
+        claimed_by: claimed_by.clone(),
     }
 }
 

@@ -66,9 +66,10 @@ impl Staged {
         self.wake |= other.wake;
     }
 
-    fn push(&mut self, row: Model, from: Option<QueueStatus>) {
+    /// Stages a change of `row` (kept as subscribers are told it: without its payload).
+    fn push(&mut self, row: &Model, from: Option<QueueStatus>) {
         self.wake |= matches!(row.status, QueueStatus::Pending | QueueStatus::Retrying);
-        self.transitions.push(Transition { row, from });
+        self.transitions.push(Transition { row: live::published(row), from });
     }
 }
 
@@ -129,7 +130,7 @@ pub async fn enqueue(conn: &impl ConnectionTrait, staged: &mut Staged, mut rows:
     }
     store::insert(conn, &mut rows).await?;
     for row in &rows {
-        staged.push(row.clone(), None);
+        staged.push(row, None);
     }
     Ok(rows)
 }
@@ -264,7 +265,7 @@ impl Queue {
                     let rows = store::claim_due(txn, limit, &claim).await?;
                     for row in &rows {
                         let from = if row.sent_try > 0 { QueueStatus::Retrying } else { QueueStatus::Pending };
-                        staged.push(row.clone(), Some(from));
+                        staged.push(row, Some(from));
                     }
                     Ok(rows)
                 })
@@ -275,7 +276,9 @@ impl Queue {
     /// Writes the outcomes of attempts. An outcome whose claim is no longer the row's (its
     /// lease ended and another worker took it) is not written. A value the database refuses
     /// fails only its own row, which is then written without it.
-    pub async fn record(&self, outcomes: Vec<Outcome>) -> AppResult<usize> {
+    /// The outcomes are shared, so that a batch the database refused can be tried again without
+    /// copying it.
+    pub async fn record(&self, outcomes: Arc<[Outcome]>) -> AppResult<usize> {
         if outcomes.is_empty() {
             return Ok(0);
         }
@@ -326,7 +329,7 @@ impl Queue {
                     let rows = release(txn).await?;
                     let count = rows.len();
                     for row in rows {
-                        staged.push(row, Some(QueueStatus::Sending));
+                        staged.push(&row, Some(QueueStatus::Sending));
                     }
                     Ok(count)
                 })
@@ -369,7 +372,7 @@ impl Queue {
                     let row = store::claim_one(txn, id, &claim)
                         .await?
                         .ok_or_else(|| AppError::conflict(format!("queued webhook {id} is being sent right now")))?;
-                    staged.push(row.clone(), Some(before.status));
+                    staged.push(&row, Some(before.status));
                     Ok(row)
                 })
             })
@@ -391,7 +394,7 @@ impl Queue {
                     let rows = store::resend_failed(txn, webhook_id, within.as_deref()).await?;
                     let count = rows.len();
                     for row in rows {
-                        staged.push(row, Some(QueueStatus::Failed));
+                        staged.push(&row, Some(QueueStatus::Failed));
                     }
                     Ok(count)
                 })
@@ -416,7 +419,7 @@ impl Queue {
                         if store::set_status(txn, id, row.status, to).await? {
                             let from = row.status;
                             let row = Model { status: to, ..row };
-                            staged.push(row.clone(), Some(from));
+                            staged.push(&row, Some(from));
                             return Ok(row);
                         }
                     }

@@ -41,9 +41,9 @@ impl Outcome {
     }
 
     /// The row as the outcome leaves it, computed at `now`: what is written and what
-    /// subscribers are told.
+    /// subscribers are told. Without its body and headers, which an outcome does not change.
     pub fn updated_row(&self, now: DateTime<Utc>) -> Model {
-        let mut row = self.row.clone();
+        let mut row = super::live::published(&self.row);
         row.status =
             transition::next(Some(QueueStatus::Sending), Step::Outcome(&self.decision)).unwrap_or(QueueStatus::Failed);
         if self.counted {
@@ -84,7 +84,11 @@ impl Outcome {
 
 /// Writes the outcomes, stages their transitions, and adds the history entries and webhook
 /// deactivations they call for. Returns how many were written.
-pub(super) async fn record(txn: &DatabaseTransaction, staged: &mut Staged, outcomes: Vec<Outcome>) -> AppResult<usize> {
+pub(super) async fn record(
+    txn: &DatabaseTransaction,
+    staged: &mut Staged,
+    outcomes: std::sync::Arc<[Outcome]>,
+) -> AppResult<usize> {
     let now = Utc::now();
     let rows: Vec<Model> = outcomes.iter().map(|o| o.updated_row(now)).collect();
     let written = match write_rows(txn, &outcomes, &rows).await {
@@ -117,7 +121,7 @@ pub(super) async fn record(txn: &DatabaseTransaction, staged: &mut Staged, outco
             continue;
         }
         follow_up(txn, outcome, &row, now).await?;
-        staged.push(row, Some(QueueStatus::Sending));
+        staged.push(&row, Some(QueueStatus::Sending));
     }
     Ok(written.len())
 }

@@ -72,6 +72,18 @@ pub struct HotCache {
     webhooks: Mutex<HashMap<WebhookKey, CachedList>>,
     entities: Mutex<Option<CachedTree>>,
     itemtypes: Mutex<HashMap<String, Itemtype>>,
+    /// Versions read together for one write batch ([`HotCache::read_versions`]).
+    read: Mutex<Option<BatchVersions>>,
+}
+
+/// The versions a write batch read in one statement: those of one (itemtype, event)'s
+/// webhooks, of the saved searches and of the entity tree.
+struct BatchVersions {
+    batch: u64,
+    key: WebhookKey,
+    webhooks: Version,
+    searches: Version,
+    entities: Version,
 }
 
 impl std::fmt::Debug for HotCache {
@@ -94,6 +106,24 @@ async fn version<E: EntityTrait>(
         .into_model::<Version>()
         .one(conn)
         .await?)
+}
+
+/// `SELECT COUNT(id), MAX(updated_at)` of `rows`, as two scalar subqueries named `{name}_count`
+/// and `{name}_latest` of `into`.
+fn version_columns<E: EntityTrait>(
+    into: &mut sea_orm::sea_query::SelectStatement,
+    name: &str,
+    rows: sea_orm::Select<E>,
+    id: E::Column,
+    updated_at: E::Column,
+) {
+    use sea_orm::{QueryTrait, sea_query::SubQueryStatement};
+    let scalar = |select: sea_orm::Select<E>, value: Expr| {
+        let query = select.select_only().column_as(value, "v").into_query();
+        Expr::SubQuery(None, Box::new(SubQueryStatement::SelectStatement(query)))
+    };
+    into.expr_as(scalar(rows.clone(), Expr::col(id).count()), format!("{name}_count"));
+    into.expr_as(scalar(rows, Expr::col(updated_at).max()), format!("{name}_latest"));
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -124,6 +154,56 @@ impl HotCache {
         Ok(found)
     }
 
+    /// Reads, in one statement, the versions that [`Self::webhooks`] (for `itemtype` and
+    /// `event`) and [`Self::entities_in`] check in write batch `batch`, unless both were checked
+    /// in it already: the checks then use them instead of a statement each. Outside a batch it
+    /// does nothing.
+    pub async fn read_versions(
+        &self,
+        conn: &impl ConnectionTrait,
+        itemtype: &str,
+        event: &'static str,
+        batch: Option<u64>,
+    ) -> AppResult<()> {
+        let Some(number) = batch else { return Ok(()) };
+        let key = (itemtype.to_owned(), event);
+        let webhooks_checked = lock(&self.webhooks).get(&key).is_some_and(|(_, _, checked)| *checked == batch);
+        let entities_checked = lock(&self.entities).as_ref().is_some_and(|(_, _, checked)| *checked == batch);
+        if webhooks_checked && entities_checked {
+            return Ok(());
+        }
+        let mut query = sea_orm::sea_query::Query::select();
+        let webhooks = webhook_rows::Entity::find()
+            .filter(webhook_rows::Column::Itemtype.eq(itemtype))
+            .filter(webhook_rows::Column::Event.eq(event));
+        version_columns(&mut query, "webhooks", webhooks, webhook_rows::Column::Id, webhook_rows::Column::UpdatedAt);
+        let searches = saved_searches::Entity::find();
+        version_columns(&mut query, "searches", searches, saved_searches::Column::Id, saved_searches::Column::UpdatedAt);
+        let entities = entities::Entity::find();
+        version_columns(&mut query, "entities", entities, entities::Column::Id, entities::Column::UpdatedAt);
+        let Some(row) = conn.query_one(&query).await? else { return Ok(()) };
+        let read = |name: &str| -> AppResult<Version> {
+            Ok(Version {
+                count: row.try_get("", &format!("{name}_count"))?,
+                latest: row.try_get("", &format!("{name}_latest"))?,
+            })
+        };
+        let versions = BatchVersions {
+            batch: number,
+            key,
+            webhooks: read("webhooks")?,
+            searches: read("searches")?,
+            entities: read("entities")?,
+        };
+        *lock(&self.read) = Some(versions);
+        Ok(())
+    }
+
+    /// The versions read for this batch by [`Self::read_versions`], if it read them.
+    fn versions_read<T>(&self, batch: Option<u64>, pick: impl FnOnce(&BatchVersions) -> Option<T>) -> Option<T> {
+        lock(&self.read).as_ref().filter(|read| Some(read.batch) == batch).and_then(pick)
+    }
+
     /// Every webhook (active or not) of the itemtype and event, with its templates parsed (its
     /// credential headers opened with `secrets`). `batch`: the writer's batch the caller runs
     /// in, if any.
@@ -145,13 +225,18 @@ impl HotCache {
         let filter = |q: sea_orm::Select<webhook_rows::Entity>| {
             q.filter(webhook_rows::Column::Itemtype.eq(itemtype)).filter(webhook_rows::Column::Event.eq(event))
         };
-        let webhooks = version(
-            conn,
-            filter(webhook_rows::Entity::find()),
-            webhook_rows::Column::Id,
-            webhook_rows::Column::UpdatedAt,
-        )
-        .await?;
+        let webhooks = match self.versions_read(batch, |read| (read.key == key).then(|| read.webhooks.clone())) {
+            Some(read) => Some(read),
+            None => {
+                version(
+                    conn,
+                    filter(webhook_rows::Entity::find()),
+                    webhook_rows::Column::Id,
+                    webhook_rows::Column::UpdatedAt,
+                )
+                .await?
+            }
+        };
         // Saved searches used as filters change independently of the webhooks; their version
         // only matters when one of these webhooks uses one.
         let uses_saved = match lock(&self.webhooks).get(&key) {
@@ -161,8 +246,18 @@ impl HotCache {
             _ => true,
         };
         let searches = if uses_saved {
-            version(conn, saved_searches::Entity::find(), saved_searches::Column::Id, saved_searches::Column::UpdatedAt)
-                .await?
+            match self.versions_read(batch, |read| Some(read.searches.clone())) {
+                Some(read) => Some(read),
+                None => {
+                    version(
+                        conn,
+                        saved_searches::Entity::find(),
+                        saved_searches::Column::Id,
+                        saved_searches::Column::UpdatedAt,
+                    )
+                    .await?
+                }
+            }
         } else {
             Some(Version { count: -1, latest: None })
         };
@@ -211,8 +306,10 @@ impl HotCache {
         {
             return Ok(index.clone());
         }
-        let version =
-            version(conn, entities::Entity::find(), entities::Column::Id, entities::Column::UpdatedAt).await?;
+        let version = match self.versions_read(batch, |read| Some(read.entities.clone())) {
+            Some(read) => Some(read),
+            None => version(conn, entities::Entity::find(), entities::Column::Id, entities::Column::UpdatedAt).await?,
+        };
         if let (Some(version), Some((cached, index, checked))) = (&version, lock(&self.entities).as_mut())
             && version == cached
         {

@@ -101,6 +101,7 @@ pub async fn raise(
     event: WebhookEvent,
     item: &items::Model,
 ) -> AppResult<Vec<queued_webhooks::Model>> {
+    intake.cache.read_versions(conn, &item.itemtype, event.as_str(), staged.batch()).await?;
     let candidates = intake
         .cache
         .webhooks(conn, &intake.secrets, &item.itemtype, event.as_str(), intake.limits, staged.batch())

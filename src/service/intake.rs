@@ -178,6 +178,9 @@ pub async fn insert_all(
     prepared: &mut Vec<Prepared>,
 ) -> AppResult<Vec<Changed<items::Model>>> {
     let new = WebhookEvent::New.as_str();
+    if let Some(first) = prepared.first() {
+        intake.cache.read_versions(txn, &first.row.itemtype, new, staged.batch()).await?;
+    }
     let mut plans = Vec::with_capacity(prepared.len());
     for p in prepared.iter_mut() {
         let plan = match p.plan.take() {

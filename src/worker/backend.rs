@@ -20,7 +20,7 @@ use crate::{
 /// A claimed row, its signer, and the send slot it holds until its outcome is written.
 pub struct Delivery {
     pub row: entity::queued_webhooks::Model,
-    pub signer: Signer,
+    pub signer: Arc<Signer>,
     pub slot: OwnedSemaphorePermit,
 }
 
@@ -110,7 +110,7 @@ pub struct Handler {
 }
 
 /// One attempt of one claimed row; its outcome goes to the recorder.
-#[tracing::instrument(skip_all, fields(queued_id = job.row.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(queued_id = job.row.id))]
 pub async fn deliver(job: Delivery, handler: Data<Handler>) -> Result<(), BoxDynError> {
     let Delivery { row, signer, slot } = job;
     let (client, outcomes) = (handler.client.clone(), handler.outcomes.clone());

@@ -155,6 +155,6 @@ async fn force(
         return Err(AppError::not_found(format!("the webhook of queued webhook {id} no longer exists")));
     };
     let outcome = client.attempt(row, &signer).await;
-    queue.record(vec![outcome]).await?;
+    queue.record(Arc::from([outcome])).await?;
     queue.require(id).await
 }
