@@ -320,6 +320,12 @@ mod tests {
         assert_eq!(text, "{% raw %}{{ not }}{% endraw %}{{- item.a  | __hookline_json_string -}}{{ item.b | json }}");
     }
 
+    /// The default limits but time: a slow (debug, loaded) machine must meet the budget under
+    /// test before the 100 ms one.
+    fn untimed() -> Limits {
+        Limits { timeout: std::time::Duration::from_secs(60), ..Limits::default() }
+    }
+
     fn budget_error(source: &str, limits: Limits, data: serde_json::Value) -> String {
         let template = Template::parse(source, Context::Json, limits).expect("parses");
         template.render(&vars(data)).expect_err("stopped")
@@ -328,7 +334,7 @@ mod tests {
     #[test]
     fn the_issue_examples_are_refused() {
         let doubling = "{% assign s = 'xxxxxxxxxxxxxxxx' %}{% for i in (1..40) %}{% assign s = s | append: s %}{% endfor %}{\"n\":{{ s | size }}}";
-        let err = budget_error(doubling, Limits::default(), json!({}));
+        let err = budget_error(doubling, untimed(), json!({}));
         assert!(err.contains("more than 1048576 bytes"), "{err}");
         for source in [
             "{% tablerow i in (1..2000000000) %}{% endtablerow %}",
@@ -341,8 +347,7 @@ mod tests {
 
     #[test]
     fn loops_over_data_count_against_the_iteration_budget() {
-        // A slow (debug, loaded) machine must meet the iteration budget before the time one.
-        let untimed = Limits { timeout: std::time::Duration::from_secs(60), ..Limits::default() };
+        let untimed = untimed();
         let tags: Vec<u32> = (0..200).collect();
         let nested = "{% for a in item.tags %}{% for b in item.tags %}{% endfor %}{% endfor %}{}";
         let err = budget_error(nested, untimed, json!({"item": {"tags": tags}}));
@@ -367,7 +372,7 @@ mod tests {
             "{% capture c %}{% for i in (1..1000) %}{{ item.s }}{% endfor %}{% endcapture %}{}",
             "{% for i in (1..1000) %}{% ifchanged %}{{ item.s }}{{ item.big }}{{ i }}{% endifchanged %}{% endfor %}",
         ] {
-            let err = budget_error(source, Limits::default(), data.clone());
+            let err = budget_error(source, untimed(), data.clone());
             assert!(err.contains("bytes"), "{source}: {err}");
         }
     }
