@@ -194,3 +194,47 @@ async fn nothing_outside_a_tokens_entities_is_seen_and_everything_inside_is() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_scoped_admins_challenge_never_renders_an_item_of_another_entity() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        let entity = |name: &'static str| async move {
+            let created =
+                app.data("mutation($n: String!) { createEntity(input: {name: $n}) { id } }", json!({"n": name})).await;
+            created["createEntity"]["id"].as_str().expect("id").to_owned()
+        };
+        let (mine, theirs) = (entity("Mine").await, entity("Theirs").await);
+        let admin = app.client_as("eu-admin", "admin", json!([{"id": mine, "recursive": true}])).await;
+        // The admin's webhook puts the item's name in its URL.
+        let hook = json!({"name": "leak", "entityId": mine, "isRecursive": true, "itemtype": "Ticket", "event": "NEW",
+            "url": format!("{}?n={{{{ item.name }}}}", receiver.url("/cra"))});
+        let created = app
+            .data_with(&admin, "mutation($i: WebhookInput!) { createWebhook(input: $i) { id } }", json!({"i": hook}))
+            .await;
+        let hook_id = created["createWebhook"]["id"].as_str().expect("id").to_owned();
+        let secret = app
+            .data(
+                "mutation($i: ItemInput!) { createItem(input: $i) { id } }",
+                json!({"i": {"itemtype": "Ticket", "entityId": theirs, "name": "secret-name"}}),
+            )
+            .await;
+        let secret_id = secret["createItem"]["id"].as_str().expect("id").to_owned();
+        let check = "mutation($w: ID!, $i: ID) { validateCraChallenge(webhookId: $w, itemId: $i) { valid } }";
+        let refused = app.query_with(&admin, check, json!({"w": hook_id, "i": secret_id})).await;
+        assert_eq!(refused["errors"][0]["extensions"]["code"], "NOT_FOUND", "{refused}");
+        // Without itemId, the newest item in the admin's entities is used, never another's.
+        let refused = app.query_with(&admin, check, json!({"w": hook_id})).await;
+        assert_eq!(refused["errors"][0]["extensions"]["code"], "VALIDATION", "none of mine is stored: {refused}");
+        app.data(
+            "mutation($i: ItemInput!) { createItem(input: $i) { id } }",
+            json!({"i": {"itemtype": "Ticket", "entityId": mine, "name": "mine"}}),
+        )
+        .await;
+        app.query_with(&admin, check, json!({"w": hook_id})).await;
+        let asked: Vec<String> = receiver.requests_to("/cra").iter().map(|r| r.query.clone()).collect();
+        assert!(asked.iter().all(|query| !query.contains("secret-name")), "{asked:?}");
+        assert!(asked.iter().any(|query| query.starts_with("n=mine")), "the admin's own item was used: {asked:?}");
+    })
+    .await;
+}

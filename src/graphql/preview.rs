@@ -31,7 +31,7 @@ pub struct WebhookPreview {
 
 /// Refuses a preview of a webhook or an item outside the caller's scope as if it did not
 /// exist (missing ones are left for the preview to refuse).
-async fn preview_in_reach(s: &Session<'_>, webhook_id: i64, item_id: &str) -> AppResult<()> {
+pub(super) async fn preview_in_reach(s: &Session<'_>, webhook_id: i64, item_id: &str) -> AppResult<()> {
     if s.unscoped() {
         return Ok(());
     }

@@ -531,13 +531,19 @@ impl WebhookMutation {
         let s = session(ctx)?;
         let id = numeric_id(&webhook_id, "webhookId")?;
         webhook_in_reach(&s, id).await?;
+        if let Some(item_id) = &item_id {
+            // The URL rendered for an item outside the scope would carry its data out.
+            super::preview::preview_in_reach(&s, id, item_id).await?;
+        }
         let pipeline = &s.state.delivery;
+        let within = s.scope_ids().await?;
         let url = preview::challenge_url(
             &s.state.db,
             &s.state.secrets,
             pipeline.config.templates,
             id,
             item_id.as_ref().map(|id| id.as_str()),
+            within.as_deref(),
         )
         .await?;
         let signer = pipeline

@@ -178,7 +178,13 @@ impl HotCache {
             .filter(webhook_rows::Column::Event.eq(event));
         version_columns(&mut query, "webhooks", webhooks, webhook_rows::Column::Id, webhook_rows::Column::UpdatedAt);
         let searches = saved_searches::Entity::find();
-        version_columns(&mut query, "searches", searches, saved_searches::Column::Id, saved_searches::Column::UpdatedAt);
+        version_columns(
+            &mut query,
+            "searches",
+            searches,
+            saved_searches::Column::Id,
+            saved_searches::Column::UpdatedAt,
+        );
         let entities = entities::Entity::find();
         version_columns(&mut query, "entities", entities, entities::Column::Id, entities::Column::UpdatedAt);
         let Some(row) = conn.query_one(&query).await? else { return Ok(()) };

@@ -94,7 +94,7 @@ fn attempt_headers(settings: &WebhookSettings, rendered: &Rendered) -> Map<Strin
 /// newest stored item of the itemtype, when there is one) to a valid request.
 pub async fn check_templates(conn: &impl ConnectionTrait, settings: &WebhookSettings, limits: Limits) -> AppResult<()> {
     let templates = WebhookTemplates::parse(settings, limits).map_err(FieldError::into_error)?;
-    let Some(sample) = newest_items(conn, &settings.itemtype, 1).await?.pop() else { return Ok(()) };
+    let Some(sample) = newest_items(conn, &settings.itemtype, 1, None).await?.pop() else { return Ok(()) };
     let entities = EntityIndex::load(conn).await?;
     let data = api_data(conn, &entities, settings.event, &sample).await?;
     let sample = format!(" (rendered for {} `{}`)", sample.itemtype, sample.id);
@@ -128,6 +128,7 @@ pub async fn challenge_url(
     limits: Limits,
     webhook_id: i64,
     item_id: Option<&str>,
+    within: Option<&[i64]>,
 ) -> AppResult<String> {
     let webhook = webhooks::require(conn, webhook_id).await?;
     let url = &webhook.settings.url;
@@ -136,7 +137,7 @@ pub async fn challenge_url(
     }
     let item_id = match item_id {
         Some(id) => id.to_owned(),
-        None => newest_items(conn, &webhook.settings.itemtype, 1).await?.pop().map(|item| item.id).ok_or_else(|| {
+        None => newest_items(conn, &webhook.settings.itemtype, 1, within).await?.pop().map(|item| item.id).ok_or_else(|| {
             AppError::validation(format!(
                 "itemId: the URL of webhook {webhook_id} is a template and no {} is stored to render it; give itemId",
                 webhook.settings.itemtype
@@ -146,8 +147,18 @@ pub async fn challenge_url(
     Ok(preview(conn, secrets, limits, webhook_id, &item_id).await?.rendered.url)
 }
 
-async fn newest_items(conn: &impl ConnectionTrait, itemtype: &str, count: u64) -> AppResult<Vec<item_rows::Model>> {
-    Ok(item_rows::Entity::find()
+/// The newest stored items of the itemtype (of the `within` entities when given).
+async fn newest_items(
+    conn: &impl ConnectionTrait,
+    itemtype: &str,
+    count: u64,
+    within: Option<&[i64]>,
+) -> AppResult<Vec<item_rows::Model>> {
+    let mut query = item_rows::Entity::find();
+    if let Some(within) = within {
+        query = query.filter(item_rows::Column::EntityId.is_in(within.iter().copied()));
+    }
+    Ok(query
         .filter(item_rows::Column::Itemtype.eq(itemtype))
         .order_by_desc(item_rows::Column::Seq)
         .limit(count)
@@ -184,7 +195,7 @@ async fn add_document_paths(
     for field in &itemtype.fields {
         paths.insert(format!("{root}.{field}"));
     }
-    for item in newest_items(conn, &itemtype.name, 50).await? {
+    for item in newest_items(conn, &itemtype.name, 50, None).await? {
         if let Value::Object(fields) = &item.fields {
             for (key, value) in fields {
                 flatten(paths, &format!("{root}.{key}"), value, 0);

@@ -21,6 +21,8 @@ use axum::{
 pub struct Recorded {
     pub method: String,
     pub path: String,
+    /// The query string (empty without one).
+    pub query: String,
     /// Header names in lower case.
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
@@ -134,6 +136,7 @@ async fn record(
         inner.requests.push(Recorded {
             method: method.to_string(),
             path: path.clone(),
+            query: uri.query().unwrap_or_default().to_owned(),
             headers: headers
                 .iter()
                 .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
