@@ -141,10 +141,13 @@ impl DeliveryClient {
     }
 }
 
+/// A webhook's signer and the `updated_at` of the webhook it was made from.
+type VersionedSigner = (DateTime<Utc>, Arc<Signer>);
+
 /// Decrypted signing secrets by webhook, reused while the webhook is unchanged.
 #[derive(Default)]
 pub struct SignerCache {
-    entries: Mutex<HashMap<i64, (DateTime<Utc>, Arc<Signer>)>>,
+    entries: Mutex<HashMap<i64, VersionedSigner>>,
 }
 
 impl SignerCache {
