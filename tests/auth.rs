@@ -8,10 +8,6 @@ mod common;
 
 use std::time::Duration;
 
-use async_graphql::parser::{
-    parse_schema,
-    types::{OperationType, TypeKind, TypeSystemDefinition},
-};
 use common::{POSTGRES_ENV, TestApp, binary::Server, client_with, each_backend, each_backend_with, ws};
 use futures_util::{SinkExt, StreamExt};
 use hookline::auth::{Claims, EntityScope, Profile, Tokens, token_signing_key};
@@ -130,29 +126,10 @@ async fn requests_without_a_valid_token_get_401_saying_why() {
     .await;
 }
 
-/// Every root field of the schema, with the operation type it belongs to.
-fn root_fields() -> Vec<(OperationType, String)> {
-    let sdl = hookline::graphql::sdl();
-    let document = parse_schema(&sdl).expect("the SDL parses");
-    let mut fields = Vec::new();
-    for definition in document.definitions {
-        let TypeSystemDefinition::Type(ty) = definition else { continue };
-        let operation = match ty.node.name.node.as_str() {
-            "Query" => OperationType::Query,
-            "Mutation" => OperationType::Mutation,
-            "Subscription" => OperationType::Subscription,
-            _ => continue,
-        };
-        let TypeKind::Object(object) = ty.node.kind else { continue };
-        fields.extend(object.fields.into_iter().map(|f| (operation, f.node.name.node.to_string())));
-    }
-    fields
-}
-
 #[tokio::test]
 async fn every_root_field_is_refused_to_bad_tokens_and_to_the_profiles_without_its_right() {
     each_backend(async |app| {
-        let fields = root_fields();
+        let fields = hookline::graphql::root_fields();
         assert!(fields.len() > 40, "{fields:?}");
         // Every field is refused, before anything runs, to every kind of bad token.
         let now = chrono::Utc::now().timestamp();
@@ -205,15 +182,7 @@ async fn every_root_field_is_refused_to_bad_tokens_and_to_the_profiles_without_i
                 // Arguments and selections are left out: a call the guard lets through is
                 // then refused by validation instead (VALIDATION), one it stops is FORBIDDEN.
                 let query = format!("{operation} {{ {field} }}");
-                let body: Value = client
-                    .post(app.url("/graphql"))
-                    .json(&json!({"query": query}))
-                    .send()
-                    .await
-                    .expect("sent")
-                    .json()
-                    .await
-                    .expect("json");
+                let body = app.query_with(&client, &query, json!({})).await;
                 let (code, message) = first_error(&body);
                 let allowed = match hookline::graphql::required_right(*operation, field) {
                     Some(right) => profile.has(right),
@@ -249,15 +218,7 @@ async fn every_root_field_is_refused_to_bad_tokens_and_to_the_profiles_without_i
         assert!(!entities.to_string().contains("\"x\""), "nothing was created: {entities}");
         // Introspection answers any valid token.
         let writer = client_with(&token_of(app, "event-writer").await);
-        let body: Value = writer
-            .post(app.url("/graphql"))
-            .json(&json!({"query": "{ __schema { queryType { name } } }"}))
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+        let body = app.query_with(&writer, "{ __schema { queryType { name } } }", json!({})).await;
         assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query", "{body}");
     })
     .await;
@@ -445,9 +406,9 @@ async fn mutations_beyond_a_tokens_rate_are_refused_with_429_and_retry_after() {
         async |app| {
             let writer = token_of(app, "event-writer").await;
             let client = client_with(&writer);
-            let create = json!({"query": "mutation { createItem(input: {itemtype: \"Ticket\", entityId: \"0\", name: \"t\"}) { id } }"});
+            let create = "mutation { createItem(input: {itemtype: \"Ticket\", entityId: \"0\", name: \"t\"}) { id } }";
             for n in 0..2 {
-                let body: Value = client.post(app.url("/graphql")).json(&create).send().await.expect("sent").json().await.expect("json");
+                let body = app.query_with(&client, create, json!({})).await;
                 assert!(body.get("errors").is_none(), "create {n}: {body}");
             }
             // A batch counts its inputs: two more are over the burst of three.
@@ -461,11 +422,11 @@ async fn mutations_beyond_a_tokens_rate_are_refused_with_429_and_retry_after() {
             assert_eq!(body["errors"][0]["extensions"]["code"], "RATE_LIMITED", "{body}");
             assert_eq!(body["errors"][0]["extensions"]["retryAfterSeconds"], retry_after);
             // Reads are not counted; another token has its own budget.
-            let read: Value = client.post(app.url("/graphql")).json(&json!({"query": "{ items(itemtype: \"Ticket\") { totalCount } }"})).send().await.expect("sent").json().await.expect("json");
+            let read = app.query_with(&client, "{ items(itemtype: \"Ticket\") { totalCount } }", json!({})).await;
             assert_eq!(read["data"]["items"]["totalCount"], 2, "the refused batch stored nothing: {read}");
             app.data("mutation { createItem(input: {itemtype: \"Ticket\", entityId: \"0\"}) { id } }", json!({})).await;
             tokio::time::sleep(Duration::from_secs(retry_after)).await;
-            let body: Value = client.post(app.url("/graphql")).json(&create).send().await.expect("sent").json().await.expect("json");
+            let body = app.query_with(&client, create, json!({})).await;
             assert!(body.get("errors").is_none(), "after Retry-After: {body}");
         },
     )

@@ -73,6 +73,26 @@ pub fn build_schema(state: Option<AppState>) -> AppSchema {
     builder.finish()
 }
 
+/// Every root field of the schema, with the operation type it belongs to (what the rights
+/// table must declare).
+pub fn root_fields() -> Vec<(async_graphql::parser::types::OperationType, String)> {
+    use async_graphql::parser::types::{OperationType, TypeKind, TypeSystemDefinition};
+    let Ok(document) = async_graphql::parser::parse_schema(sdl()) else { return Vec::new() };
+    let mut fields = Vec::new();
+    for definition in document.definitions {
+        let TypeSystemDefinition::Type(ty) = definition else { continue };
+        let operation = match ty.node.name.node.as_str() {
+            "Query" => OperationType::Query,
+            "Mutation" => OperationType::Mutation,
+            "Subscription" => OperationType::Subscription,
+            _ => continue,
+        };
+        let TypeKind::Object(object) = ty.node.kind else { continue };
+        fields.extend(object.fields.into_iter().map(|f| (operation, f.node.name.node.to_string())));
+    }
+    fields
+}
+
 /// The SDL of the schema, as `hookline schema` prints it and `schema.graphql` holds it.
 pub fn sdl() -> String {
     build_schema(None).sdl()
