@@ -14,7 +14,14 @@ use crate::{
 pub struct Session<'a> {
     pub state: &'a AppState,
     pub caller: &'a Caller,
+    /// The caller's scope, resolved once per operation.
+    memo: Option<&'a ScopeMemo>,
 }
+
+/// The scope of one operation's caller, resolved at its first use (the rights guard puts one
+/// in every operation's data), so that the fields of a page do not each read the tree.
+#[derive(Default)]
+pub struct ScopeMemo(tokio::sync::OnceCell<Scope>);
 
 /// The session of the request. Every resolver starts here; the rights of each root field are
 /// checked before any resolver runs (see `rights`), the entity scope by the resolvers through
@@ -22,7 +29,7 @@ pub struct Session<'a> {
 pub fn session<'a>(ctx: &Context<'a>) -> Result<Session<'a>, AppError> {
     let state = ctx.data::<AppState>().map_err(|_| AppError::internal("the schema was built without state"))?;
     let caller = ctx.data::<Caller>().map_err(|_| AppError::Unauthenticated("the request carries no caller".into()))?;
-    Ok(Session { state, caller })
+    Ok(Session { state, caller, memo: ctx.data_opt::<ScopeMemo>() })
 }
 
 impl Session<'_> {
@@ -31,8 +38,14 @@ impl Session<'_> {
         if Scope::is_everything(&self.caller.entities) {
             return Ok(Scope::All);
         }
-        let index = self.state.cache.entities(&self.state.db).await?;
-        Ok(Scope::of(&self.caller.entities, &index))
+        let resolve = async || {
+            let index = self.state.cache.entities(&self.state.db).await?;
+            Ok::<_, AppError>(Scope::of(&self.caller.entities, &index))
+        };
+        match self.memo {
+            Some(ScopeMemo(cell)) => Ok(cell.get_or_try_init(resolve).await?.clone()),
+            None => resolve().await,
+        }
     }
 
     /// Whether the caller's token covers every entity (no scope check needs the tree).
@@ -58,12 +71,6 @@ impl Session<'_> {
         } else {
             Err(AppError::invalid(field, format!("{field}: no entity with id {entity_id}")))
         }
-    }
-
-    /// Passes `found` through when its entity is in the caller's scope; otherwise `missing`,
-    /// the answer for an id that does not exist.
-    pub async fn scoped<T>(&self, found: T, entity_id: impl Fn(&T) -> i64, missing: AppError) -> AppResult<T> {
-        if self.sees(entity_id(&found)).await? { Ok(found) } else { Err(missing) }
     }
 
     /// Records a configuration change the caller made in the audit log. It is written once the

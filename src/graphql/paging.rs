@@ -46,15 +46,18 @@ pub fn scan_cost(scans: bool) -> usize {
     if scans { SCAN_COST } else { 0 }
 }
 
+/// Reads `first`: the default page when absent, refused beyond the largest.
+pub fn page_size(first: Option<i32>) -> AppResult<u64> {
+    match first {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if n >= 0 && (n as u64) <= MAX_PAGE => Ok(n as u64),
+        Some(n) => Err(AppError::validation(format!("first: must be between 0 and {MAX_PAGE}, not {n}"))),
+    }
+}
+
 /// Reads `first` and `after` into a page request.
 pub fn page_request(first: Option<i32>, after: Option<String>) -> AppResult<PageRequest> {
-    let first = match first {
-        None => DEFAULT_PAGE,
-        Some(n) if n >= 0 && (n as u64) <= MAX_PAGE => n as u64,
-        Some(n) => {
-            return Err(AppError::validation(format!("first: must be between 0 and {MAX_PAGE}, not {n}")));
-        }
-    };
+    let first = page_size(first)?;
     let after = match after {
         None => None,
         Some(cursor) => Some(decode(&cursor)?),

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use async_graphql::{
-    Name, ServerError, ServerResult, Value, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
+    Name, Request, ServerError, ServerResult, Value, Variables,
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest},
     parser::types::{ExecutableDocument, Field, OperationType, Selection, SelectionSet},
 };
 
@@ -43,6 +43,15 @@ impl ExtensionFactory for Rights {
 
 #[async_graphql::async_trait::async_trait]
 impl Extension for Rights {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        next.run(ctx, request.data(super::context::ScopeMemo::default())).await
+    }
+
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -98,17 +107,13 @@ impl Rights {
             }
             _ => {}
         }
-        let allowed = match required(operation, field) {
-            Some(right) => caller.may(right),
-            None => caller.may(Right::ConfigureGlobal),
+        let (allowed, needs) = match required(operation, field) {
+            Some(right) => (caller.may(right), right.describe()),
+            None => (caller.may(Right::ConfigureGlobal), "super-admin"),
         };
         if allowed {
             return Ok(());
         }
-        let needs = match required(operation, field) {
-            Some(right) => right.describe(),
-            None => "super-admin",
-        };
         Err(coded(
             &format!("`{field}` needs the right to {needs}, which the `{}` profile does not hold", caller.profile),
             "FORBIDDEN",

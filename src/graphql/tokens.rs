@@ -11,16 +11,13 @@ use entity::api_tokens;
 
 use super::{
     context::{Session, session},
-    paging::{Totals, numeric_id},
+    paging::{Totals, numeric_id, page_size},
 };
 use crate::{
     auth::{EntityScope as Scoped, Profile, Scope, store},
     domain::item::rfc3339,
     error::{AppError, AppResult},
-    service::{
-        audit,
-        paging::{DEFAULT_PAGE, MAX_PAGE},
-    },
+    service::{audit, tree::EntityIndex},
 };
 
 /// Longest lifetime a token may be given (ten years).
@@ -124,13 +121,20 @@ fn entities_of(record: &api_tokens::Model) -> Vec<Scoped> {
 }
 
 /// Whether the caller may see and revoke a token: every entity the token covers is in the
-/// caller's scope.
-async fn in_scope(s: &Session<'_>, scope: &Scope, record: &api_tokens::Model) -> AppResult<bool> {
-    if *scope == Scope::All {
-        return Ok(true);
+/// caller's scope (`index`: the entity tree, None when the caller's scope is everything).
+fn in_scope(scope: &Scope, index: Option<&EntityIndex>, record: &api_tokens::Model) -> bool {
+    match index {
+        Some(index) if *scope != Scope::All => scope.covers(&Scope::of(&entities_of(record), index)),
+        _ => true,
     }
-    let index = s.state.cache.entities(&s.state.db).await?;
-    Ok(scope.covers(&Scope::of(&entities_of(record), &index)))
+}
+
+/// The entity tree, when the caller's scope needs it to judge tokens.
+async fn tree_for(s: &Session<'_>, scope: &Scope) -> AppResult<Option<std::sync::Arc<EntityIndex>>> {
+    Ok(match scope {
+        Scope::All => None,
+        Scope::Entities(_) => Some(s.state.cache.entities(&s.state.db).await?),
+    })
 }
 
 /// A token's record as the audit log compares it (never the token).
@@ -175,15 +179,10 @@ impl TokenQuery {
     #[graphql(complexity = "super::paging::page_cost(first, child_complexity)")]
     async fn api_tokens(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> Result<TokenPage> {
         let s = session(ctx)?;
-        let first = match first {
-            None => DEFAULT_PAGE,
-            Some(n) if n >= 0 && n as u64 <= MAX_PAGE => n as u64,
-            Some(n) => {
-                return Err(AppError::validation(format!("first: must be between 0 and {MAX_PAGE}, not {n}")).into());
-            }
-        };
+        let first = page_size(first)?;
         let after = after_id(after)?;
         let scope = s.scope().await?;
+        let index = tree_for(&s, &scope).await?;
         // Every record is read in chunks and filtered by scope (tokens are few; the
         // entities they cover are a JSON list).
         let (mut rows, mut total, mut before) = (Vec::new(), 0u64, None::<String>);
@@ -192,7 +191,7 @@ impl TokenQuery {
             let done = (chunk.len() as u64) < SCAN_CHUNK;
             before = chunk.last().map(|r| r.id.clone());
             for record in chunk {
-                if !in_scope(&s, &scope, &record).await? {
+                if !in_scope(&scope, index.as_deref(), &record) {
                     continue;
                 }
                 total += 1;
@@ -281,7 +280,7 @@ impl TokenMutation {
         let not_found = || AppError::not_found(format!("no API token with id {}", id.as_str()));
         let record = store::find(&s.state.db, id.as_str()).await?.ok_or_else(not_found)?;
         let scope = s.scope().await?;
-        if !in_scope(&s, &scope, &record).await? {
+        if !in_scope(&scope, tree_for(&s, &scope).await?.as_deref(), &record) {
             return Err(not_found().into());
         }
         let before = token_view(&record);
