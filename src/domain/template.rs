@@ -7,6 +7,25 @@
 //! Templates cannot read files or the network (no partials are configured) and have size
 //! limits; `for` loops over ranges need literal bounds, so one template cannot stall a worker.
 
+/// A block tag's reflection: its start and end tags and what it does.
+macro_rules! block_reflection {
+    ($block:ty, $start:literal, $end:literal, $description:literal) => {
+        impl liquid_core::BlockReflection for $block {
+            fn start_tag(&self) -> &str {
+                $start
+            }
+
+            fn end_tag(&self) -> &str {
+                $end
+            }
+
+            fn description(&self) -> &str {
+                $description
+            }
+        }
+    };
+}
+
 mod arrays;
 mod budget;
 #[cfg(test)]

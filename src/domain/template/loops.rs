@@ -219,17 +219,12 @@ fn parse_body(
 #[derive(Copy, Clone, Debug, Default)]
 pub struct ForBlock;
 
-impl BlockReflection for ForBlock {
-    fn start_tag(&self) -> &str {
-        "for"
-    }
-    fn end_tag(&self) -> &str {
-        "endfor"
-    }
-    fn description(&self) -> &str {
-        "Loops over an array or a range; each iteration counts against the rendering's budget."
-    }
-}
+block_reflection!(
+    ForBlock,
+    "for",
+    "endfor",
+    "Loops over an array or a range; each iteration counts against the rendering's budget."
+);
 
 impl ParseBlock for ForBlock {
     fn parse(
@@ -289,17 +284,12 @@ impl Renderable for For {
 #[derive(Copy, Clone, Debug, Default)]
 pub struct TableRowBlock;
 
-impl BlockReflection for TableRowBlock {
-    fn start_tag(&self) -> &str {
-        "tablerow"
-    }
-    fn end_tag(&self) -> &str {
-        "endtablerow"
-    }
-    fn description(&self) -> &str {
-        "Prints an HTML table row per element; each iteration counts against the rendering's budget."
-    }
-}
+block_reflection!(
+    TableRowBlock,
+    "tablerow",
+    "endtablerow",
+    "Prints an HTML table row per element; each iteration counts against the rendering's budget."
+);
 
 impl ParseBlock for TableRowBlock {
     fn parse(

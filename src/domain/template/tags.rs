@@ -153,19 +153,12 @@ pub fn capturing(runtime: &dyn Runtime) -> bool {
 #[derive(Copy, Clone, Debug, Default)]
 pub struct CaptureBlock;
 
-impl BlockReflection for CaptureBlock {
-    fn start_tag(&self) -> &str {
-        "capture"
-    }
-
-    fn end_tag(&self) -> &str {
-        "endcapture"
-    }
-
-    fn description(&self) -> &str {
-        "Renders its body into a variable, within the rendering's budget."
-    }
-}
+block_reflection!(
+    CaptureBlock,
+    "capture",
+    "endcapture",
+    "Renders its body into a variable, within the rendering's budget."
+);
 
 impl ParseBlock for CaptureBlock {
     fn parse(
@@ -215,19 +208,12 @@ impl Renderable for Capture {
 #[derive(Copy, Clone, Debug, Default)]
 pub struct IfChangedBlock;
 
-impl BlockReflection for IfChangedBlock {
-    fn start_tag(&self) -> &str {
-        "ifchanged"
-    }
-
-    fn end_tag(&self) -> &str {
-        "endifchanged"
-    }
-
-    fn description(&self) -> &str {
-        "Prints its body when it differs from the last time, within the rendering's budget."
-    }
-}
+block_reflection!(
+    IfChangedBlock,
+    "ifchanged",
+    "endifchanged",
+    "Prints its body when it differs from the last time, within the rendering's budget."
+);
 
 impl ParseBlock for IfChangedBlock {
     fn parse(
