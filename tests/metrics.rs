@@ -6,7 +6,7 @@
 mod common;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     io::Write,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -19,7 +19,7 @@ use common::{
     receiver::{Receiver, Reply},
     ws,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 const CREATE_WEBHOOK: &str = "mutation($input: WebhookInput!) { createWebhook(input: $input) { id } }";
 const CREATE_ITEM: &str = "mutation($input: ItemInput!) { createItem(input: $input) { id } }";
@@ -217,7 +217,9 @@ async fn counters_equal_what_the_receiver_got() {
         assert_eq!(receiver.requests().len(), got("/ok") + got("/flaky") + got("/gone"), "{backend}");
         let answered_2xx = got("/ok") + (got("/flaky") - FLAKY_500) + (got("/gone") - GONE_404);
 
-        let attempts = |outcome: &str, class: &str| must(&text, "hookline_attempts_total", &[("outcome", outcome), ("class", class)]);
+        let attempts = |outcome: &str, class: &str| {
+            must(&text, "hookline_attempts_total", &[("outcome", outcome), ("class", class)])
+        };
         assert_eq!(attempts("sent", "2xx"), answered_2xx as f64, "{backend}");
         assert_eq!(attempts("retry", "5xx"), FLAKY_500 as f64, "{backend}");
         assert_eq!(attempts("failed", "4xx"), GONE_404 as f64, "{backend}");
@@ -406,6 +408,53 @@ async fn subscriptions_token_requests_challenges_and_routes_are_counted() {
         assert_eq!(must(&text, "hookline_http_requests_total", &unmatched), 2.0);
         assert!(!text.contains("nowhere"), "paths are not labels");
         promtool_check(&text);
+    })
+    .await;
+}
+
+/// The series names (`hookline_…`, `process_…`) an expression or a text mentions.
+fn series_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for prefix in ["hookline_", "process_"] {
+        for (at, _) in text.match_indices(prefix) {
+            let preceded = text[..at].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            let name: String =
+                text[at..].chars().take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_').collect();
+            if !preceded {
+                names.insert(name);
+            }
+        }
+    }
+    names
+}
+
+#[tokio::test]
+async fn the_dashboard_and_the_readme_name_the_series_hookline_exports() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        one_delivery(app, &receiver).await;
+        let text = scrape(app.addr, None).await;
+        let exported: BTreeSet<String> = samples(&text).into_iter().map(|((name, _), _)| name).collect();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dashboard = std::fs::read_to_string(root.join("ops/grafana/hookline.json")).expect("the dashboard");
+        let dashboard: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+        let panels = dashboard["panels"].as_array().cloned().unwrap_or_default();
+        let exprs: Vec<&str> = panels
+            .iter()
+            .flat_map(|panel| panel["targets"].as_array().into_iter().flatten())
+            .filter_map(|target| target["expr"].as_str())
+            .collect();
+        assert!(exprs.len() >= 20, "{exprs:?}");
+        for expr in &exprs {
+            for name in series_names(expr) {
+                assert!(exported.contains(&name), "the dashboard asks for `{name}`, which is not exported: {expr}");
+            }
+        }
+        let readme = std::fs::read_to_string(root.join("README.md")).expect("the README");
+        for name in exported.iter().filter(|name| name.starts_with("hookline_")) {
+            let base = ["_bucket", "_sum", "_count"].iter().fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+            assert!(readme.contains(&format!("`{base}`")), "the README's table lacks `{base}`");
+        }
     })
     .await;
 }

@@ -30,8 +30,9 @@ const FIGURES_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn scrape(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     let metrics = &state.app.metrics;
     if !authorized(metrics, &headers) {
-        let mut refused = (StatusCode::UNAUTHORIZED, "GET /metrics needs `Authorization: Bearer <HOOKLINE_METRICS_TOKEN>`\n")
-            .into_response();
+        let mut refused =
+            (StatusCode::UNAUTHORIZED, "GET /metrics needs `Authorization: Bearer <HOOKLINE_METRICS_TOKEN>`\n")
+                .into_response();
         refused.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="metrics""#));
         return refused;
     }

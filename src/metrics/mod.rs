@@ -181,7 +181,8 @@ impl Metrics {
             ok: counter(name, &[more, &[("result", "ok")]].concat()),
             error: counter(name, &[more, &[("result", "error")]].concat()),
         };
-        let gauge = |name: &'static str, labels: Vec<Label>| recorder.register_gauge(&Key::from_parts(name, labels), &METADATA);
+        let gauge =
+            |name: &'static str, labels: Vec<Label>| recorder.register_gauge(&Key::from_parts(name, labels), &METADATA);
         let graphql = ["query", "mutation", "subscription"].map(|ty| Results {
             ok: counter(GRAPHQL_OPERATIONS, &[("type", ty), ("outcome", "ok")]),
             error: counter(GRAPHQL_OPERATIONS, &[("type", ty), ("outcome", "error")]),
@@ -313,8 +314,7 @@ impl Metrics {
                 .or_default()
                 .entry(status)
                 .or_insert_with(|| {
-                    let labels =
-                        vec![Label::new("route", route.to_owned()), Label::new("status", status.to_string())];
+                    let labels = vec![Label::new("route", route.to_owned()), Label::new("status", status.to_string())];
                     self.recorder.register_counter(&Key::from_parts(HTTP_REQUESTS, labels), &METADATA)
                 })
                 .clone()
