@@ -109,6 +109,8 @@ struct RawConfig {
     max_query_complexity: usize,
     /// `HOOKLINE_MAX_QUERY_ALIASES`: aliased fields in one GraphQL operation.
     max_query_aliases: usize,
+    /// `HOOKLINE_APQ_CACHE`: persisted queries (sent by their hash) one process remembers.
+    apq_cache: usize,
     /// `HOOKLINE_MAX_SUBSCRIPTIONS_PER_CONNECTION`: live subscriptions on one WebSocket.
     max_subscriptions_per_connection: usize,
     /// `HOOKLINE_MAX_SUBSCRIPTIONS`: live subscriptions in one process.
@@ -215,6 +217,7 @@ impl Default for RawConfig {
             max_query_depth: 16,
             max_query_complexity: 10_000,
             max_query_aliases: 100,
+            apq_cache: 1000,
             max_subscriptions_per_connection: 100,
             max_subscriptions: 10_000,
             max_ws_connections: 1_000,
@@ -271,6 +274,8 @@ pub struct ApiLimits {
     pub max_query_depth: usize,
     pub max_query_complexity: usize,
     pub max_query_aliases: usize,
+    /// Persisted queries remembered.
+    pub apq_cache: usize,
     pub max_subscriptions_per_connection: usize,
     pub max_subscriptions: usize,
     pub max_ws_connections: usize,
@@ -311,6 +316,7 @@ impl DeliveryConfig {
             ("max_query_depth", raw.max_query_depth),
             ("max_query_complexity", raw.max_query_complexity),
             ("max_query_aliases", raw.max_query_aliases),
+            ("apq_cache", raw.apq_cache),
             ("max_subscriptions_per_connection", raw.max_subscriptions_per_connection),
             ("max_subscriptions", raw.max_subscriptions),
             ("max_ws_connections", raw.max_ws_connections),
@@ -391,6 +397,7 @@ impl DeliveryConfig {
                 max_query_depth: raw.max_query_depth,
                 max_query_complexity: raw.max_query_complexity,
                 max_query_aliases: raw.max_query_aliases,
+                apq_cache: raw.apq_cache,
                 max_subscriptions_per_connection: raw.max_subscriptions_per_connection,
                 max_subscriptions: raw.max_subscriptions,
                 max_ws_connections: raw.max_ws_connections,

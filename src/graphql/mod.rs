@@ -12,6 +12,7 @@ mod live;
 mod loaders;
 mod operations;
 mod paging;
+mod persisted;
 mod preview;
 mod queue;
 mod rights;
@@ -61,7 +62,10 @@ pub fn build_schema(state: Option<AppState>) -> AppSchema {
         None => limits::QueryLimits::from(&crate::config::DeliveryConfig::default().api),
     };
     let introspection = state.as_ref().is_none_or(|state| state.auth.introspection);
+    let apq_cache = state.as_ref().map_or(1, |state| state.config().api.apq_cache);
     let mut builder = Schema::build(Query::default(), Mutation::default(), live::Subscription)
+        // First: the others read the query it fills in.
+        .extension(persisted::PersistedQueries::new(apq_cache))
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)
         .extension(limits)
