@@ -10,6 +10,7 @@ mod itemtype;
 mod limits;
 mod live;
 mod loaders;
+mod operations;
 mod paging;
 mod persisted;
 mod preview;
@@ -71,6 +72,8 @@ pub fn build_schema(state: Option<AppState>) -> AppSchema {
         .extension(rights::Rights { introspection })
         .extension(errors::ErrorCodes);
     if let Some(state) = state {
+        // Last: it sees each document before the guards above refuse it.
+        builder = builder.extension(operations::Operations(state.metrics.clone()));
         builder = loaders::register(builder, &state.db);
         builder = builder.data(state);
     }

@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 
 pub struct Server {
@@ -23,6 +24,38 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.child.kill().ok();
         self.child.wait().ok();
+    }
+}
+
+/// The backends a binary test runs on: SQLite always, PostgreSQL when `TEST_POSTGRES_URL` is
+/// set (a fresh database, and the secret key its processes share); each as a name and the
+/// variables that select it.
+pub async fn databases() -> Vec<(String, Vec<(&'static str, String)>)> {
+    let mut out = vec![("sqlite".to_owned(), Vec::new())];
+    if let Ok(admin_url) = std::env::var(super::POSTGRES_ENV) {
+        let name = format!("hookline_t_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(&admin_url).await.expect("connect");
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create database");
+        let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, super::rand_key());
+        out.push((
+            "postgres".to_owned(),
+            vec![("HOOKLINE_DATABASE_URL", super::database_url(&admin_url, &name)), ("HOOKLINE_SECRET_KEY", key)],
+        ));
+    }
+    out
+}
+
+/// Drops the PostgreSQL database of one of [`databases`] (nothing for SQLite), once its
+/// servers are stopped.
+pub async fn drop_database(database: &[(&'static str, String)]) {
+    let (Ok(admin_url), Some((_, url))) =
+        (std::env::var(super::POSTGRES_ENV), database.iter().find(|(key, _)| *key == "HOOKLINE_DATABASE_URL"))
+    else {
+        return;
+    };
+    let name = url::Url::parse(url).map(|u| u.path().trim_start_matches('/').to_owned()).unwrap_or_default();
+    if let Ok(admin) = Database::connect(&admin_url).await {
+        admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok();
     }
 }
 
@@ -68,10 +101,9 @@ impl Server {
         Self { child, addr: addr.parse().expect("an address"), client: super::client_with(&token), token }
     }
 
-    /// The `data` of a GraphQL request that must succeed.
-    pub async fn data(&self, query: &str, variables: Value) -> Value {
-        let response: Value = self
-            .client
+    /// The whole answer of a GraphQL request.
+    pub async fn query(&self, query: &str, variables: Value) -> Value {
+        self.client
             .post(format!("http://{}/graphql", self.addr))
             .json(&json!({"query": query, "variables": variables}))
             .send()
@@ -79,7 +111,12 @@ impl Server {
             .expect("request sent")
             .json()
             .await
-            .expect("JSON");
+            .expect("JSON")
+    }
+
+    /// The `data` of a GraphQL request that must succeed.
+    pub async fn data(&self, query: &str, variables: Value) -> Value {
+        let response = self.query(query, variables).await;
         assert!(response.get("errors").is_none(), "{response}");
         response["data"].clone()
     }
