@@ -75,6 +75,7 @@ pub fn published(row: &queued_webhooks::Model) -> queued_webhooks::Model {
         lease_until,
         claim_token,
         claimed_by,
+        is_test,
     } = row;
     queued_webhooks::Model {
         id: *id,
@@ -102,6 +103,7 @@ pub fn published(row: &queued_webhooks::Model) -> queued_webhooks::Model {
         lease_until: *lease_until,
         claim_token: *claim_token,
         claimed_by: claimed_by.clone(),
+        is_test: *is_test,
     }
 }
 
