@@ -207,7 +207,13 @@ impl Webhook {
     /// The counters of its queued webhooks created in the last `sinceSeconds` (1 to 31622400,
     /// 366 days; of the caller's entities): by status, the oldest pending one's age, and those
     /// sent in the last minute.
-    async fn stats(&self, ctx: &Context<'_>, #[graphql(default = 3600)] since_seconds: i32) -> Result<QueueStats> {
+    async fn stats(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 3600)] since_seconds: Option<i32>,
+    ) -> Result<QueueStats> {
+        // An explicit null means the default too.
+        let since_seconds = since_seconds.unwrap_or(3600);
         if !(1..=MAX_STATS_WINDOW).contains(&since_seconds) {
             return Err(AppError::invalid(
                 "sinceSeconds",
