@@ -10,6 +10,8 @@ mod common;
 
 #[path = "console/browser.rs"]
 mod browser;
+#[path = "console/proxy.rs"]
+mod proxy;
 
 use std::path::PathBuf;
 
@@ -48,13 +50,13 @@ async fn sign_in(browser: &mut Browser, app: &TestApp) {
     browser.wait_text("main h1", |t| t == "Queue").await;
 }
 
-/// Fails on any request to another host than the server's own, and on any problem the pages
-/// reported but those listed in `expected` (substrings).
-async fn assert_only_own_requests(browser: &mut Browser, app: &TestApp, expected: &[&str]) {
+/// Fails on any request to another host than the server's own (at `origin`), and on any
+/// problem the pages reported but those listed in `expected` (substrings).
+async fn assert_only_own_requests(browser: &mut Browser, origin: std::net::SocketAddr, expected: &[&str]) {
     let requests = browser.requests().await;
     assert!(requests.iter().any(|r| r.ends_with("/assets/console/js/main.js")), "{requests:?}");
     assert!(requests.iter().any(|r| r.starts_with("ws://")), "the live views use a WebSocket: {requests:?}");
-    let own = [format!("http://{}/", app.addr), format!("ws://{}/", app.addr)];
+    let own = [format!("http://{origin}/"), format!("ws://{origin}/")];
     for request in &requests {
         // (chromedriver's first blank tab)
         let blank = request == "data:," || request == "about:blank";
@@ -75,6 +77,71 @@ fn hex_hmac(key: &[u8], message: &[u8]) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key");
     mac.update(message);
     mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const CONSOLE_CSP: &str =
+    "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; object-src 'none'";
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+}
+
+/// The modules a module imports (`from './x.js'`), as paths beside it.
+fn imports(source: &str) -> Vec<String> {
+    source
+        .match_indices("from './")
+        .filter_map(|(at, _)| source[at + "from './".len()..].split('\'').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_console_and_every_module_it_loads_come_from_hookline_under_a_strict_policy() {
+    each_backend(async |app: &TestApp| {
+        let page = app.get("/").await;
+        assert_eq!(page.status(), 200);
+        assert_eq!(header(&page, "content-type"), "text/html; charset=utf-8");
+        assert_eq!(header(&page, "content-security-policy"), CONSOLE_CSP);
+        assert_eq!(header(&page, "x-frame-options"), "DENY");
+        assert_eq!(header(&page, "referrer-policy"), "no-referrer");
+        let html = page.text().await.expect("page");
+        assert_eq!(html.matches("<script").count(), 1, "one script: {html}");
+        assert!(html.contains("<script type=\"module\" src=\"assets/console/js/main.js\"></script>"), "{html}");
+        assert!(!html.contains("style=") && !html.contains("<style"), "no inline style: {html}");
+        assert!(!html.contains("http://") && !html.contains("https://"), "the page names another origin: {html}");
+
+        // Every module main.js imports, and theirs, is served, with no other origin in it.
+        let mut seen = std::collections::BTreeSet::new();
+        let mut queue = vec!["main.js".to_owned()];
+        while let Some(module) = queue.pop() {
+            if !seen.insert(module.clone()) {
+                continue;
+            }
+            let response = app.get(&format!("/assets/console/js/{module}")).await;
+            assert_eq!(response.status(), 200, "{module}");
+            assert_eq!(header(&response, "content-type"), "text/javascript; charset=utf-8", "{module}");
+            assert_eq!(header(&response, "cache-control"), "no-cache", "{module}");
+            let source = response.text().await.expect("module");
+            let foreign = source.replace("http://www.w3.org/2000/svg", "");
+            assert!(!foreign.contains("http://") && !foreign.contains("https://"), "{module} names another origin");
+            for risky in ["innerHTML", "eval(", "new Function", "'style'", "insertAdjacentHTML", "document.write"] {
+                assert!(!source.contains(risky), "{module} uses {risky}");
+            }
+            queue.extend(imports(&source));
+        }
+        // … and every module of the repository is one of them (none forgotten in assets.rs).
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/console/js");
+        let files: std::collections::BTreeSet<String> = std::fs::read_dir(dir)
+            .expect("assets/console/js")
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.ends_with(".js"))
+            .collect();
+        assert_eq!(seen, files);
+        let css = app.get("/assets/console/console.css").await;
+        assert_eq!((css.status().as_u16(), header(&css, "content-type")), (200, "text/css; charset=utf-8".to_owned()));
+        assert!(!css.text().await.expect("css").contains("url("), "the stylesheet loads nothing");
+    })
+    .await;
 }
 
 /// The selector of the payload editor's completion options.
@@ -170,7 +237,7 @@ async fn sign_in_create_a_webhook_preview_it_and_send_a_test_delivery() {
 
         // 6. Nothing but this server was asked for anything. (The refused sign-in's 401 is
         // reported by the browser as a failed resource.)
-        assert_only_own_requests(&mut browser, app, &["401 (Unauthorized)"]).await;
+        assert_only_own_requests(&mut browser, app.addr, &["401 (Unauthorized)"]).await;
         browser.close().await;
     })
     .await;
@@ -273,7 +340,7 @@ async fn the_queue_is_live_and_a_failed_delivery_is_resent_from_the_console() {
         browser.screenshot(&format!("{name}-webhook-390")).await;
 
         // 6. Nothing but this server was asked for anything.
-        assert_only_own_requests(&mut browser, app, &[]).await;
+        assert_only_own_requests(&mut browser, app.addr, &[]).await;
         browser.close().await;
     })
     .await;
@@ -295,7 +362,52 @@ async fn a_token_revoked_while_signed_in_is_shown_as_refused() {
         assert!(refusal.contains("refused the token") && refusal.contains("revoked"), "{refusal}");
         assert_eq!(browser.eval("sessionStorage.length").await, 0, "the refused token is forgotten");
         browser.screenshot(&format!("{}-token-revoked", backend(app))).await;
-        assert_only_own_requests(&mut browser, app, &["401 (Unauthorized)"]).await;
+        assert_only_own_requests(&mut browser, app.addr, &["401 (Unauthorized)"]).await;
+        browser.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_live_views_say_when_the_connection_drops_and_reconnect_by_themselves() {
+    let test = "the_live_views_say_when_the_connection_drops_and_reconnect_by_themselves";
+    let Some(tools) = tools_or_skip(test) else { return };
+    let _one = ONE_BROWSER.lock().await;
+    each_backend(async |app: &TestApp| {
+        let receiver = Receiver::start().await;
+        let create = "mutation($i: WebhookInput!) { createWebhook(input: $i) { id } }";
+        let hook = json!({"name": "Mirror", "entityId": "0", "itemtype": "Ticket", "event": "NEW", "url": receiver.url("/m")});
+        app.data(create, json!({"i": hook})).await;
+        // The browser reaches the server through a relay that the test cuts.
+        let relay = proxy::Relay::start(app.addr).await;
+        let mut browser = Browser::launch(&tools.0, &tools.1, shots()).await;
+        browser.goto(&relay.url("/")).await;
+        sign_in(&mut browser, app).await;
+        browser.wait_text("#connection", |t| t == "Live").await;
+        // (Once the page has read everything it reads when it opens.)
+        browser.wait_text(".live-table tbody tr.empty", |t| t.contains("No queued webhooks")).await;
+        browser.wait_for("document.querySelectorAll('select[name=webhookId] option').length", |v| v == 2).await;
+
+        relay.cut();
+        let banner = browser.wait_text("#banner", |t| t.contains("reconnecting")).await;
+        assert!(banner.contains("connection dropped"), "{banner}");
+        assert_eq!(browser.eval("document.getElementById('banner').hidden").await, false, "the banner is shown");
+        browser.screenshot(&format!("{}-connection-dropped", backend(app))).await;
+        // What happens meanwhile is shown once the connection is back.
+        let missed = create_ticket(app, "While offline", 1).await;
+        receiver.wait_for(1, browser::WAIT).await;
+        relay.restore();
+        browser.wait_text("#connection", |t| t == "Live").await;
+        browser.wait_for("document.getElementById('banner').hidden", |v| v == true).await;
+        browser.wait_text("[data-counter=sent]", |t| t == "1").await;
+        let rows = "[...document.querySelectorAll('.live-table tbody tr')].map(tr => [tr.dataset.status, tr.children[2]?.textContent])";
+        browser.wait_for(rows, |v| v.as_array().is_some_and(|r| r.contains(&json!(["SENT", format!("Ticket {missed}")])))).await;
+        // And live again.
+        let after = create_ticket(app, "Back online", 1).await;
+        browser.wait_for(rows, |v| v.as_array().is_some_and(|r| r.contains(&json!(["SENT", format!("Ticket {after}")])))).await;
+        browser.wait_text("[data-counter=sent]", |t| t == "2").await;
+        // While cut, the browser's attempts to reconnect failed, as they had to.
+        assert_only_own_requests(&mut browser, relay.addr, &["WebSocket connection to", "ERR_"]).await;
         browser.close().await;
     })
     .await;

@@ -23,7 +23,7 @@ const METHODS = ['POST', 'GET', 'PUT', 'PATCH', 'DELETE', 'UPDATE'];
 const SCHEMES = [['GLPI', 'GLPI (X-GLPI-signature)'], ['STANDARD_WEBHOOKS', 'Standard Webhooks'], ['BOTH', 'Both']];
 const DEFAULTS = {
   name: '', comment: '', isActive: true, categoryId: null, entityId: '0', isRecursive: false, itemtype: 'Ticket',
-  event: 'NEW', sentTry: 3, url: 'https://', httpMethod: 'POST', saveResponseBody: false, logInItemHistory: false,
+  event: 'NEW', sentTry: 3, url: '', httpMethod: 'POST', saveResponseBody: false, logInItemHistory: false,
   signatureScheme: 'GLPI', expiration: 0, useCraChallenge: false, useOauth: false, oauthUrl: '', clientId: '',
   hasClientSecret: false, useDefaultPayload: true, payload: '', customHeaders: {},
 };
@@ -256,7 +256,7 @@ function settingsForm(webhook, lists, { status, saved }) {
   };
   c.comment.value = webhook.comment ?? '';
   const itemtype = () => c.itemtype.value;
-  const url = templateEditor({ value: webhook.url, multiline: false, name: 'url', variables: () => variables(itemtype()) });
+  const url = templateEditor({ value: webhook.url, multiline: false, name: 'url', placeholder: 'the receiver\'s address (http or https)', variables: () => variables(itemtype()) });
   const payload = templateEditor({ value: webhook.payload ?? '', name: 'payload', rows: 12, variables: () => variables(itemtype()) });
   const headers = headersEditor(webhook.customHeaders, itemtype);
   const syncPayload = () => { payload.control.disabled = c.useDefaultPayload.checked; };
