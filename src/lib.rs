@@ -20,6 +20,7 @@ pub mod secret_box;
 pub mod server;
 pub mod service;
 pub mod slots;
+pub mod telemetry;
 pub mod verify;
 pub mod websocket;
 pub mod worker;

@@ -15,6 +15,7 @@ mod preview;
 mod queue;
 mod rights;
 mod tokens;
+mod traces;
 mod webhook;
 
 use async_graphql::{MergedObject, Schema};
@@ -63,6 +64,8 @@ pub fn build_schema(state: Option<AppState>) -> AppSchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), live::Subscription)
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)
+        // First, so that the operation's span holds everything the others do.
+        .extension(traces::Traces)
         .extension(limits)
         .extension(rights::Rights { introspection })
         .extension(errors::ErrorCodes);

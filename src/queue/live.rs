@@ -74,6 +74,7 @@ pub fn published(row: &queued_webhooks::Model) -> queued_webhooks::Model {
         lease_until,
         claim_token,
         claimed_by,
+        traceparent,
     } = row;
     queued_webhooks::Model {
         id: *id,
@@ -101,6 +102,7 @@ pub fn published(row: &queued_webhooks::Model) -> queued_webhooks::Model {
         lease_until: *lease_until,
         claim_token: *claim_token,
         claimed_by: claimed_by.clone(),
+        traceparent: traceparent.clone(),
     }
 }
 

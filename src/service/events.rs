@@ -29,6 +29,7 @@ use crate::{
     error::{AppError, AppResult},
     queue::{self, Staged},
     secret_box::SecretBox,
+    telemetry,
 };
 
 /// What raising events needs, owned so that it travels into the writer's jobs.
@@ -94,6 +95,7 @@ pub fn passing<'a>(in_scope: Vec<&'a CachedWebhook>, subject: &Subject<'_>) -> V
 /// Queues every active webhook of the item's type and the event whose entity scope holds
 /// the item. A webhook whose request cannot be rendered gets a FAILED row saying why; the
 /// others go on. Returns the queued rows.
+/// Run it in the event's span (see [`plan`]).
 pub async fn raise(
     conn: &impl ConnectionTrait,
     staged: &mut Staged,
@@ -171,7 +173,7 @@ async fn render_all(
 }
 
 /// The rows an event queues, rendered from the given webhooks and entity tree; not stored.
-/// `conn` is read for the parent item.
+/// `conn` is read for the parent item. Run it in the event's span: the rows carry its trace.
 pub async fn plan(
     conn: &impl ConnectionTrait,
     intake: &Intake,
@@ -206,6 +208,8 @@ pub async fn plan(
     let chosen = matching.iter().filter_map(|m| candidates.iter().position(|c| std::ptr::eq(c, *m))).collect();
     let rendered = render_all(candidates, chosen, variables, default_body).await?;
     let now = Utc::now();
+    // The rows join the trace of the event's span, the current one (see `telemetry::event_span`).
+    let traceparent = telemetry::traceparent(&tracing::Span::current(), None);
     let mut queued = Vec::with_capacity(matching.len());
     for (CachedWebhook { webhook, .. }, rendered) in matching.into_iter().zip(rendered) {
         let delivery_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
@@ -246,6 +250,7 @@ pub async fn plan(
             lease_until: None,
             claim_token: None,
             claimed_by: None,
+            traceparent: Some(traceparent.clone()),
         });
     }
     Ok(queued)
