@@ -112,6 +112,7 @@ impl DeliveryClient {
         if decided != "sent" {
             span.record("otel.status_code", "ERROR");
         }
+        tracing::debug!(parent: &span, outcome = decided, "attempt made");
         outcome
     }
 

@@ -253,6 +253,7 @@ pub async fn plan(
             traceparent: Some(traceparent.clone()),
         });
     }
+    tracing::debug!(rows = queued.len(), "the event's requests are rendered");
     Ok(queued)
 }
 

@@ -22,7 +22,12 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Level;
-use tracing_subscriber::{EnvFilter, Layer, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    filter::{Targets, filter_fn},
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
 
 pub use context::{RemoteParent, continue_trace, event_span, traceparent};
 
@@ -95,7 +100,7 @@ impl Telemetry {
             .with_context_activation(false)
             .with_filter(Targets::new().with_target("hookline", Level::INFO));
         tracing_subscriber::registry()
-            .with(lines.with_filter(filter))
+            .with(lines.with_filter(filter).with_filter(filter_fn(|line| !may_show_secrets(line))))
             .with(spans)
             .try_init()
             .map_err(|e| format!("cannot install the log subscriber: {e}"))?;
@@ -112,6 +117,13 @@ impl Telemetry {
             Err(err) => eprintln!("hookline: the span exporter did not stop: {err}"),
         }
     }
+}
+
+/// Lines of other crates that show what clients send, and so may show their secrets, whatever
+/// `HOOKLINE_LOG` asks for: tungstenite's `trace` lines print every WebSocket message (the
+/// `connection_init` carries the caller's token).
+fn may_show_secrets(line: &tracing::Metadata<'_>) -> bool {
+    *line.level() == Level::TRACE && line.target().starts_with("tungstenite")
 }
 
 /// `<base>/v1/traces`, whether the base ends with a slash or not.
