@@ -3,17 +3,11 @@
 //! subscriber installed, as when the library is embedded), ids are made up, so that every
 //! attempt still sends a valid `traceparent`, in the stored trace when there is one.
 
-use std::collections::HashMap;
-
 use opentelemetry::{
     Context,
-    propagation::TextMapPropagator,
     trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId},
 };
-use opentelemetry_sdk::{
-    propagation::TraceContextPropagator,
-    trace::{IdGenerator, RandomIdGenerator},
-};
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -22,12 +16,26 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 pub struct RemoteParent(SpanContext);
 
 impl RemoteParent {
-    /// Reads a `traceparent` value; `None` when it is not a valid one.
+    /// Reads a `traceparent` value as W3C Trace Context says (`00-<32 hex>-<16 hex>-<2 hex>`,
+    /// lowercase, ids not all zeros; a later version may add fields); `None` when it is not a
+    /// valid one.
     pub fn parse(traceparent: &str) -> Option<Self> {
-        let carrier = HashMap::from([("traceparent".to_owned(), traceparent.trim().to_owned())]);
-        let context = TraceContextPropagator::new().extract(&carrier);
-        let span = context.span().span_context().clone();
-        span.is_valid().then_some(Self(span))
+        let parts: Vec<&str> = traceparent.trim().split('-').collect();
+        let hex = |text: &str, len: usize| {
+            text.len() == len && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let [version, trace, span, flags, rest @ ..] = parts.as_slice() else { return None };
+        if !hex(version, 2) || *version == "ff" || (*version == "00" && !rest.is_empty()) {
+            return None;
+        }
+        if !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
+            return None;
+        }
+        let trace = TraceId::from_hex(trace).ok()?;
+        let span = SpanId::from_hex(span).ok()?;
+        let flags = TraceFlags::new(u8::from_str_radix(flags, 16).ok()? & TraceFlags::SAMPLED.to_u8());
+        let context = SpanContext::new(trace, span, flags, true, Default::default());
+        context.is_valid().then_some(Self(context))
     }
 
     pub fn trace_id(&self) -> String {
@@ -86,7 +94,21 @@ mod tests {
     fn a_traceparent_is_read_and_a_malformed_one_is_ignored() {
         let parent = RemoteParent::parse(SAMPLE).expect("valid");
         assert_eq!(parent.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        for bad in ["", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "garbage", "00-4bf9-00f0-01"] {
+        let unsampled = RemoteParent::parse(&SAMPLE.replace("-01", "-00")).expect("valid");
+        assert_eq!(traceparent(&Span::none(), Some(&unsampled)).rsplit('-').next(), Some("00"));
+        let later = RemoteParent::parse(&format!("{}-more", SAMPLE.replacen("00", "01", 1))).expect("a later version");
+        assert_eq!(later.trace_id(), parent.trace_id());
+        for bad in [
+            "",
+            "garbage",
+            "00-4bf9-00f0-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+        ] {
             assert!(RemoteParent::parse(bad).is_none(), "{bad}");
         }
     }
