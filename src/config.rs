@@ -603,7 +603,8 @@ impl Config {
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&raw.log) {
             return Err(ConfigError(format!("key `log` (HOOKLINE_LOG): {err}")));
         }
-        let log_format = raw.log_format.parse().map_err(|e| ConfigError(format!("key `log_format` (HOOKLINE_LOG_FORMAT): {e}")))?;
+        let log_format =
+            raw.log_format.parse().map_err(|e| ConfigError(format!("key `log_format` (HOOKLINE_LOG_FORMAT): {e}")))?;
         let otlp_endpoint = parse_otlp_endpoint(raw.otlp_endpoint.as_deref())?;
         let delivery = DeliveryConfig::from_raw(&raw)?;
         let auth = AuthConfig::from_raw(&raw);

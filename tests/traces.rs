@@ -224,7 +224,11 @@ async fn spans_reach_the_otlp_receiver_from_the_mutation_to_each_attempt_in_the_
         assert_eq!(attempts.len(), 2, "{context}");
         let delivery_id = deliveries[0].header("x-hookline-delivery").expect("delivery id");
         for attempt in &attempts {
-            assert_eq!((attempt.trace.as_str(), attempt.parent.as_str()), (CALLER_TRACE, event.id.as_str()), "{context}");
+            assert_eq!(
+                (attempt.trace.as_str(), attempt.parent.as_str()),
+                (CALLER_TRACE, event.id.as_str()),
+                "{context}"
+            );
             assert_eq!(attempt.attributes["webhook_id"], webhook_id);
             assert_eq!(attempt.attributes["delivery_id"], delivery_id);
             assert_eq!(attempt.attributes["target_host"], "127.0.0.1");
@@ -276,7 +280,8 @@ async fn without_a_collector_every_attempt_still_sends_a_traceparent_in_the_muta
         let created = graphql(&server, &[("traceparent", &caller)], CREATE_TICKET, json!({"input": input})).await;
         let continued = requests_to(&receiver, "/continued", 2).await;
         // The same item updated without a traceparent: a new trace, the same on both attempts.
-        let update = "mutation($id: ID!) { updateItem(itemtype: \"Ticket\", id: $id, input: {name: \"second\"}) { id } }";
+        let update =
+            "mutation($id: ID!) { updateItem(itemtype: \"Ticket\", id: $id, input: {name: \"second\"}) { id } }";
         graphql(&server, &[], update, json!({"id": created["createItem"]["id"]})).await;
         let started = requests_to(&receiver, "/started", 2).await;
 
@@ -315,7 +320,8 @@ async fn json_logs_are_one_object_per_line_with_level_target_fields_and_spans() 
         assert!(server.terminate(), "{}", backend.name);
         let lines: Vec<Value> = log.all().iter().map(|line| json_line(line)).collect();
 
-        let message = |line: &Value, start: &str| line["fields"]["message"].as_str().is_some_and(|m| m.starts_with(start));
+        let message =
+            |line: &Value, start: &str| line["fields"]["message"].as_str().is_some_and(|m| m.starts_with(start));
         let listening = lines.iter().find(|l| message(l, "hookline listening")).expect("the listening line");
         assert_eq!(listening["fields"]["addr"], server.addr.to_string());
         assert_eq!(listening["level"], "INFO");
@@ -327,7 +333,8 @@ async fn json_logs_are_one_object_per_line_with_level_target_fields_and_spans() 
         assert!(attempt["spans"].is_array(), "{attempt}");
         // A line logged inside an event's span lists the operation around it.
         let event = lines.iter().find(|l| l["span"]["name"] == "event").expect("a line in an event's span");
-        let around: Vec<&str> = event["spans"].as_array().into_iter().flatten().filter_map(|s| s["name"].as_str()).collect();
+        let around: Vec<&str> =
+            event["spans"].as_array().into_iter().flatten().filter_map(|s| s["name"].as_str()).collect();
         assert_eq!(around, ["graphql", "event"], "{event}");
         assert_eq!(event["spans"][0]["graphql.operation.name"], "CreateTicket", "{event}");
         backend.drop_database().await;
@@ -410,7 +417,8 @@ async fn no_secret_reaches_the_log_at_trace_level() {
         }
         let (mut server, log) = Server::start_logged(dir.path(), &env(dir.path(), &backend, &extra));
         let server_key = backend.env.iter().chain(&extra).find(|(k, _)| *k == "HOOKLINE_SECRET_KEY").expect("key");
-        let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("user:{BASIC_PASSWORD}"));
+        let basic =
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("user:{BASIC_PASSWORD}"));
 
         // A webhook with a secret, CRA, OAuth and a credential header; one with Basic auth and
         // a Standard Webhooks secret.
@@ -461,13 +469,9 @@ async fn no_secret_reaches_the_log_at_trace_level() {
             assert!(std::time::Instant::now() < deadline, "both deliveries sent ({}): {data}", backend.name);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let regenerated = graphql(
-            &server,
-            &[],
-            "mutation($id: ID!) { regenerateWebhookSecret(id: $id) }",
-            json!({"id": secured}),
-        )
-        .await;
+        let regenerated =
+            graphql(&server, &[], "mutation($id: ID!) { regenerateWebhookSecret(id: $id) }", json!({"id": secured}))
+                .await;
         let regenerated = regenerated["regenerateWebhookSecret"].as_str().expect("secret").to_owned();
         drop(socket);
         assert!(server.terminate(), "{}", backend.name);

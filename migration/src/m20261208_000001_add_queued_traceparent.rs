@@ -18,14 +18,19 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .alter_table(
-                Table::alter().table(QueuedWebhooks::Table).add_column(string_null(QueuedWebhooks::Traceparent)).to_owned(),
+                Table::alter()
+                    .table(QueuedWebhooks::Table)
+                    .add_column(string_null(QueuedWebhooks::Traceparent))
+                    .to_owned(),
             )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .alter_table(Table::alter().table(QueuedWebhooks::Table).drop_column(QueuedWebhooks::Traceparent).to_owned())
+            .alter_table(
+                Table::alter().table(QueuedWebhooks::Table).drop_column(QueuedWebhooks::Traceparent).to_owned(),
+            )
             .await
     }
 }

@@ -118,7 +118,10 @@ impl Extension for Operation {
 }
 
 /// The type and name of the operation a request runs: the one it names, or its only one.
-fn operation<'a>(document: &'a ExecutableDocument, requested: Option<&str>) -> Option<(OperationType, Option<&'a str>)> {
+fn operation<'a>(
+    document: &'a ExecutableDocument,
+    requested: Option<&str>,
+) -> Option<(OperationType, Option<&'a str>)> {
     match &document.operations {
         DocumentOperations::Single(operation) => Some((operation.node.ty, None)),
         DocumentOperations::Multiple(operations) => {

@@ -228,7 +228,9 @@ pub async fn insert_all(
                     .webhooks(txn, &intake.secrets, &item.itemtype, new, intake.limits, staged.batch())
                     .await?;
                 let entities = intake.cache.entities_in(txn, staged.batch()).await?;
-                events::plan(txn, intake, WebhookEvent::New, item, &webhooks, &entities).instrument(p.span.clone()).await?
+                events::plan(txn, intake, WebhookEvent::New, item, &webhooks, &entities)
+                    .instrument(p.span.clone())
+                    .await?
             }
         };
         counts.push(rows.len());

@@ -393,9 +393,9 @@ pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch
                     Vec::new()
                 };
                 Ok(Changed { item, queued })
-            }
-            .instrument(span))
+            })
         })
+        .instrument(span)
         .await
 }
 
@@ -454,9 +454,9 @@ pub async fn set_deleted(
                 let item = mark_deleted(txn, item, deleted, now, actor.as_ref()).await?;
                 let queued = forecast::raise(txn, staged, &intake, event, &item, forecast).await?;
                 Ok(Changed { item, queued })
-            }
-            .instrument(span))
+            })
         })
+        .instrument(span)
         .await
 }
 
@@ -523,14 +523,12 @@ pub async fn purge(
     state
         .writer
         .write(move |txn, staged| {
-            Box::pin(
-                async move {
-                    let item = require(txn, &itemtype, &id).await?;
-                    remove(txn, staged, &intake, item, forecasts, actor.as_ref()).await
-                }
-                .instrument(span),
-            )
+            Box::pin(async move {
+                let item = require(txn, &itemtype, &id).await?;
+                remove(txn, staged, &intake, item, forecasts, actor.as_ref()).await
+            })
         })
+        .instrument(span)
         .await
 }
 

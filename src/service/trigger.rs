@@ -88,8 +88,9 @@ pub async fn trigger(state: &AppState, trigger: Trigger) -> AppResult<Changed<()
     state
         .writer
         .write(move |txn, staged| {
-            Box::pin(async move { run(txn, staged, &intake, trigger, parsed, now, forecasts).await }.instrument(span))
+            Box::pin(async move { run(txn, staged, &intake, trigger, parsed, now, forecasts).await })
         })
+        .instrument(span)
         .await
 }
 

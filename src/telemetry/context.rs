@@ -71,8 +71,11 @@ fn format(trace: TraceId, span: SpanId, flags: TraceFlags) -> String {
 }
 
 /// The span of one raised event, a child of the current span (the operation that raises it).
-/// Create it where the caller is and carry it into the writer's job: the writer runs many
-/// callers' jobs in one task, so the span current there is nobody's event.
+/// Create it where the caller is, and raise the event in it: render its rows inside it and
+/// submit the write from inside it ([`crate::writer::Writer::write`] carries the caller's span
+/// into the job; jobs that run many events, grouped creates and batches, enter each event's
+/// span themselves). The writer runs many callers' jobs in one task: the span current there
+/// is nobody's event.
 pub fn event_span(itemtype: &str, event: &str, item_id: &str) -> Span {
     tracing::info_span!(
         "event",

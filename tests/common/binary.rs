@@ -13,10 +13,7 @@ use serde_json::{Value, json};
 
 /// The lines a server wrote to stderr, and whether it has closed it (exited).
 #[derive(Clone, Default)]
-pub struct Log(
-    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
-);
+pub struct Log(std::sync::Arc<std::sync::Mutex<Vec<String>>>, std::sync::Arc<std::sync::atomic::AtomicBool>);
 
 impl Log {
     /// The lines so far.
