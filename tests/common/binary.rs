@@ -118,6 +118,20 @@ impl Server {
         response["data"].clone()
     }
 
+    /// The `data` of a GraphQL request that must succeed, sent with these extra headers.
+    pub async fn data_with_headers(&self, headers: &[(&str, &str)], query: &str, variables: Value) -> Value {
+        let mut request = self
+            .client
+            .post(format!("http://{}/graphql", self.addr))
+            .json(&json!({"query": query, "variables": variables}));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response: Value = request.send().await.expect("request sent").json().await.expect("JSON");
+        assert!(response.get("errors").is_none(), "{response}");
+        response["data"].clone()
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill9(&mut self) {
         self.child.kill().expect("kill -9");
@@ -130,4 +144,51 @@ impl Server {
         assert!(status.success());
         self.child.wait().map(|s| s.success()).unwrap_or(false)
     }
+}
+
+/// A database for a run of the binary: SQLite in its data directory, or a fresh PostgreSQL
+/// database (dropped by [`Database::drop_database`]).
+pub struct Database {
+    pub name: &'static str,
+    /// The variables that point the server at it.
+    pub env: Vec<(&'static str, String)>,
+    /// The admin URL and the database's name.
+    postgres: Option<(String, String)>,
+}
+
+impl Database {
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    pub async fn drop_database(&self) {
+        if let Some((admin_url, name)) = &self.postgres {
+            let admin = sea_orm::Database::connect(admin_url).await.expect("connect");
+            sea_orm::ConnectionTrait::execute_unprepared(
+                &admin,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+            .await
+            .ok();
+        }
+    }
+}
+
+/// SQLite always, PostgreSQL when `TEST_POSTGRES_URL` is set (with a key, which it requires).
+pub async fn databases() -> Vec<Database> {
+    let mut out = vec![Database { name: "sqlite", env: Vec::new(), postgres: None }];
+    if let Ok(admin_url) = std::env::var(super::POSTGRES_ENV) {
+        let name = format!("hookline_t_{}", uuid::Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(&admin_url).await.expect("connect");
+        sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, super::rand_key());
+        out.push(Database {
+            name: "postgres",
+            env: vec![("HOOKLINE_DATABASE_URL", super::database_url(&admin_url, &name)), ("HOOKLINE_SECRET_KEY", key)],
+            postgres: Some((admin_url, name)),
+        });
+    }
+    out
 }
