@@ -116,6 +116,8 @@ struct RawConfig {
     max_query_complexity: usize,
     /// `HOOKLINE_MAX_QUERY_ALIASES`: aliased fields in one GraphQL operation.
     max_query_aliases: usize,
+    /// `HOOKLINE_APQ_CACHE`: persisted queries (sent by their hash) one process remembers.
+    apq_cache: usize,
     /// `HOOKLINE_MAX_SUBSCRIPTIONS_PER_CONNECTION`: live subscriptions on one WebSocket.
     max_subscriptions_per_connection: usize,
     /// `HOOKLINE_MAX_SUBSCRIPTIONS`: live subscriptions in one process.
@@ -148,6 +150,11 @@ struct RawConfig {
     /// `HOOKLINE_TOKEN_MUTATION_BURST`: mutations a token may make at once above that rate
     /// (0: as many as one second of the rate).
     token_mutation_burst: u32,
+    /// `HOOKLINE_METRICS_TOKEN`: when set, `GET /metrics` needs `Authorization: Bearer <it>`.
+    metrics_token: Option<String>,
+    /// `HOOKLINE_METRICS_PER_WEBHOOK`: label the attempt and latency series with `webhook_id`
+    /// (one series per webhook: for a modest number of webhooks).
+    metrics_per_webhook: bool,
 }
 
 impl std::fmt::Debug for RawConfig {
@@ -156,6 +163,9 @@ impl std::fmt::Debug for RawConfig {
         if let Some(keys) = shown.as_object_mut() {
             if self.secret_key.is_some() {
                 keys.insert("secret_key".into(), "<redacted>".into());
+            }
+            if self.metrics_token.is_some() {
+                keys.insert("metrics_token".into(), "<redacted>".into());
             }
             if let Some(url) = &self.database_url {
                 keys.insert("database_url".into(), redacted_url(url).into());
@@ -219,6 +229,7 @@ impl Default for RawConfig {
             max_query_depth: 16,
             max_query_complexity: 10_000,
             max_query_aliases: 100,
+            apq_cache: 1000,
             max_subscriptions_per_connection: 100,
             max_subscriptions: 10_000,
             max_ws_connections: 1_000,
@@ -233,6 +244,8 @@ impl Default for RawConfig {
             introspection: true,
             token_mutation_rate: 0,
             token_mutation_burst: 0,
+            metrics_token: None,
+            metrics_per_webhook: false,
         }
     }
 }
@@ -273,6 +286,8 @@ pub struct ApiLimits {
     pub max_query_depth: usize,
     pub max_query_complexity: usize,
     pub max_query_aliases: usize,
+    /// Persisted queries remembered.
+    pub apq_cache: usize,
     pub max_subscriptions_per_connection: usize,
     pub max_subscriptions: usize,
     pub max_ws_connections: usize,
@@ -313,6 +328,7 @@ impl DeliveryConfig {
             ("max_query_depth", raw.max_query_depth),
             ("max_query_complexity", raw.max_query_complexity),
             ("max_query_aliases", raw.max_query_aliases),
+            ("apq_cache", raw.apq_cache),
             ("max_subscriptions_per_connection", raw.max_subscriptions_per_connection),
             ("max_subscriptions", raw.max_subscriptions),
             ("max_ws_connections", raw.max_ws_connections),
@@ -393,6 +409,7 @@ impl DeliveryConfig {
                 max_query_depth: raw.max_query_depth,
                 max_query_complexity: raw.max_query_complexity,
                 max_query_aliases: raw.max_query_aliases,
+                apq_cache: raw.apq_cache,
                 max_subscriptions_per_connection: raw.max_subscriptions_per_connection,
                 max_subscriptions: raw.max_subscriptions,
                 max_ws_connections: raw.max_ws_connections,
@@ -464,6 +481,25 @@ pub struct Config {
     pub sqlite_max_size: u64,
     pub delivery: DeliveryConfig,
     pub auth: AuthConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// What `GET /metrics` shows and to whom.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    /// The bearer token a scrape must carry; open to anyone who reaches the port when None.
+    pub token: Option<SecretString>,
+    /// Whether the attempt and latency series carry a `webhook_id` label.
+    pub per_webhook: bool,
+}
+
+impl MetricsConfig {
+    fn from_raw(raw: &RawConfig) -> Self {
+        Self {
+            token: raw.metrics_token.as_deref().filter(|t| !t.trim().is_empty()).map(|t| SecretString::from(t.trim())),
+            per_webhook: raw.metrics_per_webhook,
+        }
+    }
 }
 
 /// Who may call the API, and how much.
@@ -551,6 +587,7 @@ impl Config {
             sqlite_max_size: 0,
             delivery: DeliveryConfig::default(),
             auth: AuthConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 
@@ -608,6 +645,7 @@ impl Config {
         let otlp_endpoint = parse_otlp_endpoint(raw.otlp_endpoint.as_deref())?;
         let delivery = DeliveryConfig::from_raw(&raw)?;
         let auth = AuthConfig::from_raw(&raw);
+        let metrics = MetricsConfig::from_raw(&raw);
         Ok(Self {
             delivery,
             database_url: SecretString::from(database_url),
@@ -628,6 +666,7 @@ impl Config {
             otlp_endpoint,
             sqlite_max_size: raw.sqlite_max_size,
             auth,
+            metrics,
         })
     }
 
@@ -697,14 +736,17 @@ mod tests {
         let raw = RawConfig {
             secret_key: Some(key.clone()),
             database_url: Some("postgres://hookline:pg-pass-9@db.example.org/hookline".into()),
+            metrics_token: Some("scrape-secret-7".into()),
             ..raw()
         };
         let shown = format!("{raw:?}");
         assert!(!shown.contains(&key) && !shown.contains("pg-pass-9"), "{shown}");
+        assert!(!shown.contains("scrape-secret-7"), "{shown}");
         assert!(shown.contains("db.example.org") && shown.contains("listen"), "{shown}");
         let config = Config::from_raw(raw).expect("valid");
         let shown = format!("{config:?}");
         assert!(!shown.contains("pg-pass-9") && !shown.contains("42, 42"), "{shown}");
+        assert!(!shown.contains("scrape-secret-7") && config.metrics.token.is_some(), "{shown}");
         assert!(shown.contains("Configured(<redacted>)"), "{shown}");
     }
 

@@ -1,5 +1,7 @@
-//! HTTP routes: GraphQL (POST; GET for GraphiQL or the WebSocket upgrade), health and readiness.
+//! HTTP routes: GraphQL (POST; GET for GraphiQL or the WebSocket upgrade), health, readiness
+//! and metrics.
 
+mod metrics;
 mod refusal;
 
 use std::str::FromStr;
@@ -26,11 +28,14 @@ struct HttpState {
 
 pub fn router(app: AppState) -> Router {
     let schema = build_schema(Some(app.clone()));
+    let counted = app.metrics.clone();
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::scrape))
         .merge(crate::assets::routes())
+        .layer(axum::middleware::from_fn_with_state(counted, metrics::count_requests))
         .with_state(HttpState { app, schema })
 }
 

@@ -8,13 +8,16 @@ pub mod auth;
 pub mod bench;
 pub mod bench_intake;
 pub mod bench_match;
+mod bench_report;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod graphql;
 mod http;
+pub mod metrics;
 pub mod queue;
 pub mod secret_box;
 pub mod server;
@@ -63,6 +66,8 @@ pub struct AppState {
     pub ws_connections: Arc<slots::Slots>,
     /// Checks the tokens of requests.
     pub auth: Arc<auth::Auth>,
+    /// What `GET /metrics` shows.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -128,6 +133,7 @@ impl Application {
         let state = self.state.clone();
         state.queue.run_background(shutdown.clone());
         tokio::spawn(auth::store::keep_revocations_fresh(state.db.clone(), state.auth.clone(), shutdown.clone()));
+        tokio::spawn(state.metrics.clone().keep_up(shutdown.clone()));
         let workers =
             tokio::spawn(worker::run(state.queue.clone(), state.delivery.clone(), self.inbox, shutdown.clone()));
         let header_read_timeout = state.config().api.header_read_timeout;
@@ -153,10 +159,15 @@ pub async fn prepare(config: &Config) -> Result<(AppState, WorkerInbox), StartEr
     auth.revoked.replace(revoked);
     ENTITIES.ensure_root(&db).await.map_err(|e| StartError::Setup(format!("{e:?}")))?;
     service::itemtypes::seed(&db).await.map_err(|e| StartError::Setup(format!("{e:?}")))?;
-    let delivery = DeliveryClient::new(db.clone(), config.delivery.clone(), secrets.clone())
+    let metrics = metrics::Metrics::new(&config.metrics);
+    let delivery = DeliveryClient::new(db.clone(), config.delivery.clone(), secrets.clone(), metrics.clone())
         .map_err(|e| StartError::Setup(format!("HTTP client: {e}")))?;
-    let bus = Arc::new(QueueBus::new(config.delivery.subscription_buffer, config.delivery.subscription_rate));
-    let publisher = Queue::publisher(&db, bus.clone());
+    let bus = Arc::new(QueueBus::new(
+        config.delivery.subscription_buffer,
+        config.delivery.subscription_rate,
+        metrics.subscription_messages.clone(),
+    ));
+    let publisher = Queue::publisher(&db, bus.clone(), metrics.clone());
     let lanes = db::write_lanes(config);
     let writer_db = db::connect(config, lanes as u32).await?;
     let budget = db::page_budget(config, &writer_db).await?;
@@ -175,6 +186,7 @@ pub async fn prepare(config: &Config) -> Result<(AppState, WorkerInbox), StartEr
         subscriptions: slots::Slots::new(config.delivery.api.max_subscriptions),
         ws_connections: slots::Slots::new(config.delivery.api.max_ws_connections),
         auth,
+        metrics,
     };
     Ok((state, inbox))
 }

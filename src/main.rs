@@ -36,6 +36,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    hookline::crypto::install();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Schema) => {

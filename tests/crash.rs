@@ -7,31 +7,14 @@ use std::{collections::HashMap, time::Duration};
 
 use common::{
     POSTGRES_ENV,
-    binary::Server,
+    binary::{Server, databases},
     receiver::{Receiver, Recorded},
 };
-use sea_orm::{ConnectionTrait, Database};
 use serde_json::json;
 
 const WEBHOOKS: usize = 4;
 const ITEMS: usize = 30;
 const MAX_IN_FLIGHT: usize = 8;
-
-/// The backends to run on: SQLite always, PostgreSQL when configured (a fresh database).
-async fn databases() -> Vec<(String, Vec<(&'static str, String)>)> {
-    let mut out = vec![("sqlite".to_owned(), Vec::new())];
-    if let Ok(admin_url) = std::env::var(POSTGRES_ENV) {
-        let name = format!("hookline_t_{}", uuid::Uuid::new_v4().simple());
-        let admin = Database::connect(&admin_url).await.expect("connect");
-        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create database");
-        let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, common::rand_key());
-        out.push((
-            "postgres".to_owned(),
-            vec![("HOOKLINE_DATABASE_URL", common::database_url(&admin_url, &name)), ("HOOKLINE_SECRET_KEY", key)],
-        ));
-    }
-    out
-}
 
 fn env(dir: &std::path::Path, database: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
     let mut env = vec![

@@ -482,3 +482,87 @@ async fn batch_results_cost_one_child_per_input_and_errors_name_the_field_of_the
     })
     .await;
 }
+
+/// The SHA-256 of a query, as Apollo's persisted queries name it.
+fn sha256_hex(query: &str) -> String {
+    use sha2::Digest;
+    hookline::domain::signing::hex(&sha2::Sha256::digest(query.as_bytes()))
+}
+
+/// The next message of operation `id` (the others' are skipped).
+async fn next_of(socket: &mut ws::Socket, id: &str) -> Value {
+    loop {
+        let message = ws::next(socket).await;
+        if message["id"] == id {
+            return message;
+        }
+    }
+}
+
+fn persisted(query: Option<&str>, hash: &str) -> Value {
+    let mut request = json!({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": hash}}});
+    if let Some(query) = query {
+        request["query"] = json!(query);
+    }
+    request
+}
+
+#[tokio::test]
+async fn a_persisted_query_is_unknown_then_registered_then_served_by_its_hash() {
+    each_backend(async |app| {
+        app.data("mutation { createEntity(input: {name: \"Europe\"}) { id } }", json!({})).await;
+        let query = "query Names { entities { name } }";
+        let hash = sha256_hex(query);
+        let url = app.url("/graphql");
+        let send = async |body: Value| post(&url, &app.token, Some("application/json"), body.to_string()).await;
+
+        let (status, _, unknown) = send(persisted(None, &hash)).await;
+        assert_eq!(status, 200, "{unknown}");
+        assert_eq!(unknown["errors"][0]["message"], "PersistedQueryNotFound", "{unknown}");
+        assert_eq!(unknown["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND");
+
+        let (_, _, mismatch) = send(persisted(Some(query), &sha256_hex("{ other }"))).await;
+        assert_eq!(mismatch["errors"][0]["extensions"]["code"], "VALIDATION", "{mismatch}");
+        let (_, _, still_unknown) = send(persisted(None, &hash)).await;
+        assert_eq!(still_unknown["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND");
+
+        let (_, _, registered) = send(persisted(Some(query), &hash)).await;
+        assert!(registered.get("errors").is_none(), "{registered}");
+        let (_, _, served) = send(persisted(None, &hash)).await;
+        assert!(served.get("errors").is_none(), "{served}");
+        assert_eq!(served["data"], registered["data"]);
+        let names: Vec<&str> = served["data"]["entities"]
+            .as_array()
+            .expect("entities")
+            .iter()
+            .filter_map(|e| e["name"].as_str())
+            .collect();
+        assert!(names.contains(&"Europe"), "{served}");
+
+        // A persisted query still needs a token, and still runs as its caller.
+        let (status, _, anonymous) = post(&url, "", Some("application/json"), persisted(None, &hash).to_string()).await;
+        assert_eq!(status, 401, "{anonymous}");
+
+        // The same hash serves a subscription over WebSocket.
+        let subscription = "subscription { queueStats { pending } }";
+        let sub_hash = sha256_hex(subscription);
+        let mut socket = ws::connect(app.addr, &app.token).await;
+        let subscribe = |id: &str, query: Option<&str>| {
+            let mut payload = persisted(query, &sub_hash);
+            payload["variables"] = json!({});
+            Message::text(json!({"id": id, "type": "subscribe", "payload": payload}).to_string())
+        };
+        socket.send(subscribe("1", None)).await.expect("send");
+        let refused = ws::next(&mut socket).await;
+        assert_eq!(subscription_error(&refused)["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND", "{refused}");
+        socket.send(subscribe("2", Some(subscription))).await.expect("send");
+        let first = next_of(&mut socket, "2").await;
+        assert_eq!(first["type"], "next", "{first}");
+        assert!(first["payload"]["data"]["queueStats"]["pending"].is_number(), "{first}");
+        socket.send(subscribe("3", None)).await.expect("send");
+        let by_hash = next_of(&mut socket, "3").await;
+        assert_eq!(by_hash["type"], "next", "{by_hash}");
+        assert!(by_hash["payload"]["data"]["queueStats"]["pending"].is_number(), "{by_hash}");
+    })
+    .await;
+}

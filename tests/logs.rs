@@ -13,7 +13,7 @@ use axum::{
     routing::{get, post},
 };
 use common::{
-    binary::{Database, Server, databases},
+    binary::{Server, databases, drop_database},
     receiver::Receiver,
     ws,
 };
@@ -22,13 +22,17 @@ use serde_json::{Value, json};
 const CREATE_WEBHOOK: &str = "mutation($input: WebhookInput!) { createWebhook(input: $input) { id } }";
 const CREATE_TICKET: &str = "mutation CreateTicket($input: ItemInput!) { createItem(input: $input) { id } }";
 
-fn env(dir: &std::path::Path, database: &Database, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+fn env(
+    dir: &std::path::Path,
+    database: &[(&'static str, String)],
+    extra: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
     let mut env = vec![
         ("HOOKLINE_DATA_DIR", dir.join("data").display().to_string()),
         ("HOOKLINE_POLL_INTERVAL", "50ms".into()),
         ("HOOKLINE_HTTP_TIMEOUT", "2s".into()),
     ];
-    env.extend(database.env.iter().cloned());
+    env.extend(database.iter().cloned());
     env.extend(extra.iter().cloned());
     env
 }
@@ -65,7 +69,7 @@ fn json_line(line: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line_with_level_target_fields_and_spans() {
-    for database in databases().await {
+    for (name, database) in databases().await {
         let dir = tempfile::tempdir().expect("tempdir");
         let receiver = Receiver::start().await;
         let json_logs = [("HOOKLINE_LOG_FORMAT", "json".to_owned()), ("HOOKLINE_LOG", "debug".to_owned())];
@@ -74,7 +78,7 @@ async fn json_logs_are_one_object_per_line_with_level_target_fields_and_spans() 
         let input = json!({"itemtype": "Ticket", "entityId": "0"});
         server.data(CREATE_TICKET, json!({"input": input})).await;
         let delivery = requests_to(&receiver, "/hook", 1).await;
-        assert!(server.terminate(), "{}", database.name);
+        assert!(server.terminate(), "{}", name);
         let lines: Vec<Value> = log.all().iter().map(|line| json_line(line)).collect();
 
         let message =
@@ -94,7 +98,7 @@ async fn json_logs_are_one_object_per_line_with_level_target_fields_and_spans() 
             event["spans"].as_array().into_iter().flatten().filter_map(|s| s["name"].as_str()).collect();
         assert_eq!(around, ["graphql", "event"], "{event}");
         assert_eq!(event["spans"][0]["graphql.operation.name"], "CreateTicket", "{event}");
-        database.drop_database().await;
+        drop_database(&database).await;
     }
 }
 
@@ -127,6 +131,7 @@ const ACCESS_TOKEN: &str = "access-token-Mv72hQ";
 const API_KEY: &str = "api-key-value-Lw55cN";
 const BASIC_PASSWORD: &str = "basic-password-Tr66jB";
 const OTLP_TOKEN: &str = "otlp-header-token-Kd24sW";
+const METRICS_TOKEN: &str = "metrics-token-Hy38pZ";
 
 /// A target that answers challenges (HMAC of the token with [`WEBHOOK_SECRET`]), issues OAuth
 /// tokens and takes deliveries.
@@ -159,7 +164,7 @@ fn leaks<'a>(log: &'a [String], secret: &str) -> Vec<&'a String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_log_at_trace_level() {
-    for database in databases().await {
+    for (name, database) in databases().await {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = start_target().await;
         let collector = Receiver::start().await;
@@ -168,12 +173,13 @@ async fn no_secret_reaches_the_log_at_trace_level() {
             ("HOOKLINE_LOG", "trace".to_owned()),
             ("HOOKLINE_OTLP_ENDPOINT", collector.url("")),
             ("OTEL_EXPORTER_OTLP_HEADERS", format!("authorization=Bearer%20{OTLP_TOKEN}")),
+            ("HOOKLINE_METRICS_TOKEN", METRICS_TOKEN.to_owned()),
         ];
-        if !database.is_postgres() {
+        if name == "sqlite" {
             extra.push(("HOOKLINE_SECRET_KEY", key.clone()));
         }
         let (mut server, log) = Server::start_logged(dir.path(), &env(dir.path(), &database, &extra));
-        let server_key = database.env.iter().chain(&extra).find(|(k, _)| *k == "HOOKLINE_SECRET_KEY").expect("key");
+        let server_key = database.iter().chain(&extra).find(|(k, _)| *k == "HOOKLINE_SECRET_KEY").expect("key");
         let basic =
             base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("user:{BASIC_PASSWORD}"));
 
@@ -215,19 +221,26 @@ async fn no_secret_reaches_the_log_at_trace_level() {
             if data["queueStats"]["sent"] == 2 {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "both deliveries sent ({}): {data}", database.name);
+            assert!(std::time::Instant::now() < deadline, "both deliveries sent ({}): {data}", name);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let regenerated =
             server.data("mutation($id: ID!) { regenerateWebhookSecret(id: $id) }", json!({"id": secured})).await;
         let regenerated = regenerated["regenerateWebhookSecret"].as_str().expect("secret").to_owned();
+        let scrape = reqwest::Client::new()
+            .get(format!("http://{}/metrics", server.addr))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .expect("scraped");
+        assert_eq!(scrape.status(), 200, "{name}");
         drop(socket);
-        assert!(server.terminate(), "{}", database.name);
+        assert!(server.terminate(), "{}", name);
         let lines = log.all();
         assert!(lines.len() > 100, "trace level logs a lot: {} lines", lines.len());
         assert!(lines.iter().any(|l| l.contains("TRACE")), "trace lines are there");
         let attempts = lines.iter().filter(|l| l.contains("attempt made") && l.contains("outcome=\"sent\"")).count();
-        assert!(attempts >= 2, "both deliveries were logged with their spans ({})", database.name);
+        assert!(attempts >= 2, "both deliveries were logged with their spans ({})", name);
         assert!(!collector.requests_to("/v1/traces").is_empty(), "spans were exported");
 
         let signature = |token: &str| token.rsplit('.').next().unwrap_or_default().to_owned();
@@ -241,6 +254,7 @@ async fn no_secret_reaches_the_log_at_trace_level() {
             ("Basic auth header", basic.clone()),
             ("Basic auth password", BASIC_PASSWORD.to_owned()),
             ("collector header", OTLP_TOKEN.to_owned()),
+            ("metrics token", METRICS_TOKEN.to_owned()),
             ("server key", server_key.1.clone()),
             ("admin token", server.token.clone()),
             ("admin token's signature", signature(&server.token)),
@@ -249,8 +263,8 @@ async fn no_secret_reaches_the_log_at_trace_level() {
         ];
         for (what, secret) in &secrets {
             let found = leaks(&lines, secret);
-            assert!(found.is_empty(), "{what} in the log ({}): {:#?}", database.name, &found[..found.len().min(3)]);
+            assert!(found.is_empty(), "{what} in the log ({}): {:#?}", name, &found[..found.len().min(3)]);
         }
-        database.drop_database().await;
+        drop_database(&database).await;
     }
 }

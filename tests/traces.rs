@@ -7,7 +7,7 @@ mod common;
 use std::{collections::HashMap, time::Duration};
 
 use common::{
-    binary::{Database, Server, databases},
+    binary::{Server, databases, drop_database},
     receiver::{Receiver, Recorded, Reply},
 };
 use opentelemetry_proto::tonic::{
@@ -25,7 +25,11 @@ const CREATE_WEBHOOK: &str = "mutation($input: WebhookInput!) { createWebhook(in
 const CREATE_TICKET: &str = "mutation CreateTicket($input: ItemInput!) { createItem(input: $input) { id } }";
 
 /// Quick retries and polling, plus `extra`.
-fn env(dir: &std::path::Path, database: &Database, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+fn env(
+    dir: &std::path::Path,
+    database: &[(&'static str, String)],
+    extra: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
     let mut env = vec![
         ("HOOKLINE_DATA_DIR", dir.join("data").display().to_string()),
         ("HOOKLINE_RETRY_SCHEDULE", "100ms".into()),
@@ -33,7 +37,7 @@ fn env(dir: &std::path::Path, database: &Database, extra: &[(&'static str, Strin
         ("HOOKLINE_POLL_INTERVAL", "50ms".into()),
         ("HOOKLINE_HTTP_TIMEOUT", "2s".into()),
     ];
-    env.extend(database.env.iter().cloned());
+    env.extend(database.iter().cloned());
     env.extend(extra.iter().cloned());
     env
 }
@@ -126,7 +130,7 @@ fn named<'a>(spans: &'a [SpanSeen], name: &str) -> Vec<&'a SpanSeen> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_the_otlp_receiver_from_the_mutation_to_each_attempt_in_the_callers_trace() {
-    for database in databases().await {
+    for (name, database) in databases().await {
         let dir = tempfile::tempdir().expect("tempdir");
         let receiver = Receiver::start().await;
         // The first attempt fails: the retry must join the same trace.
@@ -141,9 +145,9 @@ async fn spans_reach_the_otlp_receiver_from_the_mutation_to_each_attempt_in_the_
         let item_id = created["createItem"]["id"].as_str().expect("id").to_owned();
         let deliveries = requests_to(&receiver, "/hook", 2).await;
         // A graceful stop sends the spans still waiting for their batch.
-        assert!(server.terminate(), "hookline stops cleanly ({})", database.name);
+        assert!(server.terminate(), "hookline stops cleanly ({})", name);
         let spans = exported(&receiver);
-        let context = format!("{} ({}): {spans:#?}", database.name, spans.len());
+        let context = format!("{} ({}): {spans:#?}", name, spans.len());
 
         let operation = named(&spans, "mutation CreateTicket");
         assert_eq!(operation.len(), 1, "{context}");
@@ -203,7 +207,7 @@ async fn spans_reach_the_otlp_receiver_from_the_mutation_to_each_attempt_in_the_
         let anonymous = named(&spans, "mutation");
         assert_eq!(anonymous.len(), 1, "createWebhook: {context}");
         assert!(anonymous[0].trace != CALLER_TRACE && anonymous[0].parent.is_empty(), "{context}");
-        database.drop_database().await;
+        drop_database(&database).await;
     }
 }
 
@@ -214,7 +218,7 @@ fn trace(n: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_event_joins_the_trace_of_the_mutation_that_raised_it() {
-    for database in databases().await {
+    for (name, database) in databases().await {
         let dir = tempfile::tempdir().expect("tempdir");
         let receiver = Receiver::start().await;
         let otlp = [("HOOKLINE_OTLP_ENDPOINT", receiver.url(""))];
@@ -296,15 +300,15 @@ async fn every_kind_of_event_joins_the_trace_of_the_mutation_that_raised_it() {
         for traces in got.values_mut() {
             traces.sort();
         }
-        assert_eq!(got, expected, "{}", database.name);
-        assert!(server.terminate(), "{}", database.name);
+        assert_eq!(got, expected, "{}", name);
+        assert!(server.terminate(), "{}", name);
 
         // Each attempt's span hangs under an event's, which hangs under its operation's (a
         // purged child's event under its parent's), in the trace the caller named.
         let spans = exported(&receiver);
         let by_id: HashMap<&str, &SpanSeen> = spans.iter().map(|s| (s.id.as_str(), s)).collect();
         let attempts = named(&spans, "POST 127.0.0.1");
-        assert_eq!(attempts.len(), total, "{}", database.name);
+        assert_eq!(attempts.len(), total, "{}", name);
         for attempt in attempts {
             let mut chain = vec![attempt.name.clone()];
             let mut span = attempt;
@@ -331,13 +335,13 @@ async fn every_kind_of_event_joins_the_trace_of_the_mutation_that_raised_it() {
         assert_eq!(events_of(1), ["event new Ticket", "event new Ticket"]);
         assert_eq!(events_of(6), ["event update Ticket", "event update Ticket"]);
         assert_eq!(events_of(7), ["event purge ITILFollowup", "event purge Ticket"]);
-        database.drop_database().await;
+        drop_database(&database).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_collector_every_attempt_still_sends_a_traceparent_in_the_mutations_trace() {
-    for database in databases().await {
+    for (name, database) in databases().await {
         let dir = tempfile::tempdir().expect("tempdir");
         let receiver = Receiver::start().await;
         receiver.script("/continued", vec![Reply::Status(503)]);
@@ -358,12 +362,12 @@ async fn without_a_collector_every_attempt_still_sends_a_traceparent_in_the_muta
         let started = requests_to(&receiver, "/started", 2).await;
 
         let (first, second) = (traceparent(&continued[0]), traceparent(&continued[1]));
-        assert_eq!((first.1.as_str(), second.1.as_str()), (CALLER_TRACE, CALLER_TRACE), "{}", database.name);
+        assert_eq!((first.1.as_str(), second.1.as_str()), (CALLER_TRACE, CALLER_TRACE), "{}", name);
         assert!(first.2 != second.2 && first.2 != CALLER_SPAN, "each attempt has a span of its own");
         let (first, second) = (traceparent(&started[0]), traceparent(&started[1]));
-        assert_eq!(first.1, second.1, "a retry stays in its mutation's trace ({})", database.name);
+        assert_eq!(first.1, second.1, "a retry stays in its mutation's trace ({})", name);
         assert_ne!(first.1, CALLER_TRACE);
         assert_ne!(first.2, second.2);
-        database.drop_database().await;
+        drop_database(&database).await;
     }
 }

@@ -12,14 +12,15 @@ use entity::webhooks;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use secrecy::ExposeSecret;
 
-use super::{ChallengeCache, HttpSender, OAuthClient, PreparedRequest, Signer, TokenCache, prepare};
+use super::{ChallengeCache, Exchange, HttpSender, OAuthClient, PreparedRequest, Signer, TokenCache, prepare};
 use crate::{
     config::DeliveryConfig,
     domain::{
-        outcome::{AttemptResult, Decision, decide},
+        outcome::{AttemptClass, AttemptResult, Decision, decide},
         webhook::SignatureScheme,
     },
     error::{AppError, AppResult},
+    metrics::Metrics,
     queue::Outcome,
     secret_box::{Purpose, SecretBox},
     telemetry::{self, RemoteParent},
@@ -49,12 +50,18 @@ impl std::fmt::Debug for DeliveryClient {
 }
 
 impl DeliveryClient {
-    pub fn new(db: DatabaseConnection, config: DeliveryConfig, secrets: SecretBox) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        db: DatabaseConnection,
+        config: DeliveryConfig,
+        secrets: SecretBox,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, reqwest::Error> {
         let http = HttpSender::new(
             config.http_timeout,
             config.max_per_host,
             config.max_response_body,
             config.targets.clone(),
+            metrics,
         )?;
         let challenges = ChallengeCache::new(config.cra_cache);
         Ok(Self {
@@ -136,35 +143,45 @@ impl DeliveryClient {
             let result = AttemptResult::NoResponse { error };
             return Outcome { row, attempted_at, result, decision, counted: false };
         }
-        let result = match prepare(&row, signer, &self.secrets, attempted_at.timestamp(), traceparent) {
+        let exchange = match prepare(&row, signer, &self.secrets, attempted_at.timestamp(), traceparent) {
             Ok(request) => self.send_authorized(request, signer).await,
-            Err(error) => AttemptResult::NoResponse { error },
+            Err(error) => Exchange::not_made(error, AttemptClass::Connect),
         };
+        let Exchange { result, class, took } = exchange;
         let decision = decide(&result, row.sent_try.saturating_add(1), row.max_attempts, &self.config.retry);
+        // From the item write (when its rows were queued) to this 2xx.
+        let latency = (decision == Decision::Sent).then(|| (Utc::now() - row.create_time).to_std().unwrap_or_default());
+        self.http.metrics.attempt(row.webhook_id, &decision, class, took, latency);
         Outcome { row, attempted_at, result, decision, counted: true }
     }
 
     /// Sends a request, with an OAuth access token when the webhook has a client; when the
-    /// target answers 401, the token is refreshed once and the request sent again.
-    async fn send_authorized(&self, request: PreparedRequest, signer: &Signer) -> AttemptResult {
+    /// target answers 401, the token is refreshed once and the request sent again (the
+    /// exchange's time is then both requests').
+    async fn send_authorized(&self, request: PreparedRequest, signer: &Signer) -> Exchange {
         let Some(client) = &signer.oauth else {
             return self.http.send(request).await;
         };
         let mut rejected = None;
+        let mut before = Duration::ZERO;
         loop {
             let token =
                 match self.tokens.token(&self.http, signer.webhook_id, signer.version, client, rejected.as_ref()).await
                 {
                     Ok(token) => token,
-                    Err(error) => return AttemptResult::NoResponse { error },
+                    Err(error) => return Exchange { took: before, ..Exchange::not_made(error, AttemptClass::Connect) },
                 };
             let mut authorized = request.clone();
             authorized.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
             authorized.headers.push(("Authorization".into(), format!("Bearer {}", token.expose_secret())));
-            let result = self.http.send(authorized).await;
-            match result {
-                AttemptResult::Response { status: 401, .. } if rejected.is_none() => rejected = Some(token),
-                _ => return result,
+            let mut exchange = self.http.send(authorized).await;
+            exchange.took += before;
+            match exchange.result {
+                AttemptResult::Response { status: 401, .. } if rejected.is_none() => {
+                    rejected = Some(token);
+                    before = exchange.took;
+                }
+                _ => return exchange,
             }
         }
     }

@@ -57,8 +57,15 @@ fn random_token() -> String {
 
 /// Sends one challenge: `GET <url>?crc_token=<random token of 64 hex digits>` must answer 200
 /// with the hex HMAC-SHA256 of the token, keyed as [`cra_answer`] says for the webhook's
-/// signature scheme (surrounding whitespace ignored).
+/// signature scheme (surrounding whitespace ignored). Counted in
+/// `hookline_cra_challenges_total`.
 pub async fn challenge(http: &HttpSender, url: &str, scheme: SignatureScheme, secret: &SecretString) -> CraResult {
+    let result = run_challenge(http, url, scheme, secret).await;
+    http.metrics.cra_challenges.count(result.valid);
+    result
+}
+
+async fn run_challenge(http: &HttpSender, url: &str, scheme: SignatureScheme, secret: &SecretString) -> CraResult {
     let failed = |message: String, status_code| CraResult { valid: false, message, status_code };
     let mut target = match url::Url::parse(url.trim()) {
         Ok(target) => target,
@@ -254,7 +261,9 @@ impl TokenCache {
         }
         let cached = || self.cached(webhook_id, version, rejected).map(Ok);
         let fetch = async {
-            let (value, lifetime) = request_token(http, client).await?;
+            let requested = request_token(http, client).await;
+            http.metrics.oauth_token_requests.count(requested.is_ok());
+            let (value, lifetime) = requested?;
             let usable = lifetime.saturating_sub((lifetime / 5).min(Duration::from_secs(30)));
             let until = Instant::now().checked_add(usable).unwrap_or_else(|| Instant::now() + MAX_TOKEN_LIFETIME);
             let token = Token { value: value.clone(), version, until };

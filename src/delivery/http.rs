@@ -14,7 +14,13 @@ use super::{
     PreparedRequest,
     guard::{GuardedResolver, REFUSED_PREFIX, TargetPolicy},
 };
-use crate::domain::{outcome::AttemptResult, retry::parse_retry_after};
+use crate::{
+    domain::{
+        outcome::{AttemptClass, AttemptResult},
+        retry::parse_retry_after,
+    },
+    metrics::Metrics,
+};
 
 pub struct HttpSender {
     client: reqwest::Client,
@@ -23,6 +29,24 @@ pub struct HttpSender {
     max_body: usize,
     timeout: Duration,
     pub policy: Arc<TargetPolicy>,
+    /// Sends in flight and waiting for their host; challenges and token requests.
+    pub metrics: Arc<Metrics>,
+}
+
+/// What one request gave: its result, the class metrics count it in, and the time from its
+/// start (its host's slot taken) to its response read (zero when it never went out).
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub result: AttemptResult,
+    pub class: AttemptClass,
+    pub took: Duration,
+}
+
+impl Exchange {
+    /// A request that was not made: `error` says why.
+    pub fn not_made(error: String, class: AttemptClass) -> Self {
+        Self { result: AttemptResult::NoResponse { error }, class, took: Duration::ZERO }
+    }
 }
 
 impl HttpSender {
@@ -31,7 +55,9 @@ impl HttpSender {
         max_per_host: usize,
         max_body: usize,
         policy: TargetPolicy,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, reqwest::Error> {
+        crate::crypto::install();
         let policy = Arc::new(policy);
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -43,7 +69,7 @@ impl HttpSender {
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .build()?;
-        Ok(Self { client, hosts: Mutex::new(HashMap::new()), max_per_host, max_body, timeout, policy })
+        Ok(Self { client, hosts: Mutex::new(HashMap::new()), max_per_host, max_body, timeout, policy, metrics })
     }
 
     fn host_limit(&self, url: &url::Url) -> Arc<Semaphore> {
@@ -57,12 +83,22 @@ impl HttpSender {
     }
 
     /// Sends one attempt, waiting for a free slot of its host first.
-    pub async fn send(&self, request: PreparedRequest) -> AttemptResult {
+    pub async fn send(&self, request: PreparedRequest) -> Exchange {
         if let Err(error) = self.policy.check_url(&request.url) {
-            return AttemptResult::NoResponse { error };
+            return Exchange::not_made(error, AttemptClass::Refused);
         }
         let limit = self.host_limit(&request.url);
+        let waiting = Metrics::hold(&self.metrics.sends_waiting_for_host);
         let _slot = limit.acquire_owned().await;
+        drop(waiting);
+        let _in_flight = Metrics::hold(&self.metrics.sends_in_flight);
+        let started = std::time::Instant::now();
+        let (result, class) = self.request(request).await;
+        Exchange { result, class, took: started.elapsed() }
+    }
+
+    /// The request and its answer (or why none came), and its class.
+    async fn request(&self, request: PreparedRequest) -> (AttemptResult, AttemptClass) {
         let mut builder = self.client.request(request.method, request.url);
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
@@ -72,7 +108,17 @@ impl HttpSender {
         }
         let mut response = match builder.send().await {
             Ok(response) => response,
-            Err(err) => return AttemptResult::NoResponse { error: self.describe(&err) },
+            Err(err) => {
+                let error = self.describe(&err);
+                let class = if err.is_timeout() {
+                    AttemptClass::Timeout
+                } else if error.starts_with(REFUSED_PREFIX) {
+                    AttemptClass::Refused
+                } else {
+                    AttemptClass::Connect
+                };
+                return (AttemptResult::NoResponse { error }, class);
+            }
         };
         let status = response.status().as_u16();
         let header = |name: reqwest::header::HeaderName| {
@@ -81,7 +127,7 @@ impl HttpSender {
         let retry_after = header(reqwest::header::RETRY_AFTER).and_then(|v| parse_retry_after(&v, chrono::Utc::now()));
         let location = header(reqwest::header::LOCATION);
         let body = Some(self.read_body(&mut response).await);
-        AttemptResult::Response { status, body, retry_after, location }
+        (AttemptResult::Response { status, body, retry_after, location }, AttemptClass::of_status(status))
     }
 
     /// The body, up to the configured size.

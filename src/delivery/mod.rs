@@ -10,5 +10,5 @@ mod request;
 pub use client::{DeliveryClient, SignerCache};
 pub use credentials::{ChallengeCache, CraResult, OAuthClient, TokenCache};
 pub use guard::{TargetPolicy, special_kind};
-pub use http::HttpSender;
+pub use http::{Exchange, HttpSender};
 pub use request::{PreparedRequest, Signer, prepare, seal_credentials};

@@ -13,6 +13,63 @@ pub enum AttemptResult {
     NoResponse { error: String },
 }
 
+/// What an attempt's result was, in the few classes metrics count (`hookline_attempts_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptClass {
+    Status2xx,
+    Status3xx,
+    Status4xx,
+    /// A 5xx, or any other status outside 200–499 (an informational one as a final answer).
+    Status5xx,
+    /// No answer within the timeout.
+    Timeout,
+    /// No answer for another reason: the connection failed or broke, the name did not resolve,
+    /// or the request could not be made (its URL or stored headers unusable, no OAuth token).
+    Connect,
+    /// The target's address was refused (the SSRF guard) or its URL carried credentials.
+    Refused,
+}
+
+impl AttemptClass {
+    pub const ALL: [Self; 7] = [
+        Self::Status2xx,
+        Self::Status3xx,
+        Self::Status4xx,
+        Self::Status5xx,
+        Self::Timeout,
+        Self::Connect,
+        Self::Refused,
+    ];
+
+    /// The class of an answer with this status.
+    pub fn of_status(status: u16) -> Self {
+        match status {
+            200..=299 => Self::Status2xx,
+            300..=399 => Self::Status3xx,
+            400..=499 => Self::Status4xx,
+            _ => Self::Status5xx,
+        }
+    }
+
+    /// Its label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Status2xx => "2xx",
+            Self::Status3xx => "3xx",
+            Self::Status4xx => "4xx",
+            Self::Status5xx => "5xx",
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Refused => "refused",
+        }
+    }
+
+    /// Its place in [`Self::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// What happens to the queued webhook next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
@@ -27,6 +84,26 @@ pub enum Decision {
         error: String,
         deactivate_webhook: bool,
     },
+}
+
+impl Decision {
+    /// Its label value in metrics (`outcome`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Retry { .. } => "retry",
+            Self::Failed { .. } => "failed",
+        }
+    }
+
+    /// Its place among `sent`, `retry`, `failed`.
+    pub fn index(&self) -> usize {
+        match self {
+            Self::Sent => 0,
+            Self::Retry { .. } => 1,
+            Self::Failed { .. } => 2,
+        }
+    }
 }
 
 /// Decides after an attempt; `attempts_made` counts it, `max_attempts` is the budget
@@ -110,6 +187,16 @@ mod tests {
                 assert!(error.contains("redirect to http://127.0.0.1/ not followed"), "{error}")
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn statuses_fall_in_their_class_and_odd_ones_with_the_server_errors() {
+        for (status, class) in [(200, "2xx"), (299, "2xx"), (302, "3xx"), (404, "4xx"), (503, "5xx"), (101, "5xx")] {
+            assert_eq!(AttemptClass::of_status(status).as_str(), class, "{status}");
+        }
+        for (i, class) in AttemptClass::ALL.into_iter().enumerate() {
+            assert_eq!(class.index(), i);
         }
     }
 

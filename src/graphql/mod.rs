@@ -10,7 +10,9 @@ mod itemtype;
 mod limits;
 mod live;
 mod loaders;
+mod operations;
 mod paging;
+mod persisted;
 mod preview;
 mod queue;
 mod rights;
@@ -61,15 +63,21 @@ pub fn build_schema(state: Option<AppState>) -> AppSchema {
         None => limits::QueryLimits::from(&crate::config::DeliveryConfig::default().api),
     };
     let introspection = state.as_ref().is_none_or(|state| state.auth.introspection);
+    let apq_cache = state.as_ref().map_or(1, |state| state.config().api.apq_cache);
     let mut builder = Schema::build(Query::default(), Mutation::default(), live::Subscription)
+        // First: the others read the query it fills in.
+        .extension(persisted::PersistedQueries::new(apq_cache))
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)
-        // First, so that the operation's span holds everything the others do.
+        // Before the guards, so that the operation's span holds what they do (and after the
+        // persisted query, whose text it reads the operation's name from).
         .extension(traces::Traces)
         .extension(limits)
         .extension(rights::Rights { introspection })
         .extension(errors::ErrorCodes);
     if let Some(state) = state {
+        // Last: it sees each document before the guards above refuse it.
+        builder = builder.extension(operations::Operations(state.metrics.clone()));
         builder = loaders::register(builder, &state.db);
         builder = builder.data(state);
     }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::transition::Transition;
+use crate::metrics::SubscriptionMessages;
 
 /// The PostgreSQL channel queue changes travel on.
 pub const CHANGES_CHANNEL: &str = "hookline_queue_changes";
@@ -153,6 +154,8 @@ struct Subscriber {
 struct Subscribers {
     list: Vec<Subscriber>,
     refilled: std::time::Instant,
+    /// What happened to the messages meant for metered (`queueUpdates`) subscribers.
+    messages: SubscriptionMessages,
 }
 
 impl Subscribers {
@@ -170,26 +173,43 @@ impl Subscribers {
     }
 
     fn hand_over(&mut self, change: Arc<QueueChange>) {
+        let (mut sent, mut missed) = (0, 0);
         self.list.retain_mut(|subscriber| {
             if !subscriber.watch.wants(&change.row) {
                 return !subscriber.tx.is_closed();
             }
+            let metered = u64::from(subscriber.tokens.is_some());
             if let Some(tokens) = subscriber.tokens.as_mut() {
                 if *tokens < 1.0 {
                     subscriber.missed.fetch_add(1, Ordering::Relaxed);
+                    missed += metered;
                     return !subscriber.tx.is_closed();
                 }
                 *tokens -= 1.0;
             }
             match subscriber.tx.try_send(change.clone()) {
-                Ok(()) => true,
+                Ok(()) => {
+                    sent += metered;
+                    true
+                }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     subscriber.missed.fetch_add(1, Ordering::Relaxed);
+                    missed += metered;
                     true
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
         });
+        self.count(sent, missed);
+    }
+
+    fn count(&self, sent: u64, missed: u64) {
+        if sent > 0 {
+            self.messages.sent.increment(sent);
+        }
+        if missed > 0 {
+            self.messages.missed.increment(missed);
+        }
     }
 }
 
@@ -226,10 +246,12 @@ impl std::fmt::Debug for QueueBus {
 }
 
 impl QueueBus {
-    /// `capacity` changes kept per subscriber; `rate` messages a second over all subscribers.
-    /// Starts the dispatcher task (call it inside the runtime); it ends with the bus.
-    pub fn new(capacity: usize, rate: u32) -> Self {
-        let subscribers = Arc::new(Mutex::new(Subscribers { list: Vec::new(), refilled: std::time::Instant::now() }));
+    /// `capacity` changes kept per subscriber; `rate` messages a second over all subscribers;
+    /// `messages` counts what became of the messages of `queueUpdates` subscribers. Starts the
+    /// dispatcher task (call it inside the runtime); it ends with the bus.
+    pub fn new(capacity: usize, rate: u32, messages: SubscriptionMessages) -> Self {
+        let subscribers =
+            Arc::new(Mutex::new(Subscribers { list: Vec::new(), refilled: std::time::Instant::now(), messages }));
         let (handoff, batches) = mpsc::channel(HANDOFF_BATCHES);
         let overflow = Arc::new(AtomicU64::new(0));
         let rate = f64::from(Ord::max(rate, 1));
@@ -384,6 +406,8 @@ async fn dispatch(
             for subscriber in &subscribers.list {
                 subscriber.missed.fetch_add(dropped, Ordering::Relaxed);
             }
+            let metered = subscribers.list.iter().filter(|s| s.tokens.is_some()).count() as u64;
+            subscribers.count(0, dropped * metered);
         }
         subscribers.refill(rate);
         for change in batch {

@@ -28,6 +28,7 @@ pub use transition::{Step, Transition};
 
 use crate::{
     error::{AppError, AppResult},
+    metrics::Metrics,
     service::{
         paging::{Page, PageRequest},
         tree::EntityIndex,
@@ -44,6 +45,8 @@ pub struct Staged {
     wake: bool,
     /// The writer's batch number.
     batch: u64,
+    /// The counters of the events raised, incremented once the batch commits.
+    events: Vec<::metrics::Counter>,
 }
 
 impl Staged {
@@ -64,6 +67,12 @@ impl Staged {
     pub(crate) fn absorb(&mut self, other: Staged) {
         self.transitions.extend(other.transitions);
         self.wake |= other.wake;
+        self.events.extend(other.events);
+    }
+
+    /// Notes an event raised by the job (`hookline_events_total`, counted if it commits).
+    pub fn count_event(&mut self, counter: ::metrics::Counter) {
+        self.events.push(counter);
     }
 
     /// Stages a change of `row` (kept as subscribers are told it: without its payload).
@@ -80,6 +89,8 @@ pub struct Publisher {
     wake: Notify,
     /// Several processes share the database (PostgreSQL): changes travel through NOTIFY.
     shared: bool,
+    /// Counts the rows queued and the events raised by committed batches.
+    metrics: Arc<Metrics>,
 }
 
 impl Publisher {
@@ -98,8 +109,10 @@ impl Publisher {
         Ok(())
     }
 
-    /// After the commit: SQLite's subscribers, then this process's workers.
+    /// After the commit: the counters, SQLite's subscribers, then this process's workers.
     pub(crate) fn after_commit(&self, staged: Staged) {
+        let queued = staged.transitions.iter().filter(|t| t.from.is_none()).count();
+        self.metrics.committed(queued, &staged.events);
         if !staged.transitions.is_empty() && !self.shared && self.bus.has_subscribers() {
             self.bus.deliver_local(staged.transitions.iter().map(QueueChange::from));
         }
@@ -193,8 +206,8 @@ impl Queue {
     }
 
     /// The publisher the writer hands committed batches to.
-    pub fn publisher(db: &DatabaseConnection, bus: Arc<QueueBus>) -> Arc<Publisher> {
-        Arc::new(Publisher { bus, wake: Notify::new(), shared: store::shared(db) })
+    pub fn publisher(db: &DatabaseConnection, bus: Arc<QueueBus>, metrics: Arc<Metrics>) -> Arc<Publisher> {
+        Arc::new(Publisher { bus, wake: Notify::new(), shared: store::shared(db), metrics })
     }
 
     pub fn bus(&self) -> &Arc<QueueBus> {

@@ -9,7 +9,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use entity::queued_webhooks::{self, QueueStatus};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter, QuerySelect, Select,
     sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
@@ -31,6 +31,31 @@ pub struct QueueStats {
     pub oldest_pending_age_seconds: Option<f64>,
     /// SENT queued webhooks whose last attempt was in the last minute.
     pub sent_last_minute: i64,
+}
+
+impl QueueStats {
+    /// The rows of one status.
+    pub fn count(&self, status: QueueStatus) -> i64 {
+        match status {
+            QueueStatus::Pending => self.pending,
+            QueueStatus::Sending => self.sending,
+            QueueStatus::Sent => self.sent,
+            QueueStatus::Retrying => self.retrying,
+            QueueStatus::Failed => self.failed,
+            QueueStatus::Cancelled => self.cancelled,
+        }
+    }
+
+    fn set_count(&mut self, status: QueueStatus, count: i64) {
+        match status {
+            QueueStatus::Pending => self.pending = count,
+            QueueStatus::Sending => self.sending = count,
+            QueueStatus::Sent => self.sent = count,
+            QueueStatus::Retrying => self.retrying = count,
+            QueueStatus::Failed => self.failed = count,
+            QueueStatus::Cancelled => self.cancelled = count,
+        }
+    }
 }
 
 #[derive(FromQueryResult)]
@@ -65,25 +90,7 @@ pub async fn stats(
         }
         query
     };
-    let counts = scoped()
-        .select_only()
-        .column(queued_webhooks::Column::Status)
-        .column_as(Expr::col(queued_webhooks::Column::Id).count(), "count")
-        .group_by(queued_webhooks::Column::Status)
-        .into_model::<StatusCount>()
-        .all(conn)
-        .await?;
-    let mut stats = QueueStats::default();
-    for StatusCount { status: s, count } in counts {
-        match s {
-            QueueStatus::Pending => stats.pending = count,
-            QueueStatus::Sending => stats.sending = count,
-            QueueStatus::Sent => stats.sent = count,
-            QueueStatus::Retrying => stats.retrying = count,
-            QueueStatus::Failed => stats.failed = count,
-            QueueStatus::Cancelled => stats.cancelled = count,
-        }
-    }
+    let mut stats = counts(conn, scoped()).await?;
     let now = Utc::now();
     let oldest = scoped()
         .filter(queued_webhooks::Column::Status.eq(QueueStatus::Pending))
@@ -104,6 +111,67 @@ pub async fn stats(
         .await?;
     stats.sent_last_minute = sent.map_or(0, |c| c.count);
     Ok(stats)
+}
+
+/// The rows of each status among those `query` selects (the other counters left at 0).
+async fn counts(conn: &impl ConnectionTrait, query: Select<queued_webhooks::Entity>) -> AppResult<QueueStats> {
+    let counts = query
+        .select_only()
+        .column(queued_webhooks::Column::Status)
+        .column_as(Expr::col(queued_webhooks::Column::Id).count(), "count")
+        .group_by(queued_webhooks::Column::Status)
+        .into_model::<StatusCount>()
+        .all(conn)
+        .await?;
+    let mut stats = QueueStats::default();
+    for StatusCount { status, count } in counts {
+        stats.set_count(status, count);
+    }
+    Ok(stats)
+}
+
+/// What `GET /metrics` reads at each scrape: the rows of each status (of every webhook), and
+/// how long the oldest due row (pending or retrying, its send time past) has been due.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    pub rows: QueueStats,
+    pub oldest_due_age: Option<Duration>,
+}
+
+impl Figures {
+    pub fn rows(&self, status: QueueStatus) -> i64 {
+        self.rows.count(status)
+    }
+}
+
+#[derive(FromQueryResult)]
+struct Due {
+    due: Option<DateTime<Utc>>,
+}
+
+/// The queue's figures now: one count by status, and per due status the smallest send time
+/// (each read from the start of the (status, send_time) index).
+pub async fn figures(conn: &impl ConnectionTrait) -> AppResult<Figures> {
+    let rows = counts(conn, queued_webhooks::Entity::find()).await?;
+    let now = Utc::now();
+    let mut oldest: Option<DateTime<Utc>> = None;
+    for status in [QueueStatus::Pending, QueueStatus::Retrying] {
+        let due = queued_webhooks::Entity::find()
+            .filter(queued_webhooks::Column::Status.eq(status))
+            .filter(queued_webhooks::Column::SendTime.lte(now))
+            .select_only()
+            .column_as(Expr::col(queued_webhooks::Column::SendTime).min(), "due")
+            .into_model::<Due>()
+            .one(conn)
+            .await?
+            .and_then(|d| d.due);
+        oldest = match (oldest, due) {
+            (Some(a), Some(b)) => Some(Ord::min(a, b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let oldest_due_age = oldest.map(|t| (now - t).to_std().unwrap_or_default());
+    Ok(Figures { rows, oldest_due_age })
 }
 
 /// What one set of live counters counts: one webhook's rows (all with None), of some entities

@@ -27,6 +27,7 @@ use crate::{
         webhook::WebhookEvent,
     },
     error::{AppError, AppResult},
+    metrics::Metrics,
     queue::{self, Staged},
     secret_box::SecretBox,
     telemetry,
@@ -38,11 +39,23 @@ pub struct Intake {
     pub cache: Arc<HotCache>,
     pub secrets: SecretBox,
     pub limits: Limits,
+    /// Counts the events raised.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Intake {
     pub fn of(state: &AppState) -> Self {
-        Self { cache: state.cache.clone(), secrets: state.secrets.clone(), limits: state.config().templates }
+        Self {
+            cache: state.cache.clone(),
+            secrets: state.secrets.clone(),
+            limits: state.config().templates,
+            metrics: state.metrics.clone(),
+        }
+    }
+
+    /// Notes the event in the job's staged changes: counted once its batch commits.
+    pub fn count_event(&self, staged: &mut Staged, item: &items::Model, event: WebhookEvent) {
+        staged.count_event(self.metrics.event(&item.itemtype, event));
     }
 }
 
@@ -103,6 +116,7 @@ pub async fn raise(
     event: WebhookEvent,
     item: &items::Model,
 ) -> AppResult<Vec<queued_webhooks::Model>> {
+    intake.count_event(staged, item, event);
     intake.cache.read_versions(conn, &item.itemtype, event.as_str(), staged.batch()).await?;
     let candidates = intake
         .cache

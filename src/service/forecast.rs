@@ -90,6 +90,7 @@ pub async fn raise(
             .await?;
         let entities = intake.cache.entities_in(conn, staged.batch()).await?;
         if Arc::ptr_eq(&webhooks, &forecast.webhooks) && Arc::ptr_eq(&entities, &forecast.entities) {
+            intake.count_event(staged, item, event);
             return queue::enqueue(conn, staged, forecast.queued).await;
         }
         tracing::debug!(item = %item.id, "the webhooks or entities changed since the forecast; rendering again");

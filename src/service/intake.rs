@@ -219,6 +219,7 @@ pub async fn insert_all(
     let mut counts = Vec::with_capacity(prepared.len());
     let mut queued = Vec::new();
     for (p, plan) in prepared.iter().zip(plans) {
+        intake.count_event(staged, &p.row, WebhookEvent::New);
         let rows = match plan {
             Some(plan) => plan.queued,
             None => {

@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 
 /// The lines a server wrote to stderr, and whether it has closed it (exited).
@@ -44,6 +45,38 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.child.kill().ok();
         self.child.wait().ok();
+    }
+}
+
+/// The backends a binary test runs on: SQLite always, PostgreSQL when `TEST_POSTGRES_URL` is
+/// set (a fresh database, and the secret key its processes share); each as a name and the
+/// variables that select it.
+pub async fn databases() -> Vec<(String, Vec<(&'static str, String)>)> {
+    let mut out = vec![("sqlite".to_owned(), Vec::new())];
+    if let Ok(admin_url) = std::env::var(super::POSTGRES_ENV) {
+        let name = format!("hookline_t_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(&admin_url).await.expect("connect");
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create database");
+        let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, super::rand_key());
+        out.push((
+            "postgres".to_owned(),
+            vec![("HOOKLINE_DATABASE_URL", super::database_url(&admin_url, &name)), ("HOOKLINE_SECRET_KEY", key)],
+        ));
+    }
+    out
+}
+
+/// Drops the PostgreSQL database of one of [`databases`] (nothing for SQLite), once its
+/// servers are stopped.
+pub async fn drop_database(database: &[(&'static str, String)]) {
+    let (Ok(admin_url), Some((_, url))) =
+        (std::env::var(super::POSTGRES_ENV), database.iter().find(|(key, _)| *key == "HOOKLINE_DATABASE_URL"))
+    else {
+        return;
+    };
+    let name = url::Url::parse(url).map(|u| u.path().trim_start_matches('/').to_owned()).unwrap_or_default();
+    if let Ok(admin) = Database::connect(&admin_url).await {
+        admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok();
     }
 }
 
@@ -102,10 +135,9 @@ impl Server {
         (Self { child, addr: addr.parse().expect("an address"), client: super::client_with(&token), token }, log)
     }
 
-    /// The `data` of a GraphQL request that must succeed.
-    pub async fn data(&self, query: &str, variables: Value) -> Value {
-        let response: Value = self
-            .client
+    /// The whole answer of a GraphQL request.
+    pub async fn query(&self, query: &str, variables: Value) -> Value {
+        self.client
             .post(format!("http://{}/graphql", self.addr))
             .json(&json!({"query": query, "variables": variables}))
             .send()
@@ -113,7 +145,12 @@ impl Server {
             .expect("request sent")
             .json()
             .await
-            .expect("JSON");
+            .expect("JSON")
+    }
+
+    /// The `data` of a GraphQL request that must succeed.
+    pub async fn data(&self, query: &str, variables: Value) -> Value {
+        let response = self.query(query, variables).await;
         assert!(response.get("errors").is_none(), "{response}");
         response["data"].clone()
     }
@@ -144,51 +181,4 @@ impl Server {
         assert!(status.success());
         self.child.wait().map(|s| s.success()).unwrap_or(false)
     }
-}
-
-/// A database for a run of the binary: SQLite in its data directory, or a fresh PostgreSQL
-/// database (dropped by [`Database::drop_database`]).
-pub struct Database {
-    pub name: &'static str,
-    /// The variables that point the server at it.
-    pub env: Vec<(&'static str, String)>,
-    /// The admin URL and the database's name.
-    postgres: Option<(String, String)>,
-}
-
-impl Database {
-    pub fn is_postgres(&self) -> bool {
-        self.postgres.is_some()
-    }
-
-    pub async fn drop_database(&self) {
-        if let Some((admin_url, name)) = &self.postgres {
-            let admin = sea_orm::Database::connect(admin_url).await.expect("connect");
-            sea_orm::ConnectionTrait::execute_unprepared(
-                &admin,
-                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            )
-            .await
-            .ok();
-        }
-    }
-}
-
-/// SQLite always, PostgreSQL when `TEST_POSTGRES_URL` is set (with a key, which it requires).
-pub async fn databases() -> Vec<Database> {
-    let mut out = vec![Database { name: "sqlite", env: Vec::new(), postgres: None }];
-    if let Ok(admin_url) = std::env::var(super::POSTGRES_ENV) {
-        let name = format!("hookline_t_{}", uuid::Uuid::new_v4().simple());
-        let admin = sea_orm::Database::connect(&admin_url).await.expect("connect");
-        sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create database");
-        let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, super::rand_key());
-        out.push(Database {
-            name: "postgres",
-            env: vec![("HOOKLINE_DATABASE_URL", super::database_url(&admin_url, &name)), ("HOOKLINE_SECRET_KEY", key)],
-            postgres: Some((admin_url, name)),
-        });
-    }
-    out
 }
