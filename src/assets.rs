@@ -1,7 +1,8 @@
-//! What a browser loads, served from the binary: the GraphiQL page (`GET /graphql`) and
+//! What a browser loads, served from the binary: the console (`GET /`, plain HTML, CSS and
+//! JavaScript modules under `assets/console/`), the GraphiQL page (`GET /graphql`) and
 //! `/assets/…`, GraphiQL 3 with React 18 vendored from npm under `assets/vendor/` (see its
-//! README). Nothing is fetched from another origin, so the page works without internet, and
-//! its Content-Security-Policy lets it run only the scripts this server sends.
+//! README). Nothing is fetched from another origin, so the pages work without internet, and
+//! their Content-Security-Policy lets them run only the scripts this server sends.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -18,6 +19,12 @@ use base64::Engine;
 /// WebSocket) from this origin only; inline styles, which GraphiQL's components set; never
 /// framed.
 pub const PAGE_CSP: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
+
+/// The console's policy: nothing but this origin's files and connections (its HTTP API and
+/// WebSocket), no inline script or style at all, no `<base>`, forms never submitted to a URL
+/// (the console handles them), never framed.
+pub const CONSOLE_CSP: &str =
+    "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; object-src 'none'";
 
 /// Files under a versioned path (`vendor/<package>-<version>/`) never change.
 const CACHE_VERSIONED: &str = "public, max-age=31536000, immutable";
@@ -36,6 +43,23 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("graphiql.js", JS, include_bytes!("../assets/graphiql.js")),
     ("graphiql.css", CSS, include_bytes!("../assets/graphiql.css")),
     ("favicon.svg", "image/svg+xml", include_bytes!("../assets/favicon.svg")),
+    ("console/console.css", CSS, include_bytes!("../assets/console/console.css")),
+    ("console/js/main.js", JS, include_bytes!("../assets/console/js/main.js")),
+    ("console/js/api.js", JS, include_bytes!("../assets/console/js/api.js")),
+    ("console/js/session.js", JS, include_bytes!("../assets/console/js/session.js")),
+    ("console/js/live.js", JS, include_bytes!("../assets/console/js/live.js")),
+    ("console/js/dom.js", JS, include_bytes!("../assets/console/js/dom.js")),
+    ("console/js/queue.js", JS, include_bytes!("../assets/console/js/queue.js")),
+    ("console/js/chart.js", JS, include_bytes!("../assets/console/js/chart.js")),
+    ("console/js/queued.js", JS, include_bytes!("../assets/console/js/queued.js")),
+    ("console/js/webhooks.js", JS, include_bytes!("../assets/console/js/webhooks.js")),
+    ("console/js/webhook.js", JS, include_bytes!("../assets/console/js/webhook.js")),
+    ("console/js/editor.js", JS, include_bytes!("../assets/console/js/editor.js")),
+    ("console/js/filter.js", JS, include_bytes!("../assets/console/js/filter.js")),
+    ("console/js/preview.js", JS, include_bytes!("../assets/console/js/preview.js")),
+    ("console/js/log.js", JS, include_bytes!("../assets/console/js/log.js")),
+    ("console/js/items.js", JS, include_bytes!("../assets/console/js/items.js")),
+    ("console/js/secret.js", JS, include_bytes!("../assets/console/js/secret.js")),
     ("vendor/graphiql-3.9.0/graphiql.min.js", JS, include_bytes!("../assets/vendor/graphiql-3.9.0/graphiql.min.js")),
     ("vendor/graphiql-3.9.0/LICENSE", TEXT, include_bytes!("../assets/vendor/graphiql-3.9.0/LICENSE")),
     (
@@ -110,14 +134,25 @@ fn serve(assets: &Assets, path: &str) -> Response {
 
 /// The GraphiQL page, which loads its scripts and styles from `/assets/`.
 pub fn graphiql_page() -> Response {
-    let headers: [(HeaderName, HeaderValue); 5] = [
+    page(PAGE_CSP, include_str!("../assets/graphiql.html"))
+}
+
+/// The console's page, which loads its modules and stylesheet from `/assets/console/`.
+pub fn console_page() -> Response {
+    page(CONSOLE_CSP, include_str!("../assets/console/index.html"))
+}
+
+fn page(policy: &'static str, html: &'static str) -> Response {
+    let headers: [(HeaderName, HeaderValue); 6] = [
         (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
-        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP)),
+        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy)),
         (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
         (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
         (header::CACHE_CONTROL, HeaderValue::from_static(CACHE_UNVERSIONED)),
+        // The page never sends its address to another site (it links to none).
+        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
     ];
-    (headers, include_str!("../assets/graphiql.html")).into_response()
+    (headers, html).into_response()
 }
 
 /// Replaces every `url(data:<type>;base64,<data>)` of a stylesheet by `url(<dir>/<n>.<ext>)`;

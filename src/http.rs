@@ -1,5 +1,5 @@
-//! HTTP routes: GraphQL (POST; GET for GraphiQL or the WebSocket upgrade), health, readiness
-//! and metrics.
+//! HTTP routes: the console (`GET /`), GraphQL (POST; GET for GraphiQL or the WebSocket
+//! upgrade), health, readiness and metrics.
 
 mod metrics;
 mod refusal;
@@ -30,6 +30,7 @@ pub fn router(app: AppState) -> Router {
     let schema = build_schema(Some(app.clone()));
     let counted = app.metrics.clone();
     Router::new()
+        .route("/", get(|| async { crate::assets::console_page() }))
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

@@ -85,6 +85,9 @@ pub struct Model {
     /// The W3C `traceparent` of the event that queued the row: each attempt continues its
     /// trace.
     pub traceparent: Option<String>,
+    /// Sent by `sendTestDelivery`: one attempt, whatever the webhook's state and filter.
+    #[serde(default)]
+    pub is_test: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

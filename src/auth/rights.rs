@@ -29,7 +29,10 @@ pub fn required(root: Root, field: &str) -> Option<Right> {
             "createItem" | "createItems" | "updateItem" | "deleteItem" | "restoreItem" | "purgeItem" | "triggerEvent"
             | "triggerEvents",
         ) => WriteItems,
-        (Root::Mutation, "forceSendQueuedWebhook" | "resendFailedWebhooks" | "cancelQueuedWebhook") => OperateQueue,
+        (
+            Root::Mutation,
+            "forceSendQueuedWebhook" | "resendFailedWebhooks" | "cancelQueuedWebhook" | "sendTestDelivery",
+        ) => OperateQueue,
         (
             Root::Mutation,
             "createEntity"

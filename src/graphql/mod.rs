@@ -50,6 +50,7 @@ pub struct Mutation(
     item::ItemMutation,
     webhook::WebhookMutation,
     queue::QueueMutation,
+    preview::PreviewMutation,
     filter::FilterMutation,
     tokens::TokenMutation,
 );

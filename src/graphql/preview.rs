@@ -1,4 +1,5 @@
-//! Previews of what a webhook sends, and the variables its templates can use.
+//! Previews of what a webhook sends, the variables its templates can use, and test
+//! deliveries.
 
 use async_graphql::{Context, ID, Json, Object, Result, SimpleObject};
 use serde_json::{Map, Value};
@@ -6,6 +7,7 @@ use serde_json::{Map, Value};
 use super::{
     context::{Session, session},
     paging::numeric_id,
+    queue::QueuedWebhook,
 };
 use crate::{
     error::{AppError, AppResult},
@@ -73,5 +75,25 @@ impl PreviewQuery {
     async fn payload_variables(&self, ctx: &Context<'_>, itemtype: String) -> Result<Vec<String>> {
         let s = session(ctx)?;
         Ok(preview::payload_variables(&s.state.db, &itemtype).await?)
+    }
+}
+
+#[derive(Default)]
+pub struct PreviewMutation;
+
+#[Object]
+impl PreviewMutation {
+    /// Renders the webhook for one stored item of its itemtype (as `webhookPreview` shows it)
+    /// and sends it now, through the same path as every delivery (signature, CRA, OAuth,
+    /// target checks), whatever `isActive` and the filter say: one attempt, no retry. The row
+    /// (`isTest: true`) stays in the queue and its log; it writes no item history and a 410
+    /// does not deactivate the webhook. Returns the row as the attempt left it.
+    async fn send_test_delivery(&self, ctx: &Context<'_>, webhook_id: ID, item_id: ID) -> Result<QueuedWebhook> {
+        let s = session(ctx)?;
+        let webhook_id = numeric_id(&webhook_id, "webhookId")?;
+        preview_in_reach(&s, webhook_id, &item_id).await?;
+        let limits = s.state.config().templates;
+        let row = preview::test_delivery(&s.state.db, &s.state.secrets, limits, webhook_id, &item_id).await?;
+        Ok(QueuedWebhook::from(s.state.queue.send_test(row).await?))
     }
 }

@@ -16,7 +16,10 @@ use crate::{
     },
     error::{AppError, AppResult},
     queue::QueueFilter,
-    service::trigger::{self, Trigger},
+    service::{
+        paging::MAX_PAGE,
+        trigger::{self, Trigger},
+    },
 };
 
 /// The largest age, in days, `cleanQueuedWebhooks` takes (100 years).
@@ -200,6 +203,11 @@ impl QueuedWebhook {
     /// Why the last attempt failed, or why the request could not be rendered.
     async fn last_error(&self) -> Option<&str> {
         self.row.last_error.as_deref()
+    }
+
+    /// Sent by `sendTestDelivery` (one attempt, whatever the webhook's state and filter).
+    async fn is_test(&self) -> bool {
+        self.row.is_test
     }
 }
 
@@ -390,15 +398,27 @@ impl QueueMutation {
         Ok(QueuedWebhook::from(s.state.queue.force(id).await?))
     }
 
-    /// Puts FAILED rows (of one webhook, or all) back to PENDING with a fresh budget; returns
-    /// how many.
-    async fn resend_failed_webhooks(&self, ctx: &Context<'_>, webhook_id: Option<ID>) -> Result<i32> {
+    /// Puts FAILED rows (of one webhook, or all) back to PENDING with a fresh budget; with
+    /// `ids` (at most 500), only those of them that are FAILED. Returns how many.
+    async fn resend_failed_webhooks(
+        &self,
+        ctx: &Context<'_>,
+        webhook_id: Option<ID>,
+        ids: Option<Vec<ID>>,
+    ) -> Result<i32> {
         let s = session(ctx)?;
         let webhook_id = webhook_id.map(|id| numeric_id(&id, "webhookId")).transpose()?;
         if let Some(id) = webhook_id {
             super::webhook::webhook_in_reach(&s, id).await?;
         }
-        let count = s.state.queue.resend_failed(webhook_id, s.scope_ids().await?).await?;
+        let ids = match ids {
+            Some(ids) if ids.len() > MAX_PAGE as usize => {
+                return Err(AppError::invalid("ids", format!("ids: at most {MAX_PAGE} queued webhooks at once")).into());
+            }
+            Some(ids) => Some(ids.iter().map(|id| numeric_id(id, "ids")).collect::<AppResult<Vec<i64>>>()?),
+            None => None,
+        };
+        let count = s.state.queue.resend_failed(webhook_id, ids, s.scope_ids().await?).await?;
         Ok(i32::try_from(count).unwrap_or(i32::MAX))
     }
 

@@ -1,5 +1,7 @@
 //! Webhooks: settings, secrets (write-only), history.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object, Result};
 use serde_json::Value;
 
@@ -17,6 +19,7 @@ use crate::{
         webhook::{HttpMethod, SignatureScheme, WebhookChanges, WebhookEvent, WebhookSettings, redact_headers},
     },
     error::{AppError, AppResult},
+    queue::QueueStats,
     service::{
         audit::{self, Change},
         filters, preview,
@@ -24,6 +27,9 @@ use crate::{
     },
 };
 use serde_json::Map;
+
+/// The longest window `Webhook.stats` counts over: 366 days.
+const MAX_STATS_WINDOW: i32 = 31_622_400;
 
 /// A webhook: what fires it (itemtype, event, entity scope) and what is sent where.
 pub struct Webhook(pub webhooks::Webhook);
@@ -188,6 +194,38 @@ impl Webhook {
         after: Option<String>,
     ) -> Result<Paged<QueuedWebhook>> {
         Ok(webhook_queue(ctx, self.0.id, status, first, after).await?)
+    }
+
+    /// Its newest queued webhook (of the caller's entities); null when it has none.
+    async fn last_queued_webhook(&self, ctx: &Context<'_>) -> Result<Option<QueuedWebhook>> {
+        let s = session(ctx)?;
+        let within = s.scope_ids().await?.map(Arc::from);
+        let loader = super::loaders::loader::<super::loaders::NewestQueuedLoader>(ctx)?;
+        Ok(loader.load_one((self.0.id, within)).await?.map(QueuedWebhook::from))
+    }
+
+    /// The counters of its queued webhooks created in the last `sinceSeconds` (1 to 31622400,
+    /// 366 days; of the caller's entities): by status, the oldest pending one's age, and those
+    /// sent in the last minute.
+    async fn stats(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 3600)] since_seconds: Option<i32>,
+    ) -> Result<QueueStats> {
+        // An explicit null means the default too.
+        let since_seconds = since_seconds.unwrap_or(3600);
+        if !(1..=MAX_STATS_WINDOW).contains(&since_seconds) {
+            return Err(AppError::invalid(
+                "sinceSeconds",
+                format!("sinceSeconds: from 1 to {MAX_STATS_WINDOW} seconds (366 days)"),
+            )
+            .into());
+        }
+        let s = session(ctx)?;
+        let within = s.scope_ids().await?.map(Arc::from);
+        let loader = super::loaders::loader::<super::loaders::RecentStatsLoader>(ctx)?;
+        let key = super::loaders::RecentStatsKey { webhook_id: self.0.id, seconds: i64::from(since_seconds), within };
+        Ok(loader.load_one(key).await?.unwrap_or_default())
     }
 
     /// The filter's criteria (those of the saved search when the filter is one); null when the
@@ -432,21 +470,29 @@ impl WebhookQuery {
         Ok(visible_webhook(&s, numeric_id(&id, "id")?).await?.map(Webhook))
     }
 
-    /// Webhooks by id; `entityId` includes the entity's descendants.
+    /// Webhooks by id; `entityId` and `categoryId` include their descendants.
     #[graphql(complexity = "super::paging::page_cost(first, child_complexity)")]
     async fn webhooks(
         &self,
         ctx: &Context<'_>,
         itemtype: Option<String>,
         entity_id: Option<ID>,
+        category_id: Option<ID>,
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<Paged<Webhook>> {
         let s = session(ctx)?;
         let entity_id = entity_id.map(|id| numeric_id(&id, "entityId")).transpose()?;
+        let category_id = category_id.map(|id| numeric_id(&id, "categoryId")).transpose()?;
         let request = page_request(first, after)?;
         let within = s.scope_ids().await?;
-        let page = webhooks::list(&s.state.db, itemtype.as_deref(), entity_id, within.as_deref(), request).await?;
+        let filter = webhooks::WebhookFilter {
+            itemtype: itemtype.as_deref(),
+            entity_id,
+            category_id,
+            within: within.as_deref(),
+        };
+        let page = webhooks::list(&s.state.db, filter, request).await?;
         Ok(connection(page, request.after.is_some(), Webhook))
     }
 }

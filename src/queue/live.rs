@@ -76,6 +76,7 @@ pub fn published(row: &queued_webhooks::Model) -> queued_webhooks::Model {
         claim_token,
         claimed_by,
         traceparent,
+        is_test,
     } = row;
     queued_webhooks::Model {
         id: *id,
@@ -104,6 +105,7 @@ pub fn published(row: &queued_webhooks::Model) -> queued_webhooks::Model {
         claim_token: *claim_token,
         claimed_by: claimed_by.clone(),
         traceparent: traceparent.clone(),
+        is_test: *is_test,
     }
 }
 

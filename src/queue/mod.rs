@@ -4,8 +4,10 @@
 //! them to subscribers and wakes the workers. The rows the API shows are the rows the workers
 //! claim (DESIGN rule 2).
 
+mod forced;
 pub mod live;
 mod outcome;
+pub mod recent;
 pub mod stats;
 pub mod store;
 pub mod transition;
@@ -18,9 +20,10 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect,
 };
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+pub use forced::ForcedSend;
 pub use live::{QueueBus, QueueChange, Subscription, Watch};
 pub use outcome::Outcome;
 pub use stats::{QueueStats, StatsHub};
@@ -146,13 +149,6 @@ pub async fn enqueue(conn: &impl ConnectionTrait, staged: &mut Staged, mut rows:
         staged.push(row, None);
     }
     Ok(rows)
-}
-
-/// A forced send asked of the workers: the claimed row, and where to answer with the row as
-/// the attempt left it.
-pub struct ForcedSend {
-    pub row: Model,
-    pub reply: oneshot::Sender<AppResult<Model>>,
 }
 
 /// The filters of `queuedWebhooks`; `entity_id` includes child entities.
@@ -367,44 +363,18 @@ impl Queue {
         }
     }
 
-    /// Sends a queued webhook now, whatever its status and budget, and returns the row as
-    /// the attempt left it. CONFLICT while the row is being sent.
-    pub async fn force(&self, id: i64) -> AppResult<Model> {
-        let (process, token, lease) = self.claim();
-        let row = self
-            .writer
-            .write_queue(move |txn, staged| {
-                Box::pin(async move {
-                    let before = queued_webhooks::Entity::find_by_id(id)
-                        .one(txn)
-                        .await?
-                        .ok_or_else(|| AppError::not_found(format!("no queued webhook with id {id}")))?;
-                    transition::next(Some(before.status), Step::Force)
-                        .map_err(|_| AppError::conflict(format!("queued webhook {id} is being sent right now")))?;
-                    let claim = Claim { process: &process, token, lease };
-                    let row = store::claim_one(txn, id, &claim)
-                        .await?
-                        .ok_or_else(|| AppError::conflict(format!("queued webhook {id} is being sent right now")))?;
-                    staged.push(&row, Some(before.status));
-                    Ok(row)
-                })
-            })
-            .await?;
-        let (reply, answer) = oneshot::channel();
-        if self.forced.send(ForcedSend { row, reply }).await.is_err() {
-            self.release(vec![id], token).await?;
-            return Err(AppError::internal("the delivery workers are not running"));
-        }
-        answer.await.map_err(|_| AppError::internal("the delivery workers stopped during a forced send"))?
-    }
-
-    /// FAILED rows (of one webhook, or all) back to PENDING with a fresh budget; returns how
-    /// many.
-    pub async fn resend_failed(&self, webhook_id: Option<i64>, within: Option<Vec<i64>>) -> AppResult<usize> {
+    /// FAILED rows (of one webhook, or all; only those of `ids` when given) back to PENDING
+    /// with a fresh budget; returns how many.
+    pub async fn resend_failed(
+        &self,
+        webhook_id: Option<i64>,
+        ids: Option<Vec<i64>>,
+        within: Option<Vec<i64>>,
+    ) -> AppResult<usize> {
         self.writer
             .write(move |txn, staged| {
                 Box::pin(async move {
-                    let rows = store::resend_failed(txn, webhook_id, within.as_deref()).await?;
+                    let rows = store::resend_failed(txn, webhook_id, ids.as_deref(), within.as_deref()).await?;
                     let count = rows.len();
                     for row in rows {
                         staged.push(&row, Some(QueueStatus::Failed));

@@ -46,7 +46,7 @@ impl QueueStats {
         }
     }
 
-    fn set_count(&mut self, status: QueueStatus, count: i64) {
+    pub(super) fn set_count(&mut self, status: QueueStatus, count: i64) {
         match status {
             QueueStatus::Pending => self.pending = count,
             QueueStatus::Sending => self.sending = count,

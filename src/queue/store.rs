@@ -255,11 +255,12 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
     Ok(written)
 }
 
-/// FAILED rows (with a body to send) back to PENDING with a fresh budget; returns them as they
-/// are now.
+/// FAILED rows (with a body to send; of one webhook, and among `ids`, when given) back to
+/// PENDING with a fresh budget; returns them as they are now.
 pub async fn resend_failed(
     conn: &impl ConnectionTrait,
     webhook_id: Option<i64>,
+    ids: Option<&[i64]>,
     within: Option<&[i64]>,
 ) -> AppResult<Vec<Model>> {
     let mut update = queued_webhooks::Entity::update_many()
@@ -270,6 +271,9 @@ pub async fn resend_failed(
         .filter(Q::Body.is_not_null());
     if let Some(id) = webhook_id {
         update = update.filter(Q::WebhookId.eq(id));
+    }
+    if let Some(ids) = ids {
+        update = update.filter(Q::Id.is_in(ids.iter().copied()));
     }
     if let Some(within) = within {
         update = update.filter(Q::EntityId.is_in(within.iter().copied()));

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entity::{items, queued_webhooks, queued_webhooks::QueueStatus};
 use sea_orm::ConnectionTrait;
 use serde_json::Value;
@@ -24,7 +24,7 @@ use crate::{
         payload::ApiData,
         render::{self, Rendered, WebhookTemplates},
         template::Limits,
-        webhook::WebhookEvent,
+        webhook::{WebhookEvent, WebhookSettings},
     },
     error::{AppError, AppResult},
     metrics::Metrics,
@@ -224,51 +224,71 @@ pub async fn plan(
     let now = Utc::now();
     // The rows join the trace of the event's span, the current one (see `telemetry::event_span`).
     let traceparent = telemetry::traceparent(&tracing::Span::current(), None);
-    let mut queued = Vec::with_capacity(matching.len());
-    for (CachedWebhook { webhook, .. }, rendered) in matching.into_iter().zip(rendered) {
-        let delivery_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
-        if let Err(reason) = &rendered {
-            tracing::debug!(webhook = webhook.id, %reason, "a webhook's request cannot be rendered; its row is FAILED");
-        }
-        let (url, headers, body, last_error) = match rendered {
-            Ok(mut r) => {
-                seal_credentials(&mut r.headers, secrets, &delivery_id);
-                (r.url, Value::Object(r.headers), Some(r.body), None)
-            }
-            Err(reason) => (webhook.settings.url.clone(), Value::Object(Default::default()), None, Some(reason)),
-        };
-        queued.push(queued_webhooks::Model {
-            id: 0,
-            webhook_id: webhook.id,
-            itemtype: item.itemtype.clone(),
-            item_id: item.id.clone(),
-            entity_id: item.entity_id,
-            event: event.as_str().to_owned(),
-            url,
-            http_method: webhook.settings.http_method.as_str().to_owned(),
-            headers,
-            body,
-            // The queue sets it: PENDING, or FAILED without a body.
-            status: QueueStatus::Pending,
-            sent_try: 0,
-            max_attempts: webhook.settings.sent_try + 1,
-            delivery_id,
-            create_time: now,
-            send_time: now,
-            sent_time: None,
-            last_status_code: None,
-            response_body: None,
-            last_error,
-            save_response_body: webhook.settings.save_response_body,
-            log_in_item_history: webhook.settings.log_in_item_history,
-            lease_until: None,
-            claim_token: None,
-            claimed_by: None,
-            traceparent: Some(traceparent.clone()),
-        });
+    tracing::debug!(rows = matching.len(), "the event's requests are rendered");
+    Ok(matching
+        .into_iter()
+        .zip(rendered)
+        .map(|(CachedWebhook { webhook, .. }, rendered)| {
+            queued_row(webhook.id, &webhook.settings, item, event, rendered, secrets, now, Some(traceparent.clone()))
+        })
+        .collect())
+}
+
+/// The queue row of one webhook for an event of the item, from its rendered request (or the
+/// reason it could not be rendered: the row is then FAILED saying why); not stored.
+/// `traceparent`: the trace its attempts continue.
+#[allow(clippy::too_many_arguments)]
+pub fn queued_row(
+    webhook_id: i64,
+    settings: &WebhookSettings,
+    item: &items::Model,
+    event: WebhookEvent,
+    rendered: Result<Rendered, String>,
+    secrets: &SecretBox,
+    now: DateTime<Utc>,
+    traceparent: Option<String>,
+) -> queued_webhooks::Model {
+    let delivery_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
+    if let Err(reason) = &rendered {
+        tracing::debug!(webhook = webhook_id, %reason, "a webhook's request cannot be rendered; its row is FAILED");
     }
-    tracing::debug!(rows = queued.len(), "the event's requests are rendered");
-    Ok(queued)
+    let (url, headers, body, last_error) = match rendered {
+        Ok(mut r) => {
+            seal_credentials(&mut r.headers, secrets, &delivery_id);
+            (r.url, Value::Object(r.headers), Some(r.body), None)
+        }
+        Err(reason) => (settings.url.clone(), Value::Object(Default::default()), None, Some(reason)),
+    };
+    queued_webhooks::Model {
+        id: 0,
+        webhook_id,
+        itemtype: item.itemtype.clone(),
+        item_id: item.id.clone(),
+        entity_id: item.entity_id,
+        event: event.as_str().to_owned(),
+        url,
+        http_method: settings.http_method.as_str().to_owned(),
+        headers,
+        body,
+        // The queue sets it: PENDING, or FAILED without a body.
+        status: QueueStatus::Pending,
+        sent_try: 0,
+        max_attempts: settings.sent_try + 1,
+        delivery_id,
+        create_time: now,
+        send_time: now,
+        sent_time: None,
+        last_status_code: None,
+        response_body: None,
+        last_error,
+        save_response_body: settings.save_response_body,
+        log_in_item_history: settings.log_in_item_history,
+        lease_until: None,
+        claim_token: None,
+        claimed_by: None,
+        traceparent,
+        is_test: false,
+    }
 }
 
 #[cfg(test)]

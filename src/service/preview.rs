@@ -2,12 +2,13 @@
 
 use std::collections::BTreeSet;
 
-use entity::items as item_rows;
+use chrono::Utc;
+use entity::{items as item_rows, queued_webhooks};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::{Map, Value};
 
 use super::{
-    events::{api_data, off_runtime},
+    events::{api_data, off_runtime, queued_row},
     filters, items, itemtypes,
     tree::EntityIndex,
     webhook_secrets::opened_settings,
@@ -35,16 +36,26 @@ pub struct Preview {
     pub matches_filter: bool,
 }
 
-/// Renders the webhook for the stored item, as it would be queued now.
-pub async fn preview(
+/// A webhook rendered for a stored item.
+struct Rendering {
+    webhook: webhooks::Webhook,
+    settings: WebhookSettings,
+    item: item_rows::Model,
+    entities: EntityIndex,
+    data: ApiData,
+    rendered: Rendered,
+}
+
+/// Renders the webhook (with its credentials opened) for the stored item of its itemtype.
+async fn render_for(
     conn: &impl ConnectionTrait,
     secrets: &SecretBox,
     limits: Limits,
     webhook_id: i64,
     item_id: &str,
-) -> AppResult<Preview> {
+) -> AppResult<Rendering> {
     let webhook = webhooks::require(conn, webhook_id).await?;
-    let settings = &opened_settings(&webhook, secrets)?;
+    let settings = opened_settings(&webhook, secrets)?;
     let item = items::get(conn, &settings.itemtype, item_id).await?.ok_or_else(|| {
         AppError::not_found(format!(
             "no {} with id `{item_id}`: webhook {webhook_id} fires for {} items only",
@@ -53,9 +64,22 @@ pub async fn preview(
     })?;
     let entities = EntityIndex::load(conn).await?;
     let data = api_data(conn, &entities, settings.event, &item).await?;
-    let templates = WebhookTemplates::parse(settings, limits).map_err(FieldError::into_error)?;
+    let templates = WebhookTemplates::parse(&settings, limits).map_err(FieldError::into_error)?;
     let rendered = render_off_runtime(templates, &data).await?.map_err(|reason| refused(reason, ""))?;
-    let headers = attempt_headers(settings, &rendered);
+    Ok(Rendering { webhook, settings, item, entities, data, rendered })
+}
+
+/// Renders the webhook for the stored item, as it would be queued now.
+pub async fn preview(
+    conn: &impl ConnectionTrait,
+    secrets: &SecretBox,
+    limits: Limits,
+    webhook_id: i64,
+    item_id: &str,
+) -> AppResult<Preview> {
+    let Rendering { webhook, settings, item, entities, data, rendered } =
+        render_for(conn, secrets, limits, webhook_id, item_id).await?;
+    let headers = attempt_headers(&settings, &rendered);
     // As at event time: a filter that cannot be used matches nothing.
     let matches_filter = match filters::compiled_filter(conn, &webhook.filter).await? {
         Some(Ok(filter)) => filters::item_matches(conn, &entities, &filter, &item).await?,
@@ -63,6 +87,24 @@ pub async fn preview(
         None => true,
     };
     Ok(Preview { api_data: data.to_value(), rendered, headers, matches_filter })
+}
+
+/// The queued webhook of a test delivery (`sendTestDelivery`): the webhook's event for the
+/// stored item, rendered exactly as [`preview`] renders it, whatever `isActive` and the
+/// filter say. One attempt, and an entry in no item's history; not stored.
+pub async fn test_delivery(
+    conn: &impl ConnectionTrait,
+    secrets: &SecretBox,
+    limits: Limits,
+    webhook_id: i64,
+    item_id: &str,
+) -> AppResult<queued_webhooks::Model> {
+    let Rendering { settings, item, rendered, .. } = render_for(conn, secrets, limits, webhook_id, item_id).await?;
+    // A test delivery starts its own trace, or continues the current operation's.
+    let traceparent = crate::telemetry::traceparent(&tracing::Span::current(), None);
+    let row =
+        queued_row(webhook_id, &settings, &item, settings.event, Ok(rendered), secrets, Utc::now(), Some(traceparent));
+    Ok(queued_webhooks::Model { is_test: true, max_attempts: 1, log_in_item_history: false, ..row })
 }
 
 /// The headers of an attempt, in the order they are sent.

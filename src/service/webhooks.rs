@@ -124,13 +124,22 @@ pub async fn require(conn: &impl ConnectionTrait, id: i64) -> AppResult<Webhook>
 }
 
 /// Webhooks by id, optionally of one itemtype and in one entity or below it.
+/// What `webhooks` lists: `entity_id` and `category_id` include their descendants.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebhookFilter<'a> {
+    pub itemtype: Option<&'a str>,
+    pub entity_id: Option<i64>,
+    pub category_id: Option<i64>,
+    /// The caller's entities (None: every entity).
+    pub within: Option<&'a [i64]>,
+}
+
 pub async fn list(
     conn: &impl ConnectionTrait,
-    itemtype: Option<&str>,
-    entity_id: Option<i64>,
-    within: Option<&[i64]>,
+    filter: WebhookFilter<'_>,
     page: PageRequest,
 ) -> AppResult<Page<Webhook>> {
+    let WebhookFilter { itemtype, entity_id, category_id, within } = filter;
     let mut base = webhooks::Entity::find();
     if let Some(within) = within {
         base = base.filter(webhooks::Column::EntityId.is_in(within.iter().copied()));
@@ -140,6 +149,9 @@ pub async fn list(
     }
     if let Some(entity_id) = entity_id {
         base = base.filter(webhooks::Column::EntityId.is_in(ENTITIES.subtree_ids(conn, entity_id).await?));
+    }
+    if let Some(category_id) = category_id {
+        base = base.filter(webhooks::Column::CategoryId.is_in(CATEGORIES.subtree_ids(conn, category_id).await?));
     }
     let total = base.clone().count(conn).await?;
     let mut query = base.order_by_asc(webhooks::Column::Id).limit(page.first + 1);
