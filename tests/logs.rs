@@ -13,36 +13,13 @@ use axum::{
     routing::{get, post},
 };
 use common::{
-    binary::{Server, databases, drop_database},
+    binary::{Server, databases, drop_database, quick_env},
     receiver::Receiver,
     ws,
 };
 use serde_json::{Value, json};
 
-const CREATE_WEBHOOK: &str = "mutation($input: WebhookInput!) { createWebhook(input: $input) { id } }";
 const CREATE_TICKET: &str = "mutation CreateTicket($input: ItemInput!) { createItem(input: $input) { id } }";
-
-fn env(
-    dir: &std::path::Path,
-    database: &[(&'static str, String)],
-    extra: &[(&'static str, String)],
-) -> Vec<(&'static str, String)> {
-    let mut env = vec![
-        ("HOOKLINE_DATA_DIR", dir.join("data").display().to_string()),
-        ("HOOKLINE_POLL_INTERVAL", "50ms".into()),
-        ("HOOKLINE_HTTP_TIMEOUT", "2s".into()),
-    ];
-    env.extend(database.iter().cloned());
-    env.extend(extra.iter().cloned());
-    env
-}
-
-async fn create_webhook(server: &Server, input: Value) -> String {
-    let mut base = json!({"name": "logged", "entityId": "0", "itemtype": "Ticket", "event": "NEW"});
-    base.as_object_mut().expect("object").extend(input.as_object().expect("object").clone());
-    let data = server.data(CREATE_WEBHOOK, json!({"input": base})).await;
-    data["createWebhook"]["id"].as_str().expect("id").to_owned()
-}
 
 /// Waits until the receiver got `count` requests to `path`.
 async fn requests_to(receiver: &Receiver, path: &str, count: usize) -> Vec<common::receiver::Recorded> {
@@ -73,8 +50,8 @@ async fn json_logs_are_one_object_per_line_with_level_target_fields_and_spans() 
         let dir = tempfile::tempdir().expect("tempdir");
         let receiver = Receiver::start().await;
         let json_logs = [("HOOKLINE_LOG_FORMAT", "json".to_owned()), ("HOOKLINE_LOG", "debug".to_owned())];
-        let (mut server, log) = Server::start_logged(dir.path(), &env(dir.path(), &database, &json_logs));
-        create_webhook(&server, json!({"url": receiver.url("/hook")})).await;
+        let (mut server, log) = Server::start_logged(dir.path(), &quick_env(dir.path(), &database, &json_logs));
+        server.create_webhook("logged", json!({"url": receiver.url("/hook")})).await;
         let input = json!({"itemtype": "Ticket", "entityId": "0"});
         server.data(CREATE_TICKET, json!({"input": input})).await;
         let delivery = requests_to(&receiver, "/hook", 1).await;
@@ -178,26 +155,28 @@ async fn no_secret_reaches_the_log_at_trace_level() {
         if name == "sqlite" {
             extra.push(("HOOKLINE_SECRET_KEY", key.clone()));
         }
-        let (mut server, log) = Server::start_logged(dir.path(), &env(dir.path(), &database, &extra));
+        let (mut server, log) = Server::start_logged(dir.path(), &quick_env(dir.path(), &database, &extra));
         let server_key = database.iter().chain(&extra).find(|(k, _)| *k == "HOOKLINE_SECRET_KEY").expect("key");
         let basic =
             base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("user:{BASIC_PASSWORD}"));
 
         // A webhook with a secret, CRA, OAuth and a credential header; one with Basic auth and
         // a Standard Webhooks secret.
-        let secured = create_webhook(
-            &server,
-            json!({"url": format!("{base}/hook"), "secret": WEBHOOK_SECRET, "useCraChallenge": true,
+        let secured = server
+            .create_webhook(
+                "logged",
+                json!({"url": format!("{base}/hook"), "secret": WEBHOOK_SECRET, "useCraChallenge": true,
                    "useOauth": true, "oauthUrl": format!("{base}/token"), "clientId": "hookline",
                    "clientSecret": CLIENT_SECRET, "customHeaders": {"X-Api-Key": API_KEY}}),
-        )
-        .await;
-        create_webhook(
-            &server,
-            json!({"url": format!("{base}/basic"), "secret": WHSEC, "signatureScheme": "STANDARD_WEBHOOKS",
+            )
+            .await;
+        server
+            .create_webhook(
+                "logged",
+                json!({"url": format!("{base}/basic"), "secret": WHSEC, "signatureScheme": "STANDARD_WEBHOOKS",
                    "customHeaders": {"Authorization": format!("Basic {basic}")}}),
-        )
-        .await;
+            )
+            .await;
         let validated = server
             .data("mutation($id: ID!) { validateCraChallenge(webhookId: $id) { valid } }", json!({"id": secured}))
             .await;

@@ -7,7 +7,7 @@ mod common;
 use std::{collections::HashMap, time::Duration};
 
 use common::{
-    binary::{Server, databases, drop_database},
+    binary::{Server, databases, drop_database, quick_env},
     receiver::{Receiver, Recorded, Reply},
 };
 use opentelemetry_proto::tonic::{
@@ -21,33 +21,7 @@ use serde_json::{Value, json};
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
-const CREATE_WEBHOOK: &str = "mutation($input: WebhookInput!) { createWebhook(input: $input) { id } }";
 const CREATE_TICKET: &str = "mutation CreateTicket($input: ItemInput!) { createItem(input: $input) { id } }";
-
-/// Quick retries and polling, plus `extra`.
-fn env(
-    dir: &std::path::Path,
-    database: &[(&'static str, String)],
-    extra: &[(&'static str, String)],
-) -> Vec<(&'static str, String)> {
-    let mut env = vec![
-        ("HOOKLINE_DATA_DIR", dir.join("data").display().to_string()),
-        ("HOOKLINE_RETRY_SCHEDULE", "100ms".into()),
-        ("HOOKLINE_RETRY_JITTER", "0".into()),
-        ("HOOKLINE_POLL_INTERVAL", "50ms".into()),
-        ("HOOKLINE_HTTP_TIMEOUT", "2s".into()),
-    ];
-    env.extend(database.iter().cloned());
-    env.extend(extra.iter().cloned());
-    env
-}
-
-async fn create_webhook(server: &Server, input: Value) -> String {
-    let mut base = json!({"name": "traced", "entityId": "0", "itemtype": "Ticket", "event": "NEW"});
-    base.as_object_mut().expect("object").extend(input.as_object().expect("object").clone());
-    let data = server.data(CREATE_WEBHOOK, json!({"input": base})).await;
-    data["createWebhook"]["id"].as_str().expect("id").to_owned()
-}
 
 /// Waits until `path` got `count` requests.
 async fn requests_to(receiver: &Receiver, path: &str, count: usize) -> Vec<Recorded> {
@@ -136,8 +110,8 @@ async fn spans_reach_the_otlp_receiver_from_the_mutation_to_each_attempt_in_the_
         // The first attempt fails: the retry must join the same trace.
         receiver.script("/hook", vec![Reply::Status(500)]);
         let otlp = [("HOOKLINE_OTLP_ENDPOINT", receiver.url("/"))];
-        let mut server = Server::start(dir.path(), &env(dir.path(), &database, &otlp));
-        let webhook_id = create_webhook(&server, json!({"url": receiver.url("/hook"), "sentTry": 2})).await;
+        let mut server = Server::start(dir.path(), &quick_env(dir.path(), &database, &otlp));
+        let webhook_id = server.create_webhook("traced", json!({"url": receiver.url("/hook"), "sentTry": 2})).await;
         let caller = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
         let input = json!({"itemtype": "Ticket", "entityId": "0", "name": "traced"});
         let created =
@@ -222,7 +196,7 @@ async fn every_kind_of_event_joins_the_trace_of_the_mutation_that_raised_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let receiver = Receiver::start().await;
         let otlp = [("HOOKLINE_OTLP_ENDPOINT", receiver.url(""))];
-        let mut server = Server::start(dir.path(), &env(dir.path(), &database, &otlp));
+        let mut server = Server::start(dir.path(), &quick_env(dir.path(), &database, &otlp));
         let hooks = [
             ("Ticket", "NEW"),
             ("Ticket", "UPDATE"),
@@ -233,7 +207,7 @@ async fn every_kind_of_event_joins_the_trace_of_the_mutation_that_raised_it() {
         ];
         for (itemtype, event) in hooks {
             let url = receiver.url(&format!("/{itemtype}/{event}"));
-            create_webhook(&server, json!({"itemtype": itemtype, "event": event, "url": url})).await;
+            server.create_webhook("traced", json!({"itemtype": itemtype, "event": event, "url": url})).await;
         }
         let calls: [(u32, &str, Value); 8] = [
             (
@@ -346,9 +320,9 @@ async fn without_a_collector_every_attempt_still_sends_a_traceparent_in_the_muta
         let receiver = Receiver::start().await;
         receiver.script("/continued", vec![Reply::Status(503)]);
         receiver.script("/started", vec![Reply::Status(503)]);
-        let server = Server::start(dir.path(), &env(dir.path(), &database, &[]));
+        let server = Server::start(dir.path(), &quick_env(dir.path(), &database, &[]));
         for (path, event) in [("/continued", "NEW"), ("/started", "UPDATE")] {
-            create_webhook(&server, json!({"url": receiver.url(path), "event": event, "sentTry": 2})).await;
+            server.create_webhook("traced", json!({"url": receiver.url(path), "event": event, "sentTry": 2})).await;
         }
         let caller = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
         let input = json!({"itemtype": "Ticket", "entityId": "0", "name": "first"});

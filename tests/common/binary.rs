@@ -48,6 +48,25 @@ impl Drop for Server {
     }
 }
 
+/// The settings of a binary test's server: its data directory under `dir`, quick retries and
+/// polling, the database's variables, then `extra`.
+pub fn quick_env(
+    dir: &Path,
+    database: &[(&'static str, String)],
+    extra: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("HOOKLINE_DATA_DIR", dir.join("data").display().to_string()),
+        ("HOOKLINE_RETRY_SCHEDULE", "100ms".into()),
+        ("HOOKLINE_RETRY_JITTER", "0".into()),
+        ("HOOKLINE_POLL_INTERVAL", "50ms".into()),
+        ("HOOKLINE_HTTP_TIMEOUT", "2s".into()),
+    ];
+    env.extend(database.iter().cloned());
+    env.extend(extra.iter().cloned());
+    env
+}
+
 /// The backends a binary test runs on: SQLite always, PostgreSQL when `TEST_POSTGRES_URL` is
 /// set (a fresh database, and the secret key its processes share); each as a name and the
 /// variables that select it.
@@ -149,6 +168,15 @@ impl Server {
     }
 
     /// The `data` of a GraphQL request that must succeed.
+    /// Creates a webhook on new Tickets named `name`, with `input` over those defaults; its id.
+    pub async fn create_webhook(&self, name: &str, input: Value) -> String {
+        let mut base = json!({"name": name, "entityId": "0", "itemtype": "Ticket", "event": "NEW"});
+        base.as_object_mut().expect("object").extend(input.as_object().expect("object").clone());
+        let query = "mutation($input: WebhookInput!) { createWebhook(input: $input) { id } }";
+        let data = self.data(query, json!({"input": base})).await;
+        data["createWebhook"]["id"].as_str().expect("id").to_owned()
+    }
+
     pub async fn data(&self, query: &str, variables: Value) -> Value {
         let response = self.query(query, variables).await;
         assert!(response.get("errors").is_none(), "{response}");
