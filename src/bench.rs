@@ -432,6 +432,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         println!("{} subscribers attached to queueUpdates", args.subscribers);
     }
     let expected = (args.webhooks * args.items) as u64;
+    let progress = crate::bench_report::Progress::new(args.json);
     // The ceiling is measured before the run and again after it: the machine's load moves
     // it, and the share is taken of their mean.
     let ceiling_before = bare_ceiling(&url, expected).await;
@@ -440,6 +441,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     *arrivals.last.lock().unwrap_or_else(|p| p.into_inner()) = None;
     let (server_cpu, own_cpu) = (cpu_seconds(server.child.id()), cpu_seconds(Some(std::process::id())));
     let started = Instant::now();
+    let counted = arrivals.clone();
+    let arriving =
+        progress.phase("fan-out", "deliveries", Some(expected), move || counted.count.load(Ordering::Relaxed));
     let mut tasks = Vec::new();
     for c in 0..args.clients {
         let (client, share) = (client.clone(), args.items / args.clients + usize::from(c < args.items % args.clients));
@@ -456,6 +460,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     let enqueued = started.elapsed();
     let last = wait_for(&arrivals, expected, Duration::from_secs(600)).await?;
+    arriving.done();
     let elapsed = last - started;
     let rate = expected as f64 / elapsed.as_secs_f64();
     println!(
@@ -502,10 +507,16 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let total = args.rate * seconds;
     let cpu_before = cpu_seconds(server.child.id());
     let latency_started = Instant::now();
+    let counted = arrivals.clone();
+    let arriving = progress.phase("latency", "deliveries", Some(total * args.fanout.max(1) as u64), move || {
+        counted.count.load(Ordering::Relaxed)
+    });
+    arrivals.count.store(0, Ordering::Relaxed);
     let responded = send_steadily(&client, addr, "BenchLatency", "lat-", args.rate, total).await?;
     let latency_wall = latency_started.elapsed().as_secs_f64();
     let cpu_after = cpu_seconds(server.child.id());
     tokio::time::sleep(Duration::from_secs(2)).await;
+    arriving.done();
     let (from_response, from_request) = latencies(&arrivals, &responded);
     println!(
         "latency at {}/s{} for {} s: {} of {total} arrived; mutation response -> arrival p50 {:.2} ms, p99 {:.2} ms; \
@@ -540,10 +551,28 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             task.abort();
         }
     }
-    match peak_rss_mib(server.child.id()) {
+    let peak_rss = peak_rss_mib(server.child.id());
+    match peak_rss {
         Some(mib) => println!("server peak memory (VmHWM): {mib:.1} MiB"),
         None => println!("server peak memory: unavailable"),
     }
+    let mut table = crate::bench_report::Table::default();
+    let target = if database.kind() == "SQLite" { ">= 20% of the ceiling" } else { ">= 10% of the ceiling" };
+    table.row("fan-out", format!("{rate:.0}/s"), Some(format!("{:.0}%", 100.0 * rate / ceiling)), Some(target));
+    table.row("ceiling (mean of before and after)", format!("{ceiling:.0}/s"), Some("100%".into()), None);
+    table.row(
+        &format!("latency p50 / p99 at {}/s", args.rate),
+        format!("{:.2} / {:.2} ms", percentile(&from_response, 0.5), percentile(&from_response, 0.99)),
+        None,
+        None,
+    );
+    table.row(
+        "server peak memory",
+        peak_rss.map_or_else(|| "unavailable".to_owned(), |mib| format!("{mib:.1} MiB")),
+        None,
+        Some("<= 100 MB"),
+    );
+    println!("{}", table.render());
     server.child.kill().await.ok();
     database.remove().await;
     Ok(())

@@ -12,8 +12,9 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::bench::{
-    self, Arrivals, BenchArgs, CREATE_ITEM, CREATE_WEBHOOK, FreshDatabase, ServerProcess, gql, percentile,
+use crate::{
+    bench::{self, Arrivals, BenchArgs, CREATE_ITEM, CREATE_WEBHOOK, FreshDatabase, ServerProcess, gql, percentile},
+    bench_report::{Counter, Progress, Table},
 };
 
 const READ: &str = "{ entities { id name } }";
@@ -69,11 +70,12 @@ impl Lines {
 async fn measure(
     args: &BenchArgs,
     server: &ServerProcess,
-    arrivals: &Arrivals,
+    arrivals: &std::sync::Arc<Arrivals>,
     receiver: SocketAddr,
     database: &str,
 ) -> Result<Value, String> {
     let lines = Lines { to_stderr: args.json };
+    let progress = Progress::new(args.json);
     let (addr, pid) = (server.addr, server.child.id());
     let client = server.client()?;
     let clients = args.clients.max(1);
@@ -86,7 +88,7 @@ async fn measure(
 
     // 1. The ceiling: a small read through the whole HTTP and GraphQL stack, writing nothing.
     let cpu = CpuMeter::start(pid);
-    let read = drive(&client, clients, WARM_UP, move |client, _, _| async move {
+    let read = drive(&client, clients, WARM_UP, (progress, "read rate", "requests"), move |client, _, _| async move {
         gql(&client, addr, READ, json!({})).await.map(|_| 1)
     })
     .await?;
@@ -98,9 +100,13 @@ async fn measure(
     // 2. createItem on Ticket, which no webhook watches.
     settle(&client, addr).await?;
     let cpu = CpuMeter::start(pid);
-    let plain = drive(&client, clients, WARM_UP, move |client, c, n| async move {
-        create_item(&client, addr, "Ticket", format!("plain-{c}-{n}")).await
-    })
+    let plain = drive(
+        &client,
+        clients,
+        WARM_UP,
+        (progress, "createItem, no webhook", "items"),
+        move |client, c, n| async move { create_item(&client, addr, "Ticket", format!("plain-{c}-{n}")).await },
+    )
     .await?;
     let plain_rate = plain.window_rate();
     let plain_cpu = cpu.percent();
@@ -116,13 +122,19 @@ async fn measure(
     settle(&client, addr).await?;
     reset(arrivals);
     let cpu = CpuMeter::start(pid);
-    let hooked = drive(&client, clients, Duration::ZERO, move |client, c, n| async move {
-        create_item(&client, addr, "BenchIntake", format!("hooked-{c}-{n}")).await
-    })
+    let hooked = drive(
+        &client,
+        clients,
+        Duration::ZERO,
+        (progress, "createItem, one webhook", "items"),
+        move |client, c, n| async move { create_item(&client, addr, "BenchIntake", format!("hooked-{c}-{n}")).await },
+    )
     .await?;
+    let arriving = progress.phase("deliveries arriving", "deliveries", Some(hooked.total), arrived(arrivals));
     let last = bench::wait_for(arrivals, hooked.total, DRAIN_LIMIT)
         .await
         .map_err(|e| format!("createItem with one webhook: {e} within {} s", DRAIN_LIMIT.as_secs()))?;
+    arriving.done();
     let to_last_arrival = last.saturating_duration_since(hooked.started);
     let delivered = arrivals.count.load(Ordering::Relaxed);
     let hooked_rate = hooked.total as f64 / to_last_arrival.as_secs_f64();
@@ -140,14 +152,20 @@ async fn measure(
     settle(&client, addr).await?;
     let batch_clients = BATCH_CLIENTS.min(clients);
     let cpu = CpuMeter::start(pid);
-    let batched = drive(&client, batch_clients, WARM_UP, move |client, c, n| async move {
-        let inputs: Vec<Value> = (0..BATCH).map(|i| item_input("Ticket", format!("batch-{c}-{n}-{i}"))).collect();
-        let data = gql(&client, addr, CREATE_ITEMS, json!({"inputs": inputs})).await?;
-        match data["createItems"].as_array().map_or(0, Vec::len) {
-            BATCH => Ok(BATCH as u64),
-            created => Err(format!("createItems returned {created} items for {BATCH} inputs")),
-        }
-    })
+    let batched = drive(
+        &client,
+        batch_clients,
+        WARM_UP,
+        (progress, "createItems x 100", "items"),
+        move |client, c, n| async move {
+            let inputs: Vec<Value> = (0..BATCH).map(|i| item_input("Ticket", format!("batch-{c}-{n}-{i}"))).collect();
+            let data = gql(&client, addr, CREATE_ITEMS, json!({"inputs": inputs})).await?;
+            match data["createItems"].as_array().map_or(0, Vec::len) {
+                BATCH => Ok(BATCH as u64),
+                created => Err(format!("createItems returned {created} items for {BATCH} inputs")),
+            }
+        },
+    )
     .await?;
     let batch_rate = batched.window_rate();
     let batch_cpu = cpu.percent();
@@ -169,6 +187,8 @@ async fn measure(
         reset(arrivals);
         arrivals.track_names.store(true, Ordering::Relaxed);
         let cpu = CpuMeter::start(pid);
+        let label = format!("latency run {run} of {LATENCY_RUNS}");
+        let arriving = progress.phase(&label, "deliveries", Some(total), arrived(arrivals));
         let answered =
             bench::send_steadily(&client, addr, "BenchLatency", &format!("lat{run}-"), args.rate, total).await?;
         if answered.len() as u64 != total {
@@ -180,6 +200,7 @@ async fn measure(
         bench::wait_for(arrivals, total, DRAIN_LIMIT)
             .await
             .map_err(|e| format!("latency run {run}: {e} within {} s", DRAIN_LIMIT.as_secs()))?;
+        arriving.done();
         arrivals.track_names.store(false, Ordering::Relaxed);
         let server_cpu = cpu.percent();
         let load = load_average();
@@ -209,6 +230,26 @@ async fn measure(
         peak_rss.map_or_else(|| "unavailable".to_owned(), |mib| format!("{mib:.1} MiB")),
         server_cpu_seconds.map_or_else(|| "unavailable".to_owned(), |s| format!("{s:.2} s"))
     ));
+
+    let mut table = Table::default();
+    let shared = |rate: f64| Some(format!("{:.1}%", 100.0 * share(rate)));
+    table.row("read rate", format!("{read_rate:.0}/s"), Some("100%".into()), None);
+    table.row("createItem, no webhook", format!("{plain_rate:.0}/s"), shared(plain_rate), Some(">= 50%"));
+    table.row("createItem, one webhook", format!("{hooked_rate:.0}/s"), shared(hooked_rate), Some(">= 25%"));
+    table.row("createItems x 100", format!("{batch_rate:.0}/s"), shared(batch_rate), Some(">= 20,000/s"));
+    table.row(
+        &format!("latency p99 at {}/s", args.rate),
+        format!("{p99_median:.2} ms"),
+        None,
+        Some("<= 20 ms (median of 3)"),
+    );
+    table.row(
+        "server peak memory",
+        peak_rss.map_or_else(|| "unavailable".to_owned(), |mib| format!("{mib:.1} MiB")),
+        None,
+        Some("<= 100 MB"),
+    );
+    lines.print(table.render());
 
     Ok(json!({
         "database": database,
@@ -260,16 +301,26 @@ impl Driven {
 /// Runs `clients` loops, each calling `op` again as soon as its previous call has answered,
 /// for `warm_up` and then [`PHASE`]; no call starts after that. `op` gets a client, the loop's
 /// number and the call's number within the loop, and returns how many items the call handled.
-async fn drive<F, Fut>(client: &reqwest::Client, clients: usize, warm_up: Duration, op: F) -> Result<Driven, String>
+/// `shown`: where its progress is shown, under which label, counting what.
+async fn drive<F, Fut>(
+    client: &reqwest::Client,
+    clients: usize,
+    warm_up: Duration,
+    shown: (Progress, &str, &'static str),
+    op: F,
+) -> Result<Driven, String>
 where
     F: Fn(reqwest::Client, usize, u64) -> Fut + Copy + Send + 'static,
     Fut: Future<Output = Result<u64, String>> + Send + 'static,
 {
+    let (progress, label, unit) = shown;
+    let counter = Counter::default();
+    let phase = progress.phase(label, unit, None, counter.reader());
     let started = Instant::now();
     let window = started + warm_up..started + warm_up + PHASE;
     let mut loops = Vec::with_capacity(clients);
     for c in 0..clients {
-        let (client, window) = (client.clone(), window.clone());
+        let (client, window, counter) = (client.clone(), window.clone(), counter.clone());
         loops.push(tokio::spawn(async move {
             let (mut in_window, mut total) = (0, 0);
             for n in 0_u64.. {
@@ -277,6 +328,7 @@ where
                     break;
                 }
                 let items = op(client.clone(), c, n).await?;
+                counter.add(items);
                 total += items;
                 if window.contains(&Instant::now()) {
                     in_window += items;
@@ -291,6 +343,7 @@ where
         driven.in_window += in_window;
         driven.total += total;
     }
+    phase.done();
     Ok(driven)
 }
 
@@ -334,6 +387,12 @@ async fn settle(client: &reqwest::Client, addr: SocketAddr) -> Result<(), String
     }
     tokio::time::sleep(REST).await;
     Ok(())
+}
+
+/// How many deliveries the receiver has had, for a progress bar.
+fn arrived(arrivals: &std::sync::Arc<Arrivals>) -> impl Fn() -> u64 + Send + 'static {
+    let arrivals = arrivals.clone();
+    move || arrivals.count.load(Ordering::Relaxed)
 }
 
 /// Forgets the receiver's earlier arrivals, so that the next phase counts only its own.

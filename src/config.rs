@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+pub use crate::telemetry::LogFormat;
 use crate::{
     delivery::TargetPolicy,
     domain::{
@@ -46,6 +47,12 @@ struct RawConfig {
     secret_key: Option<String>,
     /// `HOOKLINE_LOG`: a tracing filter such as `info` or `hookline=debug,info`.
     log: String,
+    /// `HOOKLINE_LOG_FORMAT`: `text` (for people) or `json` (one JSON object per line).
+    log_format: String,
+    /// `HOOKLINE_OTLP_ENDPOINT`: the base URL of an OpenTelemetry collector's OTLP/HTTP
+    /// receiver (`http://collector:4318`); spans are posted to `<it>/v1/traces`. Unset: no
+    /// export (a `traceparent` is still continued and sent with every attempt).
+    otlp_endpoint: Option<String>,
     /// `HOOKLINE_HTTP_TIMEOUT`: the whole time one attempt may take.
     http_timeout: String,
     /// `HOOKLINE_MAX_IN_FLIGHT`: concurrent attempts over all targets.
@@ -163,6 +170,9 @@ impl std::fmt::Debug for RawConfig {
             if let Some(url) = &self.database_url {
                 keys.insert("database_url".into(), redacted_url(url).into());
             }
+            if let Some(url) = &self.otlp_endpoint {
+                keys.insert("otlp_endpoint".into(), redacted_url(url).into());
+            }
         }
         write!(f, "RawConfig {shown}")
     }
@@ -190,6 +200,8 @@ impl Default for RawConfig {
             data_dir: PathBuf::from("data"),
             secret_key: None,
             log: "info".into(),
+            log_format: "text".into(),
+            otlp_endpoint: None,
             http_timeout: "10s".into(),
             max_in_flight: 256,
             max_per_host: 64,
@@ -462,6 +474,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub secret_key: SecretKeySource,
     pub log: String,
+    pub log_format: LogFormat,
+    /// The collector spans are exported to (its base URL), if any.
+    pub otlp_endpoint: Option<url::Url>,
     /// Bytes the SQLite database may grow to (`PRAGMA max_page_count`); 0 for no limit.
     pub sqlite_max_size: u64,
     pub delivery: DeliveryConfig,
@@ -567,6 +582,8 @@ impl Config {
             secret_key: SecretKeySource::File(data_dir.join("secret.key")),
             data_dir,
             log: "warn".into(),
+            log_format: LogFormat::Text,
+            otlp_endpoint: None,
             sqlite_max_size: 0,
             delivery: DeliveryConfig::default(),
             auth: AuthConfig::default(),
@@ -623,6 +640,9 @@ impl Config {
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&raw.log) {
             return Err(ConfigError(format!("key `log` (HOOKLINE_LOG): {err}")));
         }
+        let log_format =
+            raw.log_format.parse().map_err(|e| ConfigError(format!("key `log_format` (HOOKLINE_LOG_FORMAT): {e}")))?;
+        let otlp_endpoint = parse_otlp_endpoint(raw.otlp_endpoint.as_deref())?;
         let delivery = DeliveryConfig::from_raw(&raw)?;
         let auth = AuthConfig::from_raw(&raw);
         let metrics = MetricsConfig::from_raw(&raw);
@@ -642,6 +662,8 @@ impl Config {
             data_dir: raw.data_dir,
             secret_key,
             log: raw.log,
+            log_format,
+            otlp_endpoint,
             sqlite_max_size: raw.sqlite_max_size,
             auth,
             metrics,
@@ -651,6 +673,29 @@ impl Config {
     pub fn database_url(&self) -> &str {
         self.database_url.expose_secret()
     }
+}
+
+/// The collector's base URL: http or https, with no query (`/v1/traces` is added to its path).
+fn parse_otlp_endpoint(text: Option<&str>) -> Result<Option<url::Url>, ConfigError> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else { return Ok(None) };
+    let refused = |why: &str| {
+        ConfigError(format!(
+            "key `otlp_endpoint` (HOOKLINE_OTLP_ENDPOINT): `{}` {why}; give the base URL of an OTLP/HTTP \
+             receiver such as http://127.0.0.1:4318",
+            redacted_url(text)
+        ))
+    };
+    let url = url::Url::parse(text).map_err(|_| refused("is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(refused("is not an http or https URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(refused("has a query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(refused("carries a user or password (send credentials in OTEL_EXPORTER_OTLP_HEADERS)"));
+    }
+    Ok(Some(url))
 }
 
 fn sqlite_url(data_dir: &std::path::Path) -> String {

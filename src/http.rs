@@ -78,7 +78,17 @@ async fn graphql_post(State(state): State<HttpState>, request: Request) -> Respo
             return refusal::graphql_error(StatusCode::BAD_REQUEST, "VALIDATION", &message);
         }
     };
-    let response = state.schema.execute(request.data(caller)).await;
+    let mut request = request.data(caller);
+    // The caller's trace, continued by the operation's span (a malformed one is ignored).
+    if let Some(parent) = parts
+        .headers
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .and_then(crate::telemetry::RemoteParent::parse)
+    {
+        request = request.data(parent);
+    }
+    let response = state.schema.execute(request).await;
     if let Some(limited) = refusal::rate_limited(&response) {
         return limited;
     }

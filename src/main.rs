@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use hookline::{Application, config::Config, graphql};
-use tracing_subscriber::EnvFilter;
+use hookline::{Application, config::Config, graphql, telemetry::Telemetry};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -37,6 +36,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    hookline::crypto::install();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Schema) => {
@@ -90,11 +90,13 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new(&config.log))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let telemetry = match Telemetry::init(&config.log, config.log_format, config.otlp_endpoint.as_ref()) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("hookline: {err}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Some(Command::Migrate) => {
             hookline::prepare(&config).await.map(|_| tracing::info!("migrations applied")).map_err(|e| e.to_string())
@@ -102,6 +104,7 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Token(args)) => hookline::auth::cli::issue(&config, args).await.map(|token| println!("{token}")),
         _ => serve(config).await,
     };
+    telemetry.shutdown().await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

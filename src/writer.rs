@@ -18,6 +18,7 @@ use std::{
 use futures_util::{FutureExt, future::BoxFuture};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::{
     db::PageBudget,
@@ -150,7 +151,8 @@ impl Writer {
     }
 
     /// Runs `job` in the next batch and returns its result once that batch has committed.
-    /// Whatever the job wrote is undone if it returns an error.
+    /// Whatever the job wrote is undone if it returns an error. The job runs in the caller's
+    /// current span.
     pub async fn write<T, F>(&self, job: F) -> AppResult<T>
     where
         T: Send + 'static,
@@ -193,9 +195,12 @@ impl Writer {
         F: for<'a> FnOnce(&'a DatabaseTransaction, &'a mut Staged) -> BoxFuture<'a, AppResult<T>> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel::<AppResult<T>>();
+        // The job runs in its caller's span, carried over: the writer's task runs many callers'
+        // jobs and is nobody's (what the job logs, and the rows it queues, belong to the caller).
+        let span = tracing::Span::current();
         let run: Run = Box::new(move |txn, staged| {
             Box::pin(async move {
-                match job(txn, staged).await {
+                match job(txn, staged).instrument(span).await {
                     Ok(value) => Ok(Box::new(move |committed: Result<(), String>| {
                         let _ = reply.send(committed.map(|()| value).map_err(AppError::not_confirmed));
                     }) as Completion),

@@ -533,12 +533,12 @@ async fn a_token_revoked_on_one_process_is_refused_by_another_within_a_second() 
 
 #[tokio::test]
 async fn an_identity_providers_tokens_are_accepted_with_its_issuer_and_audience() {
-    use aws_lc_rs::{
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64URL};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use ring::{
         rand::SystemRandom,
         signature::{Ed25519KeyPair, KeyPair},
     };
-    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64URL};
-    use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
     let pair = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("a key");
     let public = Ed25519KeyPair::from_pkcs8(pair.as_ref()).expect("parse").public_key().as_ref().to_vec();

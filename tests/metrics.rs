@@ -110,6 +110,7 @@ fn promtool_check(text: &str) {
 }
 
 async fn scrape_at(addr: std::net::SocketAddr, token: Option<&str>) -> reqwest::Response {
+    hookline::crypto::install();
     let mut request = reqwest::Client::new().get(format!("http://{addr}/metrics"));
     if let Some(token) = token {
         request = request.bearer_auth(token);

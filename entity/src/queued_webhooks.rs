@@ -82,6 +82,9 @@ pub struct Model {
     pub claim_token: Option<i64>,
     /// While `sending`: the process (see `workers`) that claimed the row.
     pub claimed_by: Option<String>,
+    /// The W3C `traceparent` of the event that queued the row: each attempt continues its
+    /// trace.
+    pub traceparent: Option<String>,
     /// Sent by `sendTestDelivery`: one attempt, whatever the webhook's state and filter.
     #[serde(default)]
     pub is_test: bool,

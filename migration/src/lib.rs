@@ -10,6 +10,7 @@ mod m20261202_000001_add_claims_and_workers;
 mod m20261206_000001_create_api_tokens;
 mod m20261206_000002_create_audit_entries;
 mod m20261206_000003_add_actors;
+mod m20261208_000001_add_queued_traceparent;
 mod m20261209_000001_add_test_deliveries;
 
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_create_api_tokens::Migration),
             Box::new(m20261206_000002_create_audit_entries::Migration),
             Box::new(m20261206_000003_add_actors::Migration),
+            Box::new(m20261208_000001_add_queued_traceparent::Migration),
             Box::new(m20261209_000001_add_test_deliveries::Migration),
         ]
     }

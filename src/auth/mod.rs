@@ -8,6 +8,7 @@
 //! `Authorization` into a [`Caller`], or says why it cannot.
 
 pub mod cli;
+pub(crate) mod jwt_crypto;
 pub mod profile;
 mod rate;
 pub mod rights;

@@ -1,11 +1,11 @@
 //! Tokens signed and checked: hookline's own (HS256) and an identity provider's (JWKS).
 
-use aws_lc_rs::{
-    rand::SystemRandom,
-    signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair},
-};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64URL};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ring::{
+    rand::SystemRandom,
+    signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair},
+};
 use serde_json::json;
 
 use super::{token::Provider, *};
@@ -80,20 +80,26 @@ fn bearer_headers_are_read_strictly() {
     assert!(matches!(bearer(Some("Bearer")), Err(TokenError::Malformed(_))));
 }
 
-/// An identity provider with an Ed25519 and a P-256 key, and its signing keys.
-fn provider() -> (Tokens, EncodingKey, EncodingKey) {
+/// An RSA key made for these tests alone (ring cannot generate RSA keys), PKCS#1 DER.
+const TEST_RSA_KEY: &[u8] = include_bytes!("test-rsa-2048.der");
+
+/// An identity provider with an Ed25519, a P-256 and an RSA key, and its signing keys.
+fn provider() -> (Tokens, EncodingKey, EncodingKey, EncodingKey) {
     let rng = SystemRandom::new();
     let ed = Ed25519KeyPair::generate_pkcs8(&rng).expect("ed25519");
     let ed_public = Ed25519KeyPair::from_pkcs8(ed.as_ref()).expect("parse").public_key().as_ref().to_vec();
     let ec = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("p256");
-    let ec_public = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, ec.as_ref())
+    let ec_public = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, ec.as_ref(), &rng)
         .expect("parse")
         .public_key()
         .as_ref()
         .to_vec();
+    let rsa = RsaKeyPair::from_der(TEST_RSA_KEY).expect("the test RSA key");
+    let rsa_public = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(rsa.public());
     let jwks = json!({"keys": [
         {"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": B64URL.encode(&ed_public)},
         {"kty": "EC", "crv": "P-256", "kid": "ec", "x": B64URL.encode(&ec_public[1..33]), "y": B64URL.encode(&ec_public[33..])},
+        {"kty": "RSA", "kid": "rsa", "n": B64URL.encode(&rsa_public.n), "e": B64URL.encode(&rsa_public.e)},
     ]});
     let provider = Provider {
         keys: serde_json::from_value(jwks).expect("JWKS"),
@@ -101,7 +107,8 @@ fn provider() -> (Tokens, EncodingKey, EncodingKey) {
         audience: Some("hookline".into()),
     };
     let tokens = Tokens::new(token_signing_key(&[7; 32]), Some(provider)).expect("tokens");
-    (tokens, EncodingKey::from_ed_der(ed.as_ref()), EncodingKey::from_ec_der(ec.as_ref()))
+    let keys = (EncodingKey::from_ed_der(ed.as_ref()), EncodingKey::from_ec_der(ec.as_ref()));
+    (tokens, keys.0, keys.1, EncodingKey::from_rsa_der(TEST_RSA_KEY))
 }
 
 fn provider_token(algorithm: Algorithm, kid: &str, key: &EncodingKey, extra: serde_json::Value) -> String {
@@ -116,11 +123,18 @@ fn provider_token(algorithm: Algorithm, kid: &str, key: &EncodingKey, extra: ser
 
 #[test]
 fn provider_tokens_are_checked_against_the_jwks_issuer_and_audience() {
-    let (tokens, ed, ec) = provider();
+    let (tokens, ed, ec, rsa) = provider();
     let good = json!({"iss": "https://idp.example", "aud": "hookline"});
-    for (algorithm, kid, key) in [(Algorithm::EdDSA, "ed", &ed), (Algorithm::ES256, "ec", &ec)] {
+    for (algorithm, kid, key) in
+        [(Algorithm::EdDSA, "ed", &ed), (Algorithm::ES256, "ec", &ec), (Algorithm::RS256, "rsa", &rsa)]
+    {
         let token = provider_token(algorithm, kid, key, good.clone());
         assert_eq!(tokens.verify(&token, NOW).map(|c| c.profile), Ok("operator".into()), "{algorithm:?}");
+        // The same signature over other claims.
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged = B64URL.encode(serde_json::to_vec(&claims("super-admin")).expect("json"));
+        parts[1] = &forged;
+        assert_eq!(tokens.verify(&parts.join("."), NOW), Err(TokenError::BadSignature), "{algorithm:?}");
     }
     let wrong_issuer = provider_token(Algorithm::EdDSA, "ed", &ed, json!({"iss": "https://evil", "aud": "hookline"}));
     assert_eq!(tokens.verify(&wrong_issuer, NOW), Err(TokenError::WrongIssuer));

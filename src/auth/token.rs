@@ -93,6 +93,7 @@ impl std::fmt::Debug for Tokens {
 impl Tokens {
     /// `key`: the signing key of hookline's own tokens (derived for this purpose alone).
     pub fn new(key: [u8; 32], provider: Option<Provider>) -> Result<Self, String> {
+        crate::crypto::install();
         let provider = match provider {
             None => None,
             Some(provider) => {

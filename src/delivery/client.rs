@@ -23,7 +23,9 @@ use crate::{
     metrics::Metrics,
     queue::Outcome,
     secret_box::{Purpose, SecretBox},
+    telemetry::{self, RemoteParent},
 };
+use tracing::{Instrument, field::Empty};
 
 /// What the workers and the API share about sending: the configuration, the HTTP client and
 /// the caches of signers, challenges and tokens.
@@ -90,11 +92,38 @@ impl DeliveryClient {
         self.config.http_timeout * 4 + Duration::from_secs(5)
     }
 
-    /// Makes one attempt of a claimed row and decides what follows. A webhook with CRA is
-    /// challenged first (unless a recent success is cached); a failed challenge is not an
-    /// attempt: the row waits for its next scheduled retry time, until the schedule's window
-    /// is spent.
+    /// Makes one attempt of a claimed row and decides what follows, in a span of its own: a
+    /// child of the event that queued the row (its stored `traceparent`), named in the
+    /// `traceparent` the request carries. A webhook with CRA is challenged first (unless a
+    /// recent success is cached); a failed challenge is not an attempt: the row waits for its
+    /// next scheduled retry time, until the schedule's window is spent.
     pub async fn attempt(&self, row: entity::queued_webhooks::Model, signer: &Signer) -> Outcome {
+        let parent = row.traceparent.as_deref().and_then(RemoteParent::parse);
+        let span = attempt_span(&row);
+        if let Some(parent) = &parent {
+            telemetry::continue_trace(&span, parent);
+        }
+        let traceparent = telemetry::traceparent(&span, parent.as_ref());
+        let started = std::time::Instant::now();
+        let outcome = self.attempt_in(row, signer, &traceparent).instrument(span.clone()).await;
+        span.record("duration_ms", started.elapsed().as_millis() as u64);
+        if let AttemptResult::Response { status, .. } = &outcome.result {
+            span.record("status_code", status);
+        }
+        let decided = match &outcome.decision {
+            Decision::Sent => "sent",
+            Decision::Retry { .. } => "retry",
+            Decision::Failed { .. } => "failed",
+        };
+        span.record("outcome", decided);
+        if decided != "sent" {
+            span.record("otel.status_code", "ERROR");
+        }
+        tracing::debug!(parent: &span, outcome = decided, "attempt made");
+        outcome
+    }
+
+    async fn attempt_in(&self, row: entity::queued_webhooks::Model, signer: &Signer, traceparent: &str) -> Outcome {
         let attempted_at = Utc::now();
         if signer.cra
             && let Err(error) = self
@@ -114,7 +143,7 @@ impl DeliveryClient {
             let result = AttemptResult::NoResponse { error };
             return Outcome { row, attempted_at, result, decision, counted: false };
         }
-        let exchange = match prepare(&row, signer, &self.secrets, attempted_at.timestamp()) {
+        let exchange = match prepare(&row, signer, &self.secrets, attempted_at.timestamp(), traceparent) {
             Ok(request) => self.send_authorized(request, signer).await,
             Err(error) => Exchange::not_made(error, AttemptClass::Connect),
         };
@@ -156,6 +185,28 @@ impl DeliveryClient {
             }
         }
     }
+}
+
+/// The span of one attempt: which row, webhook and delivery, to which host; its status code,
+/// duration and outcome are recorded when it ends. Never a header, body or URL (they may
+/// carry credentials).
+fn attempt_span(row: &entity::queued_webhooks::Model) -> tracing::Span {
+    let host = url::Url::parse(row.url.trim()).ok().and_then(|url| url.host_str().map(str::to_owned));
+    let host = host.unwrap_or_default();
+    tracing::info_span!(
+        "attempt",
+        otel.name = %format_args!("{} {host}", row.http_method),
+        otel.kind = "client",
+        queued_webhook_id = row.id,
+        webhook_id = row.webhook_id,
+        delivery_id = %row.delivery_id,
+        target_host = %host,
+        attempt = row.sent_try + 1,
+        status_code = Empty,
+        duration_ms = Empty,
+        outcome = Empty,
+        otel.status_code = Empty,
+    )
 }
 
 /// A webhook's signer and the `updated_at` of the webhook it was made from.

@@ -57,6 +57,7 @@ impl HttpSender {
         policy: TargetPolicy,
         metrics: Arc<Metrics>,
     ) -> Result<Self, reqwest::Error> {
+        crate::crypto::install();
         let policy = Arc::new(policy);
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

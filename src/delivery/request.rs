@@ -82,13 +82,18 @@ impl std::fmt::Debug for PreparedRequest {
 
 pub const DELIVERY_HEADER: &str = "X-Hookline-Delivery";
 
-/// Builds the request of one attempt of a queued webhook, signed at `timestamp` (Unix seconds).
-/// GET sends no body (and signs an empty one).
+/// The W3C trace context of an attempt: the attempt's span in the trace of the event that
+/// queued the row. It replaces a custom header of that name.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// Builds the request of one attempt of a queued webhook, signed at `timestamp` (Unix seconds),
+/// in the trace `traceparent` names. GET sends no body (and signs an empty one).
 pub fn prepare(
     row: &entity::queued_webhooks::Model,
     signer: &Signer,
     secrets: &SecretBox,
     timestamp: i64,
+    traceparent: &str,
 ) -> Result<PreparedRequest, String> {
     let url = url::Url::parse(row.url.trim()).map_err(|e| format!("the URL `{}` is not valid: {e}", row.url))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -115,7 +120,8 @@ pub fn prepare(
     if !has("user-agent") {
         headers.push(("User-Agent".into(), concat!("hookline/", env!("CARGO_PKG_VERSION")).into()));
     }
-    headers.extend(custom);
+    headers.extend(custom.into_iter().filter(|(name, _)| !name.eq_ignore_ascii_case(TRACEPARENT_HEADER)));
+    headers.push((TRACEPARENT_HEADER.into(), traceparent.to_owned()));
     headers.push((DELIVERY_HEADER.into(), row.delivery_id.clone()));
     let signed_body = body.as_deref().unwrap_or_default();
     for (name, value) in

@@ -17,6 +17,7 @@ mod preview;
 mod queue;
 mod rights;
 mod tokens;
+mod traces;
 mod webhook;
 
 use async_graphql::{MergedObject, Schema};
@@ -69,6 +70,9 @@ pub fn build_schema(state: Option<AppState>) -> AppSchema {
         .extension(persisted::PersistedQueries::new(apq_cache))
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)
+        // Before the guards, so that the operation's span holds what they do (and after the
+        // persisted query, whose text it reads the operation's name from).
+        .extension(traces::Traces)
         .extension(limits)
         .extension(rights::Rights { introspection })
         .extension(errors::ErrorCodes);

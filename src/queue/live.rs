@@ -75,6 +75,7 @@ pub fn published(row: &queued_webhooks::Model) -> queued_webhooks::Model {
         lease_until,
         claim_token,
         claimed_by,
+        traceparent,
         is_test,
     } = row;
     queued_webhooks::Model {
@@ -103,6 +104,7 @@ pub fn published(row: &queued_webhooks::Model) -> queued_webhooks::Model {
         lease_until: *lease_until,
         claim_token: *claim_token,
         claimed_by: claimed_by.clone(),
+        traceparent: traceparent.clone(),
         is_test: *is_test,
     }
 }

@@ -30,6 +30,7 @@ use crate::{
     metrics::Metrics,
     queue::{self, Staged},
     secret_box::SecretBox,
+    telemetry,
 };
 
 /// What raising events needs, owned so that it travels into the writer's jobs.
@@ -107,6 +108,7 @@ pub fn passing<'a>(in_scope: Vec<&'a CachedWebhook>, subject: &Subject<'_>) -> V
 /// Queues every active webhook of the item's type and the event whose entity scope holds
 /// the item. A webhook whose request cannot be rendered gets a FAILED row saying why; the
 /// others go on. Returns the queued rows.
+/// Run it in the event's span (see [`plan`]).
 pub async fn raise(
     conn: &impl ConnectionTrait,
     staged: &mut Staged,
@@ -185,7 +187,7 @@ async fn render_all(
 }
 
 /// The rows an event queues, rendered from the given webhooks and entity tree; not stored.
-/// `conn` is read for the parent item.
+/// `conn` is read for the parent item. Run it in the event's span: the rows carry its trace.
 pub async fn plan(
     conn: &impl ConnectionTrait,
     intake: &Intake,
@@ -220,17 +222,22 @@ pub async fn plan(
     let chosen = matching.iter().filter_map(|m| candidates.iter().position(|c| std::ptr::eq(c, *m))).collect();
     let rendered = render_all(candidates, chosen, variables, default_body).await?;
     let now = Utc::now();
+    // The rows join the trace of the event's span, the current one (see `telemetry::event_span`).
+    let traceparent = telemetry::traceparent(&tracing::Span::current(), None);
+    tracing::debug!(rows = matching.len(), "the event's requests are rendered");
     Ok(matching
         .into_iter()
         .zip(rendered)
         .map(|(CachedWebhook { webhook, .. }, rendered)| {
-            queued_row(webhook.id, &webhook.settings, item, event, rendered, secrets, now)
+            queued_row(webhook.id, &webhook.settings, item, event, rendered, secrets, now, Some(traceparent.clone()))
         })
         .collect())
 }
 
 /// The queue row of one webhook for an event of the item, from its rendered request (or the
 /// reason it could not be rendered: the row is then FAILED saying why); not stored.
+/// `traceparent`: the trace its attempts continue.
+#[allow(clippy::too_many_arguments)]
 pub fn queued_row(
     webhook_id: i64,
     settings: &WebhookSettings,
@@ -239,6 +246,7 @@ pub fn queued_row(
     rendered: Result<Rendered, String>,
     secrets: &SecretBox,
     now: DateTime<Utc>,
+    traceparent: Option<String>,
 ) -> queued_webhooks::Model {
     let delivery_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
     if let Err(reason) = &rendered {
@@ -278,6 +286,7 @@ pub fn queued_row(
         lease_until: None,
         claim_token: None,
         claimed_by: None,
+        traceparent,
         is_test: false,
     }
 }

@@ -31,10 +31,13 @@ pub struct Forecast {
     queued: Vec<queued_webhooks::Model>,
     webhooks: Arc<Vec<CachedWebhook>>,
     entities: Arc<EntityIndex>,
+    /// The span of the event it was rendered in (its rows carry that span's trace).
+    span: tracing::Span,
 }
 
-/// Renders an event's rows for `item` as it is expected to be stored, outside the writer.
-/// The caches are taken as last loaded: [`raise`] checks them.
+/// Renders an event's rows for `item` as it is expected to be stored, outside the writer, in
+/// the event's span (the current one). The caches are taken as last loaded: [`raise`] checks
+/// them.
 pub async fn forecast(
     conn: &impl ConnectionTrait,
     intake: &Intake,
@@ -54,10 +57,15 @@ pub async fn forecast(
         return Ok(None);
     }
     let queued = events::plan(conn, intake, event, &item, &webhooks, &entities).await?;
-    Ok(Some(Forecast { item, queued, webhooks, entities }))
+    Ok(Some(Forecast { item, queued, webhooks, entities, span: tracing::Span::current() }))
 }
 
 impl Forecast {
+    /// The span of the event it was rendered for.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
     /// Whether it was rendered for the stored item of this `seq`.
     pub fn is_for(&self, seq: i64) -> bool {
         self.item.seq == seq

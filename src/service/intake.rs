@@ -19,6 +19,7 @@ use sea_orm::{
 };
 use serde_json::Value;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::{
     cache::CachedWebhook,
@@ -35,6 +36,7 @@ use crate::{
     },
     error::{AppError, AppResult},
     queue::{self, Staged},
+    telemetry,
     writer::{Completion, Grouped},
 };
 
@@ -46,6 +48,9 @@ pub struct Prepared {
     row: items::Model,
     /// The rows its `new` event queues, and the versions they were rendered from.
     plan: Option<Plan>,
+    /// The span of its `new` event, made in the caller's operation: the writer raises the
+    /// event in it.
+    span: tracing::Span,
 }
 
 struct Plan {
@@ -158,9 +163,12 @@ impl<'a> Preparation<'a> {
                 list
             }
         };
-        let queued = events::plan(db, &self.intake, WebhookEvent::New, &row, &webhooks, &self.entities).await?;
+        let span = telemetry::event_span(&row.itemtype, WebhookEvent::New.as_str(), &row.id);
+        let queued = events::plan(db, &self.intake, WebhookEvent::New, &row, &webhooks, &self.entities)
+            .instrument(span.clone())
+            .await?;
         let plan = Plan { queued, webhooks, entities: self.entities.clone() };
-        Ok(Prepared { given, row, plan: Some(plan) })
+        Ok(Prepared { given, row, plan: Some(plan), span })
     }
 
     pub fn intake(&self) -> &Intake {
@@ -221,7 +229,9 @@ pub async fn insert_all(
                     .webhooks(txn, &intake.secrets, &item.itemtype, new, intake.limits, staged.batch())
                     .await?;
                 let entities = intake.cache.entities_in(txn, staged.batch()).await?;
-                events::plan(txn, intake, WebhookEvent::New, item, &webhooks, &entities).await?
+                events::plan(txn, intake, WebhookEvent::New, item, &webhooks, &entities)
+                    .instrument(p.span.clone())
+                    .await?
             }
         };
         counts.push(rows.len());
@@ -281,7 +291,8 @@ pub async fn insert_all_indexed(
             tracing::debug!(?err, "grouped creates refused; trying them one by one");
             let mut changed = Vec::with_capacity(prepared.len());
             for (index, p) in prepared.iter().enumerate() {
-                changed.push(store::create_in(txn, staged, intake, p.input()).await.map_err(|e| e.at_index(index))?);
+                let create = store::create_in(txn, staged, intake, p.input()).instrument(p.span.clone());
+                changed.push(create.await.map_err(|e| e.at_index(index))?);
             }
             Ok(changed)
         }
@@ -313,7 +324,7 @@ impl Grouped for CreateJob {
                 // One by one: only the refused create fails.
                 Err(_) => {
                     for (p, reply) in prepared.iter().zip(replies) {
-                        match alone(txn, staged, &intake, p.input()).await {
+                        match alone(txn, staged, &intake, p.input()).instrument(p.span.clone()).await {
                             Ok(changed) => answers.push((reply, changed)),
                             Err(err) => {
                                 let _ = reply.send(Err(err));

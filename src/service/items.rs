@@ -28,7 +28,9 @@ use crate::{
     },
     error::{AppError, AppResult},
     queue::Staged,
+    telemetry,
 };
+use tracing::Instrument;
 
 /// Most inputs of one batch mutation.
 pub const MAX_BATCH: usize = 1000;
@@ -364,7 +366,9 @@ pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch
     let now = forecast::write_time();
     let before = get(&state.db, &itemtype, &id).await?;
     let expected = before.as_ref().and_then(|item| forecast::patched(item, &patch, now));
-    let forecast = forecast::before_write(state, &intake, WebhookEvent::Update, expected).await;
+    let span = telemetry::event_span(&itemtype, WebhookEvent::Update.as_str(), &id);
+    let forecast =
+        forecast::before_write(state, &intake, WebhookEvent::Update, expected).instrument(span.clone()).await;
     state
         .writer
         .write(move |txn, staged| {
@@ -391,6 +395,7 @@ pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch
                 Ok(Changed { item, queued })
             })
         })
+        .instrument(span)
         .await
 }
 
@@ -432,7 +437,8 @@ pub async fn set_deleted(
         .await?
         .filter(|item| item.is_deleted != deleted)
         .map(|item| items::Model { is_deleted: deleted, date_mod: now, ..written_by(item, actor.as_ref()) });
-    let forecast = forecast::before_write(state, &intake, event, expected).await;
+    let span = telemetry::event_span(&itemtype, event.as_str(), &id);
+    let forecast = forecast::before_write(state, &intake, event, expected).instrument(span.clone()).await;
     state
         .writer
         .write(move |txn, staged| {
@@ -450,11 +456,14 @@ pub async fn set_deleted(
                 Ok(Changed { item, queued })
             })
         })
+        .instrument(span)
         .await
 }
 
 /// Raises `purge` with the last snapshot of the item and of each child item (a ticket's
 /// followups), then removes them and their history for good. Returns the removed items.
+/// Run it in the span of the item's purge event; each child's event has a span of its own
+/// (its forecast's, else a new child of that one).
 pub async fn remove(
     conn: &impl ConnectionTrait,
     staged: &mut Staged,
@@ -469,9 +478,16 @@ pub async fn remove(
     // The purge event's writer is whoever purges.
     let removed: Vec<items::Model> = removed.into_iter().map(|gone| written_by(gone, actor)).collect();
     let mut queued = Vec::new();
-    for gone in &removed {
+    let purge = tracing::Span::current();
+    for (index, gone) in removed.iter().enumerate() {
         let forecast = forecasts.iter().position(|f| f.is_for(gone.seq)).map(|i| forecasts.swap_remove(i));
-        queued.extend(forecast::raise(conn, staged, intake, WebhookEvent::Purge, gone, forecast).await?);
+        let span = match &forecast {
+            _ if index == 0 => purge.clone(),
+            Some(forecast) => forecast.span().clone(),
+            None => purge.in_scope(|| telemetry::event_span(&gone.itemtype, WebhookEvent::Purge.as_str(), &gone.id)),
+        };
+        let raise = forecast::raise(conn, staged, intake, WebhookEvent::Purge, gone, forecast);
+        queued.extend(raise.instrument(span).await?);
     }
     for gone in removed.iter().rev() {
         history::purge(conn, subject(gone)).await?;
@@ -502,15 +518,8 @@ pub async fn purge(
     actor: Option<Actor>,
 ) -> AppResult<Changed<Vec<items::Model>>> {
     let (intake, itemtype, id) = (Intake::of(state), itemtype.to_owned(), id.to_owned());
-    let mut forecasts = Vec::new();
-    if let Some(item) = get(&state.db, &itemtype, &id).await? {
-        let mut snapshots = children_of(&state.db, &item).await?;
-        snapshots.insert(0, item);
-        for snapshot in snapshots {
-            let snapshot = written_by(snapshot, actor.as_ref());
-            forecasts.extend(forecast::before_write(state, &intake, WebhookEvent::Purge, Some(snapshot)).await);
-        }
-    }
+    let span = telemetry::event_span(&itemtype, WebhookEvent::Purge.as_str(), &id);
+    let forecasts = purge_forecasts(state, &intake, &itemtype, &id, actor.as_ref()).instrument(span.clone()).await?;
     state
         .writer
         .write(move |txn, staged| {
@@ -519,7 +528,33 @@ pub async fn purge(
                 remove(txn, staged, &intake, item, forecasts, actor.as_ref()).await
             })
         })
+        .instrument(span)
         .await
+}
+
+/// The purge events' rows for the stored item and its children, rendered before the write.
+/// Run it in the span of the item's purge event: each child's event gets a span of its own
+/// inside it.
+pub async fn purge_forecasts(
+    state: &AppState,
+    intake: &Intake,
+    itemtype: &str,
+    id: &str,
+    actor: Option<&Actor>,
+) -> AppResult<Vec<Forecast>> {
+    let mut forecasts = Vec::new();
+    if let Some(item) = get(&state.db, itemtype, id).await? {
+        let children = children_of(&state.db, &item).await?;
+        let snapshot = written_by(item, actor);
+        forecasts.extend(forecast::before_write(state, intake, WebhookEvent::Purge, Some(snapshot)).await);
+        for child in children {
+            let span = telemetry::event_span(&child.itemtype, WebhookEvent::Purge.as_str(), &child.id);
+            let snapshot = written_by(child, actor);
+            let forecast = forecast::before_write(state, intake, WebhookEvent::Purge, Some(snapshot));
+            forecasts.extend(forecast.instrument(span).await);
+        }
+    }
+    Ok(forecasts)
 }
 
 pub fn subject(item: &items::Model) -> Subject<'_> {

@@ -100,7 +100,10 @@ pub async fn test_delivery(
     item_id: &str,
 ) -> AppResult<queued_webhooks::Model> {
     let Rendering { settings, item, rendered, .. } = render_for(conn, secrets, limits, webhook_id, item_id).await?;
-    let row = queued_row(webhook_id, &settings, &item, settings.event, Ok(rendered), secrets, Utc::now());
+    // A test delivery starts its own trace, or continues the current operation's.
+    let traceparent = crate::telemetry::traceparent(&tracing::Span::current(), None);
+    let row =
+        queued_row(webhook_id, &settings, &item, settings.event, Ok(rendered), secrets, Utc::now(), Some(traceparent));
     Ok(queued_webhooks::Model { is_test: true, max_attempts: 1, log_in_item_history: false, ..row })
 }
 

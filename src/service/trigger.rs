@@ -22,7 +22,9 @@ use crate::{
     domain::{item::Actor, webhook::WebhookEvent},
     error::{AppError, AppResult},
     queue::Staged,
+    telemetry,
 };
+use tracing::Instrument;
 
 /// One event `triggerEvent` raises.
 #[derive(Debug, Clone)]
@@ -49,6 +51,11 @@ struct Snapshot {
 }
 
 impl Trigger {
+    /// The span of the event it raises, in the current span (the caller's operation).
+    fn span(&self) -> tracing::Span {
+        telemetry::event_span(&self.itemtype, self.event.as_str(), &self.item_id)
+    }
+
     /// The entity the snapshot puts the item in, when it names one that reads as an id (a
     /// malformed one is refused when the trigger runs).
     pub fn snapshot_entity(&self) -> Option<i64> {
@@ -76,12 +83,14 @@ pub async fn trigger(state: &AppState, trigger: Trigger) -> AppResult<Changed<()
     let intake = Intake::of(state);
     let parsed = parse(trigger.snapshot.clone())?;
     let now = forecast::write_time();
-    let forecasts = before_write(state, &intake, &trigger, parsed.as_ref(), now).await;
+    let span = trigger.span();
+    let forecasts = before_write(state, &intake, &trigger, parsed.as_ref(), now).instrument(span.clone()).await;
     state
         .writer
         .write(move |txn, staged| {
             Box::pin(async move { run(txn, staged, &intake, trigger, parsed, now, forecasts).await })
         })
+        .instrument(span)
         .await
 }
 
@@ -96,17 +105,20 @@ pub async fn trigger_many(state: &AppState, triggers: Vec<Trigger>) -> AppResult
     let intake = Intake::of(state);
     let now = forecast::write_time();
     let mut forecasts = Vec::with_capacity(triggers.len());
+    let mut spans = Vec::with_capacity(triggers.len());
     for (trigger, snapshot) in triggers.iter().zip(&parsed) {
-        forecasts.push(before_write(state, &intake, trigger, snapshot.as_ref(), now).await);
+        let span = trigger.span();
+        forecasts.push(before_write(state, &intake, trigger, snapshot.as_ref(), now).instrument(span.clone()).await);
+        spans.push(span);
     }
     state
         .writer
         .write(move |txn, staged| {
             Box::pin(async move {
                 let mut results = Vec::with_capacity(triggers.len());
-                let each = triggers.into_iter().zip(parsed).zip(forecasts).enumerate();
-                for (index, ((trigger, snapshot), forecasts)) in each {
-                    let result = run(txn, staged, &intake, trigger, snapshot, now, forecasts).await;
+                let each = triggers.into_iter().zip(parsed).zip(forecasts).zip(spans).enumerate();
+                for (index, (((trigger, snapshot), forecasts), span)) in each {
+                    let result = run(txn, staged, &intake, trigger, snapshot, now, forecasts).instrument(span).await;
                     results.push(result.map_err(|e| e.at_index(index))?);
                 }
                 Ok(results)

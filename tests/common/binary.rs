@@ -12,6 +12,27 @@ use std::{
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 
+/// The lines a server wrote to stderr, and whether it has closed it (exited).
+#[derive(Clone, Default)]
+pub struct Log(std::sync::Arc<std::sync::Mutex<Vec<String>>>, std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Log {
+    /// The lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Every line, once the server has exited and they have all been read.
+    pub fn all(&self) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !self.1.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(std::time::Instant::now() < deadline, "the server's stderr did not close");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.lines()
+    }
+}
+
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
@@ -25,6 +46,25 @@ impl Drop for Server {
         self.child.kill().ok();
         self.child.wait().ok();
     }
+}
+
+/// The settings of a binary test's server: its data directory under `dir`, quick retries and
+/// polling, the database's variables, then `extra`.
+pub fn quick_env(
+    dir: &Path,
+    database: &[(&'static str, String)],
+    extra: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("HOOKLINE_DATA_DIR", dir.join("data").display().to_string()),
+        ("HOOKLINE_RETRY_SCHEDULE", "100ms".into()),
+        ("HOOKLINE_RETRY_JITTER", "0".into()),
+        ("HOOKLINE_POLL_INTERVAL", "50ms".into()),
+        ("HOOKLINE_HTTP_TIMEOUT", "2s".into()),
+    ];
+    env.extend(database.iter().cloned());
+    env.extend(extra.iter().cloned());
+    env
 }
 
 /// The backends a binary test runs on: SQLite always, PostgreSQL when `TEST_POSTGRES_URL` is
@@ -69,6 +109,12 @@ pub fn command(dir: &Path) -> Command {
 impl Server {
     /// Starts `hookline serve` on a free port with these variables and waits until it listens.
     pub fn start(dir: &Path, env: &[(&str, String)]) -> Self {
+        Self::start_logged(dir, env).0
+    }
+
+    /// Like [`Server::start`], keeping every line the server writes to stderr (text or JSON
+    /// logs) until it exits.
+    pub fn start_logged(dir: &Path, env: &[(&str, String)]) -> (Self, Log) {
         let mut command = command(dir);
         command
             .arg("serve")
@@ -82,15 +128,22 @@ impl Server {
         let mut child = command.spawn().expect("hookline starts");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let log = Log::default();
+        let kept = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("WARN") || line.contains("ERROR") {
                     eprintln!("hookline: {line}");
                 }
-                if let Some(addr) = line.split("addr=").nth(1) {
-                    tx.send(addr.split_whitespace().next().unwrap_or_default().to_owned()).ok();
+                if line.contains("hookline listening") {
+                    // `addr=…` in text, `"addr":"…"` in JSON.
+                    let text = line.split("addr=").nth(1).and_then(|a| a.split_whitespace().next());
+                    let json = || line.split("\"addr\":\"").nth(1).and_then(|a| a.split('"').next());
+                    tx.send(text.or_else(json).unwrap_or_default().to_owned()).ok();
                 }
+                kept.0.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
+            kept.1.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         let addr = rx.recv_timeout(Duration::from_secs(60)).expect("hookline reports its address");
         let data_dir = env
@@ -98,7 +151,7 @@ impl Server {
             .find(|(key, _)| *key == "HOOKLINE_DATA_DIR")
             .map_or_else(|| dir.join("data"), |(_, value)| value.into());
         let token = super::admin_token(&data_dir);
-        Self { child, addr: addr.parse().expect("an address"), client: super::client_with(&token), token }
+        (Self { child, addr: addr.parse().expect("an address"), client: super::client_with(&token), token }, log)
     }
 
     /// The whole answer of a GraphQL request.
@@ -115,8 +168,31 @@ impl Server {
     }
 
     /// The `data` of a GraphQL request that must succeed.
+    /// Creates a webhook on new Tickets named `name`, with `input` over those defaults; its id.
+    pub async fn create_webhook(&self, name: &str, input: Value) -> String {
+        let mut base = json!({"name": name, "entityId": "0", "itemtype": "Ticket", "event": "NEW"});
+        base.as_object_mut().expect("object").extend(input.as_object().expect("object").clone());
+        let query = "mutation($input: WebhookInput!) { createWebhook(input: $input) { id } }";
+        let data = self.data(query, json!({"input": base})).await;
+        data["createWebhook"]["id"].as_str().expect("id").to_owned()
+    }
+
     pub async fn data(&self, query: &str, variables: Value) -> Value {
         let response = self.query(query, variables).await;
+        assert!(response.get("errors").is_none(), "{response}");
+        response["data"].clone()
+    }
+
+    /// The `data` of a GraphQL request that must succeed, sent with these extra headers.
+    pub async fn data_with_headers(&self, headers: &[(&str, &str)], query: &str, variables: Value) -> Value {
+        let mut request = self
+            .client
+            .post(format!("http://{}/graphql", self.addr))
+            .json(&json!({"query": query, "variables": variables}));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response: Value = request.send().await.expect("request sent").json().await.expect("JSON");
         assert!(response.get("errors").is_none(), "{response}");
         response["data"].clone()
     }

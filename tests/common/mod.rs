@@ -212,6 +212,7 @@ pub fn client_with(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("a header value");
     headers.insert(reqwest::header::AUTHORIZATION, value);
+    hookline::crypto::install();
     reqwest::Client::builder().default_headers(headers).build().expect("client")
 }
 

@@ -26,6 +26,7 @@ pub fn client(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("a header value");
     headers.insert(reqwest::header::AUTHORIZATION, value);
+    hookline::crypto::install();
     reqwest::Client::builder().default_headers(headers).timeout(Duration::from_secs(60)).build().expect("client")
 }
 
