@@ -11,7 +11,7 @@ use async_graphql::{
         Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest, NextSubscribe,
     },
     futures_util::stream::{BoxStream, StreamExt},
-    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
+    parser::types::{ExecutableDocument, OperationType},
 };
 
 use crate::metrics::Metrics;
@@ -118,12 +118,7 @@ impl Extension for Counting {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.parsed = true;
         if let Ok(document) = &parsed {
-            seen.ty = match &document.operations {
-                DocumentOperations::Single(operation) => Some(operation.node.ty),
-                DocumentOperations::Multiple(operations) => {
-                    seen.name.as_deref().and_then(|name| operations.get(name)).map(|operation| operation.node.ty)
-                }
-            };
+            seen.ty = super::traces::operation(document, seen.name.as_deref()).map(|(ty, _)| ty);
         }
         parsed
     }

@@ -118,7 +118,7 @@ impl Extension for Operation {
 }
 
 /// The type and name of the operation a request runs: the one it names, or its only one.
-fn operation<'a>(
+pub(super) fn operation<'a>(
     document: &'a ExecutableDocument,
     requested: Option<&str>,
 ) -> Option<(OperationType, Option<&'a str>)> {
