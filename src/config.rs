@@ -76,6 +76,9 @@ struct RawConfig {
     /// `HOOKLINE_CLEANUP_AUDIT_DAYS`: audit entries older than this are deleted (and the
     /// records of tokens expired for 30 days).
     cleanup_audit_days: u32,
+    /// `HOOKLINE_IDEMPOTENCY_WINDOW`: how long a mutation's `idempotencyKey` is remembered
+    /// (a repeat within it answers the first result); older keys are cleaned.
+    idempotency_window: String,
     /// `HOOKLINE_MAX_TEMPLATE_SIZE`: bytes of one payload, URL or header template.
     max_template_size: usize,
     /// `HOOKLINE_MAX_RENDERED_SIZE`: bytes a template may render to.
@@ -213,6 +216,7 @@ impl Default for RawConfig {
             cleanup_sent_days: 30,
             cleanup_failed_days: 30,
             cleanup_audit_days: 365,
+            idempotency_window: "24h".into(),
             max_template_size: 64 * 1024,
             max_rendered_size: 1024 * 1024,
             subscription_buffer: 1024,
@@ -263,6 +267,8 @@ pub struct DeliveryConfig {
     pub cleanup_sent_days: u32,
     pub cleanup_failed_days: u32,
     pub cleanup_audit_days: u32,
+    /// How long an `idempotencyKey` is remembered.
+    pub idempotency_window: Duration,
     pub templates: Limits,
     pub subscription_buffer: usize,
     pub stats_interval: Duration,
@@ -373,6 +379,14 @@ impl DeliveryConfig {
             cleanup_sent_days: raw.cleanup_sent_days,
             cleanup_failed_days: raw.cleanup_failed_days,
             cleanup_audit_days: raw.cleanup_audit_days,
+            idempotency_window: match duration("idempotency_window", &raw.idempotency_window)? {
+                zero if zero.is_zero() => {
+                    return Err(ConfigError(
+                        "key `idempotency_window` (HOOKLINE_IDEMPOTENCY_WINDOW): must be more than 0".into(),
+                    ));
+                }
+                window => window,
+            },
             templates: Limits {
                 max_template: raw.max_template_size,
                 max_rendered: raw.max_rendered_size,

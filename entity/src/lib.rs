@@ -4,6 +4,7 @@ pub mod api_tokens;
 pub mod audit_entries;
 pub mod entities;
 pub mod history_entries;
+pub mod idempotency_keys;
 pub mod items;
 pub mod itemtypes;
 pub mod queued_webhooks;

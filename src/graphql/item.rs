@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::{
     context::{Session, session},
     entity::Entity,
+    idempotency,
     paging::{Paged, connection, numeric_id, page_request},
 };
 use crate::{
@@ -14,6 +15,7 @@ use crate::{
     error::{AppError, AppResult},
     service::{
         history::{self, Subject},
+        idempotency::{self as service_idempotency, Ran, run_once},
         items::{self, ItemId, ItemPatch as PatchInput, NewItem},
         itemtypes,
     },
@@ -263,19 +265,40 @@ pub struct ItemMutation;
 #[Object]
 impl ItemMutation {
     /// Stores a new item; raises `new`.
-    async fn create_item(&self, ctx: &Context<'_>, input: ItemInput) -> Result<Item> {
+    async fn create_item(
+        &self,
+        ctx: &Context<'_>,
+        input: ItemInput,
+        #[graphql(
+            desc = "A key of the caller's choosing (such as a UUID): a repeat of this call with the same key within the idempotency window answers the first call's result and writes nothing; the same key with other arguments is a CONFLICT."
+        )]
+        idempotency_key: Option<String>,
+    ) -> Result<Item> {
         let s = session(ctx)?;
+        let once = idempotency::once(ctx, &s, idempotency_key)?;
         let input = NewItem { actor: Some(s.caller.actor()), ..NewItem::try_from(input)? };
         s.entity_input(input.entity_id, "entityId").await?;
-        Ok(Item(items::create(s.state, input).await?.item))
+        match run_once(&s.state.db, once.as_ref(), items::create(s.state, input, once.clone())).await? {
+            Ran::Now(changed) => Ok(Item(changed.item)),
+            Ran::Before(answer) => Ok(Item(one_item(idempotency::items_of(&s, answer).await?)?)),
+        }
     }
 
     /// Stores up to 1000 items in one transaction and raises `new` for each, all or nothing:
     /// a refused input refuses the call, its error naming the input (`extensions.index`).
     /// The items come back in input order.
     #[graphql(complexity = "super::paging::list_cost(inputs.len(), child_complexity)")]
-    async fn create_items(&self, ctx: &Context<'_>, inputs: Vec<ItemInput>) -> Result<Vec<Item>> {
+    async fn create_items(
+        &self,
+        ctx: &Context<'_>,
+        inputs: Vec<ItemInput>,
+        #[graphql(
+            desc = "A key of the caller's choosing (such as a UUID): a repeat of this call with the same key within the idempotency window answers the first call's result and writes nothing; the same key with other arguments is a CONFLICT."
+        )]
+        idempotency_key: Option<String>,
+    ) -> Result<Vec<Item>> {
         let s = session(ctx)?;
+        let once = idempotency::once(ctx, &s, idempotency_key)?;
         items::check_batch(inputs.len())?;
         let inputs = inputs
             .into_iter()
@@ -288,13 +311,29 @@ impl ItemMutation {
         for (index, input) in inputs.iter().enumerate() {
             s.entity_input(input.entity_id, "entityId").await.map_err(|e| e.at_index(index))?;
         }
-        Ok(items::create_many(s.state, inputs).await?.into_iter().map(Item).collect())
+        let created =
+            match run_once(&s.state.db, once.as_ref(), items::create_many(s.state, inputs, once.clone())).await? {
+                Ran::Now(created) => created,
+                Ran::Before(answer) => idempotency::items_of(&s, answer).await?,
+            };
+        Ok(created.into_iter().map(Item).collect())
     }
 
     /// Changes an item; the history records each changed value. Raises `update` only when the
     /// stored snapshot changed.
-    async fn update_item(&self, ctx: &Context<'_>, itemtype: String, id: ID, input: ItemPatch) -> Result<Item> {
+    async fn update_item(
+        &self,
+        ctx: &Context<'_>,
+        itemtype: String,
+        id: ID,
+        input: ItemPatch,
+        #[graphql(
+            desc = "A key of the caller's choosing (such as a UUID): a repeat of this call with the same key within the idempotency window answers the first call's result and writes nothing; the same key with other arguments is a CONFLICT."
+        )]
+        idempotency_key: Option<String>,
+    ) -> Result<Item> {
         let s = session(ctx)?;
+        let once = idempotency::once(ctx, &s, idempotency_key)?;
         let patch = PatchInput {
             name: match input.name {
                 MaybeUndefined::Undefined => None,
@@ -309,30 +348,85 @@ impl ItemMutation {
         if let Some(entity_id) = patch.entity_id {
             s.entity_input(entity_id, "input.entityId").await?;
         }
-        Ok(Item(items::update(s.state, &itemtype, &id, patch).await?.item))
+        let update = items::update(s.state, &itemtype, &id, patch, once.clone());
+        Ok(Item(item_answer(&s, run_once(&s.state.db, once.as_ref(), update).await?).await?))
     }
 
     /// Puts the item in the trash (CONFLICT when it is there already); raises `delete`.
-    async fn delete_item(&self, ctx: &Context<'_>, itemtype: String, id: ID) -> Result<Item> {
+    async fn delete_item(
+        &self,
+        ctx: &Context<'_>,
+        itemtype: String,
+        id: ID,
+        #[graphql(
+            desc = "A key of the caller's choosing (such as a UUID): a repeat of this call with the same key within the idempotency window answers the first call's result and writes nothing; the same key with other arguments is a CONFLICT."
+        )]
+        idempotency_key: Option<String>,
+    ) -> Result<Item> {
         let s = session(ctx)?;
+        let once = idempotency::once(ctx, &s, idempotency_key)?;
         in_reach(&s, &itemtype, &id).await?;
-        Ok(Item(items::set_deleted(s.state, &itemtype, &id, true, Some(s.caller.actor())).await?.item))
+        let delete = items::set_deleted(s.state, &itemtype, &id, true, Some(s.caller.actor()), once.clone());
+        Ok(Item(item_answer(&s, run_once(&s.state.db, once.as_ref(), delete).await?).await?))
     }
 
     /// Takes the item out of the trash (CONFLICT when it is not there); raises `restore`.
-    async fn restore_item(&self, ctx: &Context<'_>, itemtype: String, id: ID) -> Result<Item> {
+    async fn restore_item(
+        &self,
+        ctx: &Context<'_>,
+        itemtype: String,
+        id: ID,
+        #[graphql(
+            desc = "A key of the caller's choosing (such as a UUID): a repeat of this call with the same key within the idempotency window answers the first call's result and writes nothing; the same key with other arguments is a CONFLICT."
+        )]
+        idempotency_key: Option<String>,
+    ) -> Result<Item> {
         let s = session(ctx)?;
+        let once = idempotency::once(ctx, &s, idempotency_key)?;
         in_reach(&s, &itemtype, &id).await?;
-        Ok(Item(items::set_deleted(s.state, &itemtype, &id, false, Some(s.caller.actor())).await?.item))
+        let restore = items::set_deleted(s.state, &itemtype, &id, false, Some(s.caller.actor()), once.clone());
+        Ok(Item(item_answer(&s, run_once(&s.state.db, once.as_ref(), restore).await?).await?))
     }
 
     /// Raises `purge` with the last snapshot of the item and of its child items, then removes
     /// them and their history for good.
-    async fn purge_item(&self, ctx: &Context<'_>, itemtype: String, id: ID) -> Result<bool> {
+    async fn purge_item(
+        &self,
+        ctx: &Context<'_>,
+        itemtype: String,
+        id: ID,
+        #[graphql(
+            desc = "A key of the caller's choosing (such as a UUID): a repeat of this call with the same key within the idempotency window answers the first call's result and writes nothing; the same key with other arguments is a CONFLICT."
+        )]
+        idempotency_key: Option<String>,
+    ) -> Result<bool> {
         let s = session(ctx)?;
+        let once = idempotency::once(ctx, &s, idempotency_key)?;
+        // A repeat answers before the purged item is looked for.
+        if let Some(once) = &once
+            && service_idempotency::answered(&s.state.db, once).await?.is_some()
+        {
+            return Ok(true);
+        }
         in_reach(&s, &itemtype, &id).await?;
-        items::purge(s.state, &itemtype, &id, Some(s.caller.actor())).await?;
+        let purge = items::purge(s.state, &itemtype, &id, Some(s.caller.actor()), once.clone());
+        run_once(&s.state.db, once.as_ref(), purge).await?;
         Ok(true)
+    }
+}
+
+/// The one item of an item mutation's answer, now or earlier.
+async fn item_answer(s: &Session<'_>, ran: Ran<items::Changed<rows::Model>>) -> AppResult<rows::Model> {
+    match ran {
+        Ran::Now(changed) => Ok(changed.item),
+        Ran::Before(answer) => one_item(idempotency::items_of(s, answer).await?),
+    }
+}
+
+fn one_item(mut items: Vec<rows::Model>) -> AppResult<rows::Model> {
+    match (items.pop(), items.is_empty()) {
+        (Some(item), true) => Ok(item),
+        _ => Err(AppError::internal("the answer recorded for this idempotency key is not one item")),
     }
 }
 

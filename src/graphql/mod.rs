@@ -5,6 +5,7 @@ mod context;
 mod entity;
 mod errors;
 mod filter;
+mod idempotency;
 mod item;
 mod itemtype;
 mod limits;

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::{
     context::{Session, session},
+    idempotency,
     paging::{Paged, connection, numeric_id, page_request},
     webhook::Webhook,
 };
@@ -17,6 +18,7 @@ use crate::{
     error::{AppError, AppResult},
     queue::QueueFilter,
     service::{
+        idempotency::{Ran, run_once},
         paging::MAX_PAGE,
         trigger::{self, Trigger},
     },
@@ -360,12 +362,25 @@ impl QueueMutation {
     /// Upserts the snapshot in `item` (if given) and raises `event` for the item, whether or
     /// not the snapshot changed. DELETE and RESTORE also move the stored item into or out of
     /// the trash; PURGE removes it after raising.
-    async fn trigger_event(&self, ctx: &Context<'_>, input: TriggerEventInput) -> Result<TriggerEventResult> {
+    async fn trigger_event(
+        &self,
+        ctx: &Context<'_>,
+        input: TriggerEventInput,
+        #[graphql(
+            desc = "A key of the caller's choosing (such as a UUID): a repeat of this call with the same key within the idempotency window answers the first call's result and raises nothing; the same key with other arguments is a CONFLICT."
+        )]
+        idempotency_key: Option<String>,
+    ) -> Result<TriggerEventResult> {
         let s = session(ctx)?;
+        let once = idempotency::once(ctx, &s, idempotency_key)?;
         let trigger = Trigger { actor: Some(s.caller.actor()), ..input.into() };
         trigger_in_reach(&s, &trigger).await?;
-        let changed = trigger::trigger(s.state, trigger).await?;
-        Ok(TriggerEventResult { queued: changed.queued.into_iter().map(QueuedWebhook::from).collect() })
+        let queued =
+            match run_once(&s.state.db, once.as_ref(), trigger::trigger(s.state, trigger, once.clone())).await? {
+                Ran::Now(changed) => changed.queued,
+                Ran::Before(answer) => idempotency::queued_of(&s, answer).await?.into_iter().flatten().collect(),
+            };
+        Ok(TriggerEventResult { queued: queued.into_iter().map(QueuedWebhook::from).collect() })
     }
 
     /// `triggerEvent` for up to 1000 events in one transaction, all or nothing: a refused
@@ -375,17 +390,26 @@ impl QueueMutation {
         &self,
         ctx: &Context<'_>,
         inputs: Vec<TriggerEventInput>,
+        #[graphql(
+            desc = "A key of the caller's choosing (such as a UUID): a repeat of this call with the same key within the idempotency window answers the first call's result and raises nothing; the same key with other arguments is a CONFLICT."
+        )]
+        idempotency_key: Option<String>,
     ) -> Result<Vec<TriggerEventResult>> {
         let s = session(ctx)?;
+        let once = idempotency::once(ctx, &s, idempotency_key)?;
         let triggers: Vec<Trigger> =
             inputs.into_iter().map(|input| Trigger { actor: Some(s.caller.actor()), ..input.into() }).collect();
         for (index, trigger) in triggers.iter().enumerate() {
             trigger_in_reach(&s, trigger).await.map_err(|e| e.at_index(index))?;
         }
-        let results = trigger::trigger_many(s.state, triggers).await?;
-        Ok(results
+        let events =
+            match run_once(&s.state.db, once.as_ref(), trigger::trigger_many(s.state, triggers, once.clone())).await? {
+                Ran::Now(results) => results.into_iter().map(|changed| changed.queued).collect(),
+                Ran::Before(answer) => idempotency::queued_of(&s, answer).await?,
+            };
+        Ok(events
             .into_iter()
-            .map(|changed| TriggerEventResult { queued: changed.queued.into_iter().map(QueuedWebhook::from).collect() })
+            .map(|queued| TriggerEventResult { queued: queued.into_iter().map(QueuedWebhook::from).collect() })
             .collect())
     }
 

@@ -15,6 +15,7 @@ use super::{
     events::{self, Intake},
     forecast::{self, Forecast},
     history::{self, NewEntry, Subject},
+    idempotency::{self, Answer, Once},
     intake, itemtypes as catalog,
     numbers::{self, NUMBER_LIMIT},
     paging::{Page, PageRequest},
@@ -127,8 +128,33 @@ pub struct Changed<T> {
 }
 
 /// Stores a new item and raises `new`. Prepared outside the writer, then stored with the other
-/// creates of its batch.
-pub async fn create(state: &AppState, input: NewItem) -> AppResult<Changed<items::Model>> {
+/// creates of its batch. With an idempotency key, stored on its own (its answer is recorded
+/// with it).
+pub async fn create(state: &AppState, input: NewItem, once: Option<Once>) -> AppResult<Changed<items::Model>> {
+    let given = matches!(input.id, ItemId::Given(_));
+    let changed = match once {
+        None => create_grouped(state, input).await?,
+        Some(once) => {
+            let intake = Intake::of(state);
+            state
+                .writer
+                .write(move |txn, staged| {
+                    Box::pin(async move {
+                        let changed = create_in(txn, staged, &intake, input).await?;
+                        idempotency::record(txn, &once, &Answer::items([&changed.item])).await?;
+                        Ok(changed)
+                    })
+                })
+                .await?
+        }
+    };
+    if given {
+        state.numbers.skip_past(&changed.item.itemtype, &changed.item.id).await;
+    }
+    Ok(changed)
+}
+
+async fn create_grouped(state: &AppState, input: NewItem) -> AppResult<Changed<items::Model>> {
     let given = matches!(input.id, ItemId::Given(_));
     let mut preparation = intake::Preparation::new(state).await?;
     let prepared = preparation.prepare(input).await?;
@@ -141,16 +167,12 @@ pub async fn create(state: &AppState, input: NewItem) -> AppResult<Changed<items
         state.writer.submit_spread(job).await?;
     }
     // A job is dropped unanswered only when its batch failed before it ran.
-    let changed = answer.await.map_err(|_| AppError::not_run())??;
-    if given {
-        state.numbers.skip_past(&changed.item.itemtype, &changed.item.id).await;
-    }
-    Ok(changed)
+    answer.await.map_err(|_| AppError::not_run())?
 }
 
 /// Stores new items and raises `new` for each, all or nothing: a refused input refuses the
 /// call, and the error names its index.
-pub async fn create_many(state: &AppState, inputs: Vec<NewItem>) -> AppResult<Vec<items::Model>> {
+pub async fn create_many(state: &AppState, inputs: Vec<NewItem>, once: Option<Once>) -> AppResult<Vec<items::Model>> {
     check_batch(inputs.len())?;
     let given: Vec<bool> = inputs.iter().map(|input| matches!(input.id, ItemId::Given(_))).collect();
     let mut preparation = intake::Preparation::new(state).await?;
@@ -168,7 +190,13 @@ pub async fn create_many(state: &AppState, inputs: Vec<NewItem>) -> AppResult<Ve
     let created = state
         .writer
         .write(move |txn, staged| {
-            Box::pin(async move { intake::insert_all_indexed(txn, staged, &intake, prepared).await })
+            Box::pin(async move {
+                let created = intake::insert_all_indexed(txn, staged, &intake, prepared).await?;
+                if let Some(once) = &once {
+                    idempotency::record(txn, once, &Answer::items(created.iter().map(|c| &c.item))).await?;
+                }
+                Ok(created)
+            })
         })
         .await?;
     for (changed, given) in created.iter().zip(given) {
@@ -361,7 +389,13 @@ pub async fn replace(
 
 /// Applies the patch; raises `update` only when the stored snapshot changed. The event's
 /// requests are rendered before the write for the item as the patch will leave it.
-pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch) -> AppResult<Changed<items::Model>> {
+pub async fn update(
+    state: &AppState,
+    itemtype: &str,
+    id: &str,
+    patch: ItemPatch,
+    once: Option<Once>,
+) -> AppResult<Changed<items::Model>> {
     let (intake, itemtype, id) = (Intake::of(state), itemtype.to_owned(), id.to_owned());
     let now = forecast::write_time();
     let before = get(&state.db, &itemtype, &id).await?;
@@ -392,6 +426,9 @@ pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch
                 } else {
                     Vec::new()
                 };
+                if let Some(once) = &once {
+                    idempotency::record(txn, once, &Answer::items([&item])).await?;
+                }
                 Ok(Changed { item, queued })
             })
         })
@@ -429,6 +466,7 @@ pub async fn set_deleted(
     id: &str,
     deleted: bool,
     actor: Option<Actor>,
+    once: Option<Once>,
 ) -> AppResult<Changed<items::Model>> {
     let (intake, itemtype, id) = (Intake::of(state), itemtype.to_owned(), id.to_owned());
     let event = if deleted { WebhookEvent::Delete } else { WebhookEvent::Restore };
@@ -453,6 +491,9 @@ pub async fn set_deleted(
                 }
                 let item = mark_deleted(txn, item, deleted, now, actor.as_ref()).await?;
                 let queued = forecast::raise(txn, staged, &intake, event, &item, forecast).await?;
+                if let Some(once) = &once {
+                    idempotency::record(txn, once, &Answer::items([&item])).await?;
+                }
                 Ok(Changed { item, queued })
             })
         })
@@ -516,6 +557,7 @@ pub async fn purge(
     itemtype: &str,
     id: &str,
     actor: Option<Actor>,
+    once: Option<Once>,
 ) -> AppResult<Changed<Vec<items::Model>>> {
     let (intake, itemtype, id) = (Intake::of(state), itemtype.to_owned(), id.to_owned());
     let span = telemetry::event_span(&itemtype, WebhookEvent::Purge.as_str(), &id);
@@ -525,7 +567,11 @@ pub async fn purge(
         .write(move |txn, staged| {
             Box::pin(async move {
                 let item = require(txn, &itemtype, &id).await?;
-                remove(txn, staged, &intake, item, forecasts, actor.as_ref()).await
+                let removed = remove(txn, staged, &intake, item, forecasts, actor.as_ref()).await?;
+                if let Some(once) = &once {
+                    idempotency::record(txn, once, &Answer::Done).await?;
+                }
+                Ok(removed)
             })
         })
         .instrument(span)

@@ -7,6 +7,7 @@ pub mod events;
 pub mod filters;
 pub mod forecast;
 pub mod history;
+pub mod idempotency;
 pub mod intake;
 pub mod items;
 pub mod itemtypes;

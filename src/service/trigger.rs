@@ -15,6 +15,7 @@ use entity::items as item_rows;
 use super::{
     events::Intake,
     forecast::{self, Forecast},
+    idempotency::{self, Answer, Once},
     items::{self, Changed, ItemId, NewItem, Replacement},
 };
 use crate::{
@@ -79,7 +80,7 @@ fn id_text(value: Option<Value>, field: &str) -> AppResult<Option<String>> {
 
 /// Upserts the snapshot (when given) and raises `event` for the item. `delete` and `restore`
 /// also move the stored item into or out of the trash; `purge` removes it after raising.
-pub async fn trigger(state: &AppState, trigger: Trigger) -> AppResult<Changed<()>> {
+pub async fn trigger(state: &AppState, trigger: Trigger, once: Option<Once>) -> AppResult<Changed<()>> {
     let intake = Intake::of(state);
     let parsed = parse(trigger.snapshot.clone())?;
     let now = forecast::write_time();
@@ -88,7 +89,13 @@ pub async fn trigger(state: &AppState, trigger: Trigger) -> AppResult<Changed<()
     state
         .writer
         .write(move |txn, staged| {
-            Box::pin(async move { run(txn, staged, &intake, trigger, parsed, now, forecasts).await })
+            Box::pin(async move {
+                let changed = run(txn, staged, &intake, trigger, parsed, now, forecasts).await?;
+                if let Some(once) = &once {
+                    idempotency::record(txn, once, &Answer::queued([changed.queued.as_slice()])).await?;
+                }
+                Ok(changed)
+            })
         })
         .instrument(span)
         .await
@@ -96,7 +103,7 @@ pub async fn trigger(state: &AppState, trigger: Trigger) -> AppResult<Changed<()
 
 /// Raises every trigger in one transaction, all or nothing: a refused trigger refuses the
 /// call, and the error names its index.
-pub async fn trigger_many(state: &AppState, triggers: Vec<Trigger>) -> AppResult<Vec<Changed<()>>> {
+pub async fn trigger_many(state: &AppState, triggers: Vec<Trigger>, once: Option<Once>) -> AppResult<Vec<Changed<()>>> {
     items::check_batch(triggers.len())?;
     let mut parsed = Vec::with_capacity(triggers.len());
     for (index, trigger) in triggers.iter().enumerate() {
@@ -120,6 +127,10 @@ pub async fn trigger_many(state: &AppState, triggers: Vec<Trigger>) -> AppResult
                 for (index, (((trigger, snapshot), forecasts), span)) in each {
                     let result = run(txn, staged, &intake, trigger, snapshot, now, forecasts).instrument(span).await;
                     results.push(result.map_err(|e| e.at_index(index))?);
+                }
+                if let Some(once) = &once {
+                    let answer = Answer::queued(results.iter().map(|changed| changed.queued.as_slice()));
+                    idempotency::record(txn, once, &answer).await?;
                 }
                 Ok(results)
             })

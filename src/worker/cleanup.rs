@@ -15,6 +15,8 @@ pub struct Cleanup {
     pub sent_days: u32,
     pub failed_days: u32,
     pub audit_days: u32,
+    /// How long idempotency keys are remembered.
+    pub idempotency_window: std::time::Duration,
 }
 
 /// Records of tokens expired this long ago are deleted.
@@ -41,5 +43,9 @@ pub async fn run(_tick: Tick, cleanup: Data<Cleanup>) -> Result<(), BoxDynError>
         .await
         .map_err(|err| format!("cleanup of the audit log failed: {err:?}"))?;
     tracing::info!(entries, tokens, "cleaned the audit log and expired tokens");
+    let keys = crate::service::idempotency::clean(&cleanup.db, cleanup.idempotency_window)
+        .await
+        .map_err(|err| format!("cleanup of idempotency keys failed: {err:?}"))?;
+    tracing::info!(keys, "cleaned expired idempotency keys");
     Ok(())
 }

@@ -55,6 +55,7 @@ pub async fn run(queue: Arc<Queue>, client: Arc<DeliveryClient>, inbox: WorkerIn
         sent_days: config.cleanup_sent_days,
         failed_days: config.cleanup_failed_days,
         audit_days: config.cleanup_audit_days,
+        idempotency_window: config.idempotency_window,
     };
     let schedule = cleanup::schedule(&config.cleanup_schedule);
     let concurrency = config.max_in_flight;
