@@ -67,6 +67,9 @@ pub struct BenchArgs {
     /// Every webhook gets OAuth client credentials, its tokens issued by the receiver.
     #[arg(long)]
     pub oauth: bool,
+    /// Every webhook is `ordered` (the deliveries of one item are sent one at a time).
+    #[arg(long)]
+    pub ordered: bool,
 }
 
 /// The receiver's token endpoint: counts requests and issues a token valid for an hour.
@@ -394,13 +397,14 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let client = server.client()?;
     let url = format!("http://{receiver_addr}/hook");
     println!(
-        "hookline bench: {} webhooks x {} items by {} clients, {}, signature {}{}",
+        "hookline bench: {} webhooks x {} items by {} clients, {}, signature {}{}{}",
         args.webhooks,
         args.items,
         args.clients,
         database.kind(),
         args.signature.to_uppercase(),
-        if args.oauth { ", OAuth" } else { "" }
+        if args.oauth { ", OAuth" } else { "" },
+        if args.ordered { ", ordered" } else { "" }
     );
 
     let mut webhook_ids = Vec::new();
@@ -412,6 +416,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             input["payload"] = json!(payload);
         }
         input["signatureScheme"] = json!(args.signature.to_uppercase());
+        if args.ordered {
+            input["ordered"] = json!(true);
+        }
         if args.oauth {
             input["useOauth"] = json!(true);
             input["oauthUrl"] = json!(format!("http://{receiver_addr}/token"));
