@@ -14,8 +14,8 @@ use entity::{
     webhooks,
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Expr,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, Query},
 };
 use serde::{Deserialize, Serialize};
 
@@ -123,27 +123,38 @@ async fn save(conn: &impl ConnectionTrait, h: &Health) -> AppResult<()> {
     Ok(())
 }
 
-/// The rate limits of these webhooks (those that have one).
-async fn limits(conn: &impl ConnectionTrait, ids: &[i64]) -> AppResult<HashMap<i64, u32>> {
+/// The webhooks among `ids` whose claimed rows need a decision, in one statement: those with a
+/// rate limit (given with it) and those whose breaker is not closed (given with None).
+async fn guarded(conn: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Vec<(i64, Option<u32>)>> {
+    let not_closed = Query::select()
+        .column(H::WebhookId)
+        .from(webhook_health::Entity)
+        .and_where(H::State.ne(BreakerState::Closed.as_str()))
+        .to_owned();
     let rows: Vec<(i64, Option<i32>)> = webhooks::Entity::find()
         .select_only()
         .column(webhooks::Column::Id)
         .column(webhooks::Column::MaxPerSecond)
         .filter(webhooks::Column::Id.is_in(ids.iter().copied()))
-        .filter(webhooks::Column::MaxPerSecond.is_not_null())
+        .filter(
+            Condition::any()
+                .add(webhooks::Column::MaxPerSecond.is_not_null())
+                .add(webhooks::Column::Id.in_subquery(not_closed)),
+        )
         .into_tuple()
         .all(conn)
         .await?;
-    Ok(rows.into_iter().filter_map(|(id, limit)| Some((id, u32::try_from(limit?).ok()?.max(1)))).collect())
+    Ok(rows.into_iter().map(|(id, limit)| (id, limit.and_then(|l| u32::try_from(l).ok()).map(|l| l.max(1)))).collect())
 }
 
-/// The webhooks of these ids whose health is not plainly closed (they need a decision).
-async fn guarded(conn: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Vec<i64>> {
+/// The webhooks among `ids` whose breaker has something to change on a success: not closed,
+/// or closed with failures counted.
+async fn failing(conn: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Vec<i64>> {
     Ok(webhook_health::Entity::find()
         .select_only()
         .column(H::WebhookId)
         .filter(H::WebhookId.is_in(ids.iter().copied()))
-        .filter(H::State.ne(BreakerState::Closed.as_str()))
+        .filter(Condition::any().add(H::State.ne(BreakerState::Closed.as_str())).add(H::ConsecutiveFailures.gt(0)))
         .into_tuple()
         .all(conn)
         .await?)
@@ -208,17 +219,15 @@ pub async fn admit(
         admitted.rows = rows;
         return Ok(admitted);
     }
-    let limits = limits(conn, &ids).await?;
-    let mut decided: Vec<i64> = guarded(conn, &ids).await?;
-    decided.extend(limits.keys());
-    decided.sort_unstable();
-    decided.dedup();
-    if decided.is_empty() {
+    let guarded = guarded(conn, &ids).await?;
+    if guarded.is_empty() {
         admitted.rows = rows;
         return Ok(admitted);
     }
-    let unpaced: Vec<i64> = limits.keys().copied().collect();
-    ensure(conn, &unpaced).await?;
+    let limits: HashMap<i64, u32> = guarded.iter().filter_map(|&(id, limit)| Some((id, limit?))).collect();
+    let limited: Vec<i64> = limits.keys().copied().collect();
+    ensure(conn, &limited).await?;
+    let decided: Vec<i64> = guarded.iter().map(|&(id, _)| id).collect();
     let mut health = lock(conn, &decided).await?;
     let mut by_webhook: BTreeMap<i64, Vec<Model>> = BTreeMap::new();
     for row in rows {
@@ -266,8 +275,8 @@ pub async fn admit(
 /// A forced send or a test delivery of this webhook spends a share of its rate limit (it was
 /// not paced, but it counts).
 pub async fn spend(conn: &impl ConnectionTrait, webhook_id: i64, now: DateTime<Utc>) -> AppResult<()> {
-    let limits = limits(conn, &[webhook_id]).await?;
-    let Some(&per_second) = limits.get(&webhook_id) else { return Ok(()) };
+    let guarded = guarded(conn, &[webhook_id]).await?;
+    let Some(per_second) = guarded.into_iter().find_map(|(_, limit)| limit) else { return Ok(()) };
     ensure(conn, &[webhook_id]).await?;
     if let Some(mut h) = lock(conn, &[webhook_id]).await?.remove(&webhook_id) {
         h.spend(per_second, now);
@@ -284,8 +293,8 @@ pub struct Recorded {
 }
 
 /// Updates the health of the webhooks of a batch of outcomes: once per webhook, with all its
-/// attempts in order. A batch of successes of closed webhooks reads one statement and writes
-/// nothing.
+/// attempts in order. A batch of successes of healthy webhooks reads one statement, locks
+/// and writes nothing.
 pub async fn record(
     conn: &impl ConnectionTrait,
     ends: BTreeMap<i64, Vec<AttemptEnd>>,
@@ -296,9 +305,14 @@ pub async fn record(
     if ends.is_empty() {
         return Ok(recorded);
     }
-    let failing: Vec<i64> = ends.iter().filter(|(_, e)| e.iter().any(|e| !e.succeeded)).map(|(&id, _)| id).collect();
-    ensure(conn, &failing).await?;
-    let ids: Vec<i64> = ends.keys().copied().collect();
+    let failed: Vec<i64> = ends.iter().filter(|(_, e)| e.iter().any(|e| !e.succeeded)).map(|(&id, _)| id).collect();
+    ensure(conn, &failed).await?;
+    // Successes of webhooks that never failed since their last success change nothing: only
+    // the others are locked and decided on.
+    let succeeded: Vec<i64> = ends.keys().copied().filter(|id| !failed.contains(id)).collect();
+    let mut ids = failing(conn, &succeeded).await?;
+    ids.extend(failed);
+    ids.sort_unstable();
     let stored = lock(conn, &ids).await?;
     let mut moved = Vec::new();
     for (webhook_id, attempts) in &ends {
