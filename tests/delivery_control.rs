@@ -346,3 +346,44 @@ async fn continuous_failure_deactivates_the_webhook_and_its_rows_wait() {
         drop_database(&database).await;
     }
 }
+
+#[tokio::test]
+async fn health_updates_reach_only_the_webhooks_a_viewer_sees() {
+    let quick = |c: &mut hookline::config::Config| {
+        c.delivery.breaker =
+            BreakerConfig { failures: 1, cooldown: Duration::from_secs(3600), disable_after: Duration::from_secs(86_400) };
+    };
+    each_backend_with(quick, async |app| {
+        let receiver = Receiver::start().await;
+        receiver.script("/root", vec![Reply::Status(500)]);
+        receiver.script("/europe", vec![Reply::Status(500)]);
+        let europe = app.data("mutation { createEntity(input: {name: \"Europe\"}) { id } }", json!({})).await
+            ["createEntity"]["id"]
+            .clone();
+        let root = webhook(app, &receiver, "/root", json!({})).await;
+        let mine = webhook(app, &receiver, "/europe", json!({"entityId": europe, "isRecursive": true})).await;
+        let (token, _) = app
+            .issue_token(json!({"user": "eu-viewer", "profile": "viewer", "entities": [{"id": europe, "recursive": true}]}))
+            .await;
+        let mut socket = ws::connect(app.addr, &token).await;
+        let subscription = "subscription($id: ID) { webhookHealthUpdates(webhookId: $id) { state consecutiveFailures } }";
+        // A webhook outside the token's entities does not exist for it.
+        ws::subscribe(&mut socket, "other", subscription, json!({"id": root})).await;
+        let refused = ws::next(&mut socket).await;
+        assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND", "{refused}");
+        assert_eq!(ws::next(&mut socket).await["type"], "complete");
+        ws::subscribe(&mut socket, "all", subscription, json!({})).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0", "name": "root"}})).await;
+        wait_health(app, &root, |w| w["health"]["state"] == "OPEN").await;
+        app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": europe, "name": "eu"}})).await;
+        wait_health(app, &mine, |w| w["health"]["state"] == "OPEN").await;
+        let message = ws::next(&mut socket).await;
+        assert_eq!(message["id"], "all");
+        assert_eq!(message["payload"]["data"]["webhookHealthUpdates"], json!({"state": "OPEN", "consecutiveFailures": 1}));
+        // The root webhook's change, which came first, was never sent to this viewer.
+        assert!(ws::within(&mut socket, Duration::from_millis(500)).await.is_none(), "{:?}", app.backend);
+    })
+    .await;
+}
