@@ -17,7 +17,8 @@ use hookline::domain::breaker::BreakerConfig;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
-const HEALTH: &str = "query($id: ID!) { webhook(id: $id) { isActive health { state consecutiveFailures openedAt nextProbeAt } } }";
+const HEALTH: &str =
+    "query($id: ID!) { webhook(id: $id) { isActive health { state consecutiveFailures openedAt nextProbeAt } } }";
 const CREATE_ITEM: &str = "mutation($input: ItemInput!) { createItem(input: $input) { id } }";
 
 async fn webhook(app: &common::TestApp, receiver: &Receiver, path: &str, extra: Value) -> String {
@@ -130,8 +131,11 @@ async fn the_breaker_opens_holds_probes_once_and_closes_with_no_row_lost() {
 #[tokio::test]
 async fn test_deliveries_do_not_count_and_forced_sends_pass_an_open_breaker() {
     let small = |c: &mut hookline::config::Config| {
-        c.delivery.breaker =
-            BreakerConfig { failures: 2, cooldown: Duration::from_secs(3600), disable_after: Duration::from_secs(86_400) };
+        c.delivery.breaker = BreakerConfig {
+            failures: 2,
+            cooldown: Duration::from_secs(3600),
+            disable_after: Duration::from_secs(86_400),
+        };
     };
     each_backend_with(small, async |app| {
         let receiver = Receiver::start().await;
@@ -350,8 +354,11 @@ async fn continuous_failure_deactivates_the_webhook_and_its_rows_wait() {
 #[tokio::test]
 async fn health_updates_reach_only_the_webhooks_a_viewer_sees() {
     let quick = |c: &mut hookline::config::Config| {
-        c.delivery.breaker =
-            BreakerConfig { failures: 1, cooldown: Duration::from_secs(3600), disable_after: Duration::from_secs(86_400) };
+        c.delivery.breaker = BreakerConfig {
+            failures: 1,
+            cooldown: Duration::from_secs(3600),
+            disable_after: Duration::from_secs(86_400),
+        };
     };
     each_backend_with(quick, async |app| {
         let receiver = Receiver::start().await;
@@ -363,10 +370,13 @@ async fn health_updates_reach_only_the_webhooks_a_viewer_sees() {
         let root = webhook(app, &receiver, "/root", json!({})).await;
         let mine = webhook(app, &receiver, "/europe", json!({"entityId": europe, "isRecursive": true})).await;
         let (token, _) = app
-            .issue_token(json!({"user": "eu-viewer", "profile": "viewer", "entities": [{"id": europe, "recursive": true}]}))
+            .issue_token(
+                json!({"user": "eu-viewer", "profile": "viewer", "entities": [{"id": europe, "recursive": true}]}),
+            )
             .await;
         let mut socket = ws::connect(app.addr, &token).await;
-        let subscription = "subscription($id: ID) { webhookHealthUpdates(webhookId: $id) { state consecutiveFailures } }";
+        let subscription =
+            "subscription($id: ID) { webhookHealthUpdates(webhookId: $id) { state consecutiveFailures } }";
         // A webhook outside the token's entities does not exist for it.
         ws::subscribe(&mut socket, "other", subscription, json!({"id": root})).await;
         let refused = ws::next(&mut socket).await;
@@ -381,7 +391,10 @@ async fn health_updates_reach_only_the_webhooks_a_viewer_sees() {
         wait_health(app, &mine, |w| w["health"]["state"] == "OPEN").await;
         let message = ws::next(&mut socket).await;
         assert_eq!(message["id"], "all");
-        assert_eq!(message["payload"]["data"]["webhookHealthUpdates"], json!({"state": "OPEN", "consecutiveFailures": 1}));
+        assert_eq!(
+            message["payload"]["data"]["webhookHealthUpdates"],
+            json!({"state": "OPEN", "consecutiveFailures": 1})
+        );
         // The root webhook's change, which came first, was never sent to this viewer.
         assert!(ws::within(&mut socket, Duration::from_millis(500)).await.is_none(), "{:?}", app.backend);
     })

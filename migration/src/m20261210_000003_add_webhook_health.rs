@@ -65,8 +65,6 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.drop_table(Table::drop().table(WebhookHealth::Table).to_owned()).await?;
-        manager
-            .alter_table(Table::alter().table(Webhooks::Table).drop_column(Webhooks::MaxPerSecond).to_owned())
-            .await
+        manager.alter_table(Table::alter().table(Webhooks::Table).drop_column(Webhooks::MaxPerSecond).to_owned()).await
     }
 }

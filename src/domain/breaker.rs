@@ -39,11 +39,7 @@ pub struct BreakerConfig {
 
 impl Default for BreakerConfig {
     fn default() -> Self {
-        Self {
-            failures: 20,
-            cooldown: Duration::from_secs(30),
-            disable_after: Duration::from_secs(5 * 86_400),
-        }
+        Self { failures: 20, cooldown: Duration::from_secs(30), disable_after: Duration::from_secs(5 * 86_400) }
     }
 }
 
@@ -248,7 +244,7 @@ impl Health {
 pub fn describe(duration: Duration) -> String {
     let ms = duration.as_millis();
     for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
-        if ms >= size && ms % size == 0 {
+        if ms >= size && ms.is_multiple_of(size) {
             return format!("{}{unit}", ms / size);
         }
     }
@@ -352,7 +348,7 @@ mod tests {
         assert_eq!(starts[1] - starts[0], chrono::Duration::milliseconds(220));
         // No more within the horizon until time passes.
         assert!(h.pace(10, 5, now).is_empty());
-        let later = h.paced_until.unwrap();
+        let later = h.paced_until.expect("paced");
         assert_eq!(h.pace(1, 5, later)[0], later);
         // Claim after claim, any limit+1 consecutive starts span more than a second.
         let mut h = Health::closed(2);
@@ -360,7 +356,7 @@ mod tests {
         let mut at = now;
         for _ in 0..5 {
             starts.extend(h.pace(100, 10, at));
-            at = h.paced_until.unwrap();
+            at = h.paced_until.expect("paced");
         }
         assert_eq!(starts.len(), 50);
         assert!(starts.windows(11).all(|w| w[10] - w[0] > chrono::Duration::seconds(1)));

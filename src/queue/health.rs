@@ -52,8 +52,9 @@ impl HealthChange {
 fn from_model(m: webhook_health::Model) -> AppResult<Health> {
     Ok(Health {
         webhook_id: m.webhook_id,
-        state: BreakerState::parse(&m.state)
-            .ok_or_else(|| AppError::internal(format!("webhook {}: stored breaker state `{}`", m.webhook_id, m.state)))?,
+        state: BreakerState::parse(&m.state).ok_or_else(|| {
+            AppError::internal(format!("webhook {}: stored breaker state `{}`", m.webhook_id, m.state))
+        })?,
         consecutive_failures: m.consecutive_failures,
         failing_since: m.failing_since,
         opened_at: m.opened_at,
@@ -99,10 +100,7 @@ async fn ensure(conn: &impl ConnectionTrait, ids: &[i64]) -> AppResult<()> {
         cooldown_ms: sea_orm::Set(0),
         ..Default::default()
     });
-    webhook_health::Entity::insert_many(rows)
-        .on_conflict_do_nothing_on([H::WebhookId])
-        .exec(conn)
-        .await?;
+    webhook_health::Entity::insert_many(rows).on_conflict_do_nothing_on([H::WebhookId]).exec(conn).await?;
     Ok(())
 }
 
@@ -244,18 +242,22 @@ pub async fn admit(
         let Some(h) = health.get_mut(&webhook_id) else { continue };
         let before = h.clone();
         group.sort_by_key(|r| (r.send_time, r.id));
-        let mut keep = match h.admission(now) {
+        let admission = h.admission(now);
+        let mut keep = match admission {
             Admission::All => group.len(),
-            Admission::Probe => {
-                h.probing(group[0].id, now.checked_add_signed(lease).unwrap_or(DateTime::<Utc>::MAX_UTC));
-                1
-            }
+            Admission::Probe => 1,
             Admission::None => 0,
         };
         if let Some(&per_second) = limits.get(&webhook_id) {
             let starts = h.pace(keep, per_second, now);
             keep = starts.len();
             admitted.starts.extend(group.iter().zip(starts).map(|(row, at)| (row.id, at)));
+        }
+        // A probe the rate window has no room for waits for the next claim.
+        if admission == Admission::Probe
+            && let Some(probe) = group.first().filter(|_| keep == 1)
+        {
+            h.probing(probe.id, now.checked_add_signed(lease).unwrap_or(DateTime::<Utc>::MAX_UTC));
         }
         back.extend(group.drain(keep..).map(|r| r.id));
         admitted.rows.extend(group);
@@ -369,21 +371,19 @@ pub async fn reactivated(conn: &impl ConnectionTrait, webhook_id: i64, now: Date
     Ok(())
 }
 
+/// A stored time that may be unset.
+type Moment = Option<DateTime<Utc>>;
+
 /// The earliest time after `now` at which a webhook's claims may resume (a probe due, a lost
 /// probe replaced, a rate window freed): the workers look for rows again then.
 pub async fn next_reopening(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> AppResult<Option<DateTime<Utc>>> {
-    let rows: Vec<(String, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> =
-        webhook_health::Entity::find()
-            .select_only()
-            .columns([H::State, H::NextProbeAt, H::ProbeUntil, H::PacedUntil])
-            .filter(
-                sea_orm::Condition::any()
-                    .add(H::State.ne(BreakerState::Closed.as_str()))
-                    .add(H::PacedUntil.gt(now)),
-            )
-            .into_tuple()
-            .all(conn)
-            .await?;
+    let rows: Vec<(String, Moment, Moment, Moment)> = webhook_health::Entity::find()
+        .select_only()
+        .columns([H::State, H::NextProbeAt, H::ProbeUntil, H::PacedUntil])
+        .filter(sea_orm::Condition::any().add(H::State.ne(BreakerState::Closed.as_str())).add(H::PacedUntil.gt(now)))
+        .into_tuple()
+        .all(conn)
+        .await?;
     Ok(rows
         .into_iter()
         .flat_map(|(state, probe_at, probe_until, paced_until)| {
