@@ -400,3 +400,42 @@ async fn health_updates_reach_only_the_webhooks_a_viewer_sees() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_cut_off_by_a_killed_process_is_sent_again_by_its_successor() {
+    for (backend, database) in databases().await {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let receiver = Receiver::start().await;
+        // One failure opens the breaker; the probe then hangs until its process is killed.
+        receiver.script("/cut", vec![Reply::Status(500), Reply::Hang(Duration::from_secs(120))]);
+        let env = quick_env(
+            dir.path(),
+            &database,
+            &[
+                ("HOOKLINE_BREAKER_FAILURES", "1".into()),
+                ("HOOKLINE_BREAKER_COOLDOWN", "500ms".into()),
+                // A lease of minutes: only the release of the dead process's rows ends the probe.
+                ("HOOKLINE_HTTP_TIMEOUT", "60s".into()),
+                ("HOOKLINE_HEARTBEAT_INTERVAL", "500ms".into()),
+                ("HOOKLINE_HEARTBEAT_TIMEOUT", "2s".into()),
+            ],
+        );
+        let mut doomed = Server::start(dir.path(), &env);
+        let id = doomed.create_webhook("cut", json!({"url": receiver.url("/cut"), "sentTry": 10})).await;
+        doomed.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0", "name": "x"}})).await;
+        receiver.wait_for(2, WAIT).await;
+        let probing = doomed.data(HEALTH, json!({"id": id})).await;
+        assert_eq!(probing["webhook"]["health"]["state"], "HALF_OPEN", "{backend}: {probing}");
+        doomed.kill9();
+
+        let successor = Server::start(dir.path(), &env);
+        let rows = wait_all_sent(&successor, 1).await;
+        assert_eq!(rows.len(), 1);
+        let requests = receiver.requests_to("/cut");
+        assert_eq!(requests.len(), 3, "{backend}: a failure, the cut probe, the probe again");
+        let state = successor.data(HEALTH, json!({"id": id})).await;
+        assert_eq!(state["webhook"]["health"]["state"], "CLOSED", "{backend}: {state}");
+        drop(successor);
+        drop_database(&database).await;
+    }
+}
