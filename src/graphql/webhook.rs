@@ -183,7 +183,9 @@ impl Webhook {
     /// Its circuit breaker: after HOOKLINE_BREAKER_FAILURES consecutive failed attempts its
     /// sends pause (OPEN), then one probe goes (HALF_OPEN) whose success closes it.
     async fn health(&self, ctx: &Context<'_>) -> Result<WebhookHealth> {
-        Ok(WebhookHealth(session(ctx)?.state.queue.health(self.0.id).await?))
+        let loader = super::loaders::loader::<super::loaders::HealthLoader>(ctx)?;
+        let health = loader.load_one(self.0.id).await?;
+        Ok(WebhookHealth(health.unwrap_or_else(|| Health::closed(self.0.id))))
     }
 
     /// RFC 3339, UTC.

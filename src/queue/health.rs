@@ -66,12 +66,16 @@ fn from_model(m: webhook_health::Model) -> AppResult<Health> {
     })
 }
 
-/// The health of one webhook (closed when it has no row).
-pub async fn get(conn: &impl ConnectionTrait, webhook_id: i64) -> AppResult<Health> {
-    match webhook_health::Entity::find_by_id(webhook_id).one(conn).await? {
-        Some(m) => from_model(m),
-        None => Ok(Health::closed(webhook_id)),
-    }
+/// The stored health of these webhooks (one statement for many); a webhook without a row is
+/// closed and never failed.
+pub async fn get_many(conn: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Vec<Health>> {
+    webhook_health::Entity::find()
+        .filter(H::WebhookId.is_in(ids.iter().copied()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(from_model)
+        .collect()
 }
 
 /// The stored health of these webhooks; on PostgreSQL their rows are locked until the

@@ -32,7 +32,7 @@ pub use stats::{QueueStats, StatsHub};
 pub use transition::{Step, Transition};
 
 use crate::{
-    domain::breaker::{BreakerConfig, Health},
+    domain::breaker::BreakerConfig,
     error::{AppError, AppResult},
     metrics::Metrics,
     service::{
@@ -320,11 +320,6 @@ impl Queue {
     /// When claims may next find rows that breakers or rate limits hold now (None: none held).
     pub async fn next_reopening(&self) -> AppResult<Option<DateTime<Utc>>> {
         health::next_reopening(&self.db, Utc::now()).await
-    }
-
-    /// A webhook's breaker (closed when it never failed).
-    pub async fn health(&self, webhook_id: i64) -> AppResult<Health> {
-        health::get(&self.db, webhook_id).await
     }
 
     /// Writes the outcomes of attempts. An outcome whose claim is no longer the row's (its
