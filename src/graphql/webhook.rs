@@ -276,6 +276,8 @@ impl Webhook {
 /// A webhook's circuit breaker.
 pub struct WebhookHealth(pub Health);
 
+/// A webhook's circuit breaker: whether its sends flow (CLOSED), wait after consecutive
+/// failures (OPEN), or wait for one probe (HALF_OPEN).
 #[Object]
 impl WebhookHealth {
     async fn state(&self) -> BreakerState {
