@@ -122,18 +122,22 @@ pub(super) async fn record(
         }
     };
     let written: std::collections::HashSet<i64> = written.into_iter().collect();
-    // Each webhook's breaker sees its counted attempts, test deliveries aside, in order.
+    // Each webhook's breaker sees its counted attempts, test deliveries aside, in order; a
+    // probe that was not an attempt (its CRA challenge failed) decides nothing and is replaced.
     let mut ends: BTreeMap<i64, Vec<AttemptEnd>> = BTreeMap::new();
+    let mut not_attempts = Vec::new();
     for (outcome, row) in outcomes.iter().zip(rows) {
         if !written.contains(&row.id) {
             continue;
         }
-        if outcome.counted && !outcome.row.is_test {
-            ends.entry(row.webhook_id).or_default().push(AttemptEnd {
+        match (outcome.row.is_test, outcome.counted) {
+            (true, _) => {}
+            (false, true) => ends.entry(row.webhook_id).or_default().push(AttemptEnd {
                 queued_id: row.id,
                 succeeded: outcome.decision == Decision::Sent,
                 at: outcome.attempted_at,
-            });
+            }),
+            (false, false) => not_attempts.push(row.id),
         }
         follow_up(txn, outcome, &row, now).await?;
         staged.push(&row, Some(QueueStatus::Sending));
@@ -151,6 +155,7 @@ pub(super) async fn record(
         deactivate(txn, webhook_id, None, message, now).await?;
     }
     staged.push_health(recorded.changes);
+    staged.push_health(health::released(txn, &not_attempts, now).await?);
     Ok(written.len())
 }
 
