@@ -439,3 +439,40 @@ async fn a_probe_cut_off_by_a_killed_process_is_sent_again_by_its_successor() {
         drop_database(&database).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_webhooks_resume_when_their_window_frees_not_at_the_next_poll() {
+    for (backend, database) in databases().await {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let receiver = Receiver::start().await;
+        receiver.script("/flaky", vec![Reply::Status(500)]);
+        // A poll a minute: only the workers' own timers can send these within the test's wait.
+        let env = quick_env(
+            dir.path(),
+            &database,
+            &[
+                ("HOOKLINE_POLL_INTERVAL", "60s".into()),
+                ("HOOKLINE_BREAKER_FAILURES", "1".into()),
+                ("HOOKLINE_BREAKER_COOLDOWN", "1s".into()),
+                ("HOOKLINE_RETRY_SCHEDULE", "100ms".into()),
+            ],
+        );
+        let server = Server::start(dir.path(), &env);
+        server.create_webhook("paced", json!({"url": receiver.url("/paced"), "maxPerSecond": 2})).await;
+        let items: Vec<Value> =
+            (0..6).map(|i| json!({"itemtype": "Ticket", "entityId": "0", "name": format!("t{i}")})).collect();
+        server.data("mutation($i: [ItemInput!]!) { createItems(inputs: $i) { id } }", json!({"i": items})).await;
+        let rows = wait_all_sent(&server, 6).await;
+        assert_eq!(receiver.requests_to("/paced").len(), 6, "{backend}: {rows:?}");
+        assert_within_rate(&receiver.requests_to("/paced"), 2);
+
+        // The breaker's cooldown ends on the same timer: the probe goes without a poll.
+        server.create_webhook("flaky", json!({"url": receiver.url("/flaky"), "event": "UPDATE", "sentTry": 5})).await;
+        let update = "mutation { updateItem(itemtype: \"Ticket\", id: \"1\", input: {name: \"u\"}) { id } }";
+        server.data(update, json!({})).await;
+        wait_all_sent(&server, 7).await;
+        assert_eq!(receiver.requests_to("/flaky").len(), 2, "{backend}: a failure, then the probe");
+        drop(server);
+        drop_database(&database).await;
+    }
+}
