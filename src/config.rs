@@ -19,6 +19,7 @@ pub use crate::telemetry::LogFormat;
 use crate::{
     delivery::TargetPolicy,
     domain::{
+        breaker::{BreakerConfig, MAX_COOLDOWN},
         retry::{RetryPolicy, parse_duration, parse_schedule},
         template::Limits,
     },
@@ -158,6 +159,15 @@ struct RawConfig {
     /// `HOOKLINE_METRICS_PER_WEBHOOK`: label the attempt and latency series with `webhook_id`
     /// (one series per webhook: for a modest number of webhooks).
     metrics_per_webhook: bool,
+    /// `HOOKLINE_BREAKER_FAILURES`: consecutive failed attempts of a webhook that open its
+    /// circuit breaker (its sends pause).
+    breaker_failures: u32,
+    /// `HOOKLINE_BREAKER_COOLDOWN`: the first pause of an open breaker before one probe is
+    /// sent; doubled after each failed probe, up to 1h.
+    breaker_cooldown: String,
+    /// `HOOKLINE_BREAKER_DISABLE_AFTER`: continuous failure after which the webhook is
+    /// deactivated (its rows wait until it is turned on again).
+    breaker_disable_after: String,
 }
 
 impl std::fmt::Debug for RawConfig {
@@ -250,6 +260,9 @@ impl Default for RawConfig {
             token_mutation_burst: 0,
             metrics_token: None,
             metrics_per_webhook: false,
+            breaker_failures: 20,
+            breaker_cooldown: "30s".into(),
+            breaker_disable_after: "5d".into(),
         }
     }
 }
@@ -282,6 +295,8 @@ pub struct DeliveryConfig {
     pub allowed_origins: Vec<String>,
     /// What one client may ask of the API.
     pub api: ApiLimits,
+    /// When failures pause a webhook's sends, and when they turn it off.
+    pub breaker: BreakerConfig,
 }
 
 /// The bounds on what one client may ask of the API.
@@ -361,6 +376,7 @@ impl DeliveryConfig {
                     .into(),
             ));
         }
+        let breaker = breaker_config(raw, duration)?;
         if cron::Schedule::from_str(&raw.cleanup_schedule).is_err() {
             return Err(ConfigError(format!(
                 "key `cleanup_schedule` (HOOKLINE_CLEANUP_SCHEDULE): `{}` is not a cron expression with seconds, \
@@ -429,8 +445,39 @@ impl DeliveryConfig {
                 max_ws_connections: raw.max_ws_connections,
                 header_read_timeout,
             },
+            breaker,
         })
     }
+}
+
+/// The breaker's keys: at least one failure, a cooldown within its 1h cap, a disabling delay
+/// above 0.
+fn breaker_config(
+    raw: &RawConfig,
+    duration: impl Fn(&str, &str) -> Result<Duration, ConfigError>,
+) -> Result<BreakerConfig, ConfigError> {
+    if !(1..=1_000_000).contains(&raw.breaker_failures) {
+        return Err(ConfigError(format!(
+            "key `breaker_failures` (HOOKLINE_BREAKER_FAILURES): must be from 1 to 1000000, not {}",
+            raw.breaker_failures
+        )));
+    }
+    let cooldown = duration("breaker_cooldown", &raw.breaker_cooldown)?;
+    if cooldown < Duration::from_millis(100) || cooldown > MAX_COOLDOWN {
+        return Err(ConfigError(format!(
+            "key `breaker_cooldown` (HOOKLINE_BREAKER_COOLDOWN): must be from 100ms to 1h, not `{}`",
+            raw.breaker_cooldown
+        )));
+    }
+    let disable_after = duration("breaker_disable_after", &raw.breaker_disable_after)?;
+    if disable_after.is_zero() || disable_after > Duration::from_secs(365 * 86_400) {
+        return Err(ConfigError(format!(
+            "key `breaker_disable_after` (HOOKLINE_BREAKER_DISABLE_AFTER): must be more than 0 and at most 365d, \
+             not `{}`",
+            raw.breaker_disable_after
+        )));
+    }
+    Ok(BreakerConfig { failures: raw.breaker_failures, cooldown, disable_after })
 }
 
 fn parse_networks(text: &str) -> Result<Vec<IpNet>, ConfigError> {
@@ -788,5 +835,23 @@ mod tests {
         assert!(err.0.contains("HOOKLINE_SECRET_KEY") && err.0.contains("5 bytes"), "{}", err.0);
         let err = Config::from_raw(RawConfig { database_url: Some("mysql://x".into()), ..raw() }).expect_err("mysql");
         assert!(err.0.contains("HOOKLINE_DATABASE_URL"), "{}", err.0);
+    }
+
+    #[test]
+    fn breaker_settings_are_checked() {
+        let config = Config::from_raw(raw()).expect("defaults are valid");
+        assert_eq!(config.delivery.breaker, BreakerConfig::default());
+        for (bad, key) in [
+            (RawConfig { breaker_failures: 0, ..raw() }, "HOOKLINE_BREAKER_FAILURES"),
+            (RawConfig { breaker_cooldown: "2h".into(), ..raw() }, "HOOKLINE_BREAKER_COOLDOWN"),
+            (RawConfig { breaker_cooldown: "soon".into(), ..raw() }, "HOOKLINE_BREAKER_COOLDOWN"),
+            (RawConfig { breaker_disable_after: "0s".into(), ..raw() }, "HOOKLINE_BREAKER_DISABLE_AFTER"),
+        ] {
+            let err = Config::from_raw(bad).expect_err(key);
+            assert!(err.0.contains(key), "{}", err.0);
+        }
+        let small = RawConfig { breaker_failures: 3, breaker_cooldown: "1s".into(), ..raw() };
+        let breaker = Config::from_raw(small).expect("valid").delivery.breaker;
+        assert_eq!((breaker.failures, breaker.cooldown), (3, Duration::from_secs(1)));
     }
 }

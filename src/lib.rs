@@ -172,7 +172,7 @@ pub async fn prepare(config: &Config) -> Result<(AppState, WorkerInbox), StartEr
     let writer_db = db::connect(config, lanes as u32).await?;
     let budget = db::page_budget(config, &writer_db).await?;
     let writer = Writer::start(writer_db, lanes, publisher.clone(), budget);
-    let (queue, inbox) = Queue::new(db.clone(), writer.clone(), publisher, delivery.lease());
+    let (queue, inbox) = Queue::new(db.clone(), writer.clone(), publisher, delivery.lease(), config.delivery.breaker);
     let live = Arc::new(StatsHub::new(db.clone(), bus, config.delivery.stats_interval));
     let state = AppState {
         db,

@@ -107,6 +107,8 @@ async fn a_full_sqlite_database_refuses_mutations_clearly_keeps_delivering_and_r
         config.sqlite_max_size = 3 * 1024 * 1024;
         // The gated receiver holds its requests for as long as the test fills the database.
         config.delivery.http_timeout = Duration::from_secs(60);
+        // The filler's target refuses every row: its breaker must not hold them back here.
+        config.delivery.breaker.failures = 1_000_000;
     };
     each_backend_with(configure, async |app| {
         if app.backend != Backend::Sqlite {

@@ -10,5 +10,6 @@ pub mod itemtypes;
 pub mod queued_webhooks;
 pub mod saved_searches;
 pub mod webhook_categories;
+pub mod webhook_health;
 pub mod webhooks;
 pub mod workers;

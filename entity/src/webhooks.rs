@@ -40,6 +40,8 @@ pub struct Model {
     pub filter_criteria: Option<Json>,
     /// The saved search used as filter.
     pub saved_search_id: Option<i64>,
+    /// Most sends started in any one second (None: no limit).
+    pub max_per_second: Option<i32>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

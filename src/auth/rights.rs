@@ -55,7 +55,7 @@ pub fn required(root: Root, field: &str) -> Option<Right> {
             Root::Mutation,
             "createWebhookCategory" | "updateWebhookCategory" | "deleteWebhookCategory" | "createItemtype",
         ) => ConfigureGlobal,
-        (Root::Subscription, "queueUpdates" | "queueStats") => Read,
+        (Root::Subscription, "queueUpdates" | "queueStats" | "webhookHealthUpdates") => Read,
         _ => return None,
     })
 }

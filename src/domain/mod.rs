@@ -1,6 +1,7 @@
 //! Domain rules as plain functions: no database, no HTTP. Resolvers and workers both reach
 //! them through the services in `crate::service`, and unit tests reach them directly.
 
+pub mod breaker;
 pub mod filter;
 pub mod headers;
 pub mod item;

@@ -137,7 +137,12 @@ pub struct WebhookSettings {
     pub use_default_payload: bool,
     pub payload: Option<String>,
     pub custom_headers: Map<String, Value>,
+    /// Most sends started in any one second, over every process (None: no limit).
+    pub max_per_second: Option<i32>,
 }
+
+/// The highest rate limit a webhook may have (`maxPerSecond`).
+pub const MAX_PER_SECOND: i32 = 10_000;
 
 impl WebhookSettings {
     /// The settings of a new webhook before its input is applied: hookline's defaults
@@ -166,6 +171,7 @@ impl WebhookSettings {
             use_default_payload: true,
             payload: None,
             custom_headers: Map::new(),
+            max_per_second: None,
         }
     }
 
@@ -199,6 +205,14 @@ impl WebhookSettings {
                 "sentTry: the number of retries must be between 0 and 255, not {}",
                 self.sent_try
             )));
+        }
+        if let Some(limit) = self.max_per_second
+            && !(1..=MAX_PER_SECOND).contains(&limit)
+        {
+            return Err(AppError::invalid(
+                "maxPerSecond",
+                format!("maxPerSecond: from 1 to {MAX_PER_SECOND} sends a second, or null for no limit, not {limit}"),
+            ));
         }
         if self.expiration < 0 {
             return Err(AppError::validation("expiration: must be 0 (disabled) or a positive number of seconds"));
@@ -322,6 +336,11 @@ mod tests {
         assert!(error_of(WebhookSettings { sent_try: 256, ..settings() }).starts_with("sentTry:"));
         assert!(error_of(WebhookSettings { sent_try: -1, ..settings() }).starts_with("sentTry:"));
         assert!(error_of(WebhookSettings { expiration: -5, ..settings() }).starts_with("expiration:"));
+        for limit in [0, -1, 10_001] {
+            let limited = WebhookSettings { max_per_second: Some(limit), ..settings() };
+            assert!(error_of(limited).starts_with("maxPerSecond:"));
+        }
+        assert!(WebhookSettings { max_per_second: Some(10_000), ..settings() }.validate(false).is_ok());
         assert!(error_of(WebhookSettings { use_oauth: true, ..settings() }).starts_with("oauthUrl:"));
         let oauth = WebhookSettings {
             use_oauth: true,
@@ -382,6 +401,7 @@ pub struct WebhookChanges {
     pub use_default_payload: Option<bool>,
     pub payload: Option<Option<String>>,
     pub custom_headers: Option<Value>,
+    pub max_per_second: Option<Option<i32>>,
 }
 
 impl WebhookSettings {
@@ -413,6 +433,7 @@ impl WebhookSettings {
         set(&mut self.client_id, c.client_id);
         set(&mut self.use_default_payload, c.use_default_payload);
         set(&mut self.payload, c.payload);
+        set(&mut self.max_per_second, c.max_per_second);
         if let Some(headers) = c.custom_headers {
             self.custom_headers = parse_custom_headers(headers)?;
         }
@@ -422,7 +443,7 @@ impl WebhookSettings {
     /// `(setting, old, new)` for each setting that differs, for the webhook's history.
     pub fn differences(&self, new: &Self) -> Vec<(&'static str, String, String)> {
         let show = |v: &dyn std::fmt::Debug| format!("{v:?}");
-        let pairs: [(&'static str, String, String); 22] = [
+        let pairs: [(&'static str, String, String); 23] = [
             ("name", self.name.clone(), new.name.clone()),
             ("comment", show(&self.comment), show(&new.comment)),
             ("isActive", show(&self.is_active), show(&new.is_active)),
@@ -444,6 +465,7 @@ impl WebhookSettings {
             ("clientId", show(&self.client_id), show(&new.client_id)),
             ("useDefaultPayload", show(&self.use_default_payload), show(&new.use_default_payload)),
             ("payload", show(&self.payload), show(&new.payload)),
+            ("maxPerSecond", show(&self.max_per_second), show(&new.max_per_second)),
             (
                 "customHeaders",
                 Value::Object(redact_headers(&self.custom_headers)).to_string(),

@@ -9,6 +9,7 @@ use super::{
     context::session,
     paging::numeric_id,
     queue::{QueueStatus, QueuedWebhook},
+    webhook::WebhookHealth,
 };
 use crate::{
     auth::Scope,
@@ -129,6 +130,40 @@ impl Subscription {
             let change = subscription.changes.recv().await?;
             let missed = subscription.take_missed();
             Some((QueueUpdate { change, missed }, (subscription, slots)))
+        }))
+    }
+
+    /// One message per change of a webhook's circuit breaker state (CLOSED, OPEN, HALF_OPEN),
+    /// in any process; of one webhook, or of every webhook the caller sees.
+    async fn webhook_health_updates(
+        &self,
+        ctx: &Context<'_>,
+        webhook_id: Option<ID>,
+    ) -> Result<impl Stream<Item = WebhookHealth>> {
+        let s = session(ctx)?;
+        let webhook_id = existing_webhook(ctx, webhook_id).await?;
+        let slots = subscription_slots(ctx)?;
+        let scope = match s.scope().await? {
+            Scope::All => None,
+            Scope::Entities(scope) => Some(scope),
+        };
+        let receiver = s.state.queue.bus().subscribe_health();
+        Ok(stream::unfold((receiver, slots), move |(mut receiver, slots)| {
+            let scope = scope.clone();
+            async move {
+                loop {
+                    let change = match receiver.recv().await {
+                        Ok(change) => change,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    };
+                    let wanted = webhook_id.is_none_or(|id| id == change.webhook_id)
+                        && scope.as_ref().is_none_or(|scope| scope.contains(&change.entity_id));
+                    if wanted {
+                        return Some((WebhookHealth(change.health()), (receiver, slots)));
+                    }
+                }
+            }
         }))
     }
 

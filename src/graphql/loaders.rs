@@ -9,6 +9,7 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use sea_orm::DatabaseConnection;
 
 use crate::{
+    domain::breaker::Health,
     error::AppError,
     service::{
         filters,
@@ -66,6 +67,19 @@ impl Loader<i64> for SavedSearchLoader {
     async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
         let found = filters::saved_many(&self.0, ids).await.map_err(async_graphql::Error::from)?;
         Ok(found.into_iter().map(|saved| (saved.id, saved)).collect())
+    }
+}
+
+/// The circuit breakers of webhooks by id (those that never failed have none: closed).
+pub struct HealthLoader(pub DatabaseConnection);
+
+impl Loader<i64> for HealthLoader {
+    type Value = Health;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, Health>, Self::Error> {
+        let found = crate::queue::health::get_many(&self.0, ids).await.map_err(async_graphql::Error::from)?;
+        Ok(found.into_iter().map(|health| (health.webhook_id, health)).collect())
     }
 }
 
@@ -146,6 +160,7 @@ pub fn register(
         .data(DataLoader::new(SavedSearchLoader(db.clone()), tokio::spawn))
         .data(DataLoader::new(NewestQueuedLoader(db.clone()), tokio::spawn))
         .data(DataLoader::new(RecentStatsLoader(db.clone()), tokio::spawn))
+        .data(DataLoader::new(HealthLoader(db.clone()), tokio::spawn))
 }
 
 /// The loader of type `L` from the request's context.

@@ -15,6 +15,7 @@ use super::{
 use crate::{
     delivery::{CraResult, credentials::challenge},
     domain::{
+        breaker::{BreakerState, Health},
         item::rfc3339,
         webhook::{HttpMethod, SignatureScheme, WebhookChanges, WebhookEvent, WebhookSettings, redact_headers},
     },
@@ -174,6 +175,19 @@ impl Webhook {
         Json(Value::Object(redact_headers(&self.0.settings.custom_headers)))
     }
 
+    /// Most sends started in any one second, over every process; null: no limit.
+    async fn max_per_second(&self) -> Option<i32> {
+        self.0.settings.max_per_second
+    }
+
+    /// Its circuit breaker: after HOOKLINE_BREAKER_FAILURES consecutive failed attempts its
+    /// sends pause (OPEN), then one probe goes (HALF_OPEN) whose success closes it.
+    async fn health(&self, ctx: &Context<'_>) -> Result<WebhookHealth> {
+        let loader = super::loaders::loader::<super::loaders::HealthLoader>(ctx)?;
+        let health = loader.load_one(self.0.id).await?;
+        Ok(WebhookHealth(health.unwrap_or_else(|| Health::closed(self.0.id))))
+    }
+
     /// RFC 3339, UTC.
     async fn created_at(&self) -> String {
         rfc3339(self.0.created_at)
@@ -259,6 +273,35 @@ impl Webhook {
     }
 }
 
+/// A webhook's circuit breaker.
+pub struct WebhookHealth(pub Health);
+
+/// A webhook's circuit breaker: whether its sends flow (CLOSED), wait after consecutive
+/// failures (OPEN), or wait for one probe (HALF_OPEN).
+#[Object]
+impl WebhookHealth {
+    async fn state(&self) -> BreakerState {
+        self.0.state
+    }
+
+    /// Failed attempts (not 2xx: an error status, a timeout, a refused connection or address)
+    /// since its last success; test deliveries do not count.
+    async fn consecutive_failures(&self) -> i32 {
+        self.0.consecutive_failures
+    }
+
+    /// When the breaker last opened (RFC 3339, UTC); null while it is closed.
+    async fn opened_at(&self) -> Option<String> {
+        (self.0.state != BreakerState::Closed).then_some(self.0.opened_at).flatten().map(rfc3339)
+    }
+
+    /// While OPEN: when the probe may go (RFC 3339, UTC); null otherwise, and while the
+    /// webhook is deactivated by the breaker (turning it on again sends the probe).
+    async fn next_probe_at(&self) -> Option<String> {
+        (self.0.state == BreakerState::Open).then_some(self.0.next_probe_at).flatten().map(rfc3339)
+    }
+}
+
 /// A new webhook. Omitted: isActive true, isRecursive false, sentTry 3, httpMethod POST,
 /// useDefaultPayload true, signatureScheme GLPI, expiration 0, other booleans false, and a
 /// generated secret.
@@ -301,6 +344,9 @@ pub struct WebhookInput {
     /// `Transfer-Encoding`, `Connection`, `TE`, `Upgrade`, `Trailer`, `Proxy-*`) and the
     /// signature and delivery headers are refused.
     pub custom_headers: Option<Json<Value>>,
+    /// Most sends started in any one second, over every process, 1 to 10000 (null: no
+    /// limit). Rows beyond it wait their turn; forced sends and test deliveries pass but count.
+    pub max_per_second: Option<i32>,
 }
 
 /// Changes to a webhook: omitted fields stay; null clears a nullable one.
@@ -335,6 +381,8 @@ pub struct WebhookPatch {
     /// one known only when rendered), every stored credential header must be given again or
     /// left out, and likewise clientSecret when oauthUrl moves.
     pub custom_headers: MaybeUndefined<Json<Value>>,
+    /// 1 to 10000 sends started a second; null removes the limit.
+    pub max_per_second: MaybeUndefined<i32>,
 }
 
 /// An optional input value as a patch value: omitted stays omitted.
@@ -380,6 +428,7 @@ impl WebhookPatch {
             use_default_payload: self.use_default_payload,
             payload: maybe(self.payload),
             custom_headers: maybe(self.custom_headers).map(|h| h.map_or(Value::Null, |j| j.0)),
+            max_per_second: maybe(self.max_per_second),
         };
         Ok((changes, SecretChanges { secret: self.secret, client_secret: maybe(self.client_secret) }))
     }
@@ -420,6 +469,7 @@ impl WebhookInput {
             use_default_payload: self.use_default_payload,
             payload: given(self.payload),
             custom_headers: given(self.custom_headers),
+            max_per_second: given(self.max_per_second),
         };
         let (changes, secrets) = patch.into_changes()?;
         Ok((base, changes, secrets))

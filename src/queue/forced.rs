@@ -1,13 +1,14 @@
 //! Sends made now, at a caller's request, by the workers' forced-send loop: a forced send of
 //! a queued webhook, and a test delivery (queued and claimed in one transaction, so that no
-//! worker ever sees it due).
+//! worker ever sees it due). Both pass the webhook's circuit breaker and rate limit, and
+//! count in its rate.
 
 use entity::queued_webhooks::{self, Model, QueueStatus};
 use sea_orm::EntityTrait;
 use tokio::sync::oneshot;
 
 use super::{
-    Queue, enqueue,
+    Queue, enqueue, health,
     store::{self, Claim},
     transition::{self, Step},
 };
@@ -39,6 +40,8 @@ impl Queue {
                     let row = store::claim_one(txn, id, &claim)
                         .await?
                         .ok_or_else(|| AppError::conflict(format!("queued webhook {id} is being sent right now")))?;
+                    // Past the breaker and the rate limit, but counted in the rate.
+                    health::spend(txn, row.webhook_id, chrono::Utc::now()).await?;
                     staged.push(&row, Some(before.status));
                     Ok(row)
                 })
@@ -67,6 +70,7 @@ impl Queue {
                     let row = store::claim_one(txn, queued.id, &claim)
                         .await?
                         .ok_or_else(|| AppError::internal("the test row could not be claimed"))?;
+                    health::spend(txn, row.webhook_id, chrono::Utc::now()).await?;
                     staged.push(&row, Some(QueueStatus::Pending));
                     Ok(row)
                 })

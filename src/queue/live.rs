@@ -15,11 +15,15 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::transition::Transition;
+use super::{health::HealthChange, transition::Transition};
 use crate::metrics::SubscriptionMessages;
 
 /// The PostgreSQL channel queue changes travel on.
 pub const CHANGES_CHANNEL: &str = "hookline_queue_changes";
+/// The PostgreSQL channel changes of webhooks' breaker states travel on.
+pub const HEALTH_CHANNEL: &str = "hookline_webhook_health";
+/// Breaker changes kept for a slow `webhookHealthUpdates` subscriber (they are rare).
+const HEALTH_BUFFER: usize = 256;
 /// The PostgreSQL channel on which a process with subscribers says so (at once and every
 /// two seconds), so that processes publish changes only while someone listens.
 pub const SUBSCRIBERS_CHANNEL: &str = "hookline_subscribers";
@@ -239,6 +243,8 @@ pub struct QueueBus {
     pub process_id: String,
     /// Wakes the announcer when the first subscriber arrives.
     pub announce: tokio::sync::Notify,
+    /// Breaker state changes, to `webhookHealthUpdates` subscribers.
+    health: tokio::sync::broadcast::Sender<Arc<HealthChange>>,
 }
 
 impl std::fmt::Debug for QueueBus {
@@ -266,6 +272,36 @@ impl QueueBus {
             remote_seen: Mutex::new(None),
             process_id: uuid::Uuid::new_v4().simple().to_string(),
             announce: tokio::sync::Notify::new(),
+            health: tokio::sync::broadcast::channel(HEALTH_BUFFER).0,
+        }
+    }
+
+    /// Subscribes to the breaker state changes of every webhook (of every process).
+    pub fn subscribe_health(&self) -> tokio::sync::broadcast::Receiver<Arc<HealthChange>> {
+        self.health.subscribe()
+    }
+
+    /// Hands breaker changes to this process's subscribers.
+    pub(super) fn deliver_health_local(&self, changes: impl IntoIterator<Item = HealthChange>) {
+        for change in changes {
+            // No receiver: nobody is watching.
+            let _ = self.health.send(Arc::new(change));
+        }
+    }
+
+    /// Publishes breaker changes through NOTIFY, sent when `db`'s transaction commits (every
+    /// process, this one included, hands them to its subscribers). PostgreSQL only.
+    pub(super) async fn publish_health(&self, db: &impl ConnectionTrait, changes: &[HealthChange]) {
+        for change in changes {
+            let Ok(payload) = serde_json::to_string(change) else { continue };
+            let statement = Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [HEALTH_CHANNEL.into(), payload.into()],
+            );
+            if let Err(err) = db.execute_raw(statement).await {
+                tracing::warn!(%err, "cannot publish a webhook health change");
+            }
         }
     }
 
@@ -447,7 +483,7 @@ pub(super) async fn listen(
                 }
             }
         };
-        let channels = [super::store::QUEUE_CHANNEL, CHANGES_CHANNEL, SUBSCRIBERS_CHANNEL];
+        let channels = [super::store::QUEUE_CHANNEL, CHANGES_CHANNEL, SUBSCRIBERS_CHANNEL, HEALTH_CHANNEL];
         if let Err(err) = listener.listen_all(channels).await {
             tracing::warn!(%err, "cannot LISTEN for queued deliveries");
             tokio::select! {
@@ -468,6 +504,11 @@ pub(super) async fn listen(
                     }
                     Ok(Some(notification)) if notification.channel() == CHANGES_CHANNEL => {
                         bus.deliver_local(decode(notification.payload()));
+                    }
+                    Ok(Some(notification)) if notification.channel() == HEALTH_CHANNEL => {
+                        bus.deliver_health_local(serde_json::from_str::<HealthChange>(notification.payload()).ok());
+                        // A breaker closed or a probe went back: its rows may be due.
+                        publisher.wake_workers();
                     }
                     Ok(Some(_)) => publisher.wake_workers(),
                     // The connection dropped and the listener opened and subscribed a new one.

@@ -5,6 +5,7 @@
 //! claim (DESIGN rule 2).
 
 mod forced;
+pub mod health;
 pub mod live;
 mod outcome;
 pub mod recent;
@@ -24,12 +25,14 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use forced::ForcedSend;
+pub use health::HealthChange;
 pub use live::{QueueBus, QueueChange, Subscription, Watch};
 pub use outcome::Outcome;
 pub use stats::{QueueStats, StatsHub};
 pub use transition::{Step, Transition};
 
 use crate::{
+    domain::breaker::BreakerConfig,
     error::{AppError, AppResult},
     metrics::Metrics,
     service::{
@@ -50,6 +53,8 @@ pub struct Staged {
     batch: u64,
     /// The counters of the events raised, incremented once the batch commits.
     events: Vec<::metrics::Counter>,
+    /// Breaker state changes, published once the batch commits.
+    health: Vec<HealthChange>,
 }
 
 impl Staged {
@@ -71,6 +76,13 @@ impl Staged {
         self.transitions.extend(other.transitions);
         self.wake |= other.wake;
         self.events.extend(other.events);
+        self.health.extend(other.health);
+    }
+
+    /// Stages breaker state changes; a breaker that closed or let a probe go may have rows due.
+    fn push_health(&mut self, changes: Vec<HealthChange>) {
+        self.wake |= changes.iter().any(|c| c.state != "half_open");
+        self.health.extend(changes);
     }
 
     /// Notes an event raised by the job (`hookline_events_total`, counted if it commits).
@@ -106,6 +118,9 @@ impl Publisher {
         if !staged.transitions.is_empty() && self.bus.wanted(txn) {
             self.bus.publish(txn, staged.transitions.iter().map(QueueChange::from).collect()).await;
         }
+        if !staged.health.is_empty() {
+            self.bus.publish_health(txn, &staged.health).await;
+        }
         if staged.wake {
             store::notify_queued(txn).await?;
         }
@@ -118,6 +133,9 @@ impl Publisher {
         self.metrics.committed(queued, &staged.events);
         if !staged.transitions.is_empty() && !self.shared && self.bus.has_subscribers() {
             self.bus.deliver_local(staged.transitions.iter().map(QueueChange::from));
+        }
+        if !self.shared {
+            self.bus.deliver_health_local(staged.health);
         }
         if staged.wake {
             self.wake.notify_one();
@@ -151,6 +169,17 @@ pub async fn enqueue(conn: &impl ConnectionTrait, staged: &mut Staged, mut rows:
     Ok(rows)
 }
 
+/// What a claim took for this process's workers.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub rows: Vec<Model>,
+    /// The reserved start of each row of a rate-limited webhook: its attempt waits until then.
+    pub starts: std::collections::HashMap<i64, DateTime<Utc>>,
+    /// Rows the claim took and gave back at once (their breaker is open or their rate window
+    /// is spent): their webhooks are skipped now, so another claim may find other rows.
+    pub given_back: usize,
+}
+
 /// The filters of `queuedWebhooks`; `entity_id` includes child entities.
 #[derive(Debug, Clone, Default)]
 pub struct QueueFilter {
@@ -174,6 +203,7 @@ pub struct Queue {
     started_at: DateTime<Utc>,
     lease: Duration,
     forced: mpsc::Sender<ForcedSend>,
+    breaker: BreakerConfig,
 }
 
 impl std::fmt::Debug for Queue {
@@ -188,16 +218,18 @@ pub struct WorkerInbox {
 }
 
 impl Queue {
-    /// `lease`: how long a claimed row belongs to its worker before it is given back.
+    /// `lease`: how long a claimed row belongs to its worker before it is given back;
+    /// `breaker`: when failures pause a webhook's sends.
     pub fn new(
         db: DatabaseConnection,
         writer: Writer,
         publisher: Arc<Publisher>,
         lease: Duration,
+        breaker: BreakerConfig,
     ) -> (Self, WorkerInbox) {
         let (forced, inbox) = mpsc::channel(64);
         let process_id = publisher.bus.process_id.clone();
-        let queue = Self { db, writer, publisher, process_id, started_at: Utc::now(), lease, forced };
+        let queue = Self { db, writer, publisher, process_id, started_at: Utc::now(), lease, forced, breaker };
         (queue, WorkerInbox { forced: inbox })
     }
 
@@ -264,22 +296,30 @@ impl Queue {
         (self.process_id.clone(), rand::random::<i64>(), self.lease)
     }
 
-    /// Claims up to `limit` due rows for this process's workers.
-    pub async fn claim_due(&self, limit: u64) -> AppResult<Vec<Model>> {
+    /// Claims up to `limit` due rows for this process's workers, as their webhooks' breakers
+    /// and rate limits allow.
+    pub async fn claim_due(&self, limit: u64) -> AppResult<Claimed> {
         let (process, token, lease) = self.claim();
         self.writer
             .write_claim(move |txn, staged| {
                 Box::pin(async move {
                     let claim = Claim { process: &process, token, lease };
                     let rows = store::claim_due(txn, limit, &claim).await?;
-                    for row in &rows {
+                    let admitted = health::admit(txn, rows, &claim, Utc::now()).await?;
+                    for row in &admitted.rows {
                         let from = if row.sent_try > 0 { QueueStatus::Retrying } else { QueueStatus::Pending };
                         staged.push(row, Some(from));
                     }
-                    Ok(rows)
+                    staged.push_health(admitted.changes);
+                    Ok(Claimed { rows: admitted.rows, starts: admitted.starts, given_back: admitted.given_back })
                 })
             })
             .await
+    }
+
+    /// When claims may next find rows that breakers or rate limits hold now (None: none held).
+    pub async fn next_reopening(&self) -> AppResult<Option<DateTime<Utc>>> {
+        health::next_reopening(&self.db, Utc::now()).await
     }
 
     /// Writes the outcomes of attempts. An outcome whose claim is no longer the row's (its
@@ -291,7 +331,8 @@ impl Queue {
         if outcomes.is_empty() {
             return Ok(0);
         }
-        self.writer.write_queue(move |txn, staged| Box::pin(outcome::record(txn, staged, outcomes))).await
+        let breaker = self.breaker;
+        self.writer.write_queue(move |txn, staged| Box::pin(outcome::record(txn, staged, outcomes, breaker))).await
     }
 
     /// Gives claimed rows that were never attempted back to the queue.
@@ -337,6 +378,8 @@ impl Queue {
                 Box::pin(async move {
                     let rows = release(txn).await?;
                     let count = rows.len();
+                    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                    staged.push_health(health::released(txn, &ids, Utc::now()).await?);
                     for row in rows {
                         staged.push(&row, Some(QueueStatus::Sending));
                     }

@@ -1,5 +1,7 @@
 //! An attempt's outcome, the row it leaves, and how outcomes are written.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use entity::{
     queued_webhooks::{Model, QueueStatus},
@@ -10,12 +12,15 @@ use sea_orm::{
 };
 
 use super::{
-    Staged,
+    Staged, health,
     store::{self, Written, storable},
     transition::{self, Step},
 };
 use crate::{
-    domain::outcome::{AttemptResult, Decision},
+    domain::{
+        breaker::{AttemptEnd, BreakerConfig},
+        outcome::{AttemptResult, Decision},
+    },
     error::AppResult,
     service::history::{self, NewEntry, Subject},
 };
@@ -88,6 +93,7 @@ pub(super) async fn record(
     txn: &DatabaseTransaction,
     staged: &mut Staged,
     outcomes: std::sync::Arc<[Outcome]>,
+    breaker: BreakerConfig,
 ) -> AppResult<usize> {
     let now = Utc::now();
     let rows: Vec<Model> = outcomes.iter().map(|o| o.updated_row(now)).collect();
@@ -116,14 +122,66 @@ pub(super) async fn record(
         }
     };
     let written: std::collections::HashSet<i64> = written.into_iter().collect();
+    // Each webhook's breaker sees its counted attempts, test deliveries aside, in order; a
+    // probe that was not an attempt (its CRA challenge failed) decides nothing and is replaced.
+    let mut ends: BTreeMap<i64, Vec<AttemptEnd>> = BTreeMap::new();
+    let mut not_attempts = Vec::new();
     for (outcome, row) in outcomes.iter().zip(rows) {
         if !written.contains(&row.id) {
             continue;
         }
+        match (outcome.row.is_test, outcome.counted) {
+            (true, _) => {}
+            (false, true) => ends.entry(row.webhook_id).or_default().push(AttemptEnd {
+                queued_id: row.id,
+                succeeded: outcome.decision == Decision::Sent,
+                at: outcome.attempted_at,
+            }),
+            (false, false) => not_attempts.push(row.id),
+        }
         follow_up(txn, outcome, &row, now).await?;
         staged.push(&row, Some(QueueStatus::Sending));
     }
+    for list in ends.values_mut() {
+        list.sort_by_key(|end| end.at);
+    }
+    let recorded = health::record(txn, ends, &breaker, now).await?;
+    for webhook_id in recorded.deactivate {
+        let message = format!(
+            "Deactivated: every attempt failed for {} (HOOKLINE_BREAKER_DISABLE_AFTER); its queued webhooks wait \
+             until it is turned on again",
+            crate::domain::breaker::describe(breaker.disable_after)
+        );
+        deactivate(txn, webhook_id, None, message, now).await?;
+    }
+    staged.push_health(recorded.changes);
+    staged.push_health(health::released(txn, &not_attempts, now).await?);
     Ok(written.len())
+}
+
+/// Turns a webhook off (if it is on) with an entry in its history saying why.
+async fn deactivate(
+    conn: &impl ConnectionTrait,
+    webhook_id: i64,
+    queued_webhook_id: Option<i64>,
+    message: String,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let deactivated = webhooks::Entity::update_many()
+        .col_expr(webhooks::Column::IsActive, Expr::value(false))
+        .col_expr(webhooks::Column::UpdatedAt, Expr::value(now))
+        .filter(webhooks::Column::Id.eq(webhook_id))
+        .filter(webhooks::Column::IsActive.eq(true))
+        .exec(conn)
+        .await?;
+    if deactivated.rows_affected > 0 {
+        let entry = NewEntry {
+            queued_webhook_id,
+            ..NewEntry::change("deactivate", message, Some("true".into()), Some("false".into()))
+        };
+        history::add(conn, Subject::Webhook(webhook_id), vec![entry]).await?;
+    }
+    Ok(())
 }
 
 /// Writes rows in a savepoint, so that a refused statement leaves the transaction usable.
@@ -173,25 +231,8 @@ async fn follow_up(conn: &impl ConnectionTrait, outcome: &Outcome, row: &Model, 
         history::add(conn, Subject::Item { itemtype: &row.itemtype, id: &row.item_id }, vec![entry]).await?;
     }
     if let Decision::Failed { deactivate_webhook: true, .. } = outcome.decision {
-        let deactivated = webhooks::Entity::update_many()
-            .col_expr(webhooks::Column::IsActive, Expr::value(false))
-            .col_expr(webhooks::Column::UpdatedAt, Expr::value(now))
-            .filter(webhooks::Column::Id.eq(row.webhook_id))
-            .filter(webhooks::Column::IsActive.eq(true))
-            .exec(conn)
-            .await?;
-        if deactivated.rows_affected > 0 {
-            let entry = NewEntry {
-                queued_webhook_id: Some(row.id),
-                ..NewEntry::change(
-                    "deactivate",
-                    format!("Deactivated: the target answered 410 Gone to queued webhook {}", row.id),
-                    Some("true".into()),
-                    Some("false".into()),
-                )
-            };
-            history::add(conn, Subject::Webhook(row.webhook_id), vec![entry]).await?;
-        }
+        let message = format!("Deactivated: the target answered 410 Gone to queued webhook {}", row.id);
+        deactivate(conn, row.webhook_id, Some(row.id), message, now).await?;
     }
     Ok(())
 }

@@ -82,7 +82,8 @@ pub struct Claim<'a> {
 
 /// Claims up to `limit` due rows, oldest due first, and returns them as they were before. On
 /// PostgreSQL rows locked by another process are skipped, so no two processes claim the same
-/// attempt.
+/// attempt. Rows of a webhook whose breaker is open or probing, or whose rate window is spent,
+/// are not taken (`health::claimable`); `health::admit` then decides on the rest.
 ///
 /// Each status is read apart, in the order of the (status, send_time) index, at most `limit`
 /// rows each, and the oldest `limit` of both are taken: a claim reads about the rows it takes,
@@ -96,9 +97,10 @@ pub async fn claim_due(conn: &impl ConnectionTrait, limit: u64, claim: &Claim<'_
     let p = |n| placeholder(backend, n);
     let due = |status: &str| {
         format!(
-            "SELECT id, send_time FROM queued_webhooks WHERE status = '{status}' AND send_time <= {} \
+            "SELECT id, send_time FROM queued_webhooks WHERE status = '{status}' AND send_time <= {} AND {} \
              ORDER BY send_time, id LIMIT {}{skip_locked}",
             p(4),
+            super::health::claimable(&p(4)),
             p(5)
         )
     };

@@ -92,6 +92,7 @@ impl TryFrom<webhooks::Model> for Webhook {
             use_default_payload: m.use_default_payload,
             payload: m.payload.clone(),
             custom_headers: crate::service::items::as_map(&m.custom_headers),
+            max_per_second: m.max_per_second,
         };
         Ok(Self {
             id: m.id,
@@ -335,6 +336,10 @@ pub async fn update(
     }
     model.updated_at = Set(Utc::now());
     let updated = model.update(&txn).await?;
+    if settings.is_active && !current.settings.is_active {
+        // Turned on again: a webhook the breaker turned off probes its target at once.
+        crate::queue::health::reactivated(&txn, id, Utc::now()).await?;
+    }
     history::add(&txn, Subject::Webhook(id), entries).await?;
     txn.commit().await?;
     Webhook::try_from(updated)
@@ -408,5 +413,6 @@ fn settings_model(s: &WebhookSettings, mut m: webhooks::ActiveModel) -> webhooks
     m.use_default_payload = Set(s.use_default_payload);
     m.payload = Set(s.payload.clone());
     m.custom_headers = Set(Value::Object(s.custom_headers.clone()));
+    m.max_per_second = Set(s.max_per_second);
     m
 }

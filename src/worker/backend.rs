@@ -14,14 +14,17 @@ use tokio_util::task::TaskTracker;
 
 use crate::{
     delivery::{DeliveryClient, Signer},
-    queue::Outcome,
+    domain::breaker::PACING_SLACK,
+    queue::{Outcome, Queue},
 };
 
-/// A claimed row, its signer, and the send slot it holds until its outcome is written.
+/// A claimed row, its signer, the send slot it holds until its outcome is written, and (for
+/// a rate-limited webhook) the start its claim reserved.
 pub struct Delivery {
     pub row: entity::queued_webhooks::Model,
     pub signer: Arc<Signer>,
     pub slot: OwnedSemaphorePermit,
+    pub start_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Claimed rows waiting for the worker.
@@ -107,14 +110,35 @@ pub struct Handler {
     /// Attempts run as tracked tasks, so that a stop waits for them to finish and be
     /// recorded even when the worker itself is told to stop at once.
     pub attempts: TaskTracker,
+    /// Where a paced row that could not start in time goes back.
+    pub queue: Arc<Queue>,
 }
 
 /// One attempt of one claimed row; its outcome goes to the recorder.
 #[tracing::instrument(level = "debug", skip_all, fields(queued_id = job.row.id))]
 pub async fn deliver(job: Delivery, handler: Data<Handler>) -> Result<(), BoxDynError> {
-    let Delivery { row, signer, slot } = job;
+    let Delivery { row, signer, slot, start_at } = job;
     let (client, outcomes) = (handler.client.clone(), handler.outcomes.clone());
+    let queue = handler.queue.clone();
     let attempt = handler.attempts.spawn(async move {
+        // A paced send starts at its reserved time: the attempt begins then, the rate limit's
+        // measure of a start. One that could only start later than the slack allows would crowd
+        // the next ones; it goes back to the queue (its share stays spent) and is paced again.
+        if let Some(start_at) = start_at {
+            if let Ok(wait) = (start_at - chrono::Utc::now()).to_std() {
+                tokio::time::sleep(wait).await;
+            }
+            let late = (chrono::Utc::now() - start_at).to_std().unwrap_or_default();
+            if late > PACING_SLACK {
+                tracing::debug!(queued_id = row.id, ?late, "a paced send missed its start; queued again");
+                let token = row.claim_token.unwrap_or_default();
+                if let Err(err) = queue.release(vec![row.id], token).await {
+                    tracing::warn!(?err, "cannot give a paced delivery back; it resumes when its lease ends");
+                }
+                drop(slot);
+                return Ok(());
+            }
+        }
         let outcome = client.attempt(row, &signer).await;
         // The slot goes with the outcome and is freed once it is written: a slow database slows
         // the claimer, and no more rows than there are slots are ever sent but not recorded

@@ -9,7 +9,15 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::backend::Delivery;
-use crate::{delivery::DeliveryClient, error::AppResult, queue::Queue};
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::{
+    delivery::DeliveryClient,
+    error::AppResult,
+    queue::{Claimed, Queue},
+};
 
 /// At most this many rows per claim.
 const CLAIM_BATCH: usize = 256;
@@ -23,11 +31,21 @@ pub async fn run(
 ) {
     let mut poll = tokio::time::interval(client.config.poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When a breaker or a rate limit lets rows go again: the claimer looks then, not at its
+    // next poll.
+    let mut reopening: Option<tokio::time::Instant> = None;
     loop {
+        let reopened = async {
+            match reopening {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = queue.work_queued() => {}
             _ = poll.tick() => {}
+            _ = reopened => {}
         }
         loop {
             // Wait for one free slot, then take every other free one, up to a batch.
@@ -42,21 +60,32 @@ pub async fn run(
                 permit.merge(more);
             }
             let wanted = permit.num_permits();
-            let rows = match queue.claim_due(wanted as u64).await {
-                Ok(rows) => rows,
+            let Claimed { rows, starts, given_back } = match queue.claim_due(wanted as u64).await {
+                Ok(claimed) => claimed,
                 Err(err) => {
                     tracing::warn!(?err, "cannot claim deliveries");
                     break;
                 }
             };
             let claimed = rows.len();
-            if let Err(err) = hand_over(&queue, &client, rows, &mut permit, &jobs).await {
+            if let Err(err) = hand_over(&queue, &client, rows, starts, &mut permit, &jobs).await {
                 tracing::warn!(?err, "cannot hand claimed deliveries over");
             }
-            if claimed < wanted {
+            // Rows given back belong to webhooks the next claim skips: it may find others.
+            if claimed + given_back < wanted {
                 break;
             }
         }
+        reopening = match queue.next_reopening().await {
+            Ok(at) => at.map(|at| {
+                let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+                tokio::time::Instant::now() + wait
+            }),
+            Err(err) => {
+                tracing::warn!(?err, "cannot read when paused webhooks resume");
+                None
+            }
+        };
     }
 }
 
@@ -64,6 +93,7 @@ async fn hand_over(
     queue: &Queue,
     client: &DeliveryClient,
     rows: Vec<entity::queued_webhooks::Model>,
+    mut starts: HashMap<i64, DateTime<Utc>>,
     permit: &mut tokio::sync::OwnedSemaphorePermit,
     jobs: &mpsc::Sender<Delivery>,
 ) -> AppResult<()> {
@@ -88,7 +118,8 @@ async fn hand_over(
             unsent.push(row.id);
             continue;
         };
-        if let Err(mpsc::error::SendError(delivery)) = jobs.send(Delivery { row, signer, slot }).await {
+        let start_at = starts.remove(&row.id);
+        if let Err(mpsc::error::SendError(delivery)) = jobs.send(Delivery { row, signer, slot, start_at }).await {
             unsent.push(delivery.row.id);
         }
     }

@@ -48,7 +48,12 @@ pub async fn run(queue: Arc<Queue>, client: Arc<DeliveryClient>, inbox: WorkerIn
     let forced = tokio::spawn(forced_sends(queue.clone(), client.clone(), inbox, shutdown.clone()));
 
     let attempts = tokio_util::task::TaskTracker::new();
-    let handler = backend::Handler { client: client.clone(), outcomes: outcomes_tx, attempts: attempts.clone() };
+    let handler = backend::Handler {
+        client: client.clone(),
+        outcomes: outcomes_tx,
+        attempts: attempts.clone(),
+        queue: queue.clone(),
+    };
     let cleanup = cleanup::Cleanup {
         queue: queue.clone(),
         db: client.db().clone(),
