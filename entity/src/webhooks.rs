@@ -40,6 +40,10 @@ pub struct Model {
     pub filter_criteria: Option<Json>,
     /// The saved search used as filter.
     pub saved_search_id: Option<i64>,
+    /// The secret a rotation replaced, sealed like the current one: attempts are also signed
+    /// with it until `previous_secret_expires_at`.
+    pub previous_secret_encrypted: Option<String>,
+    pub previous_secret_expires_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -11,6 +11,7 @@ use sea_orm::{
 
 use super::{
     Staged,
+    attempts::{self, AttemptRecord},
     store::{self, Written, storable},
     transition::{self, Step},
 };
@@ -30,6 +31,8 @@ pub struct Outcome {
     pub decision: Decision,
     /// Whether a request was sent to the target (a failed CRA challenge is not an attempt).
     pub counted: bool,
+    /// The attempt as kept (`QueuedWebhook.attempts`), when a request was sent.
+    pub attempt: Option<AttemptRecord>,
 }
 
 impl Outcome {
@@ -116,6 +119,21 @@ pub(super) async fn record(
         }
     };
     let written: std::collections::HashSet<i64> = written.into_iter().collect();
+    let kept: Vec<attempts::Kept<'_>> = outcomes
+        .iter()
+        .zip(&rows)
+        .filter(|(_, row)| written.contains(&row.id))
+        .filter_map(|(outcome, row)| {
+            Some(attempts::Kept {
+                queued_webhook_id: row.id,
+                record: outcome.attempt.as_ref()?,
+                status_code: row.last_status_code,
+                response_body: row.response_body.clone(),
+                error: row.last_error.clone(),
+            })
+        })
+        .collect();
+    attempts::keep(txn, &kept).await?;
     for (outcome, row) in outcomes.iter().zip(rows) {
         if !written.contains(&row.id) {
             continue;

@@ -1,0 +1,172 @@
+//! Delivery control (issue 16): every attempt kept, replay, and secret rotation with overlap,
+//! through the real server and a real receiver, on both databases.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    TestApp, each_backend,
+    receiver::{Receiver, Reply},
+};
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+async fn webhook(app: &TestApp, receiver: &Receiver, path: &str, extra: Value) -> String {
+    let mut input =
+        json!({"name": path, "entityId": "0", "itemtype": "Ticket", "event": "NEW", "url": receiver.url(path)});
+    if let (Some(i), Some(e)) = (input.as_object_mut(), extra.as_object()) {
+        i.extend(e.clone());
+    }
+    let query = "mutation($input: WebhookInput!) { createWebhook(input: $input) { id } }";
+    app.data(query, json!({"input": input})).await["createWebhook"]["id"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn create_item(app: &TestApp, name: &str) {
+    let query = "mutation($input: ItemInput!) { createItem(input: $input) { id } }";
+    app.data(query, json!({"input": {"itemtype": "Ticket", "entityId": "0", "name": name}})).await;
+}
+
+/// How many rows a table holds, read straight from the database.
+async fn count(app: &TestApp, table: &str) -> i64 {
+    let db = &app.state.db;
+    let statement = Statement::from_string(db.get_database_backend(), format!("SELECT COUNT(*) AS n FROM {table}"));
+    let row = db.query_one_raw(statement).await.expect("count").expect("a row");
+    row.try_get_by_index::<i64>(0).expect("a number")
+}
+
+const ATTEMPTS: &str = "query($id: ID!, $first: Int, $after: String) { queuedWebhook(id: $id) { deliveryId attempts(first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { startedAt durationMs method url requestHeaders statusCode responseHeaders responseBody error } } } } }";
+
+/// The queued webhooks of one webhook, newest first.
+async fn rows_of(app: &TestApp, webhook_id: &str) -> Vec<Value> {
+    let query = "query($w: ID!) { queuedWebhooks(webhookId: $w, first: 500) { edges { node { id status deliveryId body createTime isTest } } } }";
+    let data = app.data(query, json!({"w": webhook_id})).await;
+    data["queuedWebhooks"]["edges"].as_array().into_iter().flatten().map(|e| e["node"].clone()).collect()
+}
+
+async fn attempts(app: &TestApp, id: &Value) -> Vec<Value> {
+    let data = app.data(ATTEMPTS, json!({"id": id})).await;
+    data["queuedWebhook"]["attempts"]["edges"].as_array().into_iter().flatten().map(|e| e["node"].clone()).collect()
+}
+
+#[tokio::test]
+async fn every_attempt_is_kept_with_credentials_hidden_and_goes_with_its_row() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        let busy = |body: &str| {
+            Reply::Full(500, vec![("x-reason", "busy".into()), ("set-cookie", "session=42".into())], body.into())
+        };
+        receiver.script("/kept", vec![busy("busy, come back")]);
+        receiver.script("/unsaved", vec![busy("not saved")]);
+        let headers = json!({"X-Api-Key": "k1", "X-Team": "ops", "X-Forward": "Bearer zzz"});
+        let kept = webhook(
+            app,
+            &receiver,
+            "/kept",
+            json!({"saveResponseBody": true, "customHeaders": headers, "signatureScheme": "BOTH", "secret": SECRET}),
+        )
+        .await;
+        let unsaved = webhook(app, &receiver, "/unsaved", json!({})).await;
+        create_item(app, "attempted").await;
+        app.wait_queue(2, &["SENT"]).await;
+        assert_eq!(receiver.requests_to("/kept")[0].header("x-api-key"), Some("k1"), "the credential is sent");
+
+        let row = rows_of(app, &kept).await.remove(0);
+        let data = app.data(ATTEMPTS, json!({"id": row["id"]})).await;
+        let list = &data["queuedWebhook"]["attempts"];
+        assert_eq!(list["totalCount"], 2, "{data}");
+        let nodes: Vec<&Value> = list["edges"].as_array().into_iter().flatten().map(|e| &e["node"]).collect();
+        let (last, first) = (nodes[0], nodes[1]);
+        assert_eq!((&last["statusCode"], &last["error"]), (&json!(200), &Value::Null), "newest first: {data}");
+        assert_eq!(first["statusCode"], 500);
+        assert!(first["error"].as_str().unwrap_or_default().contains("HTTP 500"), "{first}");
+        assert_eq!(first["responseBody"], "busy, come back");
+        assert_eq!(first["responseHeaders"]["x-reason"], "busy");
+        assert_eq!(first["responseHeaders"]["set-cookie"], "(hidden)");
+        assert_eq!((&first["method"], &first["url"]), (&json!("POST"), &json!(receiver.url("/kept"))));
+        assert!(first["startedAt"].as_str().unwrap_or_default() <= last["startedAt"].as_str().unwrap_or_default());
+        assert!(first["durationMs"].as_i64().is_some_and(|ms| ms >= 0));
+        let sent = &first["requestHeaders"];
+        for hidden in ["X-Api-Key", "X-Forward", "X-GLPI-signature", "webhook-signature"] {
+            assert_eq!(sent[hidden], "(hidden)", "{hidden}: {sent}");
+        }
+        assert_eq!(sent["X-Team"], "ops");
+        assert_eq!(sent["X-Hookline-Delivery"], data["queuedWebhook"]["deliveryId"]);
+        assert!(sent["webhook-timestamp"].is_string(), "{sent}");
+        let text = data.to_string();
+        assert!(!text.contains("k1\"") && !text.contains("zzz"), "no credential shown: {text}");
+
+        // Paging, newest first.
+        let page = app.data(ATTEMPTS, json!({"id": row["id"], "first": 1})).await;
+        let page = &page["queuedWebhook"]["attempts"];
+        assert_eq!((&page["totalCount"], &page["pageInfo"]["hasNextPage"]), (&json!(2), &json!(true)));
+        let after = page["pageInfo"]["endCursor"].clone();
+        let rest = app.data(ATTEMPTS, json!({"id": row["id"], "first": 1, "after": after})).await;
+        assert_eq!(rest["queuedWebhook"]["attempts"]["edges"][0]["node"]["statusCode"], 500);
+        app.assert_error(ATTEMPTS, json!({"id": row["id"], "after": "nope"}), "VALIDATION", "after").await;
+
+        // Without saveResponseBody, no body is kept.
+        let other = rows_of(app, &unsaved).await.remove(0);
+        let other_attempts = attempts(app, &other["id"]).await;
+        assert_eq!(other_attempts.len(), 2);
+        assert!(other_attempts.iter().all(|a| a["responseBody"].is_null()), "{other_attempts:?}");
+        assert_eq!(other_attempts[1]["responseHeaders"]["x-reason"], "busy");
+
+        // A forced send is an attempt too.
+        let force = "mutation($id: ID!) { forceSendQueuedWebhook(id: $id) { status } }";
+        app.data(force, json!({"id": row["id"]})).await;
+        assert_eq!(attempts(app, &row["id"]).await.len(), 3);
+
+        // The cleanup removes the attempts with their rows.
+        assert_eq!(count(app, "delivery_attempts").await, 5);
+        let old = (chrono::Utc::now() - chrono::Duration::days(40)).format("%Y-%m-%d %H:%M:%S%:z").to_string();
+        let sql = format!("UPDATE queued_webhooks SET sent_time = '{old}', create_time = '{old}'");
+        app.state.db.execute_unprepared(&sql).await.expect("age rows");
+        let clean = "mutation { cleanQueuedWebhooks }";
+        assert_eq!(app.data(clean, json!({})).await["cleanQueuedWebhooks"], 2);
+        assert_eq!(count(app, "delivery_attempts").await, 0, "attempts go with their rows");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_the_latest_attempts_of_a_row_are_kept() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        let id = webhook(app, &receiver, "/many", json!({})).await;
+        create_item(app, "many").await;
+        app.wait_queue(1, &["SENT"]).await;
+        let row = rows_of(app, &id).await.remove(0);
+        let queued: i64 = row["id"].as_str().and_then(|id| id.parse().ok()).expect("an id");
+        // 104 earlier attempts, as if the row had been resent again and again.
+        use sea_orm::{ActiveValue::Set, EntityTrait};
+        let earlier = (0..104).map(|n| entity::delivery_attempts::ActiveModel {
+            queued_webhook_id: Set(queued),
+            started_at: Set(chrono::Utc::now()),
+            duration_ms: Set(n),
+            method: Set("POST".into()),
+            url: Set("http://earlier/".into()),
+            request_headers: Set(json!({})),
+            status_code: Set(Some(500)),
+            response_headers: Set(None),
+            response_body: Set(None),
+            error: Set(Some(format!("earlier {n}"))),
+            ..Default::default()
+        });
+        for part in earlier.collect::<Vec<_>>().chunks(10) {
+            entity::delivery_attempts::Entity::insert_many(part.to_vec()).exec(&app.state.db).await.expect("insert");
+        }
+        let force = "mutation($id: ID!) { forceSendQueuedWebhook(id: $id) { status } }";
+        app.data(force, json!({"id": row["id"]})).await;
+        let data = app.data(ATTEMPTS, json!({"id": row["id"], "first": 500})).await;
+        let list = &data["queuedWebhook"]["attempts"];
+        assert_eq!(list["totalCount"], 100, "the latest hundred are kept");
+        let edges = list["edges"].as_array().cloned().unwrap_or_default();
+        assert_eq!(edges[0]["node"]["statusCode"], 200, "the newest is the forced send");
+        assert_eq!(edges[99]["node"]["error"], "earlier 5", "the oldest went first");
+    })
+    .await;
+}
