@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{
     TestApp, each_backend,
-    receiver::{Receiver, Reply},
+    receiver::{Receiver, Recorded, Reply},
 };
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
@@ -167,6 +167,139 @@ async fn only_the_latest_attempts_of_a_row_are_kept() {
         let edges = list["edges"].as_array().cloned().unwrap_or_default();
         assert_eq!(edges[0]["node"]["statusCode"], 200, "the newest is the forced send");
         assert_eq!(edges[99]["node"]["error"], "earlier 5", "the oldest went first");
+    })
+    .await;
+}
+
+const REPLAY: &str = "mutation($w: ID!, $status: QueueStatus, $since: String, $until: String, $dry: Boolean) { replayQueuedWebhooks(webhookId: $w, status: $status, since: $since, until: $until, dryRun: $dry) }";
+
+async fn replay(app: &TestApp, variables: Value) -> i64 {
+    app.data(REPLAY, variables).await["replayQueuedWebhooks"].as_i64().expect("a count")
+}
+
+#[tokio::test]
+async fn replay_counts_the_same_rows_dry_and_real_and_sends_them_again_as_new_deliveries() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        receiver.script("/replayed", vec![Reply::Status(500)]);
+        let headers = json!({"X-Api-Key": "k1"});
+        let id = webhook(app, &receiver, "/replayed", json!({"sentTry": 0, "customHeaders": headers})).await;
+        let other = webhook(app, &receiver, "/other", json!({})).await;
+        for name in ["one", "two", "three"] {
+            create_item(app, name).await;
+        }
+        app.wait_queue(6, &["SENT", "FAILED"]).await;
+        let cutoff = chrono::Utc::now().to_rfc3339();
+        let originals = rows_of(app, &id).await;
+        assert_eq!(originals.iter().filter(|r| r["status"] == "FAILED").count(), 1, "{originals:?}");
+        let failed = originals.iter().find(|r| r["status"] == "FAILED").cloned().expect("a failed row");
+
+        // The failed row only: a dry run counts it, a real run queues it again.
+        let only_failed = json!({"w": id, "status": "FAILED", "until": cutoff});
+        let mut dry_failed = only_failed.clone();
+        dry_failed["dry"] = json!(true);
+        assert_eq!(replay(app, dry_failed).await, 1);
+        assert_eq!(rows_of(app, &id).await.len(), 3, "a dry run queues nothing");
+        assert_eq!(replay(app, only_failed.clone()).await, 1);
+        receiver.wait_for(7, WAIT).await;
+        app.wait_queue(7, &["SENT", "FAILED"]).await;
+        let replayed = rows_of(app, &id).await.remove(0);
+        assert_eq!(replayed["status"], "SENT");
+        assert_ne!(replayed["deliveryId"], failed["deliveryId"], "a new delivery id");
+        assert_eq!(replayed["body"], failed["body"], "the same body");
+        let last = receiver.requests_to("/replayed").pop().expect("the replayed request");
+        assert_eq!(last.header("x-hookline-delivery"), replayed["deliveryId"].as_str());
+        assert_eq!(last.header("x-api-key"), Some("k1"), "its credential header sent again");
+
+        // Every finished row of the window (the default): the same count dry and real.
+        let window = json!({"w": id, "until": cutoff});
+        let dry = replay(app, json!({"dry": true, "w": id, "until": cutoff})).await;
+        assert_eq!(dry, 3);
+        assert_eq!(replay(app, window).await, dry);
+        receiver.wait_for(10, WAIT).await;
+        app.wait_queue(10, &["SENT", "FAILED"]).await;
+        let sent: Vec<Recorded> = receiver.requests_to("/replayed");
+        let again = &sent[4..];
+        let mut bodies: Vec<String> = again.iter().map(|r| r.text()).collect();
+        let mut original_bodies: Vec<String> =
+            originals.iter().map(|r| r["body"].as_str().unwrap_or_default().to_owned()).collect();
+        bodies.sort();
+        original_bodies.sort();
+        assert_eq!(bodies, original_bodies, "the same bodies");
+        let first_ids: Vec<&str> = sent[..3].iter().filter_map(|r| r.header("x-hookline-delivery")).collect();
+        assert!(again.iter().all(|r| !first_ids.contains(&r.header("x-hookline-delivery").unwrap_or_default())));
+        assert_eq!(receiver.requests_to("/other").len(), 3, "another webhook's rows are not replayed");
+        // The rows replayed since the cutoff, counted dry; nothing pending is replayed by default.
+        assert_eq!(replay(app, json!({"dry": true, "w": id, "since": cutoff})).await, 4);
+        assert_eq!(replay(app, json!({"dry": true, "w": id, "status": "PENDING"})).await, 0);
+        assert_eq!(replay(app, json!({"dry": true, "w": other})).await, 3);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn replay_refuses_bad_windows_too_many_rows_and_callers_without_the_right() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        let id = webhook(app, &receiver, "/r", json!({})).await;
+        create_item(app, "one").await;
+        app.wait_queue(1, &["SENT"]).await;
+        app.assert_error(
+            REPLAY,
+            json!({"w": id, "since": "yesterday"}),
+            "VALIDATION",
+            "since: `yesterday` is not an RFC 3339",
+        )
+        .await;
+        app.assert_error(REPLAY, json!({"w": id, "until": "2026-13-01T00:00:00Z"}), "VALIDATION", "until").await;
+        let window = json!({"w": id, "since": "2026-12-06T10:00:00Z", "until": "2026-12-06T09:00:00+00:00"});
+        app.assert_error(REPLAY, window, "VALIDATION", "until: must be later than since").await;
+        app.assert_error(REPLAY, json!({"w": "999999"}), "NOT_FOUND", "no webhook").await;
+
+        let viewer = app.client_as("watcher", "viewer", json!([])).await;
+        let refused = app.query_with(&viewer, REPLAY, json!({"w": id})).await;
+        assert_eq!(refused["errors"][0]["extensions"]["code"], "FORBIDDEN", "{refused}");
+        let operator = app.client_as("ops", "operator", json!([])).await;
+        assert_eq!(app.data_with(&operator, REPLAY, json!({"w": id, "dry": true})).await["replayQueuedWebhooks"], 1);
+        // An operator of another entity does not see the webhook.
+        let entity = app.data("mutation { createEntity(input: {name: \"elsewhere\"}) { id } }", json!({})).await;
+        let elsewhere = entity["createEntity"]["id"].clone();
+        let outsider = app.client_as("outsider", "operator", json!([{"id": elsewhere, "recursive": true}])).await;
+        let hidden = app.query_with(&outsider, REPLAY, json!({"w": id, "dry": true})).await;
+        assert_eq!(hidden["errors"][0]["extensions"]["code"], "NOT_FOUND", "{hidden}");
+
+        // More rows than one call may replay: refused in both modes, nothing queued.
+        let row = app
+            .state
+            .queue
+            .list(&Default::default(), hookline::service::paging::PageRequest { first: 1, after: None })
+            .await
+            .expect("rows")
+            .rows
+            .remove(0)
+            .1;
+        use sea_orm::{ActiveValue::NotSet, EntityTrait, IntoActiveModel};
+        let copies: Vec<_> = (0..1000)
+            .map(|n| {
+                let mut copy = entity::queued_webhooks::Model { delivery_id: format!("copy-{n}"), ..row.clone() }
+                    .into_active_model();
+                copy.id = NotSet;
+                copy
+            })
+            .collect();
+        for part in copies.chunks(10) {
+            entity::queued_webhooks::Entity::insert_many(part.to_vec()).exec(&app.state.db).await.expect("insert");
+        }
+        for dry in [true, false] {
+            app.assert_error(
+                REPLAY,
+                json!({"w": id, "dry": dry}),
+                "VALIDATION",
+                "1001 queued webhooks match, more than the 1000",
+            )
+            .await;
+        }
+        assert_eq!(count(app, "queued_webhooks").await, 1001, "nothing queued");
     })
     .await;
 }

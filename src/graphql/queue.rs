@@ -18,7 +18,7 @@ use crate::{
         webhook::{HttpMethod, WebhookEvent},
     },
     error::{AppError, AppResult},
-    queue::QueueFilter,
+    queue::{QueueFilter, ReplayWindow},
     service::{
         paging::MAX_PAGE,
         trigger::{self, Trigger},
@@ -313,6 +313,13 @@ pub struct TriggerEventResult {
     pub queued: Vec<QueuedWebhook>,
 }
 
+/// Reads an RFC 3339 timestamp argument; `field` names it in the error.
+fn timestamp(text: &str, field: &str) -> AppResult<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text.trim()).map(|at| at.to_utc()).map_err(|_| {
+        AppError::invalid(field, format!("{field}: `{text}` is not an RFC 3339 timestamp (like 2026-12-06T09:30:00Z)"))
+    })
+}
+
 fn status_filter(status: Option<QueueStatus>) -> Option<Stored> {
     status.map(Stored::from)
 }
@@ -491,6 +498,44 @@ impl QueueMutation {
             None => None,
         };
         let count = s.state.queue.resend_failed(webhook_id, ids, s.scope_ids().await?).await?;
+        Ok(i32::try_from(count).unwrap_or(i32::MAX))
+    }
+
+    /// Queues again, as new rows (new delivery ids, a fresh budget, due now), the queued
+    /// webhooks of `webhookId` created in [`since`, `until`) (RFC 3339; open-ended when
+    /// absent) whose status is `status`; without `status`, every finished one (SENT, FAILED,
+    /// CANCELLED). Each sends the same stored URL, headers and body; rows never rendered (no
+    /// body) and test deliveries are left out. At most 1000 rows per call (VALIDATION
+    /// beyond: narrow the window). `dryRun` only counts, as a real run would (null: false).
+    /// Returns how many.
+    async fn replay_queued_webhooks(
+        &self,
+        ctx: &Context<'_>,
+        webhook_id: ID,
+        status: Option<QueueStatus>,
+        since: Option<String>,
+        until: Option<String>,
+        #[graphql(default_with = "Some(false)")] dry_run: Option<bool>,
+    ) -> Result<i32> {
+        let s = session(ctx)?;
+        let webhook_id = numeric_id(&webhook_id, "webhookId")?;
+        let since = since.as_deref().map(|text| timestamp(text, "since")).transpose()?;
+        let until = until.as_deref().map(|text| timestamp(text, "until")).transpose()?;
+        if let (Some(since), Some(until)) = (since, until)
+            && until <= since
+        {
+            return Err(AppError::invalid("until", "until: must be later than since").into());
+        }
+        match crate::service::webhooks::get(&s.state.db, webhook_id).await? {
+            Some(webhook) if s.sees(webhook.settings.entity_id).await? => {}
+            _ => return Err(AppError::not_found(format!("no webhook with id {webhook_id}")).into()),
+        }
+        let window =
+            ReplayWindow { webhook_id, status: status_filter(status), since, until, within: s.scope_ids().await? };
+        // The new rows' attempts continue this operation's trace.
+        let traceparent = crate::telemetry::traceparent(&tracing::Span::current(), None);
+        let count =
+            s.state.queue.replay(window, dry_run.unwrap_or(false), s.state.secrets.clone(), traceparent).await?;
         Ok(i32::try_from(count).unwrap_or(i32::MAX))
     }
 

@@ -9,6 +9,7 @@ mod forced;
 pub mod live;
 mod outcome;
 pub mod recent;
+mod replay;
 pub mod stats;
 pub mod store;
 pub mod transition;
@@ -28,6 +29,7 @@ pub use attempts::AttemptRecord;
 pub use forced::ForcedSend;
 pub use live::{QueueBus, QueueChange, Subscription, Watch};
 pub use outcome::Outcome;
+pub use replay::{MAX_REPLAY, ReplayWindow};
 pub use stats::{QueueStats, StatsHub};
 pub use transition::{Step, Transition};
 
