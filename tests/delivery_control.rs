@@ -303,3 +303,110 @@ async fn replay_refuses_bad_windows_too_many_rows_and_callers_without_the_right(
     })
     .await;
 }
+
+const REGENERATE: &str =
+    "mutation($id: ID!, $keep: Int) { regenerateWebhookSecret(id: $id, keepPreviousSeconds: $keep) }";
+
+/// GLPI's signature: HMAC-SHA256 of the body then the timestamp, keyed with the secret.
+fn glpi_signature(secret: &str, body: &[u8], timestamp: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    mac.update(timestamp.as_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether the Standard Webhooks reference library accepts the request's signature header
+/// (`signature`, or the one sent) with `secret`.
+fn standard_verifies(secret: &str, request: &Recorded, signature: Option<&str>) -> bool {
+    let mut headers = axum::http::HeaderMap::new();
+    for name in ["webhook-id", "webhook-timestamp"] {
+        headers.insert(name, request.header(name).expect("sent").parse().expect("a header value"));
+    }
+    let signature = signature.or(request.header("webhook-signature")).expect("webhook-signature sent");
+    headers.insert("webhook-signature", signature.parse().expect("a header value"));
+    standardwebhooks::Webhook::new(secret).expect("a secret").verify(&request.body, &headers).is_ok()
+}
+
+/// Raises one event and returns the request the receiver got for it.
+async fn delivered(app: &TestApp, receiver: &Receiver, name: &str) -> Recorded {
+    let before = receiver.requests().len();
+    create_item(app, name).await;
+    receiver.wait_for(before + 1, WAIT).await.pop().expect("a request")
+}
+
+#[tokio::test]
+async fn during_a_rotation_both_secrets_sign_and_both_verify() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        let id = webhook(app, &receiver, "/rotated", json!({"signatureScheme": "BOTH", "secret": SECRET})).await;
+
+        let new = app.data(REGENERATE, json!({"id": id, "keep": 3600})).await["regenerateWebhookSecret"]
+            .as_str()
+            .expect("the new secret")
+            .to_owned();
+        assert!(new.starts_with("whsec_") && new != SECRET);
+        let request = delivered(app, &receiver, "during").await;
+        let signatures = request.header("webhook-signature").expect("signed").to_owned();
+        let entries: Vec<&str> = signatures.split(' ').collect();
+        assert_eq!(entries.len(), 2, "{signatures}");
+        assert!(standard_verifies(&new, &request, None), "the new secret verifies");
+        assert!(standard_verifies(SECRET, &request, None), "the previous secret verifies");
+        assert!(standard_verifies(&new, &request, Some(entries[0])), "the new secret's signature comes first");
+        assert!(!standard_verifies(SECRET, &request, Some(entries[0])));
+        let timestamp = request.header("x-glpi-timestamp").expect("a timestamp");
+        assert_eq!(request.header("x-glpi-signature"), Some(glpi_signature(&new, &request.body, timestamp).as_str()));
+        assert_eq!(
+            request.header("x-glpi-signature-previous"),
+            Some(glpi_signature(SECRET, &request.body, timestamp).as_str())
+        );
+
+        // The previous secret is never shown: not by the webhook, its attempts or the audit log.
+        app.wait_queue(1, &["SENT"]).await;
+        let shown = app
+            .data(
+                "query($id: ID!) { webhook(id: $id) { history { edges { node { message } } } queue { edges { node { attempts { edges { node { requestHeaders } } } } } } } auditLog(first: 50) { edges { node { changes } } } }",
+                json!({"id": id}),
+            )
+            .await;
+        let text = shown.to_string();
+        assert!(!text.contains(SECRET) && !text.contains(&new), "{text}");
+        assert!(text.contains("the previous one also signs for 3600 s"), "{text}");
+        let sent = &shown["webhook"]["queue"]["edges"][0]["node"]["attempts"]["edges"][0]["node"]["requestHeaders"];
+        assert_eq!(sent["X-GLPI-signature-previous"], "(hidden)", "{sent}");
+
+        // A secret given anew ends the overlap.
+        let update = "mutation($id: ID!, $s: String) { updateWebhook(id: $id, input: {secret: $s}) { id } }";
+        app.data(REGENERATE, json!({"id": id, "keep": 3600})).await;
+        app.data(update, json!({"id": id, "s": SECRET})).await;
+        let request = delivered(app, &receiver, "given").await;
+        assert_eq!(request.header("webhook-signature").map(|s| s.split(' ').count()), Some(1));
+        assert!(request.header("x-glpi-signature-previous").is_none());
+        assert!(standard_verifies(SECRET, &request, None));
+
+        // Without keepPreviousSeconds, only the new secret signs.
+        let newest =
+            app.data(REGENERATE, json!({"id": id})).await["regenerateWebhookSecret"].as_str().expect("a secret").to_owned();
+        let request = delivered(app, &receiver, "after").await;
+        assert!(standard_verifies(&newest, &request, None));
+        assert!(!standard_verifies(SECRET, &request, None), "the replaced secret no longer verifies");
+        assert!(request.header("x-glpi-signature-previous").is_none());
+
+        // After its expiry, the previous secret signs no more.
+        app.data(REGENERATE, json!({"id": id, "keep": 1})).await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let request = delivered(app, &receiver, "expired").await;
+        assert_eq!(request.header("webhook-signature").map(|s| s.split(' ').count()), Some(1));
+        assert!(!standard_verifies(&newest, &request, None));
+        assert!(request.header("x-glpi-signature-previous").is_none());
+
+        for keep in [604_801, -1] {
+            app.assert_error(REGENERATE, json!({"id": id, "keep": keep}), "VALIDATION", "keepPreviousSeconds: from 0 to 604800")
+                .await;
+        }
+        let viewer = app.client_as("watcher", "viewer", json!([])).await;
+        let refused = app.query_with(&viewer, REGENERATE, json!({"id": id, "keep": 60})).await;
+        assert_eq!(refused["errors"][0]["extensions"]["code"], "FORBIDDEN", "{refused}");
+    })
+    .await;
+}

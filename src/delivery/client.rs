@@ -296,5 +296,19 @@ fn signer_of(row: &webhooks::Model, secrets: &SecretBox) -> AppResult<Signer> {
         })),
         _ => None,
     };
-    Ok(Signer { webhook_id: row.id, version: row.updated_at, scheme, secret, cra: row.use_cra_challenge, oauth })
+    let previous = match (&row.previous_secret_encrypted, row.previous_secret_expires_at) {
+        (Some(sealed), Some(until)) if until > Utc::now() => {
+            Some((secrets.open(Purpose::PreviousWebhookSecret, &id, sealed)?, until))
+        }
+        _ => None,
+    };
+    Ok(Signer {
+        webhook_id: row.id,
+        version: row.updated_at,
+        scheme,
+        secret,
+        previous,
+        cra: row.use_cra_challenge,
+        oauth,
+    })
 }
