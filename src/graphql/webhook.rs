@@ -607,12 +607,11 @@ impl WebhookMutation {
 
     /// Replaces the secret with a new random one that fits the signature scheme and returns
     /// it: the only time a secret is shown. For `keepPreviousSeconds` (0 to 604800, 7 days;
-    /// null: 0)
-    /// every attempt is also signed with the replaced secret, so that receivers switch
-    /// without a gap: `webhook-signature` holds both `v1,` signatures (the new one first), and
-    /// GLPI's signature with the replaced secret goes in `X-GLPI-signature-previous`. 0 ends
-    /// any overlap at once; so do a new `secret` or `signatureScheme` given to `updateWebhook`.
-    /// The replaced secret is never shown.
+    /// null: 0) every attempt is also signed with the replaced secret, so that receivers
+    /// switch without a gap: `webhook-signature` holds both `v1,` signatures (the new one
+    /// first), and GLPI's signature with the replaced secret goes in
+    /// `X-GLPI-signature-previous`. 0 ends any overlap at once; so does a new `secret` or
+    /// `signatureScheme` given to `updateWebhook`. The replaced secret is never shown.
     async fn regenerate_webhook_secret(
         &self,
         ctx: &Context<'_>,
