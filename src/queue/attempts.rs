@@ -65,40 +65,57 @@ impl Kept<'_> {
     }
 }
 
-/// Keeps the attempts, in a savepoint: a batch the database refuses is kept one by one, and an
-/// attempt it still refuses is left out (logged), never the outcome written with it.
+/// Keeps the attempts, in savepoints: a batch the database refuses (it is full, a value is
+/// refused) is kept one by one, and what it still refuses is left out, logged once, never the
+/// outcomes written with it.
 pub(super) async fn keep(txn: &DatabaseTransaction, kept: &[Kept<'_>]) -> AppResult<()> {
     if kept.is_empty() {
         return Ok(());
     }
     if let Err(err) = insert_in_savepoint(txn, kept).await {
         tracing::warn!(?err, attempts = kept.len(), "a batch of attempts was refused; keeping them one by one");
+        let mut refused = 0;
         for one in kept {
-            if let Err(err) = insert_in_savepoint(txn, std::slice::from_ref(one)).await {
-                tracing::error!(?err, queued_id = one.queued_webhook_id, "an attempt was refused; it is not kept");
+            if insert_in_savepoint(txn, std::slice::from_ref(one)).await.is_err() {
+                refused += 1;
             }
+        }
+        if refused > 0 {
+            tracing::error!(refused, "attempts were refused by the database; they are not kept");
         }
     }
     let ids: Vec<i64> = kept.iter().map(|k| k.queued_webhook_id).collect();
-    trim(txn, &ids).await
+    let savepoint = txn.begin().await?;
+    let trimmed = trim(&savepoint, &ids).await;
+    if let Err(err) = settle(savepoint, trimmed).await {
+        tracing::warn!(?err, "older attempts could not be deleted; the next write tries again");
+    }
+    Ok(())
 }
 
 async fn insert_in_savepoint(txn: &DatabaseTransaction, kept: &[Kept<'_>]) -> AppResult<()> {
     let savepoint = txn.begin().await?;
-    let mut inserted = Ok(());
-    for part in kept.chunks(store::chunk(txn)) {
-        if let Err(err) = delivery_attempts::Entity::insert_many(part.iter().map(Kept::active)).exec(&savepoint).await {
-            inserted = Err(err);
-            break;
-        }
-    }
-    match inserted {
+    let inserted = insert(&savepoint, kept).await;
+    settle(savepoint, inserted).await
+}
+
+/// Keeps a savepoint's work when it succeeded, rolls it back otherwise (the transaction stays
+/// usable either way).
+async fn settle(savepoint: DatabaseTransaction, result: AppResult<()>) -> AppResult<()> {
+    match result {
         Ok(()) => Ok(savepoint.commit().await?),
         Err(err) => {
             savepoint.rollback().await?;
-            Err(err.into())
+            Err(err)
         }
     }
+}
+
+async fn insert(conn: &DatabaseTransaction, kept: &[Kept<'_>]) -> AppResult<()> {
+    for part in kept.chunks(store::chunk(conn)) {
+        delivery_attempts::Entity::insert_many(part.iter().map(Kept::active)).exec(conn).await?;
+    }
+    Ok(())
 }
 
 /// Deletes the attempts of these rows beyond their latest [`KEPT_PER_ROW`]: those at or before
