@@ -108,6 +108,16 @@ async fn every_attempt_is_kept_with_credentials_hidden_and_goes_with_its_row() {
         assert_eq!(rest["queuedWebhook"]["attempts"]["edges"][0]["node"]["statusCode"], 500);
         app.assert_error(ATTEMPTS, json!({"id": row["id"], "after": "nope"}), "VALIDATION", "after").await;
 
+        // A viewer reads them; a token of another entity does not see the row at all.
+        let viewer = app.client_as("watcher", "viewer", json!([])).await;
+        let seen = app.data_with(&viewer, ATTEMPTS, json!({"id": row["id"]})).await;
+        assert_eq!(seen["queuedWebhook"]["attempts"]["totalCount"], 2);
+        let entity = app.data("mutation { createEntity(input: {name: \"elsewhere\"}) { id } }", json!({})).await;
+        let elsewhere = json!([{"id": entity["createEntity"]["id"], "recursive": true}]);
+        let outsider = app.client_as("outsider", "viewer", elsewhere).await;
+        let unseen = app.data_with(&outsider, ATTEMPTS, json!({"id": row["id"]})).await;
+        assert_eq!(unseen["queuedWebhook"], Value::Null, "out of scope: {unseen}");
+
         // Without saveResponseBody, no body is kept.
         let other = rows_of(app, &unsaved).await.remove(0);
         let other_attempts = attempts(app, &other["id"]).await;
