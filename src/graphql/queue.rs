@@ -1,13 +1,11 @@
 //! The delivery queue: queued webhooks, their outcomes, and what can be done to them.
 
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, Result, SimpleObject};
-use entity::{
-    delivery_attempts as attempts,
-    queued_webhooks::{self as rows, QueueStatus as Stored},
-};
+use entity::queued_webhooks::{self as rows, QueueStatus as Stored};
 use serde_json::Value;
 
 use super::{
+    attempts::DeliveryAttempt,
     context::{Session, session},
     paging::{Paged, connection, numeric_id, page_request},
     webhook::Webhook,
@@ -226,60 +224,6 @@ impl QueuedWebhook {
         let request = page_request(first, after)?;
         let page = s.state.queue.attempts(self.row.id, request).await?;
         Ok(connection(page, request.after.is_some(), DeliveryAttempt))
-    }
-}
-
-/// One attempt of a queued webhook: the request as sent and the answer.
-pub struct DeliveryAttempt(attempts::Model);
-
-#[Object]
-impl DeliveryAttempt {
-    /// When the attempt started (RFC 3339, UTC).
-    async fn started_at(&self) -> String {
-        rfc3339(self.0.started_at)
-    }
-
-    /// From the request sent (its host's connection slot taken) to the answer read; 0 when no
-    /// request could be made.
-    async fn duration_ms(&self) -> i32 {
-        i32::try_from(self.0.duration_ms).unwrap_or(i32::MAX)
-    }
-
-    async fn method(&self) -> Result<HttpMethod> {
-        Ok(HttpMethod::parse(&self.0.method).ok_or_else(|| AppError::internal("unknown stored method"))?)
-    }
-
-    async fn url(&self) -> &str {
-        &self.0.url
-    }
-
-    /// The headers sent, as a JSON object. Credentials (`Authorization`, the OAuth token, the
-    /// credential custom headers, values that look like credentials) and signatures read
-    /// `(hidden)`. Empty when no request could be made.
-    async fn request_headers(&self) -> Json<Value> {
-        Json(self.0.request_headers.clone())
-    }
-
-    /// The answer's HTTP status; null when none came.
-    async fn status_code(&self) -> Option<i32> {
-        self.0.status_code
-    }
-
-    /// The answer's headers (the first 50, each value cut at 1 KiB; credentials such as
-    /// `Set-Cookie` read `(hidden)`); null when no answer came.
-    async fn response_headers(&self) -> Option<Json<Value>> {
-        self.0.response_headers.clone().map(Json)
-    }
-
-    /// The answer's body, capped like `QueuedWebhook.responseBody`, when the webhook saves
-    /// response bodies.
-    async fn response_body(&self) -> Option<&str> {
-        self.0.response_body.as_deref()
-    }
-
-    /// Why the attempt failed; null when it was sent.
-    async fn error(&self) -> Option<&str> {
-        self.0.error.as_deref()
     }
 }
 
