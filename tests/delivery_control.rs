@@ -409,6 +409,22 @@ async fn during_a_rotation_both_secrets_sign_and_both_verify() {
         assert_eq!(request.header("webhook-signature").map(|s| s.split(' ').count()), Some(1));
         assert!(!standard_verifies(&newest, &request, None));
         assert!(request.header("x-glpi-signature-previous").is_none());
+        // The cleanup then forgets it.
+        let cleared = hookline::service::webhooks::clear_expired_previous_secrets(&app.state.db).await.expect("cleared");
+        assert_eq!(cleared, 1);
+        let kept = "webhooks WHERE previous_secret_encrypted IS NOT NULL OR previous_secret_expires_at IS NOT NULL";
+        assert_eq!(count(app, kept).await, 0);
+
+        // A change of scheme ends the overlap too.
+        let rescheme = "mutation($id: ID!) { updateWebhook(id: $id, input: {signatureScheme: STANDARD_WEBHOOKS}) { id } }";
+        let current =
+            app.data(REGENERATE, json!({"id": id, "keep": 3600})).await["regenerateWebhookSecret"].as_str().expect("a secret").to_owned();
+        assert_eq!(count(app, kept).await, 1);
+        app.data(rescheme, json!({"id": id})).await;
+        assert_eq!(count(app, kept).await, 0);
+        let request = delivered(app, &receiver, "rescheme").await;
+        assert_eq!(request.header("webhook-signature").map(|s| s.split(' ').count()), Some(1));
+        assert!(standard_verifies(&current, &request, None));
 
         for keep in [604_801, -1] {
             app.assert_error(REGENERATE, json!({"id": id, "keep": keep}), "VALIDATION", "keepPreviousSeconds: from 0 to 604800")
