@@ -32,6 +32,8 @@ const NONCE_LEN: usize = 12;
 #[derive(Debug, Clone, Copy)]
 pub enum Purpose {
     WebhookSecret,
+    /// The secret a rotation replaced, kept for its overlap.
+    PreviousWebhookSecret,
     OauthClientSecret,
     /// A credential header's value in a webhook's settings.
     WebhookHeader,
@@ -43,6 +45,7 @@ impl Purpose {
     fn label(self) -> &'static [u8] {
         match self {
             Self::WebhookSecret => b"webhook.secret",
+            Self::PreviousWebhookSecret => b"webhook.previous_secret",
             Self::OauthClientSecret => b"webhook.client_secret",
             Self::WebhookHeader => b"webhook.header",
             Self::QueuedHeader => b"queued_webhook.header",

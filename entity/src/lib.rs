@@ -2,6 +2,7 @@
 
 pub mod api_tokens;
 pub mod audit_entries;
+pub mod delivery_attempts;
 pub mod entities;
 pub mod history_entries;
 pub mod idempotency_keys;

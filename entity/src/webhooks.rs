@@ -42,6 +42,10 @@ pub struct Model {
     pub saved_search_id: Option<i64>,
     /// Most sends started in any one second (None: no limit).
     pub max_per_second: Option<i32>,
+    /// The secret a rotation replaced, sealed like the current one: attempts are also signed
+    /// with it until `previous_secret_expires_at`.
+    pub previous_secret_encrypted: Option<String>,
+    pub previous_secret_expires_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

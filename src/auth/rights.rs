@@ -31,7 +31,11 @@ pub fn required(root: Root, field: &str) -> Option<Right> {
         ) => WriteItems,
         (
             Root::Mutation,
-            "forceSendQueuedWebhook" | "resendFailedWebhooks" | "cancelQueuedWebhook" | "sendTestDelivery",
+            "forceSendQueuedWebhook"
+            | "resendFailedWebhooks"
+            | "replayQueuedWebhooks"
+            | "cancelQueuedWebhook"
+            | "sendTestDelivery",
         ) => OperateQueue,
         (
             Root::Mutation,

@@ -11,17 +11,19 @@ use chrono::{DateTime, Utc};
 use entity::webhooks;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use secrecy::ExposeSecret;
+use serde_json::Value;
 
 use super::{ChallengeCache, Exchange, HttpSender, OAuthClient, PreparedRequest, Signer, TokenCache, prepare};
 use crate::{
     config::DeliveryConfig,
     domain::{
+        headers::{HIDDEN, shown_exchange_headers},
         outcome::{AttemptClass, AttemptResult, Decision, decide},
         webhook::SignatureScheme,
     },
     error::{AppError, AppResult},
     metrics::Metrics,
-    queue::Outcome,
+    queue::{AttemptRecord, Outcome},
     secret_box::{Purpose, SecretBox},
     telemetry::{self, RemoteParent},
 };
@@ -141,18 +143,34 @@ impl DeliveryClient {
                 },
             };
             let result = AttemptResult::NoResponse { error };
-            return Outcome { row, attempted_at, result, decision, counted: false };
+            return Outcome { row, attempted_at, result, decision, counted: false, attempt: None };
         }
-        let exchange = match prepare(&row, signer, &self.secrets, attempted_at.timestamp(), traceparent) {
-            Ok(request) => self.send_authorized(request, signer).await,
-            Err(error) => Exchange::not_made(error, AttemptClass::Connect),
+        let (exchange, sent_headers) = match prepare(&row, signer, &self.secrets, attempted_at.timestamp(), traceparent)
+        {
+            Ok(request) => {
+                let mut sent_headers = request.headers.clone();
+                if signer.oauth.is_some() {
+                    sent_headers.push(("Authorization".into(), HIDDEN.into()));
+                }
+                (self.send_authorized(request, signer).await, sent_headers)
+            }
+            Err(error) => (Exchange::not_made(error, AttemptClass::Connect), Vec::new()),
         };
-        let Exchange { result, class, took } = exchange;
+        let Exchange { result, class, took, response_headers } = exchange;
         let decision = decide(&result, row.sent_try.saturating_add(1), row.max_attempts, &self.config.retry);
         // From the item write (when its rows were queued) to this 2xx.
         let latency = (decision == Decision::Sent).then(|| (Utc::now() - row.create_time).to_std().unwrap_or_default());
         self.http.metrics.attempt(row.webhook_id, &decision, class, took, latency);
-        Outcome { row, attempted_at, result, decision, counted: true }
+        let answered = matches!(result, AttemptResult::Response { .. });
+        let attempt = AttemptRecord {
+            started_at: attempted_at,
+            duration_ms: i64::try_from(took.as_millis()).unwrap_or(i64::MAX),
+            method: row.http_method.clone(),
+            url: row.url.clone(),
+            request_headers: Value::Object(shown_exchange_headers(&sent_headers)),
+            response_headers: answered.then(|| Value::Object(shown_exchange_headers(&response_headers))),
+        };
+        Outcome { row, attempted_at, result, decision, counted: true, attempt: Some(attempt) }
     }
 
     /// Sends a request, with an OAuth access token when the webhook has a client; when the
@@ -278,5 +296,19 @@ fn signer_of(row: &webhooks::Model, secrets: &SecretBox) -> AppResult<Signer> {
         })),
         _ => None,
     };
-    Ok(Signer { webhook_id: row.id, version: row.updated_at, scheme, secret, cra: row.use_cra_challenge, oauth })
+    let previous = match (&row.previous_secret_encrypted, row.previous_secret_expires_at) {
+        (Some(sealed), Some(until)) if until > Utc::now() => {
+            Some((secrets.open(Purpose::PreviousWebhookSecret, &id, sealed)?, until))
+        }
+        _ => None,
+    };
+    Ok(Signer {
+        webhook_id: row.id,
+        version: row.updated_at,
+        scheme,
+        secret,
+        previous,
+        cra: row.use_cra_challenge,
+        oauth,
+    })
 }

@@ -40,13 +40,37 @@ pub struct Exchange {
     pub result: AttemptResult,
     pub class: AttemptClass,
     pub took: Duration,
+    /// The answer's headers, at most [`MAX_RESPONSE_HEADERS`] of them, each value capped at
+    /// [`MAX_HEADER_VALUE`] bytes (kept with the attempt); empty without an answer.
+    pub response_headers: Vec<(String, String)>,
 }
+
+/// The most answer headers an attempt keeps.
+pub const MAX_RESPONSE_HEADERS: usize = 50;
+/// The longest answer header value an attempt keeps, in bytes (longer ones are cut).
+pub const MAX_HEADER_VALUE: usize = 1024;
 
 impl Exchange {
     /// A request that was not made: `error` says why.
     pub fn not_made(error: String, class: AttemptClass) -> Self {
-        Self { result: AttemptResult::NoResponse { error }, class, took: Duration::ZERO }
+        Self { result: AttemptResult::NoResponse { error }, class, took: Duration::ZERO, response_headers: Vec::new() }
     }
+}
+
+/// The first headers of an answer, their values capped (see [`Exchange::response_headers`]).
+fn kept_headers(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .take(MAX_RESPONSE_HEADERS)
+        .map(|(name, value)| {
+            let text = String::from_utf8_lossy(value.as_bytes());
+            let mut end = text.len().min(MAX_HEADER_VALUE);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            (name.as_str().to_owned(), text[..end].to_owned())
+        })
+        .collect()
 }
 
 impl HttpSender {
@@ -93,12 +117,12 @@ impl HttpSender {
         drop(waiting);
         let _in_flight = Metrics::hold(&self.metrics.sends_in_flight);
         let started = std::time::Instant::now();
-        let (result, class) = self.request(request).await;
-        Exchange { result, class, took: started.elapsed() }
+        let (result, class, response_headers) = self.request(request).await;
+        Exchange { result, class, took: started.elapsed(), response_headers }
     }
 
-    /// The request and its answer (or why none came), and its class.
-    async fn request(&self, request: PreparedRequest) -> (AttemptResult, AttemptClass) {
+    /// The request and its answer (or why none came), its class and the answer's headers.
+    async fn request(&self, request: PreparedRequest) -> (AttemptResult, AttemptClass, Vec<(String, String)>) {
         let mut builder = self.client.request(request.method, request.url);
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
@@ -117,7 +141,7 @@ impl HttpSender {
                 } else {
                     AttemptClass::Connect
                 };
-                return (AttemptResult::NoResponse { error }, class);
+                return (AttemptResult::NoResponse { error }, class, Vec::new());
             }
         };
         let status = response.status().as_u16();
@@ -126,8 +150,9 @@ impl HttpSender {
         };
         let retry_after = header(reqwest::header::RETRY_AFTER).and_then(|v| parse_retry_after(&v, chrono::Utc::now()));
         let location = header(reqwest::header::LOCATION);
+        let headers = kept_headers(response.headers());
         let body = Some(self.read_body(&mut response).await);
-        (AttemptResult::Response { status, body, retry_after, location }, AttemptClass::of_status(status))
+        (AttemptResult::Response { status, body, retry_after, location }, AttemptClass::of_status(status), headers)
     }
 
     /// The body, up to the configured size.

@@ -43,6 +43,8 @@ pub struct Signer {
     pub version: chrono::DateTime<chrono::Utc>,
     pub scheme: SignatureScheme,
     pub secret: SecretString,
+    /// The secret a rotation replaced and until when attempts are also signed with it.
+    pub previous: Option<(SecretString, chrono::DateTime<chrono::Utc>)>,
     /// Challenge the target (CRA) before sending.
     pub cra: bool,
     /// Send an OAuth 2 access token of this client.
@@ -124,9 +126,14 @@ pub fn prepare(
     headers.push((TRACEPARENT_HEADER.into(), traceparent.to_owned()));
     headers.push((DELIVERY_HEADER.into(), row.delivery_id.clone()));
     let signed_body = body.as_deref().unwrap_or_default();
-    for (name, value) in
-        signature_headers(signer.scheme, signer.secret.expose_secret(), &row.delivery_id, timestamp, signed_body)
-    {
+    // The previous secret signs until its expiry (compared with the attempt's own time).
+    let previous = signer
+        .previous
+        .as_ref()
+        .filter(|(_, until)| until.timestamp() > timestamp)
+        .map(|(secret, _)| secret.expose_secret());
+    let secret = signer.secret.expose_secret();
+    for (name, value) in signature_headers(signer.scheme, secret, previous, &row.delivery_id, timestamp, signed_body) {
         headers.push((name.into(), value));
     }
     Ok(PreparedRequest { method, url, headers, body })

@@ -27,6 +27,50 @@ pub fn is_sensitive_header(name: &str) -> bool {
         || name.ends_with("key")
 }
 
+/// Headers whose values are signatures of a request: shown [`HIDDEN`] in its kept attempts.
+const SIGNATURE_HEADERS: &[&str] = &["x-glpi-signature", "x-glpi-signature-previous", "webhook-signature"];
+
+/// HTTP authentication schemes a credential value starts with.
+const AUTH_SCHEMES: &[&str] = &["bearer ", "basic ", "digest ", "token ", "negotiate ", "hoba "];
+
+/// Whether a header value looks like a credential whatever the header's name: it starts with an
+/// HTTP authentication scheme (`Bearer …`, `Basic …`), is a Standard Webhooks secret
+/// (`whsec_…`), or is shaped like a JSON Web Token (`eyJ…` in three dotted parts).
+pub fn looks_like_secret(value: &str) -> bool {
+    let value = value.trim();
+    let lower = value.get(..12).unwrap_or(value).to_ascii_lowercase();
+    AUTH_SCHEMES.iter().any(|scheme| lower.starts_with(scheme))
+        || value.starts_with("whsec_")
+        || (value.starts_with("eyJ") && value.split('.').count() == 3)
+}
+
+/// The headers of an attempt's request or answer as kept and shown: a JSON object (repeated
+/// names joined with `, `) where credentials (see [`is_sensitive_header`]; `Set-Cookie` too),
+/// signatures and values that look like credentials (see [`looks_like_secret`]) read
+/// [`HIDDEN`].
+pub fn shown_exchange_headers(headers: &[(String, String)]) -> Map<String, Value> {
+    let mut shown = Map::new();
+    for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        let hidden = is_sensitive_header(name)
+            || lower.contains("cookie")
+            || SIGNATURE_HEADERS.contains(&lower.as_str())
+            || looks_like_secret(value);
+        let value = if hidden { HIDDEN } else { value.as_str() };
+        match shown.get_mut(name) {
+            Some(Value::String(joined)) if joined != HIDDEN && value != HIDDEN => {
+                joined.push_str(", ");
+                joined.push_str(value);
+            }
+            Some(Value::String(joined)) => *joined = HIDDEN.into(),
+            _ => {
+                shown.insert(name.clone(), Value::String(value.to_owned()));
+            }
+        }
+    }
+    shown
+}
+
 /// Headers that decide how a request is framed or where it goes, besides every `Proxy-*`
 /// header: the HTTP client sets them, a custom header may not.
 const FRAMING_HEADERS: &[&str] =
@@ -176,6 +220,32 @@ mod tests {
         for name in ["X-Tenant", "Content-Type", "Accept", "X-Keyboard", "Set-Cookie-Policy"] {
             assert!(!is_sensitive_header(name), "{name}");
         }
+    }
+
+    #[test]
+    fn attempt_headers_hide_credentials_signatures_and_secret_looking_values() {
+        let sent: Vec<(String, String)> = [
+            ("Content-Type", "application/json"),
+            ("X-Api-Key", "k"),
+            ("X-Custom", "Bearer abc"),
+            ("X-Jwt", "eyJhbGciOi.eyJzdWIiOi.c2ln"),
+            ("X-Plain", "whsec_abc"),
+            ("webhook-signature", "v1,abc v1,def"),
+            ("X-GLPI-signature-previous", "00ff"),
+            ("Set-Cookie", "session=1"),
+            ("Vary", "a"),
+            ("Vary", "b"),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(
+            Value::Object(shown_exchange_headers(&sent)),
+            json!({"Content-Type": "application/json", "X-Api-Key": HIDDEN, "X-Custom": HIDDEN, "X-Jwt": HIDDEN,
+                   "X-Plain": HIDDEN, "webhook-signature": HIDDEN, "X-GLPI-signature-previous": HIDDEN,
+                   "Set-Cookie": HIDDEN, "Vary": "a, b"})
+        );
+        assert!(!looks_like_secret("application/json"));
     }
 
     #[test]

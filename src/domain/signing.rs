@@ -55,28 +55,45 @@ pub fn standard_signature(msg_id: &str, timestamp: i64, body: &[u8], key: &[u8])
     format!("v1,{}", BASE64.encode(mac))
 }
 
-/// The signature headers of one attempt, in the order they are sent.
+/// The signature headers of one attempt, in the order they are sent. With a `previous`
+/// secret (during a rotation's overlap), the request is also signed with it: GLPI's signature
+/// of it goes in `X-GLPI-signature-previous`, and `webhook-signature` holds both `v1,`
+/// signatures, space-separated, the current secret's first.
 pub fn signature_headers(
     scheme: SignatureScheme,
     secret: &str,
+    previous: Option<&str>,
     delivery_id: &str,
     timestamp: i64,
     body: &[u8],
 ) -> Vec<(&'static str, String)> {
-    let mut headers = Vec::with_capacity(5);
+    let mut headers = Vec::with_capacity(6);
     if matches!(scheme, SignatureScheme::Glpi | SignatureScheme::Both) {
         headers.push(("X-GLPI-signature", glpi_signature(body, timestamp, secret)));
+        if let Some(previous) = previous {
+            headers.push((PREVIOUS_GLPI_SIGNATURE, glpi_signature(body, timestamp, previous)));
+        }
         headers.push(("X-GLPI-timestamp", timestamp.to_string()));
     }
     if matches!(scheme, SignatureScheme::StandardWebhooks | SignatureScheme::Both) {
         // Secrets are checked against the scheme when saved, so the key is always there.
         let key = standard_key(secret).unwrap_or_default();
+        let mut signature = standard_signature(delivery_id, timestamp, body, &key);
+        // A previous secret is one the scheme had when it was replaced; one that does not fit
+        // (it cannot happen: a change of scheme drops it) signs nothing.
+        if let Some(previous) = previous.and_then(standard_key) {
+            signature.push(' ');
+            signature.push_str(&standard_signature(delivery_id, timestamp, body, &previous));
+        }
         headers.push(("webhook-id", delivery_id.to_owned()));
         headers.push(("webhook-timestamp", timestamp.to_string()));
-        headers.push(("webhook-signature", standard_signature(delivery_id, timestamp, body, &key)));
+        headers.push(("webhook-signature", signature));
     }
     headers
 }
+
+/// GLPI's signature with the previous secret, during a rotation's overlap.
+pub const PREVIOUS_GLPI_SIGNATURE: &str = "X-GLPI-signature-previous";
 
 #[cfg(test)]
 mod tests {
@@ -115,12 +132,27 @@ mod tests {
     #[test]
     fn both_schemes_send_both_sets_of_headers() {
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-        let names: Vec<&str> =
-            signature_headers(SignatureScheme::Both, secret, "d1", 1, b"{}").into_iter().map(|(n, _)| n).collect();
+        let names: Vec<&str> = signature_headers(SignatureScheme::Both, secret, None, "d1", 1, b"{}")
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         assert_eq!(
             names,
             ["X-GLPI-signature", "X-GLPI-timestamp", "webhook-id", "webhook-timestamp", "webhook-signature"]
         );
-        assert_eq!(signature_headers(SignatureScheme::Glpi, "s", "d1", 1, b"{}").len(), 2);
+        assert_eq!(signature_headers(SignatureScheme::Glpi, "s", None, "d1", 1, b"{}").len(), 2);
+    }
+
+    #[test]
+    fn a_previous_secret_adds_its_signatures_after_the_current_ones() {
+        let (new, old) = ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2VjcmV0LXByZXZpb3Vz");
+        let headers = signature_headers(SignatureScheme::Both, new, Some(old), "d1", 7, b"{}");
+        let get = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()).unwrap_or_default();
+        let both = get("webhook-signature");
+        let expected_new = standard_signature("d1", 7, b"{}", &standard_key(new).unwrap_or_default());
+        let expected_old = standard_signature("d1", 7, b"{}", &standard_key(old).unwrap_or_default());
+        assert_eq!(both, format!("{expected_new} {expected_old}"));
+        assert_eq!(get("X-GLPI-signature"), glpi_signature(b"{}", 7, new));
+        assert_eq!(get(PREVIOUS_GLPI_SIGNATURE), glpi_signature(b"{}", 7, old));
     }
 }

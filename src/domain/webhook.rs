@@ -105,6 +105,7 @@ impl SignatureScheme {
 /// Headers that hookline sets on every attempt; custom headers may not override them.
 pub const RESERVED_HEADERS: &[&str] = &[
     "X-GLPI-signature",
+    "X-GLPI-signature-previous",
     "X-GLPI-timestamp",
     "webhook-id",
     "webhook-timestamp",

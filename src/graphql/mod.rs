@@ -1,5 +1,6 @@
 //! The GraphQL API: one module per domain, merged into the roots here.
 
+mod attempts;
 mod audit;
 mod context;
 mod entity;

@@ -5,6 +5,7 @@ use entity::queued_webhooks::{self as rows, QueueStatus as Stored};
 use serde_json::Value;
 
 use super::{
+    attempts::DeliveryAttempt,
     context::{Session, session},
     idempotency,
     paging::{Paged, connection, numeric_id, page_request},
@@ -16,7 +17,7 @@ use crate::{
         webhook::{HttpMethod, WebhookEvent},
     },
     error::{AppError, AppResult},
-    queue::QueueFilter,
+    queue::{QueueFilter, ReplayWindow},
     service::{
         idempotency::{Ran, run_once},
         paging::MAX_PAGE,
@@ -211,6 +212,21 @@ impl QueuedWebhook {
     async fn is_test(&self) -> bool {
         self.row.is_test
     }
+
+    /// Every attempt made (scheduled, retried, forced or test), newest first; the latest 100
+    /// are kept. A failed CRA challenge is not an attempt and is not listed.
+    #[graphql(complexity = "super::paging::page_cost(first, child_complexity)")]
+    async fn attempts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Paged<DeliveryAttempt>> {
+        let s = session(ctx)?;
+        let request = page_request(first, after)?;
+        let page = s.state.queue.attempts(self.row.id, request).await?;
+        Ok(connection(page, request.after.is_some(), DeliveryAttempt))
+    }
 }
 
 /// An event raised by a system that owns its data.
@@ -241,6 +257,13 @@ impl From<TriggerEventInput> for Trigger {
 pub struct TriggerEventResult {
     /// One queued webhook per matching webhook.
     pub queued: Vec<QueuedWebhook>,
+}
+
+/// Reads an RFC 3339 timestamp argument; `field` names it in the error.
+fn timestamp(text: &str, field: &str) -> AppResult<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text.trim()).map(|at| at.to_utc()).map_err(|_| {
+        AppError::invalid(field, format!("{field}: `{text}` is not an RFC 3339 timestamp (like 2026-12-06T09:30:00Z)"))
+    })
 }
 
 fn status_filter(status: Option<QueueStatus>) -> Option<Stored> {
@@ -443,6 +466,44 @@ impl QueueMutation {
             None => None,
         };
         let count = s.state.queue.resend_failed(webhook_id, ids, s.scope_ids().await?).await?;
+        Ok(i32::try_from(count).unwrap_or(i32::MAX))
+    }
+
+    /// Queues again, as new rows (new delivery ids, a fresh budget, due now), the queued
+    /// webhooks of `webhookId` created in [`since`, `until`) (RFC 3339; open-ended when
+    /// absent) whose status is `status`; without `status`, every finished one (SENT, FAILED,
+    /// CANCELLED). Each sends the same stored URL, headers and body; rows never rendered (no
+    /// body) and test deliveries are left out. At most 1000 rows per call (VALIDATION
+    /// beyond: narrow the window). `dryRun` only counts, as a real run would (null: false).
+    /// Returns how many.
+    async fn replay_queued_webhooks(
+        &self,
+        ctx: &Context<'_>,
+        webhook_id: ID,
+        status: Option<QueueStatus>,
+        since: Option<String>,
+        until: Option<String>,
+        #[graphql(default_with = "Some(false)")] dry_run: Option<bool>,
+    ) -> Result<i32> {
+        let s = session(ctx)?;
+        let webhook_id = numeric_id(&webhook_id, "webhookId")?;
+        let since = since.as_deref().map(|text| timestamp(text, "since")).transpose()?;
+        let until = until.as_deref().map(|text| timestamp(text, "until")).transpose()?;
+        if let (Some(since), Some(until)) = (since, until)
+            && until <= since
+        {
+            return Err(AppError::invalid("until", "until: must be later than since").into());
+        }
+        match crate::service::webhooks::get(&s.state.db, webhook_id).await? {
+            Some(webhook) if s.sees(webhook.settings.entity_id).await? => {}
+            _ => return Err(AppError::not_found(format!("no webhook with id {webhook_id}")).into()),
+        }
+        let window =
+            ReplayWindow { webhook_id, status: status_filter(status), since, until, within: s.scope_ids().await? };
+        // The new rows' attempts continue this operation's trace.
+        let traceparent = crate::telemetry::traceparent(&tracing::Span::current(), None);
+        let count =
+            s.state.queue.replay(window, dry_run.unwrap_or(false), s.state.secrets.clone(), traceparent).await?;
         Ok(i32::try_from(count).unwrap_or(i32::MAX))
     }
 

@@ -656,12 +656,23 @@ impl WebhookMutation {
     }
 
     /// Replaces the secret with a new random one that fits the signature scheme and returns
-    /// it: the only time a secret is shown.
-    async fn regenerate_webhook_secret(&self, ctx: &Context<'_>, id: ID) -> Result<String> {
+    /// it: the only time a secret is shown. For `keepPreviousSeconds` (0 to 604800, 7 days;
+    /// null: 0) every attempt is also signed with the replaced secret, so that receivers
+    /// switch without a gap: `webhook-signature` holds both `v1,` signatures (the new one
+    /// first), and GLPI's signature with the replaced secret goes in
+    /// `X-GLPI-signature-previous`. 0 ends any overlap at once; so does a new `secret` or
+    /// `signatureScheme` given to `updateWebhook`. The replaced secret is never shown.
+    async fn regenerate_webhook_secret(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        #[graphql(default_with = "Some(0)")] keep_previous_seconds: Option<i32>,
+    ) -> Result<String> {
         let s = session(ctx)?;
         let id = numeric_id(&id, "id")?;
         webhook_in_reach(&s, id).await?;
-        let secret = webhooks::regenerate_secret(&s.state.db, &s.state.secrets, id).await?;
+        let keep = i64::from(keep_previous_seconds.unwrap_or(0));
+        let secret = webhooks::regenerate_secret(&s.state.db, &s.state.secrets, id, keep).await?;
         if let Some(webhook) = webhooks::get(&s.state.db, id).await? {
             s.audit(
                 Change::new("Webhook", id, "regenerateSecret").in_entity(webhook.settings.entity_id).secret("secret"),

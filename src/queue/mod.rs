@@ -4,11 +4,13 @@
 //! them to subscribers and wakes the workers. The rows the API shows are the rows the workers
 //! claim (DESIGN rule 2).
 
+pub mod attempts;
 mod forced;
 pub mod health;
 pub mod live;
 mod outcome;
 pub mod recent;
+mod replay;
 pub mod stats;
 pub mod store;
 pub mod transition;
@@ -24,10 +26,12 @@ use sea_orm::{
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+pub use attempts::AttemptRecord;
 pub use forced::ForcedSend;
 pub use health::HealthChange;
 pub use live::{QueueBus, QueueChange, Subscription, Watch};
 pub use outcome::Outcome;
+pub use replay::{MAX_REPLAY, ReplayWindow};
 pub use stats::{QueueStats, StatsHub};
 pub use transition::{Step, Transition};
 
@@ -286,6 +290,11 @@ impl Queue {
         }
         let rows = query.all(&self.db).await?.into_iter().map(|m| (m.id, m)).collect();
         Ok(Page::from_fetched(rows, page, total))
+    }
+
+    /// The attempts kept of one queued webhook, newest first.
+    pub async fn attempts(&self, id: i64, page: PageRequest) -> AppResult<Page<entity::delivery_attempts::Model>> {
+        attempts::list(&self.db, id, page).await
     }
 
     pub async fn stats(&self, webhook_id: Option<i64>, within: Option<&[i64]>) -> AppResult<QueueStats> {

@@ -12,7 +12,9 @@ use sea_orm::{
 };
 
 use super::{
-    Staged, health,
+    Staged,
+    attempts::{self, AttemptRecord},
+    health,
     store::{self, Written, storable},
     transition::{self, Step},
 };
@@ -35,6 +37,8 @@ pub struct Outcome {
     pub decision: Decision,
     /// Whether a request was sent to the target (a failed CRA challenge is not an attempt).
     pub counted: bool,
+    /// The attempt as kept (`QueuedWebhook.attempts`), when a request was sent.
+    pub attempt: Option<AttemptRecord>,
 }
 
 impl Outcome {
@@ -122,6 +126,21 @@ pub(super) async fn record(
         }
     };
     let written: std::collections::HashSet<i64> = written.into_iter().collect();
+    let kept: Vec<attempts::Kept<'_>> = outcomes
+        .iter()
+        .zip(&rows)
+        .filter(|(_, row)| written.contains(&row.id))
+        .filter_map(|(outcome, row)| {
+            Some(attempts::Kept {
+                queued_webhook_id: row.id,
+                record: outcome.attempt.as_ref()?,
+                status_code: row.last_status_code,
+                response_body: row.response_body.clone(),
+                error: row.last_error.clone(),
+            })
+        })
+        .collect();
+    attempts::keep(txn, &kept).await?;
     // Each webhook's breaker sees its counted attempts, test deliveries aside, in order; a
     // probe that was not an attempt (its CRA challenge failed) decides nothing and is replaced.
     let mut ends: BTreeMap<i64, Vec<AttemptEnd>> = BTreeMap::new();

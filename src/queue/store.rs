@@ -31,7 +31,7 @@ fn placeholder(backend: DbBackend, n: usize) -> String {
 
 /// Rows per statement: small on PostgreSQL, where a large statement stalls on the socket (sqlx
 /// writes it in pieces and TCP delays the last one); within SQLite's limit of bound variables.
-fn chunk(conn: &impl ConnectionTrait) -> usize {
+pub(super) fn chunk(conn: &impl ConnectionTrait) -> usize {
     if is_postgres(conn) { 10 } else { 100 }
 }
 

@@ -4,7 +4,7 @@ use chrono::Utc;
 use entity::webhooks;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -307,6 +307,7 @@ pub async fn update(
             check_secret(settings.signature_scheme, &secret)?;
             model.secret_encrypted = Set(secrets.seal(Purpose::WebhookSecret, &row, &secret));
             entries.push(NewEntry::new("update", "secret changed"));
+            drop_previous_secret(&stored, &mut model, &mut entries);
         }
         None if settings.signature_scheme != current.settings.signature_scheme => {
             let stored_secret = secrets.open(Purpose::WebhookSecret, &row, &stored.secret_encrypted)?;
@@ -317,6 +318,7 @@ pub async fn update(
                     settings.signature_scheme.as_str()
                 ))
             })?;
+            drop_previous_secret(&stored, &mut model, &mut entries);
         }
         None => {}
     }
@@ -356,24 +358,77 @@ pub async fn delete(db: &DatabaseConnection, id: i64) -> AppResult<()> {
     Ok(())
 }
 
+/// The longest a replaced secret may keep signing (`keepPreviousSeconds`): 7 days.
+pub const MAX_KEEP_PREVIOUS_SECONDS: i64 = 7 * 24 * 3600;
+
 /// Replaces the secret with a new random one that fits the scheme and returns it: the only
-/// time a secret leaves hookline.
-pub async fn regenerate_secret(db: &DatabaseConnection, secrets: &SecretBox, id: i64) -> AppResult<String> {
+/// time a secret leaves hookline. For `keep_previous_seconds` (0 to 7 days) attempts are
+/// signed with the replaced secret too; with 0, no previous secret signs any more (one kept
+/// by an earlier rotation included).
+pub async fn regenerate_secret(
+    db: &DatabaseConnection,
+    secrets: &SecretBox,
+    id: i64,
+    keep_previous_seconds: i64,
+) -> AppResult<String> {
+    if !(0..=MAX_KEEP_PREVIOUS_SECONDS).contains(&keep_previous_seconds) {
+        return Err(AppError::invalid(
+            "keepPreviousSeconds",
+            format!("keepPreviousSeconds: from 0 to {MAX_KEEP_PREVIOUS_SECONDS} (7 days), not {keep_previous_seconds}"),
+        ));
+    }
     let txn = crate::db::begin_write(db).await?;
-    let webhook = require(&txn, id).await?;
+    let stored = webhooks::Entity::find_by_id(id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no webhook with id {id}")))?;
+    let webhook = Webhook::try_from(stored.clone())?;
     let secret = generate_secret(webhook.settings.signature_scheme);
+    let row = id.to_string();
+    let now = Utc::now();
+    let (previous, until, message) = if keep_previous_seconds > 0 {
+        let replaced = secrets.open(Purpose::WebhookSecret, &row, &stored.secret_encrypted)?;
+        let sealed = secrets.seal(Purpose::PreviousWebhookSecret, &row, replaced.expose_secret());
+        let until = now + chrono::Duration::seconds(keep_previous_seconds);
+        let message = format!("secret regenerated; the previous one also signs for {keep_previous_seconds} s");
+        (Some(sealed), Some(until), message)
+    } else {
+        (None, None, "secret regenerated".to_owned())
+    };
     webhooks::Entity::update_many()
-        .col_expr(
-            webhooks::Column::SecretEncrypted,
-            secrets.seal(Purpose::WebhookSecret, &id.to_string(), &secret).into(),
-        )
-        .col_expr(webhooks::Column::UpdatedAt, Utc::now().into())
+        .col_expr(webhooks::Column::SecretEncrypted, secrets.seal(Purpose::WebhookSecret, &row, &secret).into())
+        .col_expr(webhooks::Column::PreviousSecretEncrypted, previous.into())
+        .col_expr(webhooks::Column::PreviousSecretExpiresAt, until.into())
+        .col_expr(webhooks::Column::UpdatedAt, now.into())
         .filter(webhooks::Column::Id.eq(id))
         .exec(&txn)
         .await?;
-    history::add(&txn, Subject::Webhook(id), vec![NewEntry::new("update", "secret regenerated")]).await?;
+    history::add(&txn, Subject::Webhook(id), vec![NewEntry::new("update", message)]).await?;
     txn.commit().await?;
     Ok(secret)
+}
+
+/// Forgets the previous secrets whose overlap has ended (they sign nothing any more).
+pub async fn clear_expired_previous_secrets(db: &DatabaseConnection) -> AppResult<u64> {
+    let cleared = webhooks::Entity::update_many()
+        .col_expr(webhooks::Column::PreviousSecretEncrypted, Expr::value(Option::<String>::None))
+        .col_expr(webhooks::Column::PreviousSecretExpiresAt, Expr::value(Option::<chrono::DateTime<Utc>>::None))
+        .filter(webhooks::Column::PreviousSecretExpiresAt.lte(Utc::now()))
+        .exec(db)
+        .await?;
+    Ok(cleared.rows_affected)
+}
+
+/// A secret given anew, or a change of scheme, ends a rotation's overlap: the previous secret
+/// (chosen for the old scheme, replaced by the caller's choice) signs no more.
+fn drop_previous_secret(stored: &webhooks::Model, model: &mut webhooks::ActiveModel, entries: &mut Vec<NewEntry>) {
+    if stored.previous_secret_encrypted.is_some() {
+        model.previous_secret_encrypted = Set(None);
+        model.previous_secret_expires_at = Set(None);
+        if stored.previous_secret_expires_at.is_some_and(|until| until > Utc::now()) {
+            entries.push(NewEntry::new("update", "previous secret dropped"));
+        }
+    }
 }
 
 /// The itemtype, entity and category the settings name must exist.

@@ -34,6 +34,10 @@ pub async fn run(_tick: Tick, cleanup: Data<Cleanup>) -> Result<(), BoxDynError>
         .await
         .map_err(|err| format!("cleanup failed: {err:?}"))?;
     tracing::info!(deleted, "cleaned the delivery queue");
+    let cleared = crate::service::webhooks::clear_expired_previous_secrets(&cleanup.db)
+        .await
+        .map_err(|err| format!("cleanup of expired previous secrets failed: {err:?}"))?;
+    tracing::info!(cleared, "forgot the previous secrets whose overlap ended");
     let now = chrono::Utc::now();
     let before = chrono::TimeDelta::try_days(i64::from(cleanup.audit_days))
         .and_then(|age| now.checked_sub_signed(age))

@@ -1,0 +1,135 @@
+//! Replay (`replayQueuedWebhooks`): a webhook's rows of a time window queued again as new rows,
+//! with new delivery ids and a fresh budget, sending the same stored URL, headers and body.
+
+use chrono::{DateTime, Utc};
+use entity::queued_webhooks::{self, Column as Q, Model, QueueStatus};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Select};
+use serde_json::Value;
+
+use super::{Queue, enqueue};
+use crate::{
+    domain::webhook::is_sensitive_header,
+    error::{AppError, AppResult},
+    secret_box::{Purpose, SecretBox},
+};
+
+/// The most rows one call replays: a larger window is refused, to be narrowed.
+pub const MAX_REPLAY: u64 = 1000;
+
+/// Which rows a replay queues again.
+#[derive(Debug, Clone)]
+pub struct ReplayWindow {
+    pub webhook_id: i64,
+    /// None: every finished row (SENT, FAILED, CANCELLED); rows still to be sent are replayed
+    /// only when their status is asked for.
+    pub status: Option<QueueStatus>,
+    /// Rows created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Rows created before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only rows of these entities (the caller's scope); None: every row.
+    pub within: Option<Vec<i64>>,
+}
+
+impl ReplayWindow {
+    /// The rows replayed: those of the window with a body (a row never rendered has nothing to
+    /// send again) that are not test deliveries, oldest first.
+    fn rows(&self) -> Select<queued_webhooks::Entity> {
+        let mut select = queued_webhooks::Entity::find()
+            .filter(Q::WebhookId.eq(self.webhook_id))
+            .filter(Q::Body.is_not_null())
+            .filter(Q::IsTest.eq(false));
+        select = match self.status {
+            Some(status) => select.filter(Q::Status.eq(status)),
+            None => select.filter(Q::Status.is_in([QueueStatus::Sent, QueueStatus::Failed, QueueStatus::Cancelled])),
+        };
+        if let Some(since) = self.since {
+            select = select.filter(Q::CreateTime.gte(since));
+        }
+        if let Some(until) = self.until {
+            select = select.filter(Q::CreateTime.lt(until));
+        }
+        if let Some(within) = &self.within {
+            select = select.filter(Q::EntityId.is_in(within.iter().copied()));
+        }
+        select.order_by_asc(Q::Id)
+    }
+
+    /// How many rows the window replays; VALIDATION beyond [`MAX_REPLAY`].
+    async fn count(&self, conn: &impl ConnectionTrait) -> AppResult<u64> {
+        let count = self.rows().count(conn).await?;
+        if count > MAX_REPLAY {
+            return Err(AppError::validation(format!(
+                "replayQueuedWebhooks: {count} queued webhooks match, more than the {MAX_REPLAY} one call may replay; \
+                 narrow the window (since, until) or choose a status"
+            )));
+        }
+        Ok(count)
+    }
+}
+
+impl Queue {
+    /// Queues the window's rows again (or, with `dry_run`, only counts them, in the same way);
+    /// returns how many. `traceparent`: the trace the new rows' attempts continue.
+    pub async fn replay(
+        &self,
+        window: ReplayWindow,
+        dry_run: bool,
+        secrets: SecretBox,
+        traceparent: String,
+    ) -> AppResult<usize> {
+        if dry_run {
+            return Ok(window.count(&self.db).await? as usize);
+        }
+        self.writer
+            .write(move |txn, staged| {
+                Box::pin(async move {
+                    window.count(txn).await?;
+                    let now = Utc::now();
+                    let rows = window
+                        .rows()
+                        .all(txn)
+                        .await?
+                        .into_iter()
+                        .map(|row| replayed(row, &secrets, now, &traceparent))
+                        .collect::<AppResult<Vec<Model>>>()?;
+                    Ok(enqueue(txn, staged, rows).await?.len())
+                })
+            })
+            .await
+    }
+}
+
+/// The new row that sends `row` again: a new delivery id (its credential headers sealed anew
+/// for it), a fresh budget, due now.
+fn replayed(row: Model, secrets: &SecretBox, now: DateTime<Utc>, traceparent: &str) -> AppResult<Model> {
+    let delivery_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
+    let mut headers = row.headers.clone();
+    if let Value::Object(map) = &mut headers {
+        for (name, value) in map.iter_mut() {
+            if let Some(text) = value.as_str().filter(|_| is_sensitive_header(name)) {
+                let opened = secrets.open_header(Purpose::QueuedHeader, &row.delivery_id, name, text)?;
+                *value = Value::String(secrets.seal_header(Purpose::QueuedHeader, &delivery_id, name, &opened));
+            }
+        }
+    }
+    Ok(Model {
+        id: 0,
+        headers,
+        status: QueueStatus::Pending,
+        sent_try: 0,
+        delivery_id,
+        create_time: now,
+        send_time: now,
+        sent_time: None,
+        last_status_code: None,
+        response_body: None,
+        last_error: None,
+        lease_until: None,
+        claim_token: None,
+        claimed_by: None,
+        traceparent: Some(traceparent.to_owned()),
+        is_test: false,
+        ..row
+    })
+}
