@@ -40,6 +40,11 @@ pub struct Model {
     pub filter_criteria: Option<Json>,
     /// The saved search used as filter.
     pub saved_search_id: Option<i64>,
+    /// The deliveries of one item are sent one at a time, in event order.
+    pub ordered: bool,
+    /// How long `update` rows wait before their first send; a newer update of the same item
+    /// replaces a waiting one. 0: no wait.
+    pub coalesce_seconds: i32,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -12,6 +12,7 @@ mod m20261206_000002_create_audit_entries;
 mod m20261206_000003_add_actors;
 mod m20261208_000001_add_queued_traceparent;
 mod m20261209_000001_add_test_deliveries;
+mod m20261210_000002_add_delivery_order_and_coalescing;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000003_add_actors::Migration),
             Box::new(m20261208_000001_add_queued_traceparent::Migration),
             Box::new(m20261209_000001_add_test_deliveries::Migration),
+            Box::new(m20261210_000002_add_delivery_order_and_coalescing::Migration),
         ]
     }
 }

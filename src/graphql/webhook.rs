@@ -120,6 +120,18 @@ impl Webhook {
         self.0.settings.log_in_item_history
     }
 
+    /// The deliveries of one item (itemtype and id) are sent one at a time, in event order: a
+    /// later one waits while an earlier one is pending, sending or retrying.
+    async fn ordered(&self) -> bool {
+        self.0.settings.ordered
+    }
+
+    /// Seconds `update` deliveries wait before their first send; a newer update of the same
+    /// item replaces a waiting one. 0: no coalescing.
+    async fn coalesce_seconds(&self) -> i32 {
+        self.0.settings.coalesce_seconds
+    }
+
     /// Always true: a webhook always has a signing secret. It is never shown; see
     /// regenerateWebhookSecret.
     async fn has_secret(&self) -> bool {
@@ -301,6 +313,13 @@ pub struct WebhookInput {
     /// `Transfer-Encoding`, `Connection`, `TE`, `Upgrade`, `Trailer`, `Proxy-*`) and the
     /// signature and delivery headers are refused.
     pub custom_headers: Option<Json<Value>>,
+    /// The deliveries of one item (itemtype and id) are sent one at a time, in event order: a
+    /// later one waits while an earlier one is pending, sending or retrying. Default false.
+    pub ordered: Option<bool>,
+    /// Seconds `update` deliveries wait before their first send, 0 to 3600 (default 0): a
+    /// newer update of the same item replaces a waiting one (CANCELLED, "coalesced into <id>")
+    /// and carries the item's final state and the merged `changes`.
+    pub coalesce_seconds: Option<i32>,
 }
 
 /// Changes to a webhook: omitted fields stay; null clears a nullable one.
@@ -335,6 +354,8 @@ pub struct WebhookPatch {
     /// one known only when rendered), every stored credential header must be given again or
     /// left out, and likewise clientSecret when oauthUrl moves.
     pub custom_headers: MaybeUndefined<Json<Value>>,
+    pub ordered: Option<bool>,
+    pub coalesce_seconds: Option<i32>,
 }
 
 /// An optional input value as a patch value: omitted stays omitted.
@@ -380,6 +401,8 @@ impl WebhookPatch {
             use_default_payload: self.use_default_payload,
             payload: maybe(self.payload),
             custom_headers: maybe(self.custom_headers).map(|h| h.map_or(Value::Null, |j| j.0)),
+            ordered: self.ordered,
+            coalesce_seconds: self.coalesce_seconds,
         };
         Ok((changes, SecretChanges { secret: self.secret, client_secret: maybe(self.client_secret) }))
     }
@@ -420,6 +443,8 @@ impl WebhookInput {
             use_default_payload: self.use_default_payload,
             payload: given(self.payload),
             custom_headers: given(self.custom_headers),
+            ordered: self.ordered,
+            coalesce_seconds: self.coalesce_seconds,
         };
         let (changes, secrets) = patch.into_changes()?;
         Ok((base, changes, secrets))

@@ -46,7 +46,7 @@ impl From<&Transition> for QueueChange {
     }
 }
 
-/// The row as a change carries it: without its body, headers and response body (copied
+/// The row as a change carries it: without its body, headers, response body and changes (copied
 /// field by field, so that the payload is never copied only to be dropped).
 pub fn published(row: &queued_webhooks::Model) -> queued_webhooks::Model {
     let queued_webhooks::Model {
@@ -77,6 +77,8 @@ pub fn published(row: &queued_webhooks::Model) -> queued_webhooks::Model {
         claimed_by,
         traceparent,
         is_test,
+        order_key,
+        changes: _,
     } = row;
     queued_webhooks::Model {
         id: *id,
@@ -106,6 +108,8 @@ pub fn published(row: &queued_webhooks::Model) -> queued_webhooks::Model {
         claimed_by: claimed_by.clone(),
         traceparent: traceparent.clone(),
         is_test: *is_test,
+        order_key: order_key.clone(),
+        changes: None,
     }
 }
 

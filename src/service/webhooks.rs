@@ -92,6 +92,8 @@ impl TryFrom<webhooks::Model> for Webhook {
             use_default_payload: m.use_default_payload,
             payload: m.payload.clone(),
             custom_headers: crate::service::items::as_map(&m.custom_headers),
+            ordered: m.ordered,
+            coalesce_seconds: m.coalesce_seconds,
         };
         Ok(Self {
             id: m.id,
@@ -408,5 +410,7 @@ fn settings_model(s: &WebhookSettings, mut m: webhooks::ActiveModel) -> webhooks
     m.use_default_payload = Set(s.use_default_payload);
     m.payload = Set(s.payload.clone());
     m.custom_headers = Set(Value::Object(s.custom_headers.clone()));
+    m.ordered = Set(s.ordered);
+    m.coalesce_seconds = Set(s.coalesce_seconds);
     m
 }
