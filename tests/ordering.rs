@@ -6,8 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    POSTGRES_ENV, TestApp, each_backend,
+    POSTGRES_ENV, TestApp,
     binary::{Server, databases, drop_database, quick_env},
+    each_backend,
     receiver::{Receiver, Recorded, Reply},
 };
 use rand::Rng;
@@ -36,7 +37,8 @@ async fn ticket(app: &TestApp, fields: Value) -> String {
 /// The rows of a webhook, oldest first.
 async fn rows(app: &TestApp, webhook: &str) -> Vec<Value> {
     let data = app.data(ROWS, json!({"w": webhook})).await;
-    let mut rows: Vec<Value> = data["queuedWebhooks"]["edges"].as_array().expect("edges").iter().map(|e| e["node"].clone()).collect();
+    let mut rows: Vec<Value> =
+        data["queuedWebhooks"]["edges"].as_array().expect("edges").iter().map(|e| e["node"].clone()).collect();
     rows.reverse();
     rows
 }
@@ -128,11 +130,16 @@ async fn an_item_waiting_for_its_earlier_delivery_holds_back_no_other_item() {
         let ns: Vec<Value> = sent.iter().map(|r| r.json()["item"]["n"].clone()).collect();
         assert_eq!(ns, [json!(1), json!(2), json!(3)], "the other item goes, in order");
         // The stuck item's first row keeps failing; its later rows have not been tried.
-        let stuck_rows: Vec<Value> = rows(app, &hook).await.into_iter().filter(|r| r["itemId"] == stuck.as_str()).collect();
+        let stuck_rows: Vec<Value> =
+            rows(app, &hook).await.into_iter().filter(|r| r["itemId"] == stuck.as_str()).collect();
         assert_eq!(stuck_rows.len(), 3);
         assert!(matches!(stuck_rows[0]["status"].as_str(), Some("RETRYING" | "SENDING")), "{stuck_rows:?}");
         for later in &stuck_rows[1..] {
-            assert_eq!((later["status"].as_str(), later["sentTry"].as_i64()), (Some("PENDING"), Some(0)), "{stuck_rows:?}");
+            assert_eq!(
+                (later["status"].as_str(), later["sentTry"].as_i64()),
+                (Some("PENDING"), Some(0)),
+                "{stuck_rows:?}"
+            );
         }
         assert!(receiver.requests_to(&format!("/o/{stuck}")).iter().all(|r| r.json()["item"]["n"] == 1));
         // Once the first is cancelled, the others go, in order.
@@ -235,7 +242,9 @@ async fn ordering_holds_with_two_postgres_processes_claiming() {
     let expected = ITEMS * EVENTS as usize;
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let data = second.data("{ all: queuedWebhooks { totalCount } sent: queuedWebhooks(status: SENT) { totalCount } }", json!({})).await;
+        let data = second
+            .data("{ all: queuedWebhooks { totalCount } sent: queuedWebhooks(status: SENT) { totalCount } }", json!({}))
+            .await;
         if data["all"]["totalCount"] == expected && data["sent"]["totalCount"] == expected {
             break;
         }

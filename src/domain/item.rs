@@ -183,10 +183,7 @@ pub fn changes(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec<Change
 /// values as the item's history shows them, null when absent.
 pub fn changes_value(changes: &[Change]) -> Value {
     Value::Array(
-        changes
-            .iter()
-            .map(|c| serde_json::json!({"field": c.field, "old": c.old_value, "new": c.new_value}))
-            .collect(),
+        changes.iter().map(|c| serde_json::json!({"field": c.field, "old": c.old_value, "new": c.new_value})).collect(),
     )
 }
 

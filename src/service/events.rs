@@ -234,8 +234,16 @@ pub async fn plan(
         .into_iter()
         .zip(rendered)
         .map(|(CachedWebhook { webhook, .. }, rendered)| {
-            let row =
-                queued_row(webhook.id, &webhook.settings, item, event, rendered, secrets, now, Some(traceparent.clone()));
+            let row = queued_row(
+                webhook.id,
+                &webhook.settings,
+                item,
+                event,
+                rendered,
+                secrets,
+                now,
+                Some(traceparent.clone()),
+            );
             // A coalescing webhook's update row keeps its changes, for a newer update to merge.
             let coalescing = event == WebhookEvent::Update && webhook.settings.coalesce_seconds > 0;
             queued_webhooks::Model { changes: coalescing.then(|| data.changes.clone()).flatten(), ..row }

@@ -99,8 +99,18 @@ pub async fn raise(
         let entities = intake.cache.entities_in(conn, staged.batch()).await?;
         if Arc::ptr_eq(&webhooks, &forecast.webhooks) && Arc::ptr_eq(&entities, &forecast.entities) {
             intake.count_event(staged, item, event);
-            return coalesce::enqueue(conn, staged, intake, event, item, changes, forecast.queued, &webhooks, &entities)
-                .await;
+            return coalesce::enqueue(
+                conn,
+                staged,
+                intake,
+                event,
+                item,
+                changes,
+                forecast.queued,
+                &webhooks,
+                &entities,
+            )
+            .await;
         }
         tracing::debug!(item = %item.id, "the webhooks or entities changed since the forecast; rendering again");
     }

@@ -386,9 +386,8 @@ pub async fn update(state: &AppState, itemtype: &str, id: &str, patch: ItemPatch
     let expected = before.as_ref().and_then(|item| forecast::patched(item, &patch, now));
     let changes = before.as_ref().zip(expected.as_ref()).map(|(b, e)| write_changes(b, e)).unwrap_or_default();
     let span = telemetry::event_span(&itemtype, WebhookEvent::Update.as_str(), &id);
-    let forecast = forecast::before_write(state, &intake, WebhookEvent::Update, expected, changes)
-        .instrument(span.clone())
-        .await;
+    let forecast =
+        forecast::before_write(state, &intake, WebhookEvent::Update, expected, changes).instrument(span.clone()).await;
     state
         .writer
         .write(move |txn, staged| {
@@ -458,8 +457,7 @@ pub async fn set_deleted(
         .filter(|item| item.is_deleted != deleted)
         .map(|item| items::Model { is_deleted: deleted, date_mod: now, ..written_by(item, actor.as_ref()) });
     let span = telemetry::event_span(&itemtype, event.as_str(), &id);
-    let forecast =
-        forecast::before_write(state, &intake, event, expected, Vec::new()).instrument(span.clone()).await;
+    let forecast = forecast::before_write(state, &intake, event, expected, Vec::new()).instrument(span.clone()).await;
     state
         .writer
         .write(move |txn, staged| {

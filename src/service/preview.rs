@@ -16,10 +16,10 @@ use super::{
 };
 use crate::{
     domain::{
+        item::Change,
         payload::ApiData,
         render::{self, FieldError, Rendered, WebhookTemplates},
         template::Limits,
-        item::Change,
         webhook::{SignatureScheme, WebhookEvent, WebhookSettings},
     },
     error::{AppError, AppResult},
