@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{
     POSTGRES_ENV, TestApp,
     binary::{Server, databases, drop_database, quick_env},
-    each_backend,
+    each_backend, each_backend_with,
     receiver::{Receiver, Recorded, Reply},
 };
 use rand::Rng;
@@ -159,6 +159,25 @@ async fn an_item_waiting_for_its_earlier_delivery_holds_back_no_other_item() {
             .filter(|n| *n != 1)
             .collect();
         assert_eq!(after, [json!(2), json!(3)]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_ordered_row_that_ends_wakes_the_next_one_without_waiting_for_a_poll() {
+    // The workers look for due rows only when woken, or after an hour.
+    each_backend_with(|config| config.delivery.poll_interval = Duration::from_secs(3600), async |app| {
+        let receiver = Receiver::start().await;
+        receiver.delay_all(Duration::from_millis(200));
+        let hook = webhook(app, json!({"url": receiver.url("/w"), "ordered": true})).await;
+        let item = ticket(app, json!({})).await;
+        for n in 1..=3 {
+            app.data(UPDATE, json!({"id": item, "f": {"n": n}})).await;
+        }
+        let rows = settled(app, &hook, 3).await;
+        assert!(rows.iter().all(|r| r["status"] == "SENT"), "{rows:?}");
+        let ns: Vec<Value> = receiver.requests_to("/w").iter().map(|r| r.json()["item"]["n"].clone()).collect();
+        assert_eq!(ns, [json!(1), json!(2), json!(3)]);
     })
     .await;
 }
