@@ -10,6 +10,7 @@ use common::{
     binary::{Server, databases, drop_database, quick_env},
     each_backend, each_backend_with,
     receiver::{Receiver, Recorded, Reply},
+    ws,
 };
 use rand::Rng;
 use serde_json::{Value, json};
@@ -166,19 +167,22 @@ async fn an_item_waiting_for_its_earlier_delivery_holds_back_no_other_item() {
 #[tokio::test]
 async fn an_ordered_row_that_ends_wakes_the_next_one_without_waiting_for_a_poll() {
     // The workers look for due rows only when woken, or after an hour.
-    each_backend_with(|config| config.delivery.poll_interval = Duration::from_secs(3600), async |app| {
-        let receiver = Receiver::start().await;
-        receiver.delay_all(Duration::from_millis(200));
-        let hook = webhook(app, json!({"url": receiver.url("/w"), "ordered": true})).await;
-        let item = ticket(app, json!({})).await;
-        for n in 1..=3 {
-            app.data(UPDATE, json!({"id": item, "f": {"n": n}})).await;
-        }
-        let rows = settled(app, &hook, 3).await;
-        assert!(rows.iter().all(|r| r["status"] == "SENT"), "{rows:?}");
-        let ns: Vec<Value> = receiver.requests_to("/w").iter().map(|r| r.json()["item"]["n"].clone()).collect();
-        assert_eq!(ns, [json!(1), json!(2), json!(3)]);
-    })
+    each_backend_with(
+        |config| config.delivery.poll_interval = Duration::from_secs(3600),
+        async |app| {
+            let receiver = Receiver::start().await;
+            receiver.delay_all(Duration::from_millis(200));
+            let hook = webhook(app, json!({"url": receiver.url("/w"), "ordered": true})).await;
+            let item = ticket(app, json!({})).await;
+            for n in 1..=3 {
+                app.data(UPDATE, json!({"id": item, "f": {"n": n}})).await;
+            }
+            let rows = settled(app, &hook, 3).await;
+            assert!(rows.iter().all(|r| r["status"] == "SENT"), "{rows:?}");
+            let ns: Vec<Value> = receiver.requests_to("/w").iter().map(|r| r.json()["item"]["n"].clone()).collect();
+            assert_eq!(ns, [json!(1), json!(2), json!(3)]);
+        },
+    )
     .await;
 }
 
@@ -309,7 +313,7 @@ async fn update_templates_get_the_changes_and_the_item_after_the_write() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coalescing_sends_one_update_with_the_final_state_and_the_merged_changes() {
     each_backend(async |app| {
         let receiver = Receiver::start().await;
@@ -320,6 +324,10 @@ async fn coalescing_sends_one_update_with_the_final_state_and_the_merged_changes
         let input = json!({"url": receiver.url("/c"), "useDefaultPayload": false, "payload": WITH_CHANGES, "coalesceSeconds": 2});
         let hook = webhook(app, input).await;
         let item = ticket(app, json!({"status": 1, "priority": 3, "urgency": 2})).await;
+        let mut socket = ws::connect(app.addr, &app.token).await;
+        let cancelled = "subscription { queueUpdates(status: CANCELLED) { previousStatus queuedWebhook { id status lastError } } }";
+        ws::subscribe(&mut socket, "c", cancelled, json!({})).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         for fields in [json!({"status": 2, "urgency": 5}), json!({"priority": 4}), json!({"status": 5, "urgency": 2})] {
             app.data(UPDATE, json!({"id": item, "f": fields})).await;
         }
@@ -328,6 +336,13 @@ async fn coalescing_sends_one_update_with_the_final_state_and_the_merged_changes
         assert_eq!(statuses, ["CANCELLED", "CANCELLED", "SENT"], "{rows:?}");
         assert_eq!(rows[0]["lastError"], format!("coalesced into {}", rows[1]["id"].as_str().expect("id")));
         assert_eq!(rows[1]["lastError"], format!("coalesced into {}", rows[2]["id"].as_str().expect("id")));
+        // Subscribers see the replaced rows cancelled.
+        for row in &rows[..2] {
+            let message = ws::next(&mut socket).await;
+            let update = &message["payload"]["data"]["queueUpdates"];
+            assert_eq!(update["previousStatus"], "PENDING", "{message}");
+            assert_eq!(update["queuedWebhook"], json!({"id": row["id"], "status": "CANCELLED", "lastError": row["lastError"]}));
+        }
         tokio::time::sleep(Duration::from_millis(300)).await;
         let sent = receiver.requests_to("/c");
         assert_eq!(sent.len(), 1, "one update is sent");
