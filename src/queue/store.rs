@@ -87,7 +87,8 @@ pub struct Claim<'a> {
 /// claim's view, so the later row waits; and a row is never claimed while another of its key
 /// is `sending` (a resent earlier row waits for a later one already in flight), so two rows of
 /// one key are never sent at once (except by a forced send, which bypasses order).
-/// The probe reads the (order_key, status, id) index.
+/// The probe reads the partial index of unfinished rows with a key (order_key, id): the rows
+/// of one item that are still to be sent, never its sent history.
 const IN_TURN: &str = "(q.order_key IS NULL OR NOT EXISTS (SELECT 1 FROM queued_webhooks AS e \
      WHERE e.order_key = q.order_key AND e.status IN ('pending', 'sending', 'retrying') \
      AND e.id <> q.id AND (e.id < q.id OR e.status = 'sending')))";
