@@ -93,6 +93,28 @@ fn assert_in_event_order(requests: &[Recorded], ok: &[bool], items: &[String], e
 }
 
 #[tokio::test]
+async fn order_and_coalescing_are_webhook_settings_an_admin_changes() {
+    each_backend(async |app| {
+        let hook = webhook(app, json!({"url": "https://h.example/u"})).await;
+        let read = "query($id: ID!) { webhook(id: $id) { ordered coalesceSeconds history(first: 10) { edges { node { message oldValue newValue } } } } }";
+        let before = app.data(read, json!({"id": hook})).await["webhook"].clone();
+        assert_eq!((before["ordered"].clone(), before["coalesceSeconds"].clone()), (json!(false), json!(0)), "the defaults");
+        let patch = "mutation($id: ID!, $p: WebhookPatch!) { updateWebhook(id: $id, input: $p) { ordered coalesceSeconds } }";
+        let changed = app.data(patch, json!({"id": hook, "p": {"ordered": true, "coalesceSeconds": 30}})).await;
+        assert_eq!(changed["updateWebhook"], json!({"ordered": true, "coalesceSeconds": 30}));
+        let history = app.data(read, json!({"id": hook})).await["webhook"]["history"]["edges"].to_string();
+        assert!(history.contains("ordered") && history.contains("coalesceSeconds"), "{history}");
+        app.assert_error(patch, json!({"id": hook, "p": {"coalesceSeconds": -5}}), "VALIDATION", "coalesceSeconds").await;
+        let operator = app.client_as("olga", "operator", json!([])).await;
+        let refused = app.query_with(&operator, patch, json!({"id": hook, "p": {"ordered": false}})).await;
+        assert_eq!(refused["errors"][0]["extensions"]["code"], "FORBIDDEN", "{refused}");
+        let after = app.data(read, json!({"id": hook})).await["webhook"].clone();
+        assert_eq!((after["ordered"].clone(), after["coalesceSeconds"].clone()), (json!(true), json!(30)), "nothing lost");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn ordered_deliveries_arrive_in_event_order_while_the_receiver_fails_at_random() {
     each_backend(async |app| {
         let receiver = Receiver::start().await;
