@@ -86,7 +86,9 @@ pub struct Claim<'a> {
 /// processes may claim at once: a row another claim is taking is still `pending` in this
 /// claim's view, so the later row waits; and a row is never claimed while another of its key
 /// is `sending` (a resent earlier row waits for a later one already in flight), so two rows of
-/// one key are never sent at once (except by a forced send, which bypasses order).
+/// one key are never sent at once (except by a forced send, which bypasses order). The one
+/// row that turns unfinished again after later rows of its key, a resent one, is due only
+/// after claims that began before it have ended ([`RESENT_IN_ORDER_AFTER`]).
 /// The probe reads the partial index of unfinished rows with a key (order_key, id): the rows
 /// of one item that are still to be sent, never its sent history.
 const IN_TURN: &str = "(q.order_key IS NULL OR NOT EXISTS (SELECT 1 FROM queued_webhooks AS e \
@@ -269,18 +271,28 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
     Ok(written)
 }
 
+/// How long after being resent an ordered row is due. A resent row is an earlier row of its
+/// item becoming unfinished again: a claim whose snapshot predates the resend could take a
+/// later row of the item while another process takes the resent one. Claims last milliseconds;
+/// one that began before the resend has ended by the time the resent row is due.
+const RESENT_IN_ORDER_AFTER: chrono::Duration = chrono::Duration::seconds(1);
+
 /// FAILED rows (with a body to send; of one webhook, and among `ids`, when given) back to
-/// PENDING with a fresh budget; returns them as they are now.
+/// PENDING with a fresh budget, due now ([`RESENT_IN_ORDER_AFTER`] for ordered rows); returns
+/// them as they are now.
 pub async fn resend_failed(
     conn: &impl ConnectionTrait,
     webhook_id: Option<i64>,
     ids: Option<&[i64]>,
     within: Option<&[i64]>,
 ) -> AppResult<Vec<Model>> {
+    let now = Utc::now();
+    let due = Expr::case(Expr::col(Q::OrderKey).is_null(), Expr::value(now))
+        .finally(Expr::value(now + RESENT_IN_ORDER_AFTER));
     let mut update = queued_webhooks::Entity::update_many()
         .col_expr(Q::Status, Expr::value(QueueStatus::Pending))
         .col_expr(Q::SentTry, Expr::value(0))
-        .col_expr(Q::SendTime, Expr::value(Utc::now()))
+        .col_expr(Q::SendTime, due.into())
         .filter(Q::Status.eq(QueueStatus::Failed))
         .filter(Q::Body.is_not_null());
     if let Some(id) = webhook_id {
