@@ -260,9 +260,10 @@ async fn a_trigger_snapshot_is_forecast_as_the_write_stores_it() {
         };
         let now = forecast::write_time();
         let expected = forecast::replaced(&stored, &new, now).expect("a forecast");
-        let (written, changed) =
-            items::replace(&app.state.db, &app.state.cache, None, stored, new, now).await.expect("replaced");
-        assert!(changed);
+        let (written, changes) =
+            items::replace(&app.state.db, &app.state.cache, None, stored.clone(), new, now).await.expect("replaced");
+        assert!(!changes.is_empty());
+        assert_eq!(changes, items::write_changes(&stored, &expected), "the forecast's changes are the write's");
         let reread = items::get(&app.state.db, "Ticket", "5").await.expect("read").expect("stored");
         assert_eq!(expected, written, "{:?}", app.backend);
         assert_eq!(expected, reread, "{:?}", app.backend);

@@ -88,6 +88,14 @@ pub struct Model {
     /// Sent by `sendTestDelivery`: one attempt, whatever the webhook's state and filter.
     #[serde(default)]
     pub is_test: bool,
+    /// For an ordered webhook: webhook id, itemtype and item id. A row is not claimed while an
+    /// earlier row of its key is still to be sent or being sent.
+    #[serde(default)]
+    pub order_key: Option<String>,
+    /// For an `update` row of a coalescing webhook: the changes it carries (`[{field, old,
+    /// new}]`), which a newer update of the item merges when it replaces this row.
+    #[serde(default)]
+    pub changes: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

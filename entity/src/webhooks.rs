@@ -46,6 +46,11 @@ pub struct Model {
     /// with it until `previous_secret_expires_at`.
     pub previous_secret_encrypted: Option<String>,
     pub previous_secret_expires_at: Option<DateTimeUtc>,
+    /// The deliveries of one item are sent one at a time, in event order.
+    pub ordered: bool,
+    /// How long `update` rows wait before their first send; a newer update of the same item
+    /// replaces a waiting one. 0: no wait.
+    pub coalesce_seconds: i32,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

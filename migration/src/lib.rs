@@ -13,6 +13,7 @@ mod m20261206_000003_add_actors;
 mod m20261208_000001_add_queued_traceparent;
 mod m20261209_000001_add_test_deliveries;
 mod m20261210_000001_add_attempts_and_previous_secrets;
+mod m20261210_000002_add_delivery_order_and_coalescing;
 mod m20261210_000003_add_webhook_health;
 mod m20261210_000004_create_idempotency_keys;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000001_add_queued_traceparent::Migration),
             Box::new(m20261209_000001_add_test_deliveries::Migration),
             Box::new(m20261210_000001_add_attempts_and_previous_secrets::Migration),
+            Box::new(m20261210_000002_add_delivery_order_and_coalescing::Migration),
             Box::new(m20261210_000003_add_webhook_health::Migration),
             Box::new(m20261210_000004_create_idempotency_keys::Migration),
         ]

@@ -179,6 +179,45 @@ pub fn changes(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec<Change
         .collect()
 }
 
+/// Changes as templates see them (the `changes` variable of `update`): `[{field, old, new}]`,
+/// values as the item's history shows them, null when absent.
+pub fn changes_value(changes: &[Change]) -> Value {
+    Value::Array(
+        changes.iter().map(|c| serde_json::json!({"field": c.field, "old": c.old_value, "new": c.new_value})).collect(),
+    )
+}
+
+/// Changes read back from [`changes_value`] (what a queued row stores); anything else is none.
+pub fn changes_from_value(value: &Value) -> Vec<Change> {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    value
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|c| {
+                    let field = c.get("field")?.as_str()?.to_owned();
+                    Some(Change { field, old_value: text(c.get("old")), new_value: text(c.get("new")) })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The changes of several writes as one: each field once, where it first changed, with the
+/// old value of the earliest write and the new value of the latest. A field that ends where
+/// it started is dropped (nothing changed, seen from before the first write).
+pub fn merged_changes(earlier: &[Change], later: &[Change]) -> Vec<Change> {
+    let mut merged: Vec<Change> = earlier.to_vec();
+    for change in later {
+        match merged.iter_mut().find(|m| m.field == change.field) {
+            Some(m) => m.new_value.clone_from(&change.new_value),
+            None => merged.push(change.clone()),
+        }
+    }
+    merged.retain(|c| c.old_value != c.new_value);
+    merged
+}
+
 fn display(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
@@ -231,6 +270,21 @@ mod tests {
         assert!(checked_fields(Some(json!({"entity": 3}))).is_err());
         assert!(checked_fields(Some(json!([1]))).is_err());
         assert!(checked_fields(Some(json!({"brand": "X"}))).is_ok());
+    }
+
+    #[test]
+    fn merged_changes_keep_the_first_old_and_the_last_new_and_drop_what_came_back() {
+        let change = |field: &str, old: Option<&str>, new: Option<&str>| Change {
+            field: field.into(),
+            old_value: old.map(Into::into),
+            new_value: new.map(Into::into),
+        };
+        let first = [change("status", Some("1"), Some("2")), change("priority", Some("3"), Some("4"))];
+        let second = [change("status", Some("2"), Some("5")), change("priority", Some("4"), Some("3"))];
+        let third = [change("solution", None, Some("done"))];
+        let merged = merged_changes(&merged_changes(&first, &second), &third);
+        assert_eq!(merged, vec![change("status", Some("1"), Some("5")), change("solution", None, Some("done"))]);
+        assert_eq!(changes_from_value(&changes_value(&merged)), merged, "stored and read back");
     }
 
     #[test]

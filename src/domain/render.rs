@@ -176,6 +176,7 @@ mod tests {
             event: "new",
             parent_item: None,
             actor: None,
+            changes: None,
         }
     }
 

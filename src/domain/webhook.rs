@@ -140,10 +140,18 @@ pub struct WebhookSettings {
     pub custom_headers: Map<String, Value>,
     /// Most sends started in any one second, over every process (None: no limit).
     pub max_per_second: Option<i32>,
+    /// The deliveries of one item are sent one at a time, in event order.
+    pub ordered: bool,
+    /// How long `update` rows wait before their first send (a newer update of the same item
+    /// replaces a waiting one); 0: they go at once.
+    pub coalesce_seconds: i32,
 }
 
 /// The highest rate limit a webhook may have (`maxPerSecond`).
 pub const MAX_PER_SECOND: i32 = 10_000;
+
+/// The longest `coalesceSeconds`: an hour (a row waits no longer than this for newer updates).
+pub const MAX_COALESCE_SECONDS: i32 = 3600;
 
 impl WebhookSettings {
     /// The settings of a new webhook before its input is applied: hookline's defaults
@@ -173,6 +181,8 @@ impl WebhookSettings {
             payload: None,
             custom_headers: Map::new(),
             max_per_second: None,
+            ordered: false,
+            coalesce_seconds: 0,
         }
     }
 
@@ -217,6 +227,15 @@ impl WebhookSettings {
         }
         if self.expiration < 0 {
             return Err(AppError::validation("expiration: must be 0 (disabled) or a positive number of seconds"));
+        }
+        if !(0..=MAX_COALESCE_SECONDS).contains(&self.coalesce_seconds) {
+            return Err(AppError::invalid(
+                "coalesceSeconds",
+                format!(
+                    "coalesceSeconds: must be between 0 (no coalescing) and {MAX_COALESCE_SECONDS} seconds, not {}",
+                    self.coalesce_seconds
+                ),
+            ));
         }
         check_custom_headers(&self.custom_headers)?;
         self.oauth_url = self.oauth_url.take().map(|u| u.trim().to_owned()).filter(|u| !u.is_empty());
@@ -342,6 +361,8 @@ mod tests {
             assert!(error_of(limited).starts_with("maxPerSecond:"));
         }
         assert!(WebhookSettings { max_per_second: Some(10_000), ..settings() }.validate(false).is_ok());
+        assert!(error_of(WebhookSettings { coalesce_seconds: -1, ..settings() }).starts_with("coalesceSeconds:"));
+        assert!(error_of(WebhookSettings { coalesce_seconds: 3601, ..settings() }).starts_with("coalesceSeconds:"));
         assert!(error_of(WebhookSettings { use_oauth: true, ..settings() }).starts_with("oauthUrl:"));
         let oauth = WebhookSettings {
             use_oauth: true,
@@ -403,6 +424,8 @@ pub struct WebhookChanges {
     pub payload: Option<Option<String>>,
     pub custom_headers: Option<Value>,
     pub max_per_second: Option<Option<i32>>,
+    pub ordered: Option<bool>,
+    pub coalesce_seconds: Option<i32>,
 }
 
 impl WebhookSettings {
@@ -435,6 +458,8 @@ impl WebhookSettings {
         set(&mut self.use_default_payload, c.use_default_payload);
         set(&mut self.payload, c.payload);
         set(&mut self.max_per_second, c.max_per_second);
+        set(&mut self.ordered, c.ordered);
+        set(&mut self.coalesce_seconds, c.coalesce_seconds);
         if let Some(headers) = c.custom_headers {
             self.custom_headers = parse_custom_headers(headers)?;
         }
@@ -444,7 +469,7 @@ impl WebhookSettings {
     /// `(setting, old, new)` for each setting that differs, for the webhook's history.
     pub fn differences(&self, new: &Self) -> Vec<(&'static str, String, String)> {
         let show = |v: &dyn std::fmt::Debug| format!("{v:?}");
-        let pairs: [(&'static str, String, String); 23] = [
+        let pairs: [(&'static str, String, String); 25] = [
             ("name", self.name.clone(), new.name.clone()),
             ("comment", show(&self.comment), show(&new.comment)),
             ("isActive", show(&self.is_active), show(&new.is_active)),
@@ -467,6 +492,8 @@ impl WebhookSettings {
             ("useDefaultPayload", show(&self.use_default_payload), show(&new.use_default_payload)),
             ("payload", show(&self.payload), show(&new.payload)),
             ("maxPerSecond", show(&self.max_per_second), show(&new.max_per_second)),
+            ("ordered", show(&self.ordered), show(&new.ordered)),
+            ("coalesceSeconds", show(&self.coalesce_seconds), show(&new.coalesce_seconds)),
             (
                 "customHeaders",
                 Value::Object(redact_headers(&self.custom_headers)).to_string(),

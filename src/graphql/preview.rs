@@ -53,7 +53,8 @@ pub struct PreviewQuery;
 
 #[Object]
 impl PreviewQuery {
-    /// Renders the webhook for one stored item of its itemtype, as it would be queued now.
+    /// Renders the webhook for one stored item of its itemtype, as it would be queued now (for
+    /// `update`, `changes` are those of the item's last update).
     /// NOT_FOUND for an item of another itemtype; VALIDATION when it cannot be rendered.
     async fn webhook_preview(&self, ctx: &Context<'_>, webhook_id: ID, item_id: ID) -> Result<WebhookPreview> {
         let s = session(ctx)?;
@@ -71,6 +72,7 @@ impl PreviewQuery {
     }
 
     /// The variable paths templates of the itemtype can use, for autocompletion: `event`,
+    /// `actor.*`, `changes` (`update` only: `[{field, old, new}]`, what the write changed),
     /// `item.*` (known fields and those seen in stored items) and `parent_item.*`.
     async fn payload_variables(&self, ctx: &Context<'_>, itemtype: String) -> Result<Vec<String>> {
         let s = session(ctx)?;

@@ -121,6 +121,18 @@ impl Webhook {
         self.0.settings.log_in_item_history
     }
 
+    /// The deliveries of one item (itemtype and id) are sent one at a time, in event order: a
+    /// later one waits while an earlier one is pending, sending or retrying.
+    async fn ordered(&self) -> bool {
+        self.0.settings.ordered
+    }
+
+    /// Seconds `update` deliveries wait before their first send; a newer update of the same
+    /// item replaces a waiting one. 0: no coalescing.
+    async fn coalesce_seconds(&self) -> i32 {
+        self.0.settings.coalesce_seconds
+    }
+
     /// Always true: a webhook always has a signing secret. It is never shown; see
     /// regenerateWebhookSecret.
     async fn has_secret(&self) -> bool {
@@ -347,6 +359,13 @@ pub struct WebhookInput {
     /// Most sends started in any one second, over every process, 1 to 10000 (null: no
     /// limit). Rows beyond it wait their turn; forced sends and test deliveries pass but count.
     pub max_per_second: Option<i32>,
+    /// The deliveries of one item (itemtype and id) are sent one at a time, in event order: a
+    /// later one waits while an earlier one is pending, sending or retrying. Default false.
+    pub ordered: Option<bool>,
+    /// Seconds `update` deliveries wait before their first send, 0 to 3600 (default 0): a
+    /// newer update of the same item replaces a waiting one (CANCELLED, "coalesced into <id>")
+    /// and carries the item's final state and the merged `changes`.
+    pub coalesce_seconds: Option<i32>,
 }
 
 /// Changes to a webhook: omitted fields stay; null clears a nullable one.
@@ -383,6 +402,8 @@ pub struct WebhookPatch {
     pub custom_headers: MaybeUndefined<Json<Value>>,
     /// 1 to 10000 sends started a second; null removes the limit.
     pub max_per_second: MaybeUndefined<i32>,
+    pub ordered: Option<bool>,
+    pub coalesce_seconds: Option<i32>,
 }
 
 /// An optional input value as a patch value: omitted stays omitted.
@@ -429,6 +450,8 @@ impl WebhookPatch {
             payload: maybe(self.payload),
             custom_headers: maybe(self.custom_headers).map(|h| h.map_or(Value::Null, |j| j.0)),
             max_per_second: maybe(self.max_per_second),
+            ordered: self.ordered,
+            coalesce_seconds: self.coalesce_seconds,
         };
         Ok((changes, SecretChanges { secret: self.secret, client_secret: maybe(self.client_secret) }))
     }
@@ -470,6 +493,8 @@ impl WebhookInput {
             payload: given(self.payload),
             custom_headers: given(self.custom_headers),
             max_per_second: given(self.max_per_second),
+            ordered: self.ordered,
+            coalesce_seconds: self.coalesce_seconds,
         };
         let (changes, secrets) = patch.into_changes()?;
         Ok((base, changes, secrets))

@@ -408,8 +408,8 @@ pub async fn next_reopening(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> 
 /// probe, and whose rate window is free.
 pub fn claimable(now: &str) -> String {
     format!(
-        "(queued_webhooks.is_test OR NOT EXISTS (SELECT 1 FROM webhook_health h \
-         WHERE h.webhook_id = queued_webhooks.webhook_id AND ((h.state = 'open' AND (h.next_probe_at IS NULL \
+        "(q.is_test OR NOT EXISTS (SELECT 1 FROM webhook_health h \
+         WHERE h.webhook_id = q.webhook_id AND ((h.state = 'open' AND (h.next_probe_at IS NULL \
          OR h.next_probe_at > {now})) OR (h.state = 'half_open' AND h.probe_until > {now}) OR h.paced_until > {now})))"
     )
 }

@@ -50,7 +50,7 @@ impl From<&Transition> for QueueChange {
     }
 }
 
-/// The row as a change carries it: without its body, headers and response body (copied
+/// The row as a change carries it: without its body, headers, response body and changes (copied
 /// field by field, so that the payload is never copied only to be dropped).
 pub fn published(row: &queued_webhooks::Model) -> queued_webhooks::Model {
     let queued_webhooks::Model {
@@ -81,6 +81,8 @@ pub fn published(row: &queued_webhooks::Model) -> queued_webhooks::Model {
         claimed_by,
         traceparent,
         is_test,
+        order_key,
+        changes: _,
     } = row;
     queued_webhooks::Model {
         id: *id,
@@ -110,6 +112,8 @@ pub fn published(row: &queued_webhooks::Model) -> queued_webhooks::Model {
         claimed_by: claimed_by.clone(),
         traceparent: traceparent.clone(),
         is_test: *is_test,
+        order_key: order_key.clone(),
+        changes: None,
     }
 }
 

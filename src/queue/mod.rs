@@ -95,8 +95,14 @@ impl Staged {
     }
 
     /// Stages a change of `row` (kept as subscribers are told it: without its payload).
+    /// Rows due now wake the workers, and so does an ordered row that is done: the next row of
+    /// its item may be waiting for it.
     fn push(&mut self, row: &Model, from: Option<QueueStatus>) {
-        self.wake |= matches!(row.status, QueueStatus::Pending | QueueStatus::Retrying);
+        self.wake |= match row.status {
+            QueueStatus::Pending | QueueStatus::Retrying => true,
+            QueueStatus::Sent | QueueStatus::Failed | QueueStatus::Cancelled => row.order_key.is_some(),
+            QueueStatus::Sending => false,
+        };
         self.transitions.push(Transition { row: live::published(row), from });
     }
 }
@@ -182,6 +188,41 @@ pub struct Claimed {
     /// Rows the claim took and gave back at once (their breaker is open or their rate window
     /// is spent): their webhooks are skipped now, so another claim may find other rows.
     pub given_back: usize,
+}
+
+/// Replaces the `update` rows of this webhook and item that still wait for their first
+/// attempt: they are CANCELLED (inside the caller's transaction) and returned, oldest first,
+/// for the newer row to merge; [`coalesced_into`] then says which row replaced them.
+pub async fn take_waiting_updates(
+    conn: &impl ConnectionTrait,
+    webhook_id: i64,
+    itemtype: &str,
+    item_id: &str,
+) -> AppResult<Vec<Model>> {
+    store::take_waiting_updates(conn, webhook_id, itemtype, item_id).await
+}
+
+/// Rows taken by [`take_waiting_updates`] were replaced by the queued row `into`: their
+/// `lastError` says so, and subscribers see them cancelled.
+pub async fn coalesced_into(
+    conn: &impl ConnectionTrait,
+    staged: &mut Staged,
+    mut replaced: Vec<Model>,
+    into: i64,
+) -> AppResult<()> {
+    if replaced.is_empty() {
+        return Ok(());
+    }
+    let reason = format!("coalesced into {into}");
+    let ids: Vec<i64> = replaced.iter().map(|row| row.id).collect();
+    store::set_last_error(conn, &ids, &reason).await?;
+    for row in &mut replaced {
+        row.status = transition::next(Some(QueueStatus::Pending), Step::Cancel)
+            .map_err(|e| AppError::internal(e.to_string()))?;
+        row.last_error = Some(reason.clone());
+        staged.push(row, Some(QueueStatus::Pending));
+    }
+    Ok(())
 }
 
 /// The filters of `queuedWebhooks`; `entity_id` includes child entities.
@@ -416,7 +457,10 @@ impl Queue {
     }
 
     /// FAILED rows (of one webhook, or all; only those of `ids` when given) back to PENDING
-    /// with a fresh budget; returns how many.
+    /// with a fresh budget; returns how many. On an ordered webhook they keep their place in
+    /// event order (their ids): a resent row goes before the later rows of its item that are
+    /// still to be sent, which wait for it, after one already being sent; rows already sent
+    /// are not sent again.
     pub async fn resend_failed(
         &self,
         webhook_id: Option<i64>,

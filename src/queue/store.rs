@@ -80,6 +80,21 @@ pub struct Claim<'a> {
     pub lease: Duration,
 }
 
+/// Whether the row `q` may be sent now as far as ordering goes: it has no ordering key (its
+/// webhook is not ordered: one test of a null column, the claim's hot path stays as fast), or
+/// no other row of its key is being sent and no earlier one is still to be sent. Several
+/// processes may claim at once: a row another claim is taking is still `pending` in this
+/// claim's view, so the later row waits; and a row is never claimed while another of its key
+/// is `sending` (a resent earlier row waits for a later one already in flight), so two rows of
+/// one key are never sent at once (except by a forced send, which bypasses order). The one
+/// row that turns unfinished again after later rows of its key, a resent one, is due only
+/// after claims that began before it have ended ([`RESENT_IN_ORDER_AFTER`]).
+/// The probe reads the partial index of unfinished rows with a key (order_key, id): the rows
+/// of one item that are still to be sent, never its sent history.
+const IN_TURN: &str = "(q.order_key IS NULL OR NOT EXISTS (SELECT 1 FROM queued_webhooks AS e \
+     WHERE e.order_key = q.order_key AND e.status IN ('pending', 'sending', 'retrying') \
+     AND e.id <> q.id AND (e.id < q.id OR e.status = 'sending')))";
+
 /// Claims up to `limit` due rows, oldest due first, and returns them as they were before. On
 /// PostgreSQL rows locked by another process are skipped, so no two processes claim the same
 /// attempt. Rows of a webhook whose breaker is open or probing, or whose rate window is spent,
@@ -87,7 +102,8 @@ pub struct Claim<'a> {
 ///
 /// Each status is read apart, in the order of the (status, send_time) index, at most `limit`
 /// rows each, and the oldest `limit` of both are taken: a claim reads about the rows it takes,
-/// however many are due. (With `status IN (...)` the database sorted every due row for each
+/// however many are due, and rows waiting for an earlier row of their item ([`IN_TURN`]) are
+/// passed over. (With `status IN (...)` the database sorted every due row for each
 /// claim, and PostgreSQL, whose row locks sit between that sort and the limit, sorted them all:
 /// 8 ms a claim with 20,000 due rows, 0.3 ms now.)
 pub async fn claim_due(conn: &impl ConnectionTrait, limit: u64, claim: &Claim<'_>) -> AppResult<Vec<Model>> {
@@ -97,8 +113,8 @@ pub async fn claim_due(conn: &impl ConnectionTrait, limit: u64, claim: &Claim<'_
     let p = |n| placeholder(backend, n);
     let due = |status: &str| {
         format!(
-            "SELECT id, send_time FROM queued_webhooks WHERE status = '{status}' AND send_time <= {} AND {} \
-             ORDER BY send_time, id LIMIT {}{skip_locked}",
+            "SELECT id, send_time FROM queued_webhooks AS q WHERE status = '{status}' AND send_time <= {} AND {} \
+             AND {IN_TURN} ORDER BY send_time, id LIMIT {}{skip_locked}",
             p(4),
             super::health::claimable(&p(4)),
             p(5)
@@ -257,18 +273,28 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
     Ok(written)
 }
 
+/// How long after being resent an ordered row is due. A resent row is an earlier row of its
+/// item becoming unfinished again: a claim whose snapshot predates the resend could take a
+/// later row of the item while another process takes the resent one. Claims last milliseconds;
+/// one that began before the resend has ended by the time the resent row is due.
+const RESENT_IN_ORDER_AFTER: chrono::Duration = chrono::Duration::seconds(1);
+
 /// FAILED rows (with a body to send; of one webhook, and among `ids`, when given) back to
-/// PENDING with a fresh budget; returns them as they are now.
+/// PENDING with a fresh budget, due now ([`RESENT_IN_ORDER_AFTER`] for ordered rows); returns
+/// them as they are now.
 pub async fn resend_failed(
     conn: &impl ConnectionTrait,
     webhook_id: Option<i64>,
     ids: Option<&[i64]>,
     within: Option<&[i64]>,
 ) -> AppResult<Vec<Model>> {
+    let now = Utc::now();
+    let due = Expr::case(Expr::col(Q::OrderKey).is_null(), Expr::value(now))
+        .finally(Expr::value(now + RESENT_IN_ORDER_AFTER));
     let mut update = queued_webhooks::Entity::update_many()
         .col_expr(Q::Status, Expr::value(QueueStatus::Pending))
         .col_expr(Q::SentTry, Expr::value(0))
-        .col_expr(Q::SendTime, Expr::value(Utc::now()))
+        .col_expr(Q::SendTime, due.into())
         .filter(Q::Status.eq(QueueStatus::Failed))
         .filter(Q::Body.is_not_null());
     if let Some(id) = webhook_id {
@@ -281,6 +307,41 @@ pub async fn resend_failed(
         update = update.filter(Q::EntityId.is_in(within.iter().copied()));
     }
     Ok(update.exec_with_returning(conn).await?)
+}
+
+/// Cancels the `update` rows of this webhook and item that wait for their first attempt
+/// (pending, never attempted, not a test) and returns them, oldest first: a newer update
+/// replaces them. A row a claim is taking meanwhile is left to its claim.
+pub async fn take_waiting_updates(
+    conn: &impl ConnectionTrait,
+    webhook_id: i64,
+    itemtype: &str,
+    item_id: &str,
+) -> AppResult<Vec<Model>> {
+    let mut rows = queued_webhooks::Entity::update_many()
+        .col_expr(Q::Status, Expr::value(QueueStatus::Cancelled))
+        .filter(Q::WebhookId.eq(webhook_id))
+        .filter(Q::Itemtype.eq(itemtype))
+        .filter(Q::ItemId.eq(item_id))
+        .filter(Q::Event.eq("update"))
+        .filter(Q::Status.eq(QueueStatus::Pending))
+        .filter(Q::SentTry.eq(0))
+        .filter(Q::IsTest.eq(false))
+        .filter(Q::Body.is_not_null())
+        .exec_with_returning(conn)
+        .await?;
+    rows.sort_by_key(|row| row.id);
+    Ok(rows)
+}
+
+/// Says on replaced rows which row replaced them.
+pub async fn set_last_error(conn: &impl ConnectionTrait, ids: &[i64], error: &str) -> AppResult<()> {
+    queued_webhooks::Entity::update_many()
+        .col_expr(Q::LastError, Expr::value(error))
+        .filter(Q::Id.is_in(ids.iter().copied()))
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 /// Sets the status of one row if it still is `from`; returns whether it was.

@@ -83,7 +83,7 @@ pub fn webhook_view(webhook: &Webhook) -> Map<String, Value> {
         "expiration": s.expiration, "useCraChallenge": s.use_cra_challenge, "useOauth": s.use_oauth,
         "oauthUrl": s.oauth_url, "clientId": s.client_id, "useDefaultPayload": s.use_default_payload,
         "payload": s.payload, "customHeaders": Value::Object(redact_headers(&s.custom_headers)),
-        "maxPerSecond": s.max_per_second, "filter": filter,
+        "maxPerSecond": s.max_per_second, "filter": filter, "ordered": s.ordered, "coalesceSeconds": s.coalesce_seconds,
     });
     match view {
         Value::Object(map) => map,

@@ -19,7 +19,7 @@ use crate::{
     delivery::seal_credentials,
     domain::{
         filter::Subject,
-        item::Actor,
+        item::{Actor, Change, changes_value},
         matching::entity_matches,
         payload::ApiData,
         render::{self, Rendered, WebhookTemplates},
@@ -28,7 +28,7 @@ use crate::{
     },
     error::{AppError, AppResult},
     metrics::Metrics,
-    queue::{self, Staged},
+    queue::Staged,
     secret_box::SecretBox,
     telemetry,
 };
@@ -59,13 +59,14 @@ impl Intake {
     }
 }
 
-/// The template variables of an event for an item: `event`, `item`, and `parent_item` when
-/// the item has a stored parent.
+/// The template variables of an event for an item: `event`, `item`, `parent_item` when the
+/// item has a stored parent, and for `update` the write's `changes`.
 pub async fn api_data(
     conn: &impl ConnectionTrait,
     entities: &EntityIndex,
     event: WebhookEvent,
     item: &items::Model,
+    changes: &[Change],
 ) -> AppResult<ApiData> {
     let parent_item = match (&item.parent_itemtype, &item.parent_id) {
         (Some(ptype), Some(pid)) => match super::items::get(conn, ptype, pid).await? {
@@ -75,7 +76,8 @@ pub async fn api_data(
         _ => None,
     };
     let actor = Actor::stored(&item.actor_user, &item.actor_profile).map(|actor| actor.to_value());
-    Ok(ApiData { item: document_in(entities, item)?, event: event.as_str(), parent_item, actor })
+    let changes = (event == WebhookEvent::Update).then(|| changes_value(changes));
+    Ok(ApiData { item: document_in(entities, item)?, event: event.as_str(), parent_item, actor, changes })
 }
 
 /// The active webhooks whose entity scope holds an item of the entity `chain` (the item's
@@ -108,6 +110,7 @@ pub fn passing<'a>(in_scope: Vec<&'a CachedWebhook>, subject: &Subject<'_>) -> V
 /// Queues every active webhook of the item's type and the event whose entity scope holds
 /// the item. A webhook whose request cannot be rendered gets a FAILED row saying why; the
 /// others go on. Returns the queued rows.
+/// `changes`: what the write changed (`update`; empty otherwise).
 /// Run it in the event's span (see [`plan`]).
 pub async fn raise(
     conn: &impl ConnectionTrait,
@@ -115,6 +118,7 @@ pub async fn raise(
     intake: &Intake,
     event: WebhookEvent,
     item: &items::Model,
+    changes: &[Change],
 ) -> AppResult<Vec<queued_webhooks::Model>> {
     intake.count_event(staged, item, event);
     intake.cache.read_versions(conn, &item.itemtype, event.as_str(), staged.batch()).await?;
@@ -126,8 +130,8 @@ pub async fn raise(
         return Ok(Vec::new());
     }
     let entities = intake.cache.entities_in(conn, staged.batch()).await?;
-    let queued = plan(conn, intake, event, item, &candidates, &entities).await?;
-    queue::enqueue(conn, staged, queued).await
+    let queued = plan(conn, intake, event, item, changes, &candidates, &entities).await?;
+    super::coalesce::enqueue(conn, staged, intake, event, item, changes, queued, &candidates, &entities).await
 }
 
 /// Renderings allowed to run at once: one per CPU, so that a rendering's clock
@@ -158,7 +162,7 @@ pub async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 's
 /// Renders each webhook's request: on the blocking pool when a template has anything to
 /// evaluate, each within its budget, so that one slow or huge template fails only its own
 /// row.
-async fn render_all(
+pub(super) async fn render_all(
     candidates: &Arc<Vec<CachedWebhook>>,
     chosen: Vec<usize>,
     variables: liquid::Object,
@@ -193,6 +197,7 @@ pub async fn plan(
     intake: &Intake,
     event: WebhookEvent,
     item: &items::Model,
+    changes: &[Change],
     candidates: &Arc<Vec<CachedWebhook>>,
     entities: &EntityIndex,
 ) -> AppResult<Vec<queued_webhooks::Model>> {
@@ -204,7 +209,7 @@ pub async fn plan(
     if in_scope.is_empty() {
         return Ok(Vec::new());
     }
-    let data = api_data(conn, entities, event, item).await?;
+    let data = api_data(conn, entities, event, item, changes).await?;
     let entity_chain = |id| entities.chain(id);
     let subject = Subject {
         item: &data.item,
@@ -229,9 +234,27 @@ pub async fn plan(
         .into_iter()
         .zip(rendered)
         .map(|(CachedWebhook { webhook, .. }, rendered)| {
-            queued_row(webhook.id, &webhook.settings, item, event, rendered, secrets, now, Some(traceparent.clone()))
+            let row = queued_row(
+                webhook.id,
+                &webhook.settings,
+                item,
+                event,
+                rendered,
+                secrets,
+                now,
+                Some(traceparent.clone()),
+            );
+            // A coalescing webhook's update row keeps its changes, for a newer update to merge.
+            let coalescing = event == WebhookEvent::Update && webhook.settings.coalesce_seconds > 0;
+            queued_webhooks::Model { changes: coalescing.then(|| data.changes.clone()).flatten(), ..row }
         })
         .collect())
+}
+
+/// The ordering key of an ordered webhook's rows for an item: the rows of one key are sent one
+/// at a time, in event order (see `queue::store::claim_due`).
+fn order_key(webhook_id: i64, item: &items::Model) -> String {
+    format!("{webhook_id}:{}:{}", item.itemtype, item.id)
 }
 
 /// The queue row of one webhook for an event of the item, from its rendered request (or the
@@ -259,6 +282,13 @@ pub fn queued_row(
         }
         Err(reason) => (settings.url.clone(), Value::Object(Default::default()), None, Some(reason)),
     };
+    // An update of a coalescing webhook waits for newer updates of the item to replace it.
+    let send_time = match event {
+        WebhookEvent::Update if settings.coalesce_seconds > 0 => {
+            now + chrono::Duration::seconds(i64::from(settings.coalesce_seconds))
+        }
+        _ => now,
+    };
     queued_webhooks::Model {
         id: 0,
         webhook_id,
@@ -276,7 +306,7 @@ pub fn queued_row(
         max_attempts: settings.sent_try + 1,
         delivery_id,
         create_time: now,
-        send_time: now,
+        send_time,
         sent_time: None,
         last_status_code: None,
         response_body: None,
@@ -288,6 +318,8 @@ pub fn queued_row(
         claimed_by: None,
         traceparent,
         is_test: false,
+        order_key: settings.ordered.then(|| order_key(webhook_id, item)),
+        changes: None,
     }
 }
 

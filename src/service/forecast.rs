@@ -13,21 +13,27 @@ use serde_json::Value;
 
 use super::{
     cache::CachedWebhook,
+    coalesce,
     events::{self, Intake},
     items::{ItemPatch, Replacement, as_map},
     tree::EntityIndex,
 };
 use crate::{
     AppState,
-    domain::{item as rules, webhook::WebhookEvent},
+    domain::{
+        item::{self as rules, Change},
+        webhook::WebhookEvent,
+    },
     error::AppResult,
-    queue::{self, Staged},
+    queue::Staged,
 };
 
 /// The rows an event will queue, rendered before the write (outside the writer) for the item
 /// as the write is expected to leave it, and the webhooks and entity tree they came from.
 pub struct Forecast {
     item: items::Model,
+    /// The write's expected changes (`update` only), which the rows were rendered with.
+    changes: Vec<Change>,
     queued: Vec<queued_webhooks::Model>,
     webhooks: Arc<Vec<CachedWebhook>>,
     entities: Arc<EntityIndex>,
@@ -43,6 +49,7 @@ pub async fn forecast(
     intake: &Intake,
     event: WebhookEvent,
     item: items::Model,
+    changes: Vec<Change>,
 ) -> AppResult<Option<Forecast>> {
     let cache = &intake.cache;
     let webhooks = match cache.webhooks_hint(&item.itemtype, event.as_str()) {
@@ -56,8 +63,8 @@ pub async fn forecast(
     if !entities.contains(item.entity_id) {
         return Ok(None);
     }
-    let queued = events::plan(conn, intake, event, &item, &webhooks, &entities).await?;
-    Ok(Some(Forecast { item, queued, webhooks, entities, span: tracing::Span::current() }))
+    let queued = events::plan(conn, intake, event, &item, &changes, &webhooks, &entities).await?;
+    Ok(Some(Forecast { item, changes, queued, webhooks, entities, span: tracing::Span::current() }))
 }
 
 impl Forecast {
@@ -72,18 +79,19 @@ impl Forecast {
     }
 }
 
-/// Like [`events::raise`], with the rows of a forecast when it holds: the stored item is the one it
-/// was rendered for, and the webhooks and entity tree have not changed since. Otherwise the
-/// rows are rendered here, within each webhook's budget.
+/// Like [`events::raise`], with the rows of a forecast when it holds: the stored item and the
+/// write's changes are the ones it was rendered for, and the webhooks and entity tree have not
+/// changed since. Otherwise the rows are rendered here, within each webhook's budget.
 pub async fn raise(
     conn: &impl ConnectionTrait,
     staged: &mut Staged,
     intake: &Intake,
     event: WebhookEvent,
     item: &items::Model,
+    changes: &[Change],
     forecast: Option<Forecast>,
 ) -> AppResult<Vec<queued_webhooks::Model>> {
-    if let Some(forecast) = forecast.filter(|f| f.item == *item) {
+    if let Some(forecast) = forecast.filter(|f| f.item == *item && f.changes == changes) {
         let webhooks = intake
             .cache
             .webhooks(conn, &intake.secrets, &item.itemtype, event.as_str(), intake.limits, staged.batch())
@@ -91,11 +99,22 @@ pub async fn raise(
         let entities = intake.cache.entities_in(conn, staged.batch()).await?;
         if Arc::ptr_eq(&webhooks, &forecast.webhooks) && Arc::ptr_eq(&entities, &forecast.entities) {
             intake.count_event(staged, item, event);
-            return queue::enqueue(conn, staged, forecast.queued).await;
+            return coalesce::enqueue(
+                conn,
+                staged,
+                intake,
+                event,
+                item,
+                changes,
+                forecast.queued,
+                &webhooks,
+                &entities,
+            )
+            .await;
         }
         tracing::debug!(item = %item.id, "the webhooks or entities changed since the forecast; rendering again");
     }
-    events::raise(conn, staged, intake, event, item).await
+    events::raise(conn, staged, intake, event, item, changes).await
 }
 
 /// The time of a write, to the microsecond (what both databases keep), so that an item
@@ -155,11 +174,13 @@ pub fn replaced(item: &items::Model, new: &Replacement, now: DateTime<Utc>) -> O
 /// The rows an event will queue for the item as a write is expected to leave it, rendered
 /// before the write, outside the writer; `None` when there is nothing to forecast or the
 /// forecast cannot be made (the writer then renders).
+/// `changes`: what the write is expected to change (`update`; empty otherwise).
 pub async fn before_write(
     state: &AppState,
     intake: &Intake,
     event: WebhookEvent,
     expected: Option<items::Model>,
+    changes: Vec<Change>,
 ) -> Option<Forecast> {
-    forecast(&state.db, intake, event, expected?).await.ok().flatten()
+    forecast(&state.db, intake, event, expected?, changes).await.ok().flatten()
 }

@@ -8,7 +8,10 @@ use sea_orm::{
 };
 
 use super::paging::{Page, PageRequest};
-use crate::{domain::item::Actor, error::AppResult};
+use crate::{
+    domain::item::{Actor, Change},
+    error::AppResult,
+};
 
 /// Whose history.
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +111,31 @@ pub async fn list(
     }
     let rows = query.all(conn).await?.into_iter().map(|m| (m.id, m)).collect();
     Ok(Page::from_fetched(rows, page, total))
+}
+
+/// What the item's last update changed, from its history: the `update` entries written with
+/// the newest one (a write's entries share their date), as `changes` shows them. Empty when it
+/// was never updated.
+pub async fn last_changes(conn: &impl ConnectionTrait, itemtype: &str, id: &str) -> AppResult<Vec<Change>> {
+    use history_entries::Column as H;
+    let (kind, itemtype, subject_id) = Subject::Item { itemtype, id }.columns();
+    let updates = history_entries::Entity::find()
+        .filter(H::Subject.eq(kind))
+        .filter(H::Itemtype.eq(itemtype))
+        .filter(H::SubjectId.eq(subject_id))
+        .filter(H::Action.eq("update"));
+    let Some(newest) = updates.clone().order_by_desc(H::Id).one(conn).await? else {
+        return Ok(Vec::new());
+    };
+    let entries = updates.filter(H::Date.eq(newest.date)).order_by_asc(H::Id).limit(1000).all(conn).await?;
+    Ok(entries
+        .into_iter()
+        .map(|e| Change {
+            field: e.message.strip_suffix(" changed").unwrap_or(&e.message).to_owned(),
+            old_value: e.old_value,
+            new_value: e.new_value,
+        })
+        .collect())
 }
 
 /// Removes the subject's entries (when an item is purged or a webhook deleted).

@@ -164,7 +164,7 @@ impl<'a> Preparation<'a> {
             }
         };
         let span = telemetry::event_span(&row.itemtype, WebhookEvent::New.as_str(), &row.id);
-        let queued = events::plan(db, &self.intake, WebhookEvent::New, &row, &webhooks, &self.entities)
+        let queued = events::plan(db, &self.intake, WebhookEvent::New, &row, &[], &webhooks, &self.entities)
             .instrument(span.clone())
             .await?;
         let plan = Plan { queued, webhooks, entities: self.entities.clone() };
@@ -229,7 +229,7 @@ pub async fn insert_all(
                     .webhooks(txn, &intake.secrets, &item.itemtype, new, intake.limits, staged.batch())
                     .await?;
                 let entities = intake.cache.entities_in(txn, staged.batch()).await?;
-                events::plan(txn, intake, WebhookEvent::New, item, &webhooks, &entities)
+                events::plan(txn, intake, WebhookEvent::New, item, &[], &webhooks, &entities)
                     .instrument(p.span.clone())
                     .await?
             }

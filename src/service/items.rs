@@ -224,7 +224,7 @@ pub(crate) async fn create_in(
     input: NewItem,
 ) -> AppResult<Changed<items::Model>> {
     let item = insert(conn, &intake.cache, staged.batch(), input).await?;
-    let queued = events::raise(conn, staged, intake, WebhookEvent::New, &item).await?;
+    let queued = events::raise(conn, staged, intake, WebhookEvent::New, &item, &[]).await?;
     Ok(Changed { item, queued })
 }
 
@@ -326,7 +326,8 @@ pub struct Replacement {
 }
 
 /// Writes the new values and a history entry for each one that changed. Returns the item and
-/// whether anything changed; nothing is written (not even `date_mod`) when nothing did.
+/// what changed (the `changes` of its `update` event, as its history shows them); nothing is
+/// written (not even `date_mod`) when nothing did.
 pub async fn replace(
     conn: &impl ConnectionTrait,
     cache: &HotCache,
@@ -334,57 +335,74 @@ pub async fn replace(
     item: items::Model,
     new: Replacement,
     now: DateTime<Utc>,
-) -> AppResult<(items::Model, bool)> {
-    let mut entries = Vec::new();
-    let mut active = item.clone().into_active_model();
-    if let Some(name) = new.name.map(|n| rules::checked_text(n, "name")).transpose()?
-        && name != item.name
-    {
-        entries.push(NewEntry::change("update", "name changed", item.name.clone(), name.clone()));
-        active.name = Set(name);
+) -> AppResult<(items::Model, Vec<rules::Change>)> {
+    let mut next = item.clone();
+    if let Some(name) = new.name.map(|n| rules::checked_text(n, "name")).transpose()? {
+        next.name = name;
     }
     if let Some(entity_id) = new.entity_id
         && entity_id != item.entity_id
     {
         require_entity(conn, cache, batch, entity_id).await?;
-        let (old, new) = (Some(item.entity_id.to_string()), Some(entity_id.to_string()));
-        entries.push(NewEntry::change("update", "entity changed", old, new));
-        active.entity_id = Set(entity_id);
+        next.entity_id = entity_id;
     }
     if let Some(fields) = new.fields {
-        let old = as_map(&item.fields);
-        let fields = rules::checked_fields(Some(Value::Object(fields)))?;
-        for change in rules::changes(&old, &fields) {
-            let message = format!("{} changed", change.field);
-            entries.push(NewEntry::change("update", message, change.old_value, change.new_value));
-        }
-        active.fields = Set(Value::Object(fields));
+        next.fields = Value::Object(rules::checked_fields(Some(Value::Object(fields)))?);
     }
     if let Some((ptype, pid)) = new.parent
         && (ptype.as_ref(), pid.as_ref()) != (item.parent_itemtype.as_ref(), item.parent_id.as_ref())
     {
         let itemtype = cache.itemtype(conn, &item.itemtype, "itemtype").await?;
-        let (ptype, pid) = checked_parent(conn, &itemtype, ptype, pid).await?;
-        let show = |t: &Option<String>, i: &Option<String>| t.as_ref().zip(i.as_ref()).map(|(t, i)| format!("{t} {i}"));
-        entries.push(NewEntry::change(
-            "update",
-            "parent changed",
-            show(&item.parent_itemtype, &item.parent_id),
-            show(&ptype, &pid),
-        ));
-        active.parent_itemtype = Set(ptype);
-        active.parent_id = Set(pid);
+        (next.parent_itemtype, next.parent_id) = checked_parent(conn, &itemtype, ptype, pid).await?;
     }
-    if entries.is_empty() {
-        return Ok((item, false));
+    let changes = write_changes(&item, &next);
+    if changes.is_empty() {
+        return Ok((item, changes));
     }
+    let mut active = item.into_active_model();
+    active.name = Set(next.name);
+    active.entity_id = Set(next.entity_id);
+    active.fields = Set(next.fields);
+    active.parent_itemtype = Set(next.parent_itemtype);
+    active.parent_id = Set(next.parent_id);
     active.date_mod = Set(now);
     active.actor_user = Set(new.actor.as_ref().map(|a| a.user.clone()));
     active.actor_profile = Set(new.actor.as_ref().map(|a| a.profile.clone()));
     let updated = active.update(conn).await?;
-    let entries = entries.into_iter().map(|entry| entry.by(new.actor.as_ref())).collect();
+    let entries = changes
+        .iter()
+        .map(|c| {
+            let message = format!("{} changed", c.field);
+            NewEntry::change("update", message, c.old_value.clone(), c.new_value.clone()).by(new.actor.as_ref())
+        })
+        .collect();
     history::add(conn, subject(&updated), entries).await?;
-    Ok((updated, true))
+    Ok((updated, changes))
+}
+
+/// What a write from `old` to `new` changes, in the order of the item's history entries:
+/// `name`, `entity` (ids), each field (top-level keys, sorted), `parent` (`"<itemtype> <id>"`).
+pub fn write_changes(old: &items::Model, new: &items::Model) -> Vec<rules::Change> {
+    let change = |field: &str, old_value: Option<String>, new_value: Option<String>| rules::Change {
+        field: field.to_owned(),
+        old_value,
+        new_value,
+    };
+    let mut changes = Vec::new();
+    if old.name != new.name {
+        changes.push(change("name", old.name.clone(), new.name.clone()));
+    }
+    if old.entity_id != new.entity_id {
+        changes.push(change("entity", Some(old.entity_id.to_string()), Some(new.entity_id.to_string())));
+    }
+    changes.extend(rules::changes(&as_map(&old.fields), &as_map(&new.fields)));
+    let parent = |item: &items::Model| {
+        item.parent_itemtype.as_ref().zip(item.parent_id.as_ref()).map(|(t, i)| format!("{t} {i}"))
+    };
+    if (&old.parent_itemtype, &old.parent_id) != (&new.parent_itemtype, &new.parent_id) {
+        changes.push(change("parent", parent(old), parent(new)));
+    }
+    changes
 }
 
 /// Applies the patch; raises `update` only when the stored snapshot changed. The event's
@@ -400,9 +418,10 @@ pub async fn update(
     let now = forecast::write_time();
     let before = get(&state.db, &itemtype, &id).await?;
     let expected = before.as_ref().and_then(|item| forecast::patched(item, &patch, now));
+    let changes = before.as_ref().zip(expected.as_ref()).map(|(b, e)| write_changes(b, e)).unwrap_or_default();
     let span = telemetry::event_span(&itemtype, WebhookEvent::Update.as_str(), &id);
     let forecast =
-        forecast::before_write(state, &intake, WebhookEvent::Update, expected).instrument(span.clone()).await;
+        forecast::before_write(state, &intake, WebhookEvent::Update, expected, changes).instrument(span.clone()).await;
     state
         .writer
         .write(move |txn, staged| {
@@ -420,9 +439,9 @@ pub async fn update(
                     parent: None,
                     actor: patch.actor,
                 };
-                let (item, changed) = replace(txn, &intake.cache, staged.batch(), item, replacement, now).await?;
-                let queued = if changed {
-                    forecast::raise(txn, staged, &intake, WebhookEvent::Update, &item, forecast).await?
+                let (item, changes) = replace(txn, &intake.cache, staged.batch(), item, replacement, now).await?;
+                let queued = if !changes.is_empty() {
+                    forecast::raise(txn, staged, &intake, WebhookEvent::Update, &item, &changes, forecast).await?
                 } else {
                     Vec::new()
                 };
@@ -476,7 +495,7 @@ pub async fn set_deleted(
         .filter(|item| item.is_deleted != deleted)
         .map(|item| items::Model { is_deleted: deleted, date_mod: now, ..written_by(item, actor.as_ref()) });
     let span = telemetry::event_span(&itemtype, event.as_str(), &id);
-    let forecast = forecast::before_write(state, &intake, event, expected).instrument(span.clone()).await;
+    let forecast = forecast::before_write(state, &intake, event, expected, Vec::new()).instrument(span.clone()).await;
     state
         .writer
         .write(move |txn, staged| {
@@ -490,7 +509,7 @@ pub async fn set_deleted(
                     }));
                 }
                 let item = mark_deleted(txn, item, deleted, now, actor.as_ref()).await?;
-                let queued = forecast::raise(txn, staged, &intake, event, &item, forecast).await?;
+                let queued = forecast::raise(txn, staged, &intake, event, &item, &[], forecast).await?;
                 if let Some(once) = &once {
                     idempotency::record(txn, once, &Answer::items([&item])).await?;
                 }
@@ -527,7 +546,7 @@ pub async fn remove(
             Some(forecast) => forecast.span().clone(),
             None => purge.in_scope(|| telemetry::event_span(&gone.itemtype, WebhookEvent::Purge.as_str(), &gone.id)),
         };
-        let raise = forecast::raise(conn, staged, intake, WebhookEvent::Purge, gone, forecast);
+        let raise = forecast::raise(conn, staged, intake, WebhookEvent::Purge, gone, &[], forecast);
         queued.extend(raise.instrument(span).await?);
     }
     for gone in removed.iter().rev() {
@@ -592,11 +611,11 @@ pub async fn purge_forecasts(
     if let Some(item) = get(&state.db, itemtype, id).await? {
         let children = children_of(&state.db, &item).await?;
         let snapshot = written_by(item, actor);
-        forecasts.extend(forecast::before_write(state, intake, WebhookEvent::Purge, Some(snapshot)).await);
+        forecasts.extend(forecast::before_write(state, intake, WebhookEvent::Purge, Some(snapshot), Vec::new()).await);
         for child in children {
             let span = telemetry::event_span(&child.itemtype, WebhookEvent::Purge.as_str(), &child.id);
             let snapshot = written_by(child, actor);
-            let forecast = forecast::before_write(state, intake, WebhookEvent::Purge, Some(snapshot));
+            let forecast = forecast::before_write(state, intake, WebhookEvent::Purge, Some(snapshot), Vec::new());
             forecasts.extend(forecast.instrument(span).await);
         }
     }

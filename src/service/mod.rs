@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod cache;
+pub mod coalesce;
 pub mod events;
 pub mod filters;
 pub mod forecast;

@@ -16,10 +16,11 @@ use super::{
 };
 use crate::{
     domain::{
+        item::Change,
         payload::ApiData,
         render::{self, FieldError, Rendered, WebhookTemplates},
         template::Limits,
-        webhook::{SignatureScheme, WebhookSettings},
+        webhook::{SignatureScheme, WebhookEvent, WebhookSettings},
     },
     error::{AppError, AppResult},
     secret_box::SecretBox,
@@ -63,7 +64,8 @@ async fn render_for(
         ))
     })?;
     let entities = EntityIndex::load(conn).await?;
-    let data = api_data(conn, &entities, settings.event, &item).await?;
+    let changes = last_changes(conn, settings.event, &item).await?;
+    let data = api_data(conn, &entities, settings.event, &item, &changes).await?;
     let templates = WebhookTemplates::parse(&settings, limits).map_err(FieldError::into_error)?;
     let rendered = render_off_runtime(templates, &data).await?.map_err(|reason| refused(reason, ""))?;
     Ok(Rendering { webhook, settings, item, entities, data, rendered })
@@ -104,7 +106,16 @@ pub async fn test_delivery(
     let traceparent = crate::telemetry::traceparent(&tracing::Span::current(), None);
     let row =
         queued_row(webhook_id, &settings, &item, settings.event, Ok(rendered), secrets, Utc::now(), Some(traceparent));
-    Ok(queued_webhooks::Model { is_test: true, max_attempts: 1, log_in_item_history: false, ..row })
+    // A test goes now, whatever the webhook's order and coalescing.
+    let now = row.create_time;
+    Ok(queued_webhooks::Model {
+        is_test: true,
+        max_attempts: 1,
+        log_in_item_history: false,
+        order_key: None,
+        send_time: now,
+        ..row
+    })
 }
 
 /// The headers of an attempt, in the order they are sent.
@@ -138,10 +149,24 @@ pub async fn check_templates(conn: &impl ConnectionTrait, settings: &WebhookSett
     let templates = WebhookTemplates::parse(settings, limits).map_err(FieldError::into_error)?;
     let Some(sample) = newest_items(conn, &settings.itemtype, 1, None).await?.pop() else { return Ok(()) };
     let entities = EntityIndex::load(conn).await?;
-    let data = api_data(conn, &entities, settings.event, &sample).await?;
+    let changes = last_changes(conn, settings.event, &sample).await?;
+    let data = api_data(conn, &entities, settings.event, &sample, &changes).await?;
     let sample = format!(" (rendered for {} `{}`)", sample.itemtype, sample.id);
     render_off_runtime(templates, &data).await?.map_err(|reason| refused(reason, &sample))?;
     Ok(())
+}
+
+/// The `changes` a preview of an `update` shows: those of the item's last update, from its
+/// history (none for other events).
+async fn last_changes(
+    conn: &impl ConnectionTrait,
+    event: WebhookEvent,
+    item: &item_rows::Model,
+) -> AppResult<Vec<Change>> {
+    if event != WebhookEvent::Update {
+        return Ok(Vec::new());
+    }
+    super::history::last_changes(conn, &item.itemtype, &item.id).await
 }
 
 /// Renders on the blocking pool, within the templates' budget.
@@ -208,12 +233,16 @@ async fn newest_items(
         .await?)
 }
 
-/// The variable paths templates can use for an itemtype: `event`, the item document's keys
-/// (known fields and those seen in the newest stored items, nested objects flattened) and
-/// `parent_item.*` for types with parents.
+/// The variable paths templates can use for an itemtype: `event`, `actor.*`, `changes`
+/// (`update` only: `[{field, old, new}]`), the item document's keys (known fields and those
+/// seen in the newest stored items, nested objects flattened) and `parent_item.*` for types
+/// with parents.
 pub async fn payload_variables(conn: &impl ConnectionTrait, itemtype: &str) -> AppResult<Vec<String>> {
     let known = itemtypes::require(conn, itemtype, "itemtype").await?;
-    let mut paths = BTreeSet::from(["event".to_owned(), "actor.user".to_owned(), "actor.profile".to_owned()]);
+    let mut paths = BTreeSet::from(
+        ["event", "actor.user", "actor.profile", "changes", "changes[0].field", "changes[0].old", "changes[0].new"]
+            .map(str::to_owned),
+    );
     add_document_paths(conn, &mut paths, "item", &known).await?;
     for parent in &known.parent_itemtypes {
         if let Some(parent) = itemtypes::get(conn, parent).await? {

@@ -153,7 +153,7 @@ async fn before_write(
         return Vec::new();
     };
     let item = match snapshot.cloned().map(|s| replacement(s, trigger.actor.clone())) {
-        None => stored,
+        None => stored.clone(),
         Some(Ok(new)) => match forecast::replaced(&stored, &new, now) {
             Some(item) => item,
             None => return Vec::new(),
@@ -161,6 +161,7 @@ async fn before_write(
         Some(Err(_)) => return Vec::new(),
     };
     let event = trigger.event;
+    let changes = if event == WebhookEvent::Update { items::write_changes(&stored, &item) } else { Vec::new() };
     let item = match event {
         WebhookEvent::Delete | WebhookEvent::Restore => {
             let deleted = event == WebhookEvent::Delete;
@@ -174,7 +175,7 @@ async fn before_write(
         WebhookEvent::Purge | WebhookEvent::New | WebhookEvent::Update => item,
     };
     let item = items::written_by(item, trigger.actor.as_ref());
-    forecast::before_write(state, intake, event, Some(item)).await.into_iter().collect()
+    forecast::before_write(state, intake, event, Some(item), changes).await.into_iter().collect()
 }
 
 /// What a snapshot replaces in a stored item: all of it.
@@ -213,6 +214,8 @@ async fn run(
     let (itemtype, item_id) = (itemtype.as_str(), item_id.as_str());
     let batch = staged.batch();
     let stored = items::get(txn, itemtype, item_id).await?;
+    // What the snapshot changed: the `changes` of an `update`.
+    let mut changes = Vec::new();
     let item = match (stored, snapshot) {
         (None, None) => {
             return Err(AppError::not_found(format!(
@@ -236,7 +239,10 @@ async fn run(
             items::insert(txn, &intake.cache, batch, new).await?
         }
         (Some(item), Some(snapshot)) => {
-            items::replace(txn, &intake.cache, batch, item, replacement(snapshot, actor.clone())?, now).await?.0
+            let replacement = replacement(snapshot, actor.clone())?;
+            let (item, changed) = items::replace(txn, &intake.cache, batch, item, replacement, now).await?;
+            changes = changed;
+            item
         }
     };
     let actor = actor.as_ref();
@@ -250,11 +256,15 @@ async fn run(
                 item
             };
             let item = items::written_by(item, actor);
-            forecast::raise(txn, staged, intake, event, &item, forecasts.pop()).await?
+            forecast::raise(txn, staged, intake, event, &item, &[], forecasts.pop()).await?
         }
-        WebhookEvent::New | WebhookEvent::Update => {
+        WebhookEvent::New => {
             let item = items::written_by(item, actor);
-            forecast::raise(txn, staged, intake, event, &item, forecasts.pop()).await?
+            forecast::raise(txn, staged, intake, event, &item, &[], forecasts.pop()).await?
+        }
+        WebhookEvent::Update => {
+            let item = items::written_by(item, actor);
+            forecast::raise(txn, staged, intake, event, &item, &changes, forecasts.pop()).await?
         }
     };
     Ok(Changed { item: (), queued })

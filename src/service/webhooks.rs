@@ -93,6 +93,8 @@ impl TryFrom<webhooks::Model> for Webhook {
             payload: m.payload.clone(),
             custom_headers: crate::service::items::as_map(&m.custom_headers),
             max_per_second: m.max_per_second,
+            ordered: m.ordered,
+            coalesce_seconds: m.coalesce_seconds,
         };
         Ok(Self {
             id: m.id,
@@ -469,5 +471,7 @@ fn settings_model(s: &WebhookSettings, mut m: webhooks::ActiveModel) -> webhooks
     m.payload = Set(s.payload.clone());
     m.custom_headers = Set(Value::Object(s.custom_headers.clone()));
     m.max_per_second = Set(s.max_per_second);
+    m.ordered = Set(s.ordered);
+    m.coalesce_seconds = Set(s.coalesce_seconds);
     m
 }

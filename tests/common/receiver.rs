@@ -109,6 +109,19 @@ impl Receiver {
         self.requests().into_iter().filter(|r| r.path == path).collect()
     }
 
+    /// Waits until at least `count` requests to `path` arrived (or panics after `timeout`).
+    pub async fn wait_for_path(&self, path: &str, count: usize, timeout: Duration) -> Vec<Recorded> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let requests = self.requests_to(path);
+            if requests.len() >= count {
+                return requests;
+            }
+            assert!(Instant::now() < deadline, "expected {count} requests to {path}, got {}", requests.len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until at least `count` requests arrived (or panics after `timeout`).
     pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Recorded> {
         let deadline = Instant::now() + timeout;
