@@ -194,17 +194,23 @@ async fn sign_in_create_a_webhook_preview_it_and_send_a_test_delivery() {
         assert_eq!(count["webhooks"]["totalCount"], 0, "nothing was saved");
         // Corrected, it saves, and the secret generated in the browser is shown once.
         browser.fill("textarea[name=payload]", "{\"ticket\": \"{{ item.name }}\", \"priority\": {{ item.priority }}, \"event\": \"{{ event }}\"}").await;
+        // Delivery control: ordered, and at most 50 sends a second.
+        browser.click("input[name=ordered]").await;
+        browser.fill("input[name=maxPerSecond]", "50").await;
         browser.click(".form-actions button[type=submit]").await;
         let secret = browser.wait_text("[data-part=secret]", |t| !t.is_empty()).await;
         assert!(secret.len() == 40 && secret.chars().all(|c| c.is_ascii_alphanumeric()), "{secret}");
         let hash = browser.wait_for("location.hash", |v| v.as_str().is_some_and(|h| h.len() > "#/webhooks/".len() && !h.ends_with("new"))).await;
         let webhook_id = hash.as_str().unwrap_or_default().trim_start_matches("#/webhooks/").to_owned();
-        let stored = app.data("query($id: ID!) { webhook(id: $id) { name url payload useDefaultPayload } }", json!({"id": webhook_id})).await;
+        let stored = app.data("query($id: ID!) { webhook(id: $id) { name url payload useDefaultPayload ordered maxPerSecond coalesceSeconds } }", json!({"id": webhook_id})).await;
         assert_eq!(
             stored["webhook"],
             json!({"name": "CRM sync", "url": receiver.url("/crm"), "useDefaultPayload": false,
+                   "ordered": true, "maxPerSecond": 50, "coalesceSeconds": 0,
                    "payload": "{\"ticket\": \"{{ item.name }}\", \"priority\": {{ item.priority }}, \"event\": \"{{ event }}\"}"})
         );
+        let health = browser.wait_text("#webhook-health", |t| !t.is_empty()).await;
+        assert!(health.starts_with("Breaker closed"), "{health}");
         browser.screenshot(&format!("{name}-webhook-form")).await;
 
         // 3. The preview for a chosen item is exactly what "Send test delivery" sends.

@@ -13,7 +13,8 @@ import { generateSecret } from './secret.js';
 
 const FIELDS = `id name comment isActive categoryId entityId isRecursive itemtype event sentTry url httpMethod
   saveResponseBody logInItemHistory signatureScheme expiration useCraChallenge useOauth oauthUrl clientId
-  hasClientSecret useDefaultPayload payload customHeaders filter filterError savedSearchId`;
+  hasClientSecret useDefaultPayload payload customHeaders filter filterError savedSearchId ordered coalesceSeconds
+  maxPerSecond health { state consecutiveFailures openedAt nextProbeAt }`;
 const LOAD = `query Webhook($id: ID!) { webhook(id: $id) { ${FIELDS} } }`;
 const LISTS = 'query FormLists { entities { id completename } webhookCategories { id completename } itemtypes { name } }';
 const CREATE = `mutation Create($input: WebhookInput!) { createWebhook(input: $input) { ${FIELDS} } }`;
@@ -26,6 +27,7 @@ const DEFAULTS = {
   event: 'NEW', sentTry: 3, url: '', httpMethod: 'POST', saveResponseBody: false, logInItemHistory: false,
   signatureScheme: 'GLPI', expiration: 0, useCraChallenge: false, useOauth: false, oauthUrl: '', clientId: '',
   hasClientSecret: false, useDefaultPayload: true, payload: '', customHeaders: {},
+  ordered: false, coalesceSeconds: 0, maxPerSecond: null,
 };
 
 /** The secret of a webhook just created, shown once by the page the creation moves to. */
@@ -178,6 +180,16 @@ function group(legend, ...children) {
   return h('fieldset', { class: 'group' }, h('legend', {}, legend), h('div', { class: 'fields' }, children));
 }
 
+/** The circuit breaker's state, as the last load saw it. */
+function healthLine(health) {
+  if (!health) return null;
+  const words = { CLOSED: 'closed: deliveries flow', OPEN: 'open: sends paused after repeated failures', HALF_OPEN: 'half-open: one probe is being sent' };
+  const parts = [`Breaker ${words[health.state] ?? health.state}`];
+  if (health.consecutiveFailures) parts.push(`${health.consecutiveFailures} failures in a row`);
+  if (health.nextProbeAt) parts.push(`next probe at ${new Date(health.nextProbeAt).toLocaleString()}`);
+  return h('p', { class: 'help', id: 'webhook-health', dataset: { state: health.state } }, `${parts.join('; ')}.`);
+}
+
 function checkbox(name, checked) {
   return h('input', { type: 'checkbox', name, checked });
 }
@@ -253,6 +265,9 @@ function settingsForm(webhook, lists, { status, saved }) {
       placeholder: webhook.hasClientSecret ? 'stored; leave empty to keep it' : '',
     }),
     useDefaultPayload: checkbox('useDefaultPayload', webhook.useDefaultPayload),
+    ordered: checkbox('ordered', webhook.ordered),
+    coalesceSeconds: h('input', { type: 'number', name: 'coalesceSeconds', min: 0, max: 3600, value: webhook.coalesceSeconds ?? 0 }),
+    maxPerSecond: h('input', { type: 'number', name: 'maxPerSecond', min: 1, max: 10000, value: webhook.maxPerSecond ?? '', placeholder: 'no limit' }),
   };
   c.comment.value = webhook.comment ?? '';
   const itemtype = () => c.itemtype.value;
@@ -310,6 +325,11 @@ function settingsForm(webhook, lists, { status, saved }) {
       field('OAuth token URL', c.oauthUrl, { name: 'oauthUrl' }),
       field('Client id', c.clientId, { name: 'clientId' }),
       field('Client secret', c.clientSecret, { name: 'clientSecret' })),
+    group('Delivery control',
+      field('Ordered per item', c.ordered, { name: 'ordered', help: 'The deliveries of one item go one at a time, in event order.' }),
+      field('Coalesce updates (seconds)', c.coalesceSeconds, { name: 'coalesceSeconds', help: 'Update deliveries wait this long; a newer update of the item replaces a waiting one (0 to 3600).' }),
+      field('Most sends per second', c.maxPerSecond, { name: 'maxPerSecond', help: 'Empty: no limit (1 to 10000).' }),
+      isNew ? null : healthLine(webhook.health)),
     group('Payload',
       field('Use the default payload', c.useDefaultPayload, { name: 'useDefaultPayload', help: '{"item": …, "event": …}, as GLPI sends it.' }),
       field('Payload template', payload.control, { name: 'payload', wide: true, container: payload.wrapper, help: 'Type {{ to insert a variable of the item.' })),
@@ -340,9 +360,14 @@ function settingsForm(webhook, lists, { status, saved }) {
       useDefaultPayload: c.useDefaultPayload.checked,
       payload: payload.control.value === '' ? null : payload.control.value,
       customHeaders: headers.read(),
+      ordered: c.ordered.checked,
+      coalesceSeconds: Number.parseInt(c.coalesceSeconds.value || '0', 10),
+      maxPerSecond: c.maxPerSecond.value === '' ? null : Number.parseInt(c.maxPerSecond.value, 10),
     };
     if (Number.isNaN(out.sentTry)) out.sentTry = null;
     if (Number.isNaN(out.expiration)) out.expiration = null;
+    if (Number.isNaN(out.coalesceSeconds)) out.coalesceSeconds = null;
+    if (Number.isNaN(out.maxPerSecond)) out.maxPerSecond = null;
     if (c.clientSecret.value) out.clientSecret = c.clientSecret.value;
     return out;
   };
