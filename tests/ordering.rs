@@ -420,3 +420,33 @@ async fn coalescing_never_loses_the_final_state_when_updates_share_a_batch() {
     })
     .await;
 }
+
+const REPLAY: &str = "mutation($w: ID!, $status: QueueStatus, $dry: Boolean) { replayQueuedWebhooks(webhookId: $w, status: $status, dryRun: $dry) }";
+
+/// A replayed update row sends a stored body again: a newer update of its item does not
+/// replace it (nor merge the changes it was queued with), even while it waits.
+#[tokio::test]
+async fn a_replayed_update_row_is_never_coalesced() {
+    // One failure opens the breaker for an hour: a replayed row then waits, pending.
+    let configure = |config: &mut hookline::config::Config| {
+        config.delivery.breaker.failures = 1;
+        config.delivery.breaker.cooldown = Duration::from_secs(3600);
+    };
+    each_backend_with(configure, async |app| {
+        let receiver = Receiver::start().await;
+        receiver.script("/r", vec![Reply::Status(500)]);
+        let input = json!({"url": receiver.url("/r"), "useDefaultPayload": false, "payload": WITH_CHANGES, "coalesceSeconds": 1, "sentTry": 0});
+        let hook = webhook(app, input).await;
+        let item = ticket(app, json!({"status": 1, "priority": 3})).await;
+        app.data(UPDATE, json!({"id": item, "f": {"status": 2}})).await;
+        let first = settled(app, &hook, 1).await;
+        assert_eq!(first[0]["status"], "FAILED", "{first:?}");
+        assert_eq!(app.data(REPLAY, json!({"w": hook, "status": "FAILED"})).await["replayQueuedWebhooks"], 1);
+        app.data(UPDATE, json!({"id": item, "f": {"priority": 4}})).await;
+        let rows = rows(app, &hook).await;
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!((rows[1]["status"].as_str(), rows[1]["lastError"].as_str()), (Some("PENDING"), None), "{rows:?}");
+        assert_eq!(rows[2]["status"], "PENDING", "{rows:?}");
+    })
+    .await;
+}

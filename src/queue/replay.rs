@@ -130,6 +130,9 @@ fn replayed(row: Model, secrets: &SecretBox, now: DateTime<Utc>, traceparent: &s
         claimed_by: None,
         traceparent: Some(traceparent.to_owned()),
         is_test: false,
+        // A replayed row sends its stored body again: a newer update of its item neither
+        // replaces it nor merges changes it no longer stands for (see `take_waiting_updates`).
+        changes: None,
         ..row
     })
 }

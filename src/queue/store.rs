@@ -311,7 +311,10 @@ pub async fn resend_failed(
 
 /// Cancels the `update` rows of this webhook and item that wait for their first attempt
 /// (pending, never attempted, not a test) and returns them, oldest first: a newer update
-/// replaces them. A row a claim is taking meanwhile is left to its claim.
+/// replaces them. A row a claim is taking meanwhile is left to its claim. Only rows that carry
+/// their write's `changes` are taken: those an item write queued for a coalescing webhook. A
+/// replayed row carries none (it sends a stored body again, not the item's state), so it is
+/// never replaced.
 pub async fn take_waiting_updates(
     conn: &impl ConnectionTrait,
     webhook_id: i64,
@@ -328,6 +331,7 @@ pub async fn take_waiting_updates(
         .filter(Q::SentTry.eq(0))
         .filter(Q::IsTest.eq(false))
         .filter(Q::Body.is_not_null())
+        .filter(Q::Changes.is_not_null())
         .exec_with_returning(conn)
         .await?;
     rows.sort_by_key(|row| row.id);
