@@ -424,9 +424,10 @@ async fn coalescing_never_loses_the_final_state_when_updates_share_a_batch() {
 const REPLAY: &str = "mutation($w: ID!, $status: QueueStatus, $dry: Boolean) { replayQueuedWebhooks(webhookId: $w, status: $status, dryRun: $dry) }";
 
 /// A replayed update row sends a stored body again: a newer update of its item does not
-/// replace it (nor merge the changes it was queued with), even while it waits.
+/// replace it (nor merge the changes it was queued with), even while it waits. The updates
+/// coalesced into a later one are replayed only when CANCELLED rows are asked for.
 #[tokio::test]
-async fn a_replayed_update_row_is_never_coalesced() {
+async fn replay_leaves_coalesced_rows_out_and_its_rows_are_never_coalesced() {
     // One failure opens the breaker for an hour: a replayed row then waits, pending.
     let configure = |config: &mut hookline::config::Config| {
         config.delivery.breaker.failures = 1;
@@ -439,14 +440,25 @@ async fn a_replayed_update_row_is_never_coalesced() {
         let hook = webhook(app, input).await;
         let item = ticket(app, json!({"status": 1, "priority": 3})).await;
         app.data(UPDATE, json!({"id": item, "f": {"status": 2}})).await;
-        let first = settled(app, &hook, 1).await;
-        assert_eq!(first[0]["status"], "FAILED", "{first:?}");
-        assert_eq!(app.data(REPLAY, json!({"w": hook, "status": "FAILED"})).await["replayQueuedWebhooks"], 1);
         app.data(UPDATE, json!({"id": item, "f": {"priority": 4}})).await;
+        let first = settled(app, &hook, 2).await;
+        assert_eq!(first[0]["status"], "CANCELLED", "{first:?}");
+        assert_eq!(first[1]["status"], "FAILED", "{first:?}");
+        // The update coalesced into the later one is not replayed by default: it would follow
+        // the final state. Asked for, it is.
+        let count = |status: Value| {
+            let variables = json!({"w": hook, "status": status, "dry": true});
+            async move { app.data(REPLAY, variables).await["replayQueuedWebhooks"].as_i64() }
+        };
+        assert_eq!(count(Value::Null).await, Some(1));
+        assert_eq!(count(json!("CANCELLED")).await, Some(1));
+        assert_eq!(app.data(REPLAY, json!({"w": hook})).await["replayQueuedWebhooks"], 1);
+        app.data(UPDATE, json!({"id": item, "f": {"urgency": 5}})).await;
         let rows = rows(app, &hook).await;
-        assert_eq!(rows.len(), 3, "{rows:?}");
-        assert_eq!((rows[1]["status"].as_str(), rows[1]["lastError"].as_str()), (Some("PENDING"), None), "{rows:?}");
-        assert_eq!(rows[2]["status"], "PENDING", "{rows:?}");
+        assert_eq!(rows.len(), 4, "{rows:?}");
+        assert_eq!(rows[2]["status"], "PENDING", "the replayed row is not replaced: {rows:?}");
+        assert_eq!(rows[2]["lastError"], Value::Null, "{rows:?}");
+        assert_eq!(rows[3]["status"], "PENDING", "{rows:?}");
     })
     .await;
 }

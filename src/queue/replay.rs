@@ -20,8 +20,9 @@ pub const MAX_REPLAY: u64 = 1000;
 #[derive(Debug, Clone)]
 pub struct ReplayWindow {
     pub webhook_id: i64,
-    /// None: every finished row (SENT, FAILED, CANCELLED); rows still to be sent are replayed
-    /// only when their status is asked for.
+    /// None: every SENT or FAILED row. Rows still to be sent are replayed only when their
+    /// status is asked for, and so are CANCELLED rows: an update coalesced into a later one
+    /// carries an earlier state of its item, and sent again it would follow the final one.
     pub status: Option<QueueStatus>,
     /// Rows created at or after this time.
     pub since: Option<DateTime<Utc>>,
@@ -41,7 +42,7 @@ impl ReplayWindow {
             .filter(Q::IsTest.eq(false));
         select = match self.status {
             Some(status) => select.filter(Q::Status.eq(status)),
-            None => select.filter(Q::Status.is_in([QueueStatus::Sent, QueueStatus::Failed, QueueStatus::Cancelled])),
+            None => select.filter(Q::Status.is_in([QueueStatus::Sent, QueueStatus::Failed])),
         };
         if let Some(since) = self.since {
             select = select.filter(Q::CreateTime.gte(since));
