@@ -462,3 +462,29 @@ async fn replay_leaves_coalesced_rows_out_and_its_rows_are_never_coalesced() {
     })
     .await;
 }
+
+/// `ordered` applies to the rows queued once it is on: rows replayed after it was turned on
+/// go in their item's order, though their originals were queued without it.
+#[tokio::test]
+async fn rows_replayed_once_the_webhook_is_ordered_go_in_their_items_order() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        // The originals are answered; the first two attempts of the replayed rows fail.
+        let script = vec![Reply::Status(200), Reply::Status(200), Reply::Status(500), Reply::Status(500)];
+        receiver.script("/o", script.clone());
+        let hook = webhook(app, json!({"url": receiver.url("/o"), "useDefaultPayload": false, "payload": WITH_CHANGES, "sentTry": 5})).await;
+        let item = ticket(app, json!({"n": 0})).await;
+        for n in 1..=2 {
+            app.data(UPDATE, json!({"id": item, "f": {"n": n}})).await;
+        }
+        settled(app, &hook, 2).await;
+        let patch = "mutation($id: ID!) { updateWebhook(id: $id, input: {ordered: true}) { ordered } }";
+        app.data(patch, json!({"id": hook})).await;
+        assert_eq!(app.data(REPLAY, json!({"w": hook})).await["replayQueuedWebhooks"], 2);
+        settled(app, &hook, 4).await;
+        let requests = receiver.requests_to("/o");
+        let ok = answered_ok(&requests, &script);
+        assert_in_event_order(&requests[2..], &ok[2..], std::slice::from_ref(&item), 2);
+    })
+    .await;
+}

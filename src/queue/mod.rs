@@ -158,6 +158,12 @@ impl Publisher {
     }
 }
 
+/// The ordering key of an ordered webhook's rows for an item: the rows of one key are sent one
+/// at a time, in event order (see `store::claim_due`).
+pub fn order_key(webhook_id: i64, itemtype: &str, item_id: &str) -> String {
+    format!("{webhook_id}:{itemtype}:{item_id}")
+}
+
 /// Queues rows inside the caller's transaction (the item write and its rows commit together);
 /// fills in their ids.
 pub async fn enqueue(conn: &impl ConnectionTrait, staged: &mut Staged, mut rows: Vec<Model>) -> AppResult<Vec<Model>> {
