@@ -488,3 +488,27 @@ async fn rows_replayed_once_the_webhook_is_ordered_go_in_their_items_order() {
     })
     .await;
 }
+
+/// When the merged changes cannot be rendered (this template divides by zero for two
+/// changes), nothing is coalesced: the waiting row and the newer one are both sent, the newer
+/// with the final state.
+#[tokio::test]
+async fn coalescing_never_loses_the_final_state_when_the_merged_changes_cannot_be_rendered() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        let payload = r#"{% assign d = changes.size | minus: 2 %}{"item": {{ item | json }}, "x": {{ 1 | divided_by: d }}}"#;
+        let input = json!({"url": receiver.url("/m"), "useDefaultPayload": false, "payload": payload, "coalesceSeconds": 1});
+        let hook = webhook(app, input).await;
+        let item = ticket(app, json!({"status": 1, "priority": 3})).await;
+        app.data(UPDATE, json!({"id": item, "f": {"status": 2}})).await;
+        app.data(UPDATE, json!({"id": item, "f": {"priority": 4}})).await;
+        let rows = settled(app, &hook, 2).await;
+        let statuses: Vec<&str> = rows.iter().filter_map(|r| r["status"].as_str()).collect();
+        assert_eq!(statuses, ["SENT", "SENT"], "{rows:?}");
+        let requests = receiver.requests_to("/m");
+        assert_eq!(requests.len(), 2);
+        let last = requests.iter().map(|r| r.json()).find(|b| b["item"]["priority"] == 4).expect("the final state is sent");
+        assert_eq!(last["item"]["status"], 2, "{last}");
+    })
+    .await;
+}

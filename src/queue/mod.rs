@@ -208,6 +208,14 @@ pub async fn take_waiting_updates(
     store::take_waiting_updates(conn, webhook_id, itemtype, item_id).await
 }
 
+/// Rows taken by [`take_waiting_updates`] are not replaced after all (the newer row could not
+/// carry their changes): they wait again as they were, inside the same transaction (nobody saw
+/// them cancelled).
+pub async fn keep_waiting(conn: &impl ConnectionTrait, taken: &[Model]) -> AppResult<()> {
+    let ids: Vec<i64> = taken.iter().map(|row| row.id).collect();
+    store::uncancel(conn, &ids).await
+}
+
 /// Rows taken by [`take_waiting_updates`] were replaced by the queued row `into`: their
 /// `lastError` says so, and subscribers see them cancelled.
 pub async fn coalesced_into(

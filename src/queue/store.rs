@@ -338,6 +338,17 @@ pub async fn take_waiting_updates(
     Ok(rows)
 }
 
+/// Puts rows [`take_waiting_updates`] cancelled in this transaction back to PENDING.
+pub async fn uncancel(conn: &impl ConnectionTrait, ids: &[i64]) -> AppResult<()> {
+    queued_webhooks::Entity::update_many()
+        .col_expr(Q::Status, Expr::value(QueueStatus::Pending))
+        .filter(Q::Id.is_in(ids.iter().copied()))
+        .filter(Q::Status.eq(QueueStatus::Cancelled))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 /// Says on replaced rows which row replaced them.
 pub async fn set_last_error(conn: &impl ConnectionTrait, ids: &[i64], error: &str) -> AppResult<()> {
     queued_webhooks::Entity::update_many()
