@@ -227,7 +227,9 @@ pub async fn admit(
         return Ok(admitted);
     }
     let limits: HashMap<i64, u32> = guarded.iter().filter_map(|&(id, limit)| Some((id, limit?))).collect();
-    let limited: Vec<i64> = limits.keys().copied().collect();
+    // In webhook order, as every other locker of these rows.
+    let mut limited: Vec<i64> = limits.keys().copied().collect();
+    limited.sort_unstable();
     ensure(conn, &limited).await?;
     let decided: Vec<i64> = guarded.iter().map(|&(id, _)| id).collect();
     let mut health = lock(conn, &decided).await?;
@@ -364,15 +366,19 @@ pub async fn released(conn: &impl ConnectionTrait, ids: &[i64], now: DateTime<Ut
     changes(conn, moved).await
 }
 
-/// A webhook was turned on again: if the breaker had deactivated it, one probe goes at once.
-pub async fn reactivated(conn: &impl ConnectionTrait, webhook_id: i64, now: DateTime<Utc>) -> AppResult<()> {
+/// A webhook was turned on again: if the breaker had deactivated it, one probe is due at once.
+/// Returns whether it was. Called before the webhook's row is written: a transaction locks
+/// health rows before webhook rows, as the recorder does (it deactivates webhooks after
+/// locking their health), so that the two never wait on each other.
+pub async fn reactivated(conn: &impl ConnectionTrait, webhook_id: i64, now: DateTime<Utc>) -> AppResult<bool> {
     if let Some(mut h) = lock(conn, &[webhook_id]).await?.remove(&webhook_id)
         && h.held()
     {
         h.reactivated(now);
         save(conn, &h).await?;
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 /// A stored time that may be unset.
