@@ -476,3 +476,50 @@ async fn paused_webhooks_resume_when_their_window_frees_not_at_the_next_poll() {
         drop_database(&database).await;
     }
 }
+
+/// A webhook the breaker turned off and that is turned on again probes at once: the workers
+/// are woken, they do not wait for their next poll (here ten minutes away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reactivated_webhook_probes_at_once_not_at_the_next_poll() {
+    for (backend, database) in databases().await {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let receiver = Receiver::start().await;
+        receiver.script("/off", vec![Reply::Status(500); 10_000]);
+        let env = quick_env(
+            dir.path(),
+            &database,
+            &[
+                ("HOOKLINE_POLL_INTERVAL", "600s".into()),
+                ("HOOKLINE_BREAKER_FAILURES", "2".into()),
+                ("HOOKLINE_BREAKER_COOLDOWN", "300ms".into()),
+                ("HOOKLINE_BREAKER_DISABLE_AFTER", "2s".into()),
+            ],
+        );
+        let server = Server::start(dir.path(), &env);
+        let id = server.create_webhook("off", json!({"url": receiver.url("/off"), "sentTry": 255})).await;
+        // Two rows: two failures open the breaker, and its probes fail until it turns the
+        // webhook off (each wakes the workers when it is due, not at a poll).
+        for name in ["x", "y"] {
+            server.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0", "name": name}})).await;
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let webhook = server.data(HEALTH, json!({"id": id})).await["webhook"].clone();
+            if webhook["isActive"] == false {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{backend}: not deactivated: {webhook}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        receiver.script("/off", Vec::new());
+        let on = "mutation($id: ID!) { updateWebhook(id: $id, input: {isActive: true}) { isActive } }";
+        server.data(on, json!({"id": id})).await;
+        // WAIT (30 s) is far shorter than the poll interval.
+        let rows = wait_all_sent(&server, 2).await;
+        assert_eq!(rows.len(), 2, "{backend}: {rows:?}");
+        let state = server.data(HEALTH, json!({"id": id})).await;
+        assert_eq!(state["webhook"]["health"]["state"], "CLOSED", "{backend}: {state}");
+        drop(server);
+        drop_database(&database).await;
+    }
+}

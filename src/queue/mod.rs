@@ -381,6 +381,28 @@ impl Queue {
             .await
     }
 
+    /// A webhook turned on again (see [`Queue::reactivated`]) has a probe due now, committed:
+    /// the workers of every process (through the NOTIFY of queued rows on PostgreSQL) look at
+    /// once, not at their next poll.
+    pub async fn probe_due(&self) -> AppResult<()> {
+        self.writer
+            .write_queue(|_, staged| {
+                Box::pin(async move {
+                    staged.wake = true;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// A webhook is turned on again, inside the caller's transaction and before the webhook's
+    /// row is written (health rows are locked before webhook rows): if its breaker had turned
+    /// it off, one probe is due at once. Returns whether it was; once the transaction has
+    /// committed, [`Queue::probe_due`] wakes the workers for it.
+    pub async fn reactivated(conn: &impl ConnectionTrait, webhook_id: i64) -> AppResult<bool> {
+        health::reactivated(conn, webhook_id, Utc::now()).await
+    }
+
     /// When claims may next find rows that breakers or rate limits hold now (None: none held).
     pub async fn next_reopening(&self) -> AppResult<Option<DateTime<Utc>>> {
         health::next_reopening(&self.db, Utc::now()).await
