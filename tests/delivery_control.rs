@@ -523,3 +523,30 @@ async fn a_reactivated_webhook_probes_at_once_not_at_the_next_poll() {
         drop_database(&database).await;
     }
 }
+
+/// A claim never waits for a health row another transaction holds (PostgreSQL: SQLite has one
+/// writer): the rows of that webhook go back untouched, the others are sent.
+#[tokio::test]
+async fn a_claim_passes_over_webhooks_whose_health_another_transaction_holds() {
+    each_backend(async |app| {
+        if app.backend != common::Backend::Postgres {
+            return;
+        }
+        use sea_orm::{ConnectionTrait, TransactionTrait};
+        let receiver = Receiver::start().await;
+        let held = webhook(app, &receiver, "/held", json!({"maxPerSecond": 100})).await;
+        webhook(app, &receiver, "/free", json!({"maxPerSecond": 100})).await;
+        ticket(app, "a").await;
+        receiver.wait_for_path("/held", 1, WAIT).await;
+        receiver.wait_for_path("/free", 1, WAIT).await;
+        let txn = app.state.db.begin().await.expect("begin");
+        let lock = format!("SELECT webhook_id FROM webhook_health WHERE webhook_id = {held} FOR UPDATE");
+        assert_eq!(txn.query_all_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, lock)).await.expect("lock").len(), 1);
+        ticket(app, "b").await;
+        receiver.wait_for_path("/free", 2, WAIT).await;
+        assert_eq!(receiver.requests_to("/held").len(), 1, "the held webhook's row waits");
+        txn.rollback().await.expect("rollback");
+        receiver.wait_for_path("/held", 2, WAIT).await;
+    })
+    .await;
+}

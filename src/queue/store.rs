@@ -275,8 +275,10 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
 
 /// How long after being resent an ordered row is due. A resent row is an earlier row of its
 /// item becoming unfinished again: a claim whose snapshot predates the resend could take a
-/// later row of the item while another process takes the resent one. Claims last milliseconds;
-/// one that began before the resend has ended by the time the resent row is due.
+/// later row of the item while another process takes the resent one. Claims last milliseconds
+/// (they skip the queued rows and the health rows other transactions hold, see
+/// `health::admit`, and never wait for a lock); one that began before the resend has ended by
+/// the time the resent row is due.
 const RESENT_IN_ORDER_AFTER: chrono::Duration = chrono::Duration::seconds(1);
 
 /// FAILED rows (with a body to send; of one webhook, and among `ids`, when given) back to
