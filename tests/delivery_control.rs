@@ -541,7 +541,13 @@ async fn a_claim_passes_over_webhooks_whose_health_another_transaction_holds() {
         receiver.wait_for_path("/free", 1, WAIT).await;
         let txn = app.state.db.begin().await.expect("begin");
         let lock = format!("SELECT webhook_id FROM webhook_health WHERE webhook_id = {held} FOR UPDATE");
-        assert_eq!(txn.query_all_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, lock)).await.expect("lock").len(), 1);
+        assert_eq!(
+            txn.query_all_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, lock))
+                .await
+                .expect("lock")
+                .len(),
+            1
+        );
         ticket(app, "b").await;
         receiver.wait_for_path("/free", 2, WAIT).await;
         assert_eq!(receiver.requests_to("/held").len(), 1, "the held webhook's row waits");

@@ -472,7 +472,11 @@ async fn rows_replayed_once_the_webhook_is_ordered_go_in_their_items_order() {
         // The originals are answered; the first two attempts of the replayed rows fail.
         let script = vec![Reply::Status(200), Reply::Status(200), Reply::Status(500), Reply::Status(500)];
         receiver.script("/o", script.clone());
-        let hook = webhook(app, json!({"url": receiver.url("/o"), "useDefaultPayload": false, "payload": WITH_CHANGES, "sentTry": 5})).await;
+        let hook = webhook(
+            app,
+            json!({"url": receiver.url("/o"), "useDefaultPayload": false, "payload": WITH_CHANGES, "sentTry": 5}),
+        )
+        .await;
         let item = ticket(app, json!({"n": 0})).await;
         for n in 1..=2 {
             app.data(UPDATE, json!({"id": item, "f": {"n": n}})).await;
@@ -496,8 +500,10 @@ async fn rows_replayed_once_the_webhook_is_ordered_go_in_their_items_order() {
 async fn coalescing_never_loses_the_final_state_when_the_merged_changes_cannot_be_rendered() {
     each_backend(async |app| {
         let receiver = Receiver::start().await;
-        let payload = r#"{% assign d = changes.size | minus: 2 %}{"item": {{ item | json }}, "x": {{ 1 | divided_by: d }}}"#;
-        let input = json!({"url": receiver.url("/m"), "useDefaultPayload": false, "payload": payload, "coalesceSeconds": 1});
+        let payload =
+            r#"{% assign d = changes.size | minus: 2 %}{"item": {{ item | json }}, "x": {{ 1 | divided_by: d }}}"#;
+        let input =
+            json!({"url": receiver.url("/m"), "useDefaultPayload": false, "payload": payload, "coalesceSeconds": 1});
         let hook = webhook(app, input).await;
         let item = ticket(app, json!({"status": 1, "priority": 3})).await;
         app.data(UPDATE, json!({"id": item, "f": {"status": 2}})).await;
@@ -507,7 +513,8 @@ async fn coalescing_never_loses_the_final_state_when_the_merged_changes_cannot_b
         assert_eq!(statuses, ["SENT", "SENT"], "{rows:?}");
         let requests = receiver.requests_to("/m");
         assert_eq!(requests.len(), 2);
-        let last = requests.iter().map(|r| r.json()).find(|b| b["item"]["priority"] == 4).expect("the final state is sent");
+        let last =
+            requests.iter().map(|r| r.json()).find(|b| b["item"]["priority"] == 4).expect("the final state is sent");
         assert_eq!(last["item"]["status"], 2, "{last}");
     })
     .await;

@@ -616,9 +616,17 @@ impl WebhookMutation {
         }
         let before = webhooks::get(&s.state.db, id).await?;
         let secret_fields = secret_fields(&secrets);
-        let updated =
-            webhooks::update(&s.state.db, &s.state.queue, &s.state.secrets, config.templates, &config.targets, id, changes, secrets)
-                .await?;
+        let updated = webhooks::update(
+            &s.state.db,
+            &s.state.queue,
+            &s.state.secrets,
+            config.templates,
+            &config.targets,
+            id,
+            changes,
+            secrets,
+        )
+        .await?;
         let before = before.as_ref().map(audit::webhook_view).unwrap_or_default();
         let mut change = Change::new("Webhook", id, "update")
             .in_entity(updated.settings.entity_id)

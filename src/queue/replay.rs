@@ -6,7 +6,9 @@ use entity::{
     queued_webhooks::{self, Column as Q, Model, QueueStatus},
     webhooks,
 };
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+};
 use serde_json::Value;
 
 use super::{Queue, enqueue};
