@@ -476,3 +476,91 @@ async fn paused_webhooks_resume_when_their_window_frees_not_at_the_next_poll() {
         drop_database(&database).await;
     }
 }
+
+/// A webhook the breaker turned off and that is turned on again probes at once: the workers
+/// are woken, they do not wait for their next poll (here ten minutes away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reactivated_webhook_probes_at_once_not_at_the_next_poll() {
+    for (backend, database) in databases().await {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let receiver = Receiver::start().await;
+        receiver.script("/off", vec![Reply::Status(500); 10_000]);
+        let env = quick_env(
+            dir.path(),
+            &database,
+            &[
+                ("HOOKLINE_POLL_INTERVAL", "600s".into()),
+                ("HOOKLINE_BREAKER_FAILURES", "2".into()),
+                ("HOOKLINE_BREAKER_COOLDOWN", "300ms".into()),
+                ("HOOKLINE_BREAKER_DISABLE_AFTER", "2s".into()),
+            ],
+        );
+        let server = Server::start(dir.path(), &env);
+        let id = server.create_webhook("off", json!({"url": receiver.url("/off"), "sentTry": 255})).await;
+        // Two rows: two failures open the breaker, and its probes fail until it turns the
+        // webhook off (each wakes the workers when it is due, not at a poll).
+        for name in ["x", "y"] {
+            server.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0", "name": name}})).await;
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let webhook = server.data(HEALTH, json!({"id": id})).await["webhook"].clone();
+            if webhook["isActive"] == false {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{backend}: not deactivated: {webhook}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        receiver.script("/off", Vec::new());
+        let on = "mutation($id: ID!) { updateWebhook(id: $id, input: {isActive: true}) { isActive } }";
+        server.data(on, json!({"id": id})).await;
+        // The probe succeeds and closes the breaker: within WAIT (30 s), far shorter than the
+        // poll interval. (The other row's retry is due later; only a poll would take it here.)
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let webhook = server.data(HEALTH, json!({"id": id})).await["webhook"].clone();
+            if webhook["health"]["state"] == "CLOSED" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{backend}: the probe did not go: {webhook}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let rows = server.data(common::QUEUE_QUERY, json!({})).await;
+        assert!(rows.to_string().contains("\"SENT\""), "{backend}: the probe is sent: {rows}");
+        drop(server);
+        drop_database(&database).await;
+    }
+}
+
+/// A claim never waits for a health row another transaction holds (PostgreSQL: SQLite has one
+/// writer): the rows of that webhook go back untouched, the others are sent.
+#[tokio::test]
+async fn a_claim_passes_over_webhooks_whose_health_another_transaction_holds() {
+    each_backend(async |app| {
+        if app.backend != common::Backend::Postgres {
+            return;
+        }
+        use sea_orm::{ConnectionTrait, TransactionTrait};
+        let receiver = Receiver::start().await;
+        let held = webhook(app, &receiver, "/held", json!({"maxPerSecond": 100})).await;
+        webhook(app, &receiver, "/free", json!({"maxPerSecond": 100})).await;
+        ticket(app, "a").await;
+        receiver.wait_for_path("/held", 1, WAIT).await;
+        receiver.wait_for_path("/free", 1, WAIT).await;
+        let txn = app.state.db.begin().await.expect("begin");
+        let lock = format!("SELECT webhook_id FROM webhook_health WHERE webhook_id = {held} FOR UPDATE");
+        assert_eq!(
+            txn.query_all_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, lock))
+                .await
+                .expect("lock")
+                .len(),
+            1
+        );
+        ticket(app, "b").await;
+        receiver.wait_for_path("/free", 2, WAIT).await;
+        assert_eq!(receiver.requests_to("/held").len(), 1, "the held webhook's row waits");
+        txn.rollback().await.expect("rollback");
+        receiver.wait_for_path("/held", 2, WAIT).await;
+    })
+    .await;
+}

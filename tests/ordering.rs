@@ -420,3 +420,102 @@ async fn coalescing_never_loses_the_final_state_when_updates_share_a_batch() {
     })
     .await;
 }
+
+const REPLAY: &str = "mutation($w: ID!, $status: QueueStatus, $dry: Boolean) { replayQueuedWebhooks(webhookId: $w, status: $status, dryRun: $dry) }";
+
+/// A replayed update row sends a stored body again: a newer update of its item does not
+/// replace it (nor merge the changes it was queued with), even while it waits. The updates
+/// coalesced into a later one are replayed only when CANCELLED rows are asked for.
+#[tokio::test]
+async fn replay_leaves_coalesced_rows_out_and_its_rows_are_never_coalesced() {
+    // One failure opens the breaker for an hour: a replayed row then waits, pending.
+    let configure = |config: &mut hookline::config::Config| {
+        config.delivery.breaker.failures = 1;
+        config.delivery.breaker.cooldown = Duration::from_secs(3600);
+    };
+    each_backend_with(configure, async |app| {
+        let receiver = Receiver::start().await;
+        receiver.script("/r", vec![Reply::Status(500)]);
+        let input = json!({"url": receiver.url("/r"), "useDefaultPayload": false, "payload": WITH_CHANGES, "coalesceSeconds": 1, "sentTry": 0});
+        let hook = webhook(app, input).await;
+        let item = ticket(app, json!({"status": 1, "priority": 3})).await;
+        app.data(UPDATE, json!({"id": item, "f": {"status": 2}})).await;
+        app.data(UPDATE, json!({"id": item, "f": {"priority": 4}})).await;
+        let first = settled(app, &hook, 2).await;
+        assert_eq!(first[0]["status"], "CANCELLED", "{first:?}");
+        assert_eq!(first[1]["status"], "FAILED", "{first:?}");
+        // The update coalesced into the later one is not replayed by default: it would follow
+        // the final state. Asked for, it is.
+        let count = |status: Value| {
+            let variables = json!({"w": hook, "status": status, "dry": true});
+            async move { app.data(REPLAY, variables).await["replayQueuedWebhooks"].as_i64() }
+        };
+        assert_eq!(count(Value::Null).await, Some(1));
+        assert_eq!(count(json!("CANCELLED")).await, Some(1));
+        assert_eq!(app.data(REPLAY, json!({"w": hook})).await["replayQueuedWebhooks"], 1);
+        app.data(UPDATE, json!({"id": item, "f": {"urgency": 5}})).await;
+        let rows = rows(app, &hook).await;
+        assert_eq!(rows.len(), 4, "{rows:?}");
+        assert_eq!(rows[2]["status"], "PENDING", "the replayed row is not replaced: {rows:?}");
+        assert_eq!(rows[2]["lastError"], Value::Null, "{rows:?}");
+        assert_eq!(rows[3]["status"], "PENDING", "{rows:?}");
+    })
+    .await;
+}
+
+/// `ordered` applies to the rows queued once it is on: rows replayed after it was turned on
+/// go in their item's order, though their originals were queued without it.
+#[tokio::test]
+async fn rows_replayed_once_the_webhook_is_ordered_go_in_their_items_order() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        // The originals are answered; the first two attempts of the replayed rows fail.
+        let script = vec![Reply::Status(200), Reply::Status(200), Reply::Status(500), Reply::Status(500)];
+        receiver.script("/o", script.clone());
+        let hook = webhook(
+            app,
+            json!({"url": receiver.url("/o"), "useDefaultPayload": false, "payload": WITH_CHANGES, "sentTry": 5}),
+        )
+        .await;
+        let item = ticket(app, json!({"n": 0})).await;
+        for n in 1..=2 {
+            app.data(UPDATE, json!({"id": item, "f": {"n": n}})).await;
+        }
+        settled(app, &hook, 2).await;
+        let patch = "mutation($id: ID!) { updateWebhook(id: $id, input: {ordered: true}) { ordered } }";
+        app.data(patch, json!({"id": hook})).await;
+        assert_eq!(app.data(REPLAY, json!({"w": hook})).await["replayQueuedWebhooks"], 2);
+        settled(app, &hook, 4).await;
+        let requests = receiver.requests_to("/o");
+        let ok = answered_ok(&requests, &script);
+        assert_in_event_order(&requests[2..], &ok[2..], std::slice::from_ref(&item), 2);
+    })
+    .await;
+}
+
+/// When the merged changes cannot be rendered (this template divides by zero for two
+/// changes), nothing is coalesced: the waiting row and the newer one are both sent, the newer
+/// with the final state.
+#[tokio::test]
+async fn coalescing_never_loses_the_final_state_when_the_merged_changes_cannot_be_rendered() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        let payload =
+            r#"{% assign d = changes.size | minus: 2 %}{"item": {{ item | json }}, "x": {{ 1 | divided_by: d }}}"#;
+        let input =
+            json!({"url": receiver.url("/m"), "useDefaultPayload": false, "payload": payload, "coalesceSeconds": 1});
+        let hook = webhook(app, input).await;
+        let item = ticket(app, json!({"status": 1, "priority": 3})).await;
+        app.data(UPDATE, json!({"id": item, "f": {"status": 2}})).await;
+        app.data(UPDATE, json!({"id": item, "f": {"priority": 4}})).await;
+        let rows = settled(app, &hook, 2).await;
+        let statuses: Vec<&str> = rows.iter().filter_map(|r| r["status"].as_str()).collect();
+        assert_eq!(statuses, ["SENT", "SENT"], "{rows:?}");
+        let requests = receiver.requests_to("/m");
+        assert_eq!(requests.len(), 2);
+        let last =
+            requests.iter().map(|r| r.json()).find(|b| b["item"]["priority"] == 4).expect("the final state is sent");
+        assert_eq!(last["item"]["status"], 2, "{last}");
+    })
+    .await;
+}

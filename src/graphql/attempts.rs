@@ -25,10 +25,12 @@ impl DeliveryAttempt {
         i32::try_from(self.0.duration_ms).unwrap_or(i32::MAX)
     }
 
+    /// The HTTP method of the request (the webhook's, when the attempt was made).
     async fn method(&self) -> Result<HttpMethod> {
         Ok(HttpMethod::parse(&self.0.method).ok_or_else(|| AppError::internal("unknown stored method"))?)
     }
 
+    /// The URL the request went to, as rendered for this row.
     async fn url(&self) -> &str {
         &self.0.url
     }

@@ -471,8 +471,9 @@ impl QueueMutation {
 
     /// Queues again, as new rows (new delivery ids, a fresh budget, due now), the queued
     /// webhooks of `webhookId` created in [`since`, `until`) (RFC 3339; open-ended when
-    /// absent) whose status is `status`; without `status`, every finished one (SENT, FAILED,
-    /// CANCELLED). Each sends the same stored URL, headers and body; rows never rendered (no
+    /// absent) whose status is `status`; without `status`, every SENT or FAILED one (CANCELLED
+    /// rows, among them the updates coalesced into a later one, only when `status` asks for
+    /// them: sent again they would follow the item's final state). Each sends the same stored URL, headers and body; rows never rendered (no
     /// body) and test deliveries are left out. At most 1000 rows per call (VALIDATION
     /// beyond: narrow the window). `dryRun` only counts, as a real run would (null: false).
     /// Returns how many.

@@ -122,7 +122,9 @@ impl Webhook {
     }
 
     /// The deliveries of one item (itemtype and id) are sent one at a time, in event order: a
-    /// later one waits while an earlier one is pending, sending or retrying.
+    /// later one waits while an earlier one is pending, sending or retrying. It applies to the
+    /// rows queued once it is on (replayed rows included); forced sends and test deliveries
+    /// bypass the order.
     async fn ordered(&self) -> bool {
         self.0.settings.ordered
     }
@@ -292,6 +294,9 @@ pub struct WebhookHealth(pub Health);
 /// failures (OPEN), or wait for one probe (HALF_OPEN).
 #[Object]
 impl WebhookHealth {
+    /// CLOSED: sends flow. OPEN: sends wait after consecutive failures until `nextProbeAt`
+    /// (or until the webhook is turned on again, when the breaker turned it off). HALF_OPEN:
+    /// one probe is being sent; its success closes the breaker, its failure opens it again.
     async fn state(&self) -> BreakerState {
         self.0.state
     }
@@ -402,7 +407,11 @@ pub struct WebhookPatch {
     pub custom_headers: MaybeUndefined<Json<Value>>,
     /// 1 to 10000 sends started a second; null removes the limit.
     pub max_per_second: MaybeUndefined<i32>,
+    /// Send the deliveries of one item one at a time, in event order (see `Webhook.ordered`);
+    /// it applies to the rows queued once it is on.
     pub ordered: Option<bool>,
+    /// Seconds `update` deliveries wait before their first send, 0 to 3600 (0: no
+    /// coalescing); it applies to the rows queued from then on.
     pub coalesce_seconds: Option<i32>,
 }
 
@@ -607,9 +616,17 @@ impl WebhookMutation {
         }
         let before = webhooks::get(&s.state.db, id).await?;
         let secret_fields = secret_fields(&secrets);
-        let updated =
-            webhooks::update(&s.state.db, &s.state.secrets, config.templates, &config.targets, id, changes, secrets)
-                .await?;
+        let updated = webhooks::update(
+            &s.state.db,
+            &s.state.queue,
+            &s.state.secrets,
+            config.templates,
+            &config.targets,
+            id,
+            changes,
+            secrets,
+        )
+        .await?;
         let before = before.as_ref().map(audit::webhook_view).unwrap_or_default();
         let mut change = Change::new("Webhook", id, "update")
             .in_entity(updated.settings.entity_id)

@@ -15,7 +15,7 @@ use entity::{
 };
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, Query},
+    sea_query::{Expr, LockBehavior, LockType, Query},
 };
 use serde::{Deserialize, Serialize};
 
@@ -78,16 +78,30 @@ pub async fn get_many(conn: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Vec
         .collect()
 }
 
+/// What a transaction does with a health row another transaction has locked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Locked {
+    /// Waits for it.
+    Wait,
+    /// Passes it over: the row is left out of what [`lock`] returns. A claim never waits,
+    /// so that it ends within milliseconds (which `store::RESENT_IN_ORDER_AFTER` counts on).
+    Skip,
+}
+
 /// The stored health of these webhooks; on PostgreSQL their rows are locked until the
-/// transaction ends (in webhook order).
-async fn lock(conn: &impl ConnectionTrait, ids: &[i64]) -> AppResult<BTreeMap<i64, Health>> {
+/// transaction ends (in webhook order), or, with [`Locked::Skip`], those no other
+/// transaction holds.
+async fn lock(conn: &impl ConnectionTrait, ids: &[i64], locked: Locked) -> AppResult<BTreeMap<i64, Health>> {
     if ids.is_empty() {
         return Ok(BTreeMap::new());
     }
     let mut query =
         webhook_health::Entity::find().filter(H::WebhookId.is_in(ids.iter().copied())).order_by_asc(H::WebhookId);
     if conn.get_database_backend() == DbBackend::Postgres {
-        query = query.lock_exclusive();
+        query = match locked {
+            Locked::Wait => query.lock_exclusive(),
+            Locked::Skip => query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked),
+        };
     }
     query.all(conn).await?.into_iter().map(|m| Ok((m.webhook_id, from_model(m)?))).collect()
 }
@@ -206,7 +220,9 @@ pub struct Admitted {
 /// Admits the rows a claim took: all of a closed breaker's (within its webhook's rate limit),
 /// the oldest as the probe of an open breaker due for one (which goes half-open), none of a
 /// breaker that is open or probing. The others go back to the queue as they were, in the same
-/// transaction (nobody sees them taken). Test deliveries pass (they are never paced either).
+/// transaction (nobody sees them taken), and so do the rows of a webhook whose health row
+/// another transaction holds (PostgreSQL): a claim never waits for a lock. Test deliveries
+/// pass (they are never paced either).
 pub async fn admit(
     conn: &impl ConnectionTrait,
     rows: Vec<Model>,
@@ -227,20 +243,26 @@ pub async fn admit(
         return Ok(admitted);
     }
     let limits: HashMap<i64, u32> = guarded.iter().filter_map(|&(id, limit)| Some((id, limit?))).collect();
-    let limited: Vec<i64> = limits.keys().copied().collect();
+    // In webhook order, as every other locker of these rows.
+    let mut limited: Vec<i64> = limits.keys().copied().collect();
+    limited.sort_unstable();
     ensure(conn, &limited).await?;
     let decided: Vec<i64> = guarded.iter().map(|&(id, _)| id).collect();
-    let mut health = lock(conn, &decided).await?;
+    let mut health = lock(conn, &decided, Locked::Skip).await?;
     let mut by_webhook: BTreeMap<i64, Vec<Model>> = BTreeMap::new();
+    let mut back = Vec::new();
     for row in rows {
-        if row.is_test || !health.contains_key(&row.webhook_id) {
+        if row.is_test || !decided.contains(&row.webhook_id) {
             admitted.rows.push(row);
-        } else {
+        } else if health.contains_key(&row.webhook_id) {
             by_webhook.entry(row.webhook_id).or_default().push(row);
+        } else {
+            // Its health row is another transaction's now (every webhook decided on has one):
+            // the row goes back untouched, for a later claim.
+            back.push(row.id);
         }
     }
     let lease = chrono::Duration::from_std(claim.lease).unwrap_or(chrono::Duration::MAX);
-    let mut back = Vec::new();
     let mut moved = Vec::new();
     for (webhook_id, mut group) in by_webhook {
         let Some(h) = health.get_mut(&webhook_id) else { continue };
@@ -284,7 +306,7 @@ pub async fn spend(conn: &impl ConnectionTrait, webhook_id: i64, now: DateTime<U
     let guarded = guarded(conn, &[webhook_id]).await?;
     let Some(per_second) = guarded.into_iter().find_map(|(_, limit)| limit) else { return Ok(()) };
     ensure(conn, &[webhook_id]).await?;
-    if let Some(mut h) = lock(conn, &[webhook_id]).await?.remove(&webhook_id) {
+    if let Some(mut h) = lock(conn, &[webhook_id], Locked::Wait).await?.remove(&webhook_id) {
         h.spend(per_second, now);
         save(conn, &h).await?;
     }
@@ -319,7 +341,7 @@ pub async fn record(
     let mut ids = failing(conn, &succeeded).await?;
     ids.extend(failed);
     ids.sort_unstable();
-    let stored = lock(conn, &ids).await?;
+    let stored = lock(conn, &ids, Locked::Wait).await?;
     let mut moved = Vec::new();
     for (webhook_id, attempts) in &ends {
         // A webhook without a row had no failure, and these attempts all succeeded.
@@ -354,7 +376,7 @@ pub async fn released(conn: &impl ConnectionTrait, ids: &[i64], now: DateTime<Ut
         .all(conn)
         .await?;
     let mut moved = Vec::new();
-    for (_, mut h) in lock(conn, &probing).await? {
+    for (_, mut h) in lock(conn, &probing, Locked::Wait).await? {
         if h.state == BreakerState::HalfOpen && h.probe_id.is_some_and(|id| ids.contains(&id)) {
             h.probe_released(now);
             save(conn, &h).await?;
@@ -364,15 +386,19 @@ pub async fn released(conn: &impl ConnectionTrait, ids: &[i64], now: DateTime<Ut
     changes(conn, moved).await
 }
 
-/// A webhook was turned on again: if the breaker had deactivated it, one probe goes at once.
-pub async fn reactivated(conn: &impl ConnectionTrait, webhook_id: i64, now: DateTime<Utc>) -> AppResult<()> {
-    if let Some(mut h) = lock(conn, &[webhook_id]).await?.remove(&webhook_id)
+/// A webhook was turned on again: if the breaker had deactivated it, one probe is due at once.
+/// Returns whether it was. Called before the webhook's row is written: a transaction locks
+/// health rows before webhook rows, as the recorder does (it deactivates webhooks after
+/// locking their health), so that the two never wait on each other.
+pub async fn reactivated(conn: &impl ConnectionTrait, webhook_id: i64, now: DateTime<Utc>) -> AppResult<bool> {
+    if let Some(mut h) = lock(conn, &[webhook_id], Locked::Wait).await?.remove(&webhook_id)
         && h.held()
     {
         h.reactivated(now);
         save(conn, &h).await?;
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 /// A stored time that may be unset.

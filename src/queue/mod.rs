@@ -158,6 +158,12 @@ impl Publisher {
     }
 }
 
+/// The ordering key of an ordered webhook's rows for an item: the rows of one key are sent one
+/// at a time, in event order (see `store::claim_due`).
+pub fn order_key(webhook_id: i64, itemtype: &str, item_id: &str) -> String {
+    format!("{webhook_id}:{itemtype}:{item_id}")
+}
+
 /// Queues rows inside the caller's transaction (the item write and its rows commit together);
 /// fills in their ids.
 pub async fn enqueue(conn: &impl ConnectionTrait, staged: &mut Staged, mut rows: Vec<Model>) -> AppResult<Vec<Model>> {
@@ -200,6 +206,14 @@ pub async fn take_waiting_updates(
     item_id: &str,
 ) -> AppResult<Vec<Model>> {
     store::take_waiting_updates(conn, webhook_id, itemtype, item_id).await
+}
+
+/// Rows taken by [`take_waiting_updates`] are not replaced after all (the newer row could not
+/// carry their changes): they wait again as they were, inside the same transaction (nobody saw
+/// them cancelled).
+pub async fn keep_waiting(conn: &impl ConnectionTrait, taken: &[Model]) -> AppResult<()> {
+    let ids: Vec<i64> = taken.iter().map(|row| row.id).collect();
+    store::uncancel(conn, &ids).await
 }
 
 /// Rows taken by [`take_waiting_updates`] were replaced by the queued row `into`: their
@@ -365,6 +379,28 @@ impl Queue {
                 })
             })
             .await
+    }
+
+    /// A webhook turned on again (see [`Queue::reactivated`]) has a probe due now, committed:
+    /// the workers of every process (through the NOTIFY of queued rows on PostgreSQL) look at
+    /// once, not at their next poll.
+    pub async fn probe_due(&self) -> AppResult<()> {
+        self.writer
+            .write_queue(|_, staged| {
+                Box::pin(async move {
+                    staged.wake = true;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// A webhook is turned on again, inside the caller's transaction and before the webhook's
+    /// row is written (health rows are locked before webhook rows): if its breaker had turned
+    /// it off, one probe is due at once. Returns whether it was; once the transaction has
+    /// committed, [`Queue::probe_due`] wakes the workers for it.
+    pub async fn reactivated(conn: &impl ConnectionTrait, webhook_id: i64) -> AppResult<bool> {
+        health::reactivated(conn, webhook_id, Utc::now()).await
     }
 
     /// When claims may next find rows that breakers or rate limits hold now (None: none held).

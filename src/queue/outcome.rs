@@ -145,6 +145,8 @@ pub(super) async fn record(
     // probe that was not an attempt (its CRA challenge failed) decides nothing and is replaced.
     let mut ends: BTreeMap<i64, Vec<AttemptEnd>> = BTreeMap::new();
     let mut not_attempts = Vec::new();
+    // The webhooks to turn off after a 410 Gone, with the row that was answered so.
+    let mut gone = Vec::new();
     for (outcome, row) in outcomes.iter().zip(rows) {
         if !written.contains(&row.id) {
             continue;
@@ -158,20 +160,35 @@ pub(super) async fn record(
             }),
             (false, false) => not_attempts.push(row.id),
         }
-        follow_up(txn, outcome, &row, now).await?;
+        if follow_up(txn, outcome, &row).await? {
+            gone.push((row.webhook_id, row.id));
+        }
         staged.push(&row, Some(QueueStatus::Sending));
     }
     for list in ends.values_mut() {
         list.sort_by_key(|end| end.at);
     }
+    // Health rows are locked before webhook rows are written (as `updateWebhook` does when it
+    // turns a webhook on again), and webhooks are written in id order: two transactions never
+    // wait on each other.
     let recorded = health::record(txn, ends, &breaker, now).await?;
-    for webhook_id in recorded.deactivate {
+    let mut off: Vec<(i64, Option<i64>, String)> = gone
+        .into_iter()
+        .map(|(webhook_id, id)| {
+            (webhook_id, Some(id), format!("Deactivated: the target answered 410 Gone to queued webhook {id}"))
+        })
+        .collect();
+    off.extend(recorded.deactivate.into_iter().map(|webhook_id| {
         let message = format!(
             "Deactivated: every attempt failed for {} (HOOKLINE_BREAKER_DISABLE_AFTER); its queued webhooks wait \
              until it is turned on again",
             crate::domain::breaker::describe(breaker.disable_after)
         );
-        deactivate(txn, webhook_id, None, message, now).await?;
+        (webhook_id, None, message)
+    }));
+    off.sort_by_key(|(webhook_id, _, _)| *webhook_id);
+    for (webhook_id, queued_webhook_id, message) in off {
+        deactivate(txn, webhook_id, queued_webhook_id, message, now).await?;
     }
     staged.push_health(recorded.changes);
     staged.push_health(health::released(txn, &not_attempts, now).await?);
@@ -227,13 +244,13 @@ async fn write_rows(txn: &DatabaseTransaction, outcomes: &[Outcome], rows: &[Mod
     }
 }
 
-/// The item history entry of a webhook that logs in it, and the deactivation after 410 Gone.
-/// A test delivery has neither: the item did not change, and a webhook is often tested
-/// before it is turned on.
-async fn follow_up(conn: &impl ConnectionTrait, outcome: &Outcome, row: &Model, now: DateTime<Utc>) -> AppResult<()> {
+/// The item history entry of a webhook that logs in it; returns whether the webhook is to be
+/// turned off (its target answered 410 Gone). A test delivery does neither: the item did not
+/// change, and a webhook is often tested before it is turned on.
+async fn follow_up(conn: &impl ConnectionTrait, outcome: &Outcome, row: &Model) -> AppResult<bool> {
     let before = &outcome.row;
     if before.is_test {
-        return Ok(());
+        return Ok(false);
     }
     if before.log_in_item_history && before.event != "purge" && outcome.counted {
         let old = before.last_status_code.map(|c| c.to_string()).unwrap_or_default();
@@ -249,9 +266,5 @@ async fn follow_up(conn: &impl ConnectionTrait, outcome: &Outcome, row: &Model, 
         };
         history::add(conn, Subject::Item { itemtype: &row.itemtype, id: &row.item_id }, vec![entry]).await?;
     }
-    if let Decision::Failed { deactivate_webhook: true, .. } = outcome.decision {
-        let message = format!("Deactivated: the target answered 410 Gone to queued webhook {}", row.id);
-        deactivate(conn, row.webhook_id, Some(row.id), message, now).await?;
-    }
-    Ok(())
+    Ok(matches!(outcome.decision, Decision::Failed { deactivate_webhook: true, .. }))
 }

@@ -2,8 +2,13 @@
 //! with new delivery ids and a fresh budget, sending the same stored URL, headers and body.
 
 use chrono::{DateTime, Utc};
-use entity::queued_webhooks::{self, Column as Q, Model, QueueStatus};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Select};
+use entity::{
+    queued_webhooks::{self, Column as Q, Model, QueueStatus},
+    webhooks,
+};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+};
 use serde_json::Value;
 
 use super::{Queue, enqueue};
@@ -20,8 +25,9 @@ pub const MAX_REPLAY: u64 = 1000;
 #[derive(Debug, Clone)]
 pub struct ReplayWindow {
     pub webhook_id: i64,
-    /// None: every finished row (SENT, FAILED, CANCELLED); rows still to be sent are replayed
-    /// only when their status is asked for.
+    /// None: every SENT or FAILED row. Rows still to be sent are replayed only when their
+    /// status is asked for, and so are CANCELLED rows: an update coalesced into a later one
+    /// carries an earlier state of its item, and sent again it would follow the final one.
     pub status: Option<QueueStatus>,
     /// Rows created at or after this time.
     pub since: Option<DateTime<Utc>>,
@@ -41,7 +47,7 @@ impl ReplayWindow {
             .filter(Q::IsTest.eq(false));
         select = match self.status {
             Some(status) => select.filter(Q::Status.eq(status)),
-            None => select.filter(Q::Status.is_in([QueueStatus::Sent, QueueStatus::Failed, QueueStatus::Cancelled])),
+            None => select.filter(Q::Status.is_in([QueueStatus::Sent, QueueStatus::Failed])),
         };
         if let Some(since) = self.since {
             select = select.filter(Q::CreateTime.gte(since));
@@ -86,12 +92,13 @@ impl Queue {
                 Box::pin(async move {
                     window.count(txn).await?;
                     let now = Utc::now();
+                    let ordered = ordered(txn, window.webhook_id).await?;
                     let rows = window
                         .rows()
                         .all(txn)
                         .await?
                         .into_iter()
-                        .map(|row| replayed(row, &secrets, now, &traceparent))
+                        .map(|row| replayed(row, ordered, &secrets, now, &traceparent))
                         .collect::<AppResult<Vec<Model>>>()?;
                     Ok(enqueue(txn, staged, rows).await?.len())
                 })
@@ -100,9 +107,21 @@ impl Queue {
     }
 }
 
+/// Whether the webhook is ordered now: `ordered` applies to the rows queued once it is on, and
+/// a replayed row is queued now (whatever its webhook was when the original was queued).
+async fn ordered(conn: &impl ConnectionTrait, webhook_id: i64) -> AppResult<bool> {
+    let ordered: Option<bool> = webhooks::Entity::find_by_id(webhook_id)
+        .select_only()
+        .column(webhooks::Column::Ordered)
+        .into_tuple()
+        .one(conn)
+        .await?;
+    Ok(ordered.unwrap_or(false))
+}
+
 /// The new row that sends `row` again: a new delivery id (its credential headers sealed anew
-/// for it), a fresh budget, due now.
-fn replayed(row: Model, secrets: &SecretBox, now: DateTime<Utc>, traceparent: &str) -> AppResult<Model> {
+/// for it), a fresh budget, due now, in its item's order when its webhook is `ordered` now.
+fn replayed(row: Model, ordered: bool, secrets: &SecretBox, now: DateTime<Utc>, traceparent: &str) -> AppResult<Model> {
     let delivery_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
     let mut headers = row.headers.clone();
     if let Value::Object(map) = &mut headers {
@@ -130,6 +149,10 @@ fn replayed(row: Model, secrets: &SecretBox, now: DateTime<Utc>, traceparent: &s
         claimed_by: None,
         traceparent: Some(traceparent.to_owned()),
         is_test: false,
+        // A replayed row sends its stored body again: a newer update of its item neither
+        // replaces it nor merges changes it no longer stands for (see `take_waiting_updates`).
+        changes: None,
+        order_key: ordered.then(|| super::order_key(row.webhook_id, &row.itemtype, &row.item_id)),
         ..row
     })
 }

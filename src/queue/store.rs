@@ -275,8 +275,10 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
 
 /// How long after being resent an ordered row is due. A resent row is an earlier row of its
 /// item becoming unfinished again: a claim whose snapshot predates the resend could take a
-/// later row of the item while another process takes the resent one. Claims last milliseconds;
-/// one that began before the resend has ended by the time the resent row is due.
+/// later row of the item while another process takes the resent one. Claims last milliseconds
+/// (they skip the queued rows and the health rows other transactions hold, see
+/// `health::admit`, and never wait for a lock); one that began before the resend has ended by
+/// the time the resent row is due.
 const RESENT_IN_ORDER_AFTER: chrono::Duration = chrono::Duration::seconds(1);
 
 /// FAILED rows (with a body to send; of one webhook, and among `ids`, when given) back to
@@ -311,7 +313,10 @@ pub async fn resend_failed(
 
 /// Cancels the `update` rows of this webhook and item that wait for their first attempt
 /// (pending, never attempted, not a test) and returns them, oldest first: a newer update
-/// replaces them. A row a claim is taking meanwhile is left to its claim.
+/// replaces them. A row a claim is taking meanwhile is left to its claim. Only rows that carry
+/// their write's `changes` are taken: those an item write queued for a coalescing webhook. A
+/// replayed row carries none (it sends a stored body again, not the item's state), so it is
+/// never replaced.
 pub async fn take_waiting_updates(
     conn: &impl ConnectionTrait,
     webhook_id: i64,
@@ -328,10 +333,22 @@ pub async fn take_waiting_updates(
         .filter(Q::SentTry.eq(0))
         .filter(Q::IsTest.eq(false))
         .filter(Q::Body.is_not_null())
+        .filter(Q::Changes.is_not_null())
         .exec_with_returning(conn)
         .await?;
     rows.sort_by_key(|row| row.id);
     Ok(rows)
+}
+
+/// Puts rows [`take_waiting_updates`] cancelled in this transaction back to PENDING.
+pub async fn uncancel(conn: &impl ConnectionTrait, ids: &[i64]) -> AppResult<()> {
+    queued_webhooks::Entity::update_many()
+        .col_expr(Q::Status, Expr::value(QueueStatus::Pending))
+        .filter(Q::Id.is_in(ids.iter().copied()))
+        .filter(Q::Status.eq(QueueStatus::Cancelled))
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 /// Says on replaced rows which row replaced them.

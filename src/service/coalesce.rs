@@ -55,8 +55,11 @@ pub async fn enqueue(
             if waiting.is_empty() {
                 continue;
             }
-            merge_into(conn, intake, item, changes, row, &waiting, candidates, entities).await?;
-            replaced.push((index, waiting));
+            if merge_into(conn, intake, item, changes, row, &waiting, candidates, entities).await? {
+                replaced.push((index, waiting));
+            } else {
+                queue::keep_waiting(conn, &waiting).await?;
+            }
         }
     }
     let rows = queue::enqueue(conn, staged, rows).await?;
@@ -67,7 +70,10 @@ pub async fn enqueue(
 }
 
 /// Makes `row` carry the changes of the rows it replaces and its own, rendered from them, due
-/// when the oldest of them was.
+/// when the oldest of them was. Returns false, leaving `row` as it was, when the merged
+/// changes cannot be rendered: the row then replaces nothing (the rows that wait are sent, and
+/// so is this one, with its own rendering), so that a failed rendering never loses the final
+/// state.
 #[allow(clippy::too_many_arguments)]
 async fn merge_into(
     conn: &impl ConnectionTrait,
@@ -78,7 +84,7 @@ async fn merge_into(
     waiting: &[queued_webhooks::Model],
     candidates: &Arc<Vec<CachedWebhook>>,
     entities: &EntityIndex,
-) -> AppResult<()> {
+) -> AppResult<bool> {
     let earlier = waiting.iter().fold(Vec::new(), |merged, w| {
         rules::merged_changes(&merged, &w.changes.as_ref().map(rules::changes_from_value).unwrap_or_default())
     });
@@ -95,6 +101,10 @@ async fn merge_into(
             .await?
             .pop()
             .ok_or_else(|| AppError::internal("a coalesced row was not rendered"))?;
+        if let Err(reason) = &rendered {
+            tracing::debug!(webhook = webhook.id, %reason, "merged changes cannot be rendered; nothing is coalesced");
+            return Ok(false);
+        }
         let fresh = events::queued_row(
             webhook.id,
             &webhook.settings,
@@ -109,5 +119,5 @@ async fn merge_into(
     }
     row.changes = Some(rules::changes_value(&merged));
     row.send_time = due;
-    Ok(())
+    Ok(true)
 }

@@ -251,12 +251,6 @@ pub async fn plan(
         .collect())
 }
 
-/// The ordering key of an ordered webhook's rows for an item: the rows of one key are sent one
-/// at a time, in event order (see `queue::store::claim_due`).
-fn order_key(webhook_id: i64, item: &items::Model) -> String {
-    format!("{webhook_id}:{}:{}", item.itemtype, item.id)
-}
-
 /// The queue row of one webhook for an event of the item, from its rendered request (or the
 /// reason it could not be rendered: the row is then FAILED saying why); not stored.
 /// `traceparent`: the trace its attempts continue.
@@ -318,7 +312,7 @@ pub fn queued_row(
         claimed_by: None,
         traceparent,
         is_test: false,
-        order_key: settings.ordered.then(|| order_key(webhook_id, item)),
+        order_key: settings.ordered.then(|| crate::queue::order_key(webhook_id, &item.itemtype, &item.id)),
         changes: None,
     }
 }

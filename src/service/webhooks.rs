@@ -24,6 +24,7 @@ use crate::{
         keep_hidden_headers, redact_headers,
     },
     error::{AppError, AppResult},
+    queue::Queue,
     secret_box::{Purpose, SecretBox},
 };
 
@@ -256,8 +257,10 @@ pub async fn create(
     Webhook::try_from(stored)
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn update(
     db: &DatabaseConnection,
+    queue: &Queue,
     secrets: &SecretBox,
     limits: Limits,
     targets: &TargetPolicy,
@@ -339,13 +342,16 @@ pub async fn update(
         return Ok(current);
     }
     model.updated_at = Set(Utc::now());
+    // Turned on again: a webhook the breaker turned off probes its target at once (its health
+    // row is locked before its row is written, as the recorder locks them).
+    let probe_due = settings.is_active && !current.settings.is_active && Queue::reactivated(&txn, id).await?;
     let updated = model.update(&txn).await?;
-    if settings.is_active && !current.settings.is_active {
-        // Turned on again: a webhook the breaker turned off probes its target at once.
-        crate::queue::health::reactivated(&txn, id, Utc::now()).await?;
-    }
     history::add(&txn, Subject::Webhook(id), entries).await?;
     txn.commit().await?;
+    if probe_due && let Err(err) = queue.probe_due().await {
+        // The probe goes at the workers' next poll.
+        tracing::warn!(?err, webhook = id, "cannot wake the workers for a reactivated webhook's probe");
+    }
     Webhook::try_from(updated)
 }
 
