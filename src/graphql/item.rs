@@ -363,11 +363,7 @@ impl ItemMutation {
         )]
         idempotency_key: Option<String>,
     ) -> Result<Item> {
-        let s = session(ctx)?;
-        let once = idempotency::once(ctx, &s, idempotency_key)?;
-        in_reach(&s, &itemtype, &id).await?;
-        let delete = items::set_deleted(s.state, &itemtype, &id, true, Some(s.caller.actor()), once.clone());
-        Ok(Item(item_answer(&s, run_once(&s.state.db, once.as_ref(), delete).await?).await?))
+        trash(ctx, &itemtype, &id, idempotency_key, true).await
     }
 
     /// Takes the item out of the trash (CONFLICT when it is not there); raises `restore`.
@@ -381,11 +377,7 @@ impl ItemMutation {
         )]
         idempotency_key: Option<String>,
     ) -> Result<Item> {
-        let s = session(ctx)?;
-        let once = idempotency::once(ctx, &s, idempotency_key)?;
-        in_reach(&s, &itemtype, &id).await?;
-        let restore = items::set_deleted(s.state, &itemtype, &id, false, Some(s.caller.actor()), once.clone());
-        Ok(Item(item_answer(&s, run_once(&s.state.db, once.as_ref(), restore).await?).await?))
+        trash(ctx, &itemtype, &id, idempotency_key, false).await
     }
 
     /// Raises `purge` with the last snapshot of the item and of its child items, then removes
@@ -413,6 +405,15 @@ impl ItemMutation {
         run_once(&s.state.db, once.as_ref(), purge).await?;
         Ok(true)
     }
+}
+
+/// Puts the item in the trash (`deleted`) or takes it out, raising `delete` or `restore`.
+async fn trash(ctx: &Context<'_>, itemtype: &str, id: &str, key: Option<String>, deleted: bool) -> Result<Item> {
+    let s = session(ctx)?;
+    let once = idempotency::once(ctx, &s, key)?;
+    in_reach(&s, itemtype, id).await?;
+    let change = items::set_deleted(s.state, itemtype, id, deleted, Some(s.caller.actor()), once.clone());
+    Ok(Item(item_answer(&s, run_once(&s.state.db, once.as_ref(), change).await?).await?))
 }
 
 /// The one item of an item mutation's answer, now or earlier.
