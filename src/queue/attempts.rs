@@ -111,7 +111,7 @@ async fn settle(savepoint: DatabaseTransaction, result: AppResult<()>) -> AppRes
 }
 
 async fn insert(conn: &DatabaseTransaction, kept: &[Kept<'_>]) -> AppResult<()> {
-    for part in kept.chunks(store::chunk(conn)) {
+    for part in kept.chunks(store::ROWS_PER_STATEMENT) {
         delivery_attempts::Entity::insert_many(part.iter().map(Kept::active)).exec(conn).await?;
     }
     Ok(())
