@@ -376,7 +376,7 @@ async fn health_updates_reach_only_the_webhooks_a_viewer_sees() {
             .await;
         let mut socket = ws::connect(app.addr, &token).await;
         let subscription =
-            "subscription($id: ID) { webhookHealthUpdates(webhookId: $id) { state consecutiveFailures } }";
+            "subscription($id: ID) { webhookHealthUpdates(webhookId: $id) { webhookId state consecutiveFailures } }";
         // A webhook outside the token's entities does not exist for it.
         ws::subscribe(&mut socket, "other", subscription, json!({"id": root})).await;
         let refused = ws::next(&mut socket).await;
@@ -393,7 +393,7 @@ async fn health_updates_reach_only_the_webhooks_a_viewer_sees() {
         assert_eq!(message["id"], "all");
         assert_eq!(
             message["payload"]["data"]["webhookHealthUpdates"],
-            json!({"state": "OPEN", "consecutiveFailures": 1})
+            json!({"webhookId": mine, "state": "OPEN", "consecutiveFailures": 1})
         );
         // The root webhook's change, which came first, was never sent to this viewer.
         assert!(ws::within(&mut socket, Duration::from_millis(500)).await.is_none(), "{:?}", app.backend);

@@ -294,6 +294,12 @@ pub struct WebhookHealth(pub Health);
 /// failures (OPEN), or wait for one probe (HALF_OPEN).
 #[Object]
 impl WebhookHealth {
+    /// The webhook this breaker guards (a `webhookHealthUpdates` subscription without
+    /// `webhookId` receives the changes of every webhook it may read).
+    async fn webhook_id(&self) -> ID {
+        ID(self.0.webhook_id.to_string())
+    }
+
     /// CLOSED: sends flow. OPEN: sends wait after consecutive failures until `nextProbeAt`
     /// (or until the webhook is turned on again, when the breaker turned it off). HALF_OPEN:
     /// one probe is being sent; its success closes the breaker, its failure opens it again.
