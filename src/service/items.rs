@@ -133,7 +133,7 @@ pub struct Changed<T> {
 pub async fn create(state: &AppState, input: NewItem, once: Option<Once>) -> AppResult<Changed<items::Model>> {
     let given = matches!(input.id, ItemId::Given(_));
     let changed = match once {
-        None => create_grouped(state, input).await?,
+        None => create_grouped(state, input, given).await?,
         Some(once) => {
             let intake = Intake::of(state);
             state
@@ -154,8 +154,8 @@ pub async fn create(state: &AppState, input: NewItem, once: Option<Once>) -> App
     Ok(changed)
 }
 
-async fn create_grouped(state: &AppState, input: NewItem) -> AppResult<Changed<items::Model>> {
-    let given = matches!(input.id, ItemId::Given(_));
+/// `given`: the caller chose the item's id (its create may touch a stored row).
+async fn create_grouped(state: &AppState, input: NewItem, given: bool) -> AppResult<Changed<items::Model>> {
     let mut preparation = intake::Preparation::new(state).await?;
     let prepared = preparation.prepare(input).await?;
     let (reply, answer) = tokio::sync::oneshot::channel();
