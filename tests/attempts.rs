@@ -16,13 +16,7 @@ const WAIT: Duration = Duration::from_secs(20);
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 async fn webhook(app: &TestApp, receiver: &Receiver, path: &str, extra: Value) -> String {
-    let mut input =
-        json!({"name": path, "entityId": "0", "itemtype": "Ticket", "event": "NEW", "url": receiver.url(path)});
-    if let (Some(i), Some(e)) = (input.as_object_mut(), extra.as_object()) {
-        i.extend(e.clone());
-    }
-    let query = "mutation($input: WebhookInput!) { createWebhook(input: $input) { id } }";
-    app.data(query, json!({"input": input})).await["createWebhook"]["id"].as_str().unwrap_or_default().to_owned()
+    app.ticket_webhook(path, &receiver.url(path), extra).await
 }
 
 async fn create_item(app: &TestApp, name: &str) {

@@ -22,11 +22,7 @@ const HEALTH: &str =
 const CREATE_ITEM: &str = "mutation($input: ItemInput!) { createItem(input: $input) { id } }";
 
 async fn webhook(app: &common::TestApp, receiver: &Receiver, path: &str, extra: Value) -> String {
-    let mut input =
-        json!({"name": path, "entityId": "0", "itemtype": "Ticket", "event": "NEW", "url": receiver.url(path)});
-    input.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
-    let query = "mutation($input: WebhookInput!) { createWebhook(input: $input) { id } }";
-    app.data(query, json!({"input": input})).await["createWebhook"]["id"].as_str().expect("id").to_owned()
+    app.ticket_webhook(path, &receiver.url(path), extra).await
 }
 
 async fn ticket(app: &common::TestApp, name: &str) {

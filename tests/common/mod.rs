@@ -173,6 +173,15 @@ impl TestApp {
         response["data"].clone()
     }
 
+    /// Creates a webhook on new tickets named `name`, delivering to `url`, with the `extra`
+    /// settings laid over; returns its id.
+    pub async fn ticket_webhook(&self, name: &str, url: &str, extra: Value) -> String {
+        let mut input = json!({"name": name, "entityId": "0", "itemtype": "Ticket", "event": "NEW", "url": url});
+        input.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
+        let query = "mutation($input: WebhookInput!) { createWebhook(input: $input) { id } }";
+        self.data(query, json!({"input": input})).await["createWebhook"]["id"].as_str().expect("id").to_owned()
+    }
+
     /// Issues a token through the API (as the super-admin); returns the token and its id.
     pub async fn issue_token(&self, input: Value) -> (String, String) {
         let query = "mutation($i: ApiTokenInput!) { createApiToken(input: $i) { token apiToken { id } } }";
