@@ -140,37 +140,34 @@ async fn every_attempt_is_kept_with_credentials_hidden_and_goes_with_its_row() {
 async fn only_the_latest_attempts_of_a_row_are_kept() {
     each_backend(async |app| {
         let receiver = Receiver::start().await;
+        // The first attempt is answered 201, every later one 200: the oldest is told apart.
+        receiver.script("/many", vec![Reply::Status(201)]);
         let id = webhook(app, &receiver, "/many", json!({})).await;
         create_item(app, "many").await;
         app.wait_queue(1, &["SENT"]).await;
         let row = rows_of(app, &id).await.remove(0);
-        let queued: i64 = row["id"].as_str().and_then(|id| id.parse().ok()).expect("an id");
-        // 104 earlier attempts, as if the row had been resent again and again.
-        use sea_orm::{ActiveValue::Set, EntityTrait};
-        let earlier = (0..104).map(|n| entity::delivery_attempts::ActiveModel {
-            queued_webhook_id: Set(queued),
-            started_at: Set(chrono::Utc::now()),
-            duration_ms: Set(n),
-            method: Set("POST".into()),
-            url: Set("http://earlier/".into()),
-            request_headers: Set(json!({})),
-            status_code: Set(Some(500)),
-            response_headers: Set(None),
-            response_body: Set(None),
-            error: Set(Some(format!("earlier {n}"))),
-            ..Default::default()
-        });
-        for part in earlier.collect::<Vec<_>>().chunks(10) {
-            entity::delivery_attempts::Entity::insert_many(part.to_vec()).exec(&app.state.db).await.expect("insert");
-        }
+        // 101 attempts in all: the row sent again and again.
         let force = "mutation($id: ID!) { forceSendQueuedWebhook(id: $id) { status } }";
-        app.data(force, json!({"id": row["id"]})).await;
+        for _ in 0..100 {
+            app.data(force, json!({"id": row["id"]})).await;
+        }
+        assert_eq!(receiver.requests_to("/many").len(), 101);
         let data = app.data(ATTEMPTS, json!({"id": row["id"], "first": 500})).await;
         let list = &data["queuedWebhook"]["attempts"];
         assert_eq!(list["totalCount"], 100, "the latest hundred are kept");
         let edges = list["edges"].as_array().cloned().unwrap_or_default();
-        assert_eq!(edges[0]["node"]["statusCode"], 200, "the newest is the forced send");
-        assert_eq!(edges[99]["node"]["error"], "earlier 5", "the oldest went first");
+        assert_eq!(edges.len(), 100);
+        assert!(
+            edges.iter().all(|edge| edge["node"]["statusCode"] == 200),
+            "the oldest attempt (answered 201) went first"
+        );
+        // One more: still a hundred, the newest first.
+        receiver.script("/many", vec![Reply::Status(202)]);
+        app.data(force, json!({"id": row["id"]})).await;
+        let data = app.data(ATTEMPTS, json!({"id": row["id"], "first": 500})).await;
+        let list = &data["queuedWebhook"]["attempts"];
+        assert_eq!(list["totalCount"], 100);
+        assert_eq!(list["edges"][0]["node"]["statusCode"], 202, "the newest is the last forced send");
     })
     .await;
 }

@@ -21,9 +21,17 @@ const CREDENTIAL_WORDS: &[&str] =
 /// history, are stored encrypted (in the webhook and in its queued webhooks), and must be
 /// given again when the webhook's target changes.
 pub fn is_sensitive_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    matches!(name.as_str(), "authorization" | "cookie")
-        || CREDENTIAL_WORDS.iter().any(|word| name.contains(word))
+    is_sensitive_lowercase(&name.to_ascii_lowercase())
+}
+
+/// [`is_sensitive_header`] of a name already in lowercase. Every attempt asks it of every
+/// header it sends: names are short, so the words are looked for byte window by byte window
+/// (a substring searcher costs more to set up than to run here).
+fn is_sensitive_lowercase(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let holds = |word: &str| bytes.windows(word.len()).any(|window| window == word.as_bytes());
+    matches!(name, "authorization" | "cookie")
+        || CREDENTIAL_WORDS.iter().any(|word| holds(word))
         || name.ends_with("key")
 }
 
@@ -38,8 +46,8 @@ const AUTH_SCHEMES: &[&str] = &["bearer ", "basic ", "digest ", "token ", "negot
 /// (`whsec_…`), or is shaped like a JSON Web Token (`eyJ…` in three dotted parts).
 pub fn looks_like_secret(value: &str) -> bool {
     let value = value.trim();
-    let lower = value.get(..12).unwrap_or(value).to_ascii_lowercase();
-    AUTH_SCHEMES.iter().any(|scheme| lower.starts_with(scheme))
+    let starts_with = |scheme: &str| value.get(..scheme.len()).is_some_and(|head| head.eq_ignore_ascii_case(scheme));
+    AUTH_SCHEMES.iter().any(|scheme| starts_with(scheme))
         || value.starts_with("whsec_")
         || (value.starts_with("eyJ") && value.split('.').count() == 3)
 }
@@ -52,7 +60,7 @@ pub fn shown_exchange_headers(headers: &[(String, String)]) -> Map<String, Value
     let mut shown = Map::new();
     for (name, value) in headers {
         let lower = name.to_ascii_lowercase();
-        let hidden = is_sensitive_header(name)
+        let hidden = is_sensitive_lowercase(&lower)
             || lower.contains("cookie")
             || SIGNATURE_HEADERS.contains(&lower.as_str())
             || looks_like_secret(value);

@@ -1,14 +1,13 @@
-//! Every attempt of a queued webhook, kept with its row (`QueuedWebhook.attempts`): written by
-//! the same write as the attempt's outcome, several rows per statement, and trimmed to the
-//! latest [`KEPT_PER_ROW`] of each row in one statement per write. Deleted with their row (the
-//! foreign key cascades).
+//! Every attempt of a queued webhook, kept with its row (`QueuedWebhook.attempts`): written in
+//! the same savepoint as the attempt's outcome, several rows per statement, and trimmed to the
+//! latest [`KEPT_PER_ROW`] of a row once it keeps more. Deleted with their row (the foreign key
+//! cascades).
 
 use chrono::{DateTime, Utc};
 use entity::delivery_attempts::{self, Column as A};
 use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement, Value as DbValue,
 };
 use serde_json::Value;
 
@@ -45,83 +44,58 @@ pub struct Kept<'a> {
     pub error: Option<String>,
 }
 
-impl Kept<'_> {
-    fn active(&self) -> delivery_attempts::ActiveModel {
-        let record = self.record;
-        delivery_attempts::ActiveModel {
-            id: NotSet,
-            queued_webhook_id: Set(self.queued_webhook_id),
-            started_at: Set(record.started_at),
-            duration_ms: Set(record.duration_ms),
-            method: Set(record.method.clone()),
-            url: Set(storable(record.url.clone())),
-            request_headers: Set(record.request_headers.clone()),
-            status_code: Set(self.status_code),
-            response_headers: Set(record.response_headers.clone()),
-            response_body: Set(self.response_body.clone()),
-            error: Set(self.error.clone()),
-        }
-    }
-}
+const ATTEMPT_COLUMNS: usize = 10;
 
-/// Keeps the attempts, in savepoints: a batch the database refuses (it is full, a value is
-/// refused) is kept one by one, and what it still refuses is left out, logged once, never the
-/// outcomes written with it.
-pub(super) async fn keep(txn: &DatabaseTransaction, kept: &[Kept<'_>]) -> AppResult<()> {
-    if kept.is_empty() {
-        return Ok(());
-    }
-    if let Err(err) = insert_in_savepoint(txn, kept).await {
-        tracing::warn!(?err, attempts = kept.len(), "a batch of attempts was refused; keeping them one by one");
-        let mut refused = 0;
-        for one in kept {
-            if insert_in_savepoint(txn, std::slice::from_ref(one)).await.is_err() {
-                refused += 1;
-            }
-        }
-        if refused > 0 {
-            tracing::error!(refused, "attempts were refused by the database; they are not kept");
-        }
-    }
-    let ids: Vec<i64> = kept.iter().map(|k| k.queued_webhook_id).collect();
-    let savepoint = txn.begin().await?;
-    let trimmed = trim(&savepoint, &ids).await;
-    if let Err(err) = settle(savepoint, trimmed).await {
-        tracing::warn!(?err, "older attempts could not be deleted; the next write tries again");
-    }
-    Ok(())
-}
-
-async fn insert_in_savepoint(txn: &DatabaseTransaction, kept: &[Kept<'_>]) -> AppResult<()> {
-    let savepoint = txn.begin().await?;
-    let inserted = insert(&savepoint, kept).await;
-    settle(savepoint, inserted).await
-}
-
-/// Keeps a savepoint's work when it succeeded, rolls it back otherwise (the transaction stays
-/// usable either way).
-async fn settle(savepoint: DatabaseTransaction, result: AppResult<()>) -> AppResult<()> {
-    match result {
-        Ok(()) => Ok(savepoint.commit().await?),
-        Err(err) => {
-            savepoint.rollback().await?;
-            Err(err)
-        }
-    }
-}
-
-async fn insert(conn: &DatabaseTransaction, kept: &[Kept<'_>]) -> AppResult<()> {
+/// Inserts attempts, several per statement, inside the savepoint of their outcomes (a refused
+/// value fails that savepoint, and the outcomes are then written row by row). The headers are
+/// written as JSON text, serialized once.
+pub(super) async fn insert(conn: &impl ConnectionTrait, kept: &[Kept<'_>]) -> AppResult<()> {
+    let backend = conn.get_database_backend();
     for part in kept.chunks(store::ROWS_PER_STATEMENT) {
-        delivery_attempts::Entity::insert_many(part.iter().map(Kept::active)).exec(conn).await?;
+        let mut values: Vec<DbValue> = Vec::with_capacity(part.len() * ATTEMPT_COLUMNS);
+        let mut tuples = Vec::with_capacity(part.len());
+        for (n, one) in part.iter().enumerate() {
+            let record = one.record;
+            let json = |value: &Value| storable(value.to_string());
+            values.extend([
+                one.queued_webhook_id.into(),
+                record.started_at.into(),
+                record.duration_ms.into(),
+                record.method.clone().into(),
+                storable(record.url.clone()).into(),
+                json(&record.request_headers).into(),
+                one.status_code.into(),
+                record.response_headers.as_ref().map(json).into(),
+                one.response_body.clone().into(),
+                one.error.clone().into(),
+            ]);
+            let base = n * ATTEMPT_COLUMNS;
+            let cells: Vec<String> = (1..=ATTEMPT_COLUMNS)
+                .map(|i| match backend {
+                    // The headers are JSON text: PostgreSQL reads them into its json columns.
+                    DbBackend::Postgres if i == 6 || i == 8 => format!("CAST(${} AS json)", base + i),
+                    DbBackend::Postgres => format!("${}", base + i),
+                    _ => "?".to_owned(),
+                })
+                .collect();
+            tuples.push(format!("({})", cells.join(", ")));
+        }
+        let sql = format!(
+            "INSERT INTO delivery_attempts (queued_webhook_id, started_at, duration_ms, method, url, \
+             request_headers, status_code, response_headers, response_body, error) VALUES {}",
+            tuples.join(", ")
+        );
+        conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
     }
     Ok(())
 }
 
-/// Deletes the attempts of these rows beyond their latest [`KEPT_PER_ROW`]. The rows' attempts
-/// are ranked once, through the (row, id) index: a batch of outcomes reads only the attempts of
-/// its own rows. (A correlated "the 101st newest" subquery per attempt cost PostgreSQL half of
-/// the fan-out run's time.) The ids are the batch's own row ids.
-async fn trim(conn: &impl ConnectionTrait, queued_ids: &[i64]) -> AppResult<()> {
+/// Deletes the attempts of these rows beyond their latest [`KEPT_PER_ROW`] and counts again
+/// what they keep. Called only for the rows that keep more (`attempts_kept`, counted by the
+/// outcome writes): a write of fresh rows trims nothing. The rows' attempts are ranked once,
+/// through the (row, id) index. (A correlated "the 101st newest" subquery per attempt cost
+/// PostgreSQL half of the fan-out run's time.) The ids are the batch's own row ids.
+pub(super) async fn trim(conn: &impl ConnectionTrait, queued_ids: &[i64]) -> AppResult<()> {
     if queued_ids.is_empty() {
         return Ok(());
     }
@@ -130,6 +104,11 @@ async fn trim(conn: &impl ConnectionTrait, queued_ids: &[i64]) -> AppResult<()> 
         "DELETE FROM delivery_attempts WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER \
          (PARTITION BY queued_webhook_id ORDER BY id DESC) AS newer FROM delivery_attempts \
          WHERE queued_webhook_id IN ({ids})) AS ranked WHERE newer > {KEPT_PER_ROW})"
+    ))
+    .await?;
+    conn.execute_unprepared(&format!(
+        "UPDATE queued_webhooks SET attempts_kept = (SELECT COUNT(*) FROM delivery_attempts AS a \
+         WHERE a.queued_webhook_id = queued_webhooks.id) WHERE id IN ({ids})"
     ))
     .await?;
     Ok(())

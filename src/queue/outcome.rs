@@ -101,46 +101,42 @@ pub(super) async fn record(
 ) -> AppResult<usize> {
     let now = Utc::now();
     let rows: Vec<Model> = outcomes.iter().map(|o| o.updated_row(now)).collect();
-    let written = match write_rows(txn, &outcomes, &rows).await {
+    let written = match write_rows(txn, &outcomes, &rows, Attempts::Kept).await {
         Ok(ids) => ids,
-        // One value the database refuses must not fail the others: write them one by one.
+        // One value the database refuses must not fail the others: write them one by one,
+        // then without the attempt, then without the outcome's own values.
         Err(err) => {
             tracing::warn!(?err, rows = rows.len(), "a batch of outcomes was refused; writing them one by one");
-            let mut ids = Vec::with_capacity(rows.len());
+            let mut ids = std::collections::HashSet::with_capacity(rows.len());
             for (outcome, row) in outcomes.iter().zip(&rows) {
                 let one = std::slice::from_ref(outcome);
-                match write_rows(txn, one, std::slice::from_ref(row)).await {
-                    Ok(written) => ids.extend(written),
-                    Err(err) => {
-                        tracing::error!(
-                            ?err,
-                            queued_id = row.id,
-                            "an outcome was refused; writing it without its values"
-                        );
-                        let minimal = outcome.minimal_row(now, "the database refused a value");
-                        ids.extend(write_rows(txn, one, std::slice::from_ref(&minimal)).await.unwrap_or_default());
+                let err = match write_rows(txn, one, std::slice::from_ref(row), Attempts::Kept).await {
+                    Ok(written) => {
+                        ids.extend(written);
+                        continue;
                     }
+                    Err(err) => err,
+                };
+                if outcome.attempt.is_some()
+                    && let Ok(written) = write_rows(txn, one, std::slice::from_ref(row), Attempts::Left).await
+                {
+                    tracing::error!(
+                        ?err,
+                        queued_id = row.id,
+                        "an attempt was refused; its outcome is written without it"
+                    );
+                    ids.extend(written);
+                    continue;
                 }
+                tracing::error!(?err, queued_id = row.id, "an outcome was refused; writing it without its values");
+                let minimal = outcome.minimal_row(now, "the database refused a value");
+                ids.extend(
+                    write_rows(txn, one, std::slice::from_ref(&minimal), Attempts::Left).await.unwrap_or_default(),
+                );
             }
             ids
         }
     };
-    let written: std::collections::HashSet<i64> = written.into_iter().collect();
-    let kept: Vec<attempts::Kept<'_>> = outcomes
-        .iter()
-        .zip(&rows)
-        .filter(|(_, row)| written.contains(&row.id))
-        .filter_map(|(outcome, row)| {
-            Some(attempts::Kept {
-                queued_webhook_id: row.id,
-                record: outcome.attempt.as_ref()?,
-                status_code: row.last_status_code,
-                response_body: row.response_body.clone(),
-                error: row.last_error.clone(),
-            })
-        })
-        .collect();
-    attempts::keep(txn, &kept).await?;
     // Each webhook's breaker sees its counted attempts, test deliveries aside, in order; a
     // probe that was not an attempt (its CRA challenge failed) decides nothing and is replaced.
     let mut ends: BTreeMap<i64, Vec<AttemptEnd>> = BTreeMap::new();
@@ -220,8 +216,22 @@ async fn deactivate(
     Ok(())
 }
 
-/// Writes rows in a savepoint, so that a refused statement leaves the transaction usable.
-async fn write_rows(txn: &DatabaseTransaction, outcomes: &[Outcome], rows: &[Model]) -> AppResult<Vec<i64>> {
+/// Whether a write keeps the attempts of its outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempts {
+    Kept,
+    Left,
+}
+
+/// Writes rows and (with [`Attempts::Kept`]) the attempts of those written, in one savepoint,
+/// so that a refused statement leaves the transaction usable. Rows that now keep more than
+/// `attempts::KEPT_PER_ROW` attempts lose their oldest. Returns the ids written.
+async fn write_rows(
+    txn: &DatabaseTransaction,
+    outcomes: &[Outcome],
+    rows: &[Model],
+    attempts: Attempts,
+) -> AppResult<std::collections::HashSet<i64>> {
     let values: Vec<Written<'_>> = outcomes
         .iter()
         .zip(rows)
@@ -229,10 +239,12 @@ async fn write_rows(txn: &DatabaseTransaction, outcomes: &[Outcome], rows: &[Mod
             row,
             token: outcome.row.claim_token.unwrap_or_default(),
             counted: i32::from(outcome.counted),
+            kept: i32::from(attempts == Attempts::Kept && outcome.attempt.is_some()),
         })
         .collect();
     let savepoint = txn.begin().await?;
-    match store::record(&savepoint, &values).await {
+    let written = write_in(&savepoint, &values, outcomes, attempts).await;
+    match written {
         Ok(ids) => {
             savepoint.commit().await?;
             Ok(ids)
@@ -242,6 +254,39 @@ async fn write_rows(txn: &DatabaseTransaction, outcomes: &[Outcome], rows: &[Mod
             Err(err)
         }
     }
+}
+
+async fn write_in(
+    conn: &DatabaseTransaction,
+    values: &[Written<'_>],
+    outcomes: &[Outcome],
+    attempts: Attempts,
+) -> AppResult<std::collections::HashSet<i64>> {
+    let recorded = store::record(conn, values).await?;
+    let written: std::collections::HashSet<i64> = recorded.iter().map(|r| r.id).collect();
+    if attempts == Attempts::Left {
+        return Ok(written);
+    }
+    let kept: Vec<attempts::Kept<'_>> = outcomes
+        .iter()
+        .zip(values)
+        .filter(|(_, value)| written.contains(&value.row.id))
+        .filter_map(|(outcome, value)| {
+            let row = value.row;
+            Some(attempts::Kept {
+                queued_webhook_id: row.id,
+                record: outcome.attempt.as_ref()?,
+                status_code: row.last_status_code,
+                response_body: row.response_body.clone(),
+                error: row.last_error.clone(),
+            })
+        })
+        .collect();
+    attempts::insert(conn, &kept).await?;
+    let over: Vec<i64> =
+        recorded.iter().filter(|r| r.attempts_kept > attempts::KEPT_PER_ROW as i64).map(|r| r.id).collect();
+    attempts::trim(conn, &over).await?;
+    Ok(written)
 }
 
 /// The item history entry of a webhook that logs in it; returns whether the webhook is to be

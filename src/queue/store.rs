@@ -206,14 +206,23 @@ pub struct Written<'a> {
     pub token: i64,
     /// 1 when a request was sent (it counts as an attempt), else 0.
     pub counted: i32,
+    /// 1 when the attempt is kept with the outcome (`delivery_attempts`), else 0.
+    pub kept: i32,
 }
 
-const OUTCOME_COLUMNS: usize = 9;
+/// A row an outcome was written to, and how many attempts it keeps now.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded {
+    pub id: i64,
+    pub attempts_kept: i64,
+}
+
+const OUTCOME_COLUMNS: usize = 10;
 
 /// Writes outcomes, several per statement, each only where its row is still `sending` under
 /// the same claim token (a row whose lease ended and was claimed again is not overwritten by
-/// the old attempt). Returns the ids written.
-pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> AppResult<Vec<i64>> {
+/// the old attempt), and counts the attempts kept with them. Returns the rows written.
+pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> AppResult<Vec<Recorded>> {
     let backend = conn.get_database_backend();
     let mut written = Vec::with_capacity(outcomes.len());
     for part in outcomes.chunks(ROWS_PER_STATEMENT) {
@@ -231,10 +240,12 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
                 row.last_status_code.into(),
                 row.response_body.clone().into(),
                 row.last_error.clone().into(),
+                outcome.kept.into(),
             ]);
             let base = n * OUTCOME_COLUMNS;
             let tuple = if backend == DbBackend::Postgres {
-                let types = ["bigint", "bigint", "varchar", "int", "timestamptz", "timestamptz", "int", "text", "text"];
+                let types =
+                    ["bigint", "bigint", "varchar", "int", "timestamptz", "timestamptz", "int", "text", "text", "int"];
                 let cells: Vec<String> =
                     types.iter().enumerate().map(|(i, t)| format!("${}::{t}", base + i + 1)).collect();
                 format!("({})", cells.join(", "))
@@ -248,25 +259,34 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
         let set = format!(
             "status = v.status, sent_try = {target}.sent_try + v.counted, sent_time = v.sent_time, \
              send_time = v.send_time, last_status_code = v.code, response_body = v.body, \
-             last_error = v.error, lease_until = NULL, claim_token = NULL, claimed_by = NULL"
+             last_error = v.error, attempts_kept = {target}.attempts_kept + v.kept, lease_until = NULL, \
+             claim_token = NULL, claimed_by = NULL"
         );
-        let columns = "v(id, token, status, counted, sent_time, send_time, code, body, error)";
+        let columns = "v(id, token, status, counted, sent_time, send_time, code, body, error, kept)";
         let sql = if backend == DbBackend::Postgres {
             format!(
                 "UPDATE queued_webhooks AS q SET {set} FROM (VALUES {}) AS {columns} \
-                 WHERE q.id = v.id AND q.status = 'sending' AND q.claim_token = v.token RETURNING q.id",
+                 WHERE q.id = v.id AND q.status = 'sending' AND q.claim_token = v.token \
+                 RETURNING q.id, q.attempts_kept",
                 tuples.join(", ")
             )
         } else {
             format!(
                 "WITH {columns} AS (VALUES {}) UPDATE queued_webhooks SET {set} FROM v \
                  WHERE queued_webhooks.id = v.id AND queued_webhooks.status = 'sending' \
-                 AND queued_webhooks.claim_token = v.token RETURNING queued_webhooks.id",
+                 AND queued_webhooks.claim_token = v.token \
+                 RETURNING queued_webhooks.id, queued_webhooks.attempts_kept",
                 tuples.join(", ")
             )
         };
         for returned in conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await? {
-            written.push(returned.try_get_by_index::<i64>(0)?);
+            let id = returned.try_get_by_index::<i64>(0)?;
+            // An int column: PostgreSQL returns it as int4, SQLite as an integer of any size.
+            let attempts_kept = match backend {
+                DbBackend::Postgres => i64::from(returned.try_get_by_index::<i32>(1)?),
+                _ => returned.try_get_by_index::<i64>(1)?,
+            };
+            written.push(Recorded { id, attempts_kept });
         }
     }
     Ok(written)

@@ -95,6 +95,9 @@ impl Telemetry {
         let spans = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("hookline"))
             .with_threads(false)
+            // No busy and idle times per span: two clock reads on every poll of an instrumented
+            // future (each attempt is polled several times), for attributes nobody asked for.
+            .with_tracked_inactivity(false)
             // Spans start when first needed (a child, a `traceparent`) or at their end, not on
             // entry: an operation's name is known only once its query is parsed.
             .with_context_activation(false)

@@ -139,7 +139,9 @@ pub async fn deliver(job: Delivery, handler: Data<Handler>) -> Result<(), BoxDyn
                 return Ok(());
             }
         }
-        let outcome = client.attempt(row, &signer).await;
+        // Boxed: the attempt's future (the HTTP client's among it) is large, and a task's
+        // future is moved whole when it is spawned and polled.
+        let outcome = Box::pin(client.attempt(row, &signer)).await;
         // The slot goes with the outcome and is freed once it is written: a slow database slows
         // the claimer, and no more rows than there are slots are ever sent but not recorded
         // (what a crash can make a process send twice).
