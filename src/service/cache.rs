@@ -108,22 +108,23 @@ async fn version<E: EntityTrait>(
         .await?)
 }
 
-/// `SELECT COUNT(id), MAX(updated_at)` of `rows`, as two scalar subqueries named `{name}_count`
-/// and `{name}_latest` of `into`.
+/// `SELECT COUNT(id), MAX(updated_at)` of the rows of `E` that meet `condition`, as two scalar
+/// subqueries named `{name}_count` and `{name}_latest` of `into`. Built from the table alone:
+/// a `Select` of the entity would list (and allocate) every column first, once per write batch.
 fn version_columns<E: EntityTrait>(
     into: &mut sea_orm::sea_query::SelectStatement,
     name: &str,
-    rows: sea_orm::Select<E>,
+    condition: sea_orm::Condition,
     id: E::Column,
     updated_at: E::Column,
 ) {
-    use sea_orm::{QueryTrait, sea_query::SubQueryStatement};
-    let scalar = |select: sea_orm::Select<E>, value: Expr| {
-        let query = select.select_only().column_as(value, "v").into_query();
+    use sea_orm::sea_query::{Query, SubQueryStatement};
+    let scalar = |value: Expr| {
+        let query = Query::select().expr(value).from(E::default()).cond_where(condition.clone()).to_owned();
         Expr::SubQuery(None, Box::new(SubQueryStatement::SelectStatement(query)))
     };
-    into.expr_as(scalar(rows.clone(), Expr::col(id).count()), format!("{name}_count"));
-    into.expr_as(scalar(rows, Expr::col(updated_at).max()), format!("{name}_latest"));
+    into.expr_as(scalar(Expr::col(id).count()), format!("{name}_count"));
+    into.expr_as(scalar(Expr::col(updated_at).max()), format!("{name}_latest"));
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -173,20 +174,30 @@ impl HotCache {
             return Ok(());
         }
         let mut query = sea_orm::sea_query::Query::select();
-        let webhooks = webhook_rows::Entity::find()
-            .filter(webhook_rows::Column::Itemtype.eq(itemtype))
-            .filter(webhook_rows::Column::Event.eq(event));
-        version_columns(&mut query, "webhooks", webhooks, webhook_rows::Column::Id, webhook_rows::Column::UpdatedAt);
-        let searches = saved_searches::Entity::find();
-        version_columns(
+        let webhooks = sea_orm::Condition::all()
+            .add(webhook_rows::Column::Itemtype.eq(itemtype))
+            .add(webhook_rows::Column::Event.eq(event));
+        version_columns::<webhook_rows::Entity>(
+            &mut query,
+            "webhooks",
+            webhooks,
+            webhook_rows::Column::Id,
+            webhook_rows::Column::UpdatedAt,
+        );
+        version_columns::<saved_searches::Entity>(
             &mut query,
             "searches",
-            searches,
+            sea_orm::Condition::all(),
             saved_searches::Column::Id,
             saved_searches::Column::UpdatedAt,
         );
-        let entities = entities::Entity::find();
-        version_columns(&mut query, "entities", entities, entities::Column::Id, entities::Column::UpdatedAt);
+        version_columns::<entities::Entity>(
+            &mut query,
+            "entities",
+            sea_orm::Condition::all(),
+            entities::Column::Id,
+            entities::Column::UpdatedAt,
+        );
         let Some(row) = conn.query_one(&query).await? else { return Ok(()) };
         let read = |name: &str| -> AppResult<Version> {
             Ok(Version {
