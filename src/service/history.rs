@@ -87,8 +87,11 @@ pub async fn add_many(conn: &impl ConnectionTrait, entries: Vec<(Subject<'_>, Ne
         return Ok(());
     }
     let per_statement = if conn.get_database_backend() == sea_orm::DbBackend::Postgres { 10 } else { 200 };
-    for part in models.chunks(per_statement) {
-        history_entries::Entity::insert_many(part.to_vec()).exec(conn).await?;
+    // Without `RETURNING`: nobody needs the new ids, and a batch of creates writes hundreds.
+    let mut models = models.into_iter().peekable();
+    while models.peek().is_some() {
+        let part: Vec<_> = models.by_ref().take(per_statement).collect();
+        history_entries::Entity::insert_many(part).exec_without_returning(conn).await?;
     }
     Ok(())
 }
