@@ -1,9 +1,9 @@
 //! Live monitoring: a stream of queue changes and live counters.
 
-use std::sync::Arc;
+use std::{collections::VecDeque, sync::Arc};
 
 use async_graphql::{Context, ID, Object, Result, Subscription};
-use futures_util::{Stream, stream};
+use futures_util::{Stream, StreamExt, stream};
 
 use super::{
     context::session,
@@ -14,7 +14,7 @@ use super::{
 use crate::{
     auth::Scope,
     error::{AppError, AppResult},
-    queue::{QueueChange, QueueStats, Watch},
+    queue::{HealthChange, QueueChange, QueueStats, Watch},
     service::{tree::EntityIndex, webhooks},
     slots::Slot,
     websocket::ConnectionSubscriptions,
@@ -134,7 +134,9 @@ impl Subscription {
     }
 
     /// One message per change of a webhook's circuit breaker state (CLOSED, OPEN, HALF_OPEN),
-    /// in any process; of one webhook, or of every webhook the caller sees.
+    /// in any process; of one webhook, or of every webhook the caller sees. A subscriber that
+    /// falls behind is sent every state it watches as it is now (those of webhooks whose breaker
+    /// ever opened), then the changes that follow.
     async fn webhook_health_updates(
         &self,
         ctx: &Context<'_>,
@@ -148,22 +150,20 @@ impl Subscription {
             Scope::Entities(scope) => Some(scope),
         };
         let receiver = s.state.queue.bus().subscribe_health();
-        Ok(stream::unfold((receiver, slots), move |(mut receiver, slots)| {
-            let scope = scope.clone();
-            async move {
-                loop {
-                    let change = match receiver.recv().await {
-                        Ok(change) => change,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                    };
-                    let wanted = webhook_id.is_none_or(|id| id == change.webhook_id)
-                        && scope.as_ref().is_none_or(|scope| scope.contains(&change.entity_id));
-                    if wanted {
-                        return Some((WebhookHealth(change.health()), (receiver, slots)));
-                    }
-                }
-            }
+        let queue = s.state.queue.clone();
+        let scope = Arc::new(scope);
+        let watched = move |change: &HealthChange| {
+            webhook_id.is_none_or(|id| id == change.webhook_id)
+                && scope.as_ref().as_ref().is_none_or(|scope| scope.contains(&change.entity_id))
+        };
+        let current = move || {
+            let queue = queue.clone();
+            async move { queue.current_health(webhook_id).await }
+        };
+        // The slots are held for as long as the stream lives.
+        Ok(health_changes(receiver, watched, current).map(move |change| {
+            let _held = &slots;
+            WebhookHealth(change.health())
         }))
     }
 
@@ -187,5 +187,123 @@ impl Subscription {
                 receiver.changed().await.ok()?;
             }
         }))
+    }
+}
+
+/// The breaker changes one subscriber watches, from the broadcast every process's changes reach.
+/// One that falls behind (the broadcast dropped changes it had not read) is told every state it
+/// watches as it is now, read by `current`, then the changes that follow: it never keeps a
+/// state that changed while it lagged. A subscriber whose states cannot be read then ends.
+fn health_changes<W, C, F>(
+    receiver: tokio::sync::broadcast::Receiver<Arc<HealthChange>>,
+    watched: W,
+    current: C,
+) -> impl Stream<Item = HealthChange>
+where
+    W: Fn(&HealthChange) -> bool + Clone,
+    C: Fn() -> F + Clone,
+    F: std::future::Future<Output = AppResult<Vec<HealthChange>>>,
+{
+    let state = (receiver, VecDeque::<HealthChange>::new());
+    stream::unfold(state, move |(mut receiver, mut pending)| {
+        let (watched, current) = (watched.clone(), current.clone());
+        async move {
+            loop {
+                if let Some(change) = pending.pop_front() {
+                    return Some((change, (receiver, pending)));
+                }
+                let change = match receiver.recv().await {
+                    Ok(change) => change,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        // What is still buffered predates the read below, which covers it: sent
+                        // after the states as they are now, it would bring back older ones.
+                        drain(&mut receiver);
+                        match current().await {
+                            Ok(now) => {
+                                pending.extend(now.into_iter().filter(|c| watched(c)));
+                                continue;
+                            }
+                            Err(err) => {
+                                tracing::warn!(
+                                    ?err,
+                                    missed,
+                                    "a health subscriber fell behind and its states cannot be read"
+                                );
+                                return None;
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                };
+                if watched(&change) {
+                    return Some((HealthChange::clone(&change), (receiver, pending)));
+                }
+            }
+        }
+    })
+}
+
+/// Drops every change the receiver still holds.
+fn drain<T: Clone>(receiver: &mut tokio::sync::broadcast::Receiver<T>) {
+    use tokio::sync::broadcast::error::TryRecvError;
+    loop {
+        match receiver.try_recv() {
+            Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(webhook_id: i64, state: &str) -> HealthChange {
+        HealthChange {
+            webhook_id,
+            entity_id: 0,
+            state: state.into(),
+            consecutive_failures: 0,
+            opened_at: None,
+            next_probe_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_health_subscriber_that_falls_behind_is_told_every_state_as_it_is_now() {
+        let (sender, receiver) = tokio::sync::broadcast::channel(2);
+        // Webhook 1 opens and closes again, webhook 2 opens, webhook 3 opens and is not watched:
+        // more changes than the broadcast keeps for a subscriber that has not read.
+        for (id, state) in [(1, "open"), (2, "open"), (1, "closed"), (3, "open"), (2, "open")] {
+            sender.send(Arc::new(change(id, state))).expect("a receiver");
+        }
+        let now = vec![change(1, "closed"), change(2, "open"), change(3, "open")];
+        let current = move || {
+            let now = now.clone();
+            async move { Ok(now) }
+        };
+        let stream = health_changes(receiver, |c: &HealthChange| c.webhook_id != 3, current);
+        futures_util::pin_mut!(stream);
+        let told = stream.by_ref().take(2).map(|c| (c.webhook_id, c.state)).collect::<Vec<_>>();
+        let told = tokio::time::timeout(std::time::Duration::from_secs(5), told).await.expect("two states told");
+        assert_eq!(told, vec![(1, "closed".to_owned()), (2, "open".to_owned())], "the states as they are now");
+        // Then the changes that follow, as they come.
+        sender.send(Arc::new(change(2, "closed"))).expect("a receiver");
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next()).await;
+        let next = next.expect("a change in time").expect("a change");
+        assert_eq!((next.webhook_id, next.state.as_str()), (2, "closed"));
+    }
+
+    #[tokio::test]
+    async fn a_health_subscriber_that_keeps_up_gets_each_watched_change_once() {
+        let (sender, receiver) = tokio::sync::broadcast::channel(8);
+        for (id, state) in [(1, "open"), (3, "open"), (1, "half_open")] {
+            sender.send(Arc::new(change(id, state))).expect("a receiver");
+        }
+        let current = || async { Err::<Vec<HealthChange>, _>(AppError::internal("not read when nothing was missed")) };
+        let stream = health_changes(receiver, |c: &HealthChange| c.webhook_id == 1, current);
+        futures_util::pin_mut!(stream);
+        let told: Vec<String> = stream.by_ref().take(2).map(|c| c.state).collect().await;
+        assert_eq!(told, vec!["open".to_owned(), "half_open".to_owned()]);
     }
 }

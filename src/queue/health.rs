@@ -207,6 +207,18 @@ async fn changes(conn: &impl ConnectionTrait, moved: Vec<Health>) -> AppResult<V
         .collect())
 }
 
+/// The breaker state of one webhook, or of every webhook that has one recorded, as changes:
+/// what a subscriber that fell behind is told, so that it ends up with every state as it is.
+/// A webhook without a recorded state is closed and never failed: none was missed.
+pub async fn current(conn: &impl ConnectionTrait, webhook_id: Option<i64>) -> AppResult<Vec<HealthChange>> {
+    let mut query = webhook_health::Entity::find().order_by_asc(H::WebhookId);
+    if let Some(id) = webhook_id {
+        query = query.filter(H::WebhookId.eq(id));
+    }
+    let healths = query.all(conn).await?.into_iter().map(from_model).collect::<AppResult<Vec<_>>>()?;
+    changes(conn, healths).await
+}
+
 /// The rows a claim keeps, after its webhooks' breakers and rate limits had their say.
 pub struct Admitted {
     pub rows: Vec<Model>,

@@ -403,6 +403,12 @@ impl Queue {
         health::reactivated(conn, webhook_id, Utc::now()).await
     }
 
+    /// The breaker state of one webhook, or of every webhook with one recorded (for a health
+    /// subscriber that fell behind; see [`health::current`]).
+    pub async fn current_health(&self, webhook_id: Option<i64>) -> AppResult<Vec<HealthChange>> {
+        health::current(&self.db, webhook_id).await
+    }
+
     /// When claims may next find rows that breakers or rate limits hold now (None: none held).
     pub async fn next_reopening(&self) -> AppResult<Option<DateTime<Utc>>> {
         health::next_reopening(&self.db, Utc::now()).await
