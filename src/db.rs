@@ -57,6 +57,11 @@ pub async fn limit_pages(conn: &impl ConnectionTrait, pages: u64) -> Result<(), 
 /// default is 50): more than the largest claim, insert or outcome statement returns.
 const ROW_CHANNEL: usize = 512;
 
+/// Prepared statements a connection keeps (sqlx's default is 100). The queue's multi-row
+/// statements differ by their number of rows (1 to 100 of each kind: queued rows, outcomes,
+/// attempts, history entries, items), so with 100 a busy writer prepared most of them anew.
+const STATEMENT_CACHE: usize = 600;
+
 /// Opens the pool. SQLite runs in WAL mode with foreign keys on and a busy timeout, so that
 /// readers never block and writers queue instead of failing; with `sqlite_max_size`, every
 /// connection may fill only the clients' part of it ([`PageBudget`]) until told otherwise.
@@ -83,7 +88,9 @@ pub async fn connect(config: &Config, connections: u32) -> Result<DatabaseConnec
                 // The connection's thread hands rows over through a channel: room for a whole
                 // claim or insert, so that it does not stop every 50 rows to wait for the reader.
                 .row_buffer_size(ROW_CHANNEL)
-        });
+                .statement_cache_capacity(STATEMENT_CACHE)
+        })
+        .map_sqlx_postgres_opts(|opts| opts.statement_cache_capacity(STATEMENT_CACHE));
     let max_size = config.sqlite_max_size;
     if max_size > 0 {
         options.map_sqlx_sqlite_pool_opts(move |pool| {
