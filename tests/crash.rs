@@ -161,17 +161,7 @@ async fn two_processes_on_one_postgres_database_send_each_attempt_once() {
         tasks.push(tokio::spawn(async move {
             for i in 0..EVENTS / 2 {
                 let input = json!({"itemtype": "Ticket", "entityId": "0", "name": format!("p{n}-{i}")});
-                let body = json!({"query": create, "variables": {"input": input}});
-                let response: serde_json::Value = client
-                    .post(format!("http://{server_addr}/graphql"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .expect("sent")
-                    .json()
-                    .await
-                    .expect("json");
-                assert!(response.get("errors").is_none(), "{response}");
+                common::binary::data_at(&client, server_addr, create, json!({"input": input})).await;
             }
         }));
     }

@@ -267,17 +267,8 @@ async fn ordering_holds_with_two_postgres_processes_claiming() {
         tasks.push(tokio::spawn(async move {
             for n in 1..=EVENTS {
                 let (addr, token) = &servers[n as usize % 2];
-                let body = json!({"query": UPDATE, "variables": {"id": item, "f": {"n": n}}});
-                let response: Value = common::client_with(token)
-                    .post(format!("http://{addr}/graphql"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .expect("sent")
-                    .json()
-                    .await
-                    .expect("json");
-                assert!(response.get("errors").is_none(), "{response}");
+                let client = common::client_with(token);
+                common::binary::data_at(&client, *addr, UPDATE, json!({"id": item, "f": {"n": n}})).await;
             }
         }));
     }

@@ -156,15 +156,7 @@ impl Server {
 
     /// The whole answer of a GraphQL request.
     pub async fn query(&self, query: &str, variables: Value) -> Value {
-        self.client
-            .post(format!("http://{}/graphql", self.addr))
-            .json(&json!({"query": query, "variables": variables}))
-            .send()
-            .await
-            .expect("request sent")
-            .json()
-            .await
-            .expect("JSON")
+        query_at(&self.client, self.addr, query, variables).await
     }
 
     /// The `data` of a GraphQL request that must succeed.
@@ -178,9 +170,7 @@ impl Server {
     }
 
     pub async fn data(&self, query: &str, variables: Value) -> Value {
-        let response = self.query(query, variables).await;
-        assert!(response.get("errors").is_none(), "{response}");
-        response["data"].clone()
+        data_at(&self.client, self.addr, query, variables).await
     }
 
     /// The `data` of a GraphQL request that must succeed, sent with these extra headers.
@@ -209,4 +199,25 @@ impl Server {
         assert!(status.success());
         self.child.wait().map(|s| s.success()).unwrap_or(false)
     }
+}
+
+/// The whole answer of a GraphQL request to the server at `addr`, sent by `client` (from a task
+/// that cannot hold the [`Server`]).
+pub async fn query_at(client: &reqwest::Client, addr: SocketAddr, query: &str, variables: Value) -> Value {
+    client
+        .post(format!("http://{addr}/graphql"))
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .expect("request sent")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+/// The `data` of a GraphQL request to the server at `addr` that must succeed.
+pub async fn data_at(client: &reqwest::Client, addr: SocketAddr, query: &str, variables: Value) -> Value {
+    let response = query_at(client, addr, query, variables).await;
+    assert!(response.get("errors").is_none(), "{response}");
+    response["data"].clone()
 }
