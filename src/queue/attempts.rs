@@ -5,10 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::delivery_attempts::{self, Column as A};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    Statement, Value as DbValue,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::Value;
 
 use super::store::{self, storable};
@@ -44,50 +41,27 @@ pub struct Kept<'a> {
     pub error: Option<String>,
 }
 
-const ATTEMPT_COLUMNS: usize = 10;
-
-/// Inserts attempts, several per statement, inside the savepoint of their outcomes (a refused
-/// value fails that savepoint, and the outcomes are then written row by row). The headers are
-/// written as JSON text, serialized once.
+/// Inserts attempts inside the savepoint of their outcomes (a refused value fails that
+/// savepoint, and the outcomes are then written row by row). The headers are serialized to
+/// JSON text once.
 pub(super) async fn insert(conn: &impl ConnectionTrait, kept: &[Kept<'_>]) -> AppResult<()> {
-    let backend = conn.get_database_backend();
-    for part in kept.chunks(store::ROWS_PER_STATEMENT) {
-        let mut values: Vec<DbValue> = Vec::with_capacity(part.len() * ATTEMPT_COLUMNS);
-        let mut tuples = Vec::with_capacity(part.len());
-        for (n, one) in part.iter().enumerate() {
-            let record = one.record;
-            let json = |value: &Value| storable(value.to_string());
-            values.extend([
-                one.queued_webhook_id.into(),
-                record.started_at.into(),
-                record.duration_ms.into(),
-                record.method.clone().into(),
-                storable(record.url.clone()).into(),
-                json(&record.request_headers).into(),
-                one.status_code.into(),
-                record.response_headers.as_ref().map(json).into(),
-                one.response_body.clone().into(),
-                one.error.clone().into(),
-            ]);
-            let base = n * ATTEMPT_COLUMNS;
-            let cells: Vec<String> = (1..=ATTEMPT_COLUMNS)
-                .map(|i| match backend {
-                    // The headers are JSON text: PostgreSQL reads them into its json columns.
-                    DbBackend::Postgres if i == 6 || i == 8 => format!("CAST(${} AS json)", base + i),
-                    DbBackend::Postgres => format!("${}", base + i),
-                    _ => "?".to_owned(),
-                })
-                .collect();
-            tuples.push(format!("({})", cells.join(", ")));
-        }
-        let sql = format!(
-            "INSERT INTO delivery_attempts (queued_webhook_id, started_at, duration_ms, method, url, \
-             request_headers, status_code, response_headers, response_body, error) VALUES {}",
-            tuples.join(", ")
-        );
-        conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
-    }
-    Ok(())
+    let json = |value: &Value| storable(value.to_string());
+    let rows = kept
+        .iter()
+        .map(|one| store::AttemptRow {
+            queued_webhook_id: one.queued_webhook_id,
+            started_at: one.record.started_at,
+            duration_ms: one.record.duration_ms,
+            method: &one.record.method,
+            url: storable(one.record.url.clone()),
+            request_headers: json(&one.record.request_headers),
+            status_code: one.status_code,
+            response_headers: one.record.response_headers.as_ref().map(json),
+            response_body: one.response_body.clone(),
+            error: one.error.clone(),
+        })
+        .collect();
+    store::insert_attempts(conn, rows).await
 }
 
 /// Deletes the attempts of these rows beyond their latest [`KEPT_PER_ROW`] and counts again

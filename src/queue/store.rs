@@ -218,6 +218,70 @@ pub struct Recorded {
 }
 
 const OUTCOME_COLUMNS: usize = 10;
+/// The types of an outcome's values, which PostgreSQL cannot infer in `VALUES`.
+const OUTCOME_TYPES: [&str; OUTCOME_COLUMNS] =
+    ["bigint", "bigint", "varchar", "int", "timestamptz", "timestamptz", "int", "text", "text", "int"];
+
+/// The `n`th row (from 0) of a multi-row `VALUES` of columns of these types: `($1::bigint, …)`
+/// on PostgreSQL, which cannot infer them there (nor read JSON text into a json column without
+/// its cast), `(?, …)` on SQLite. The values are bound in the same order.
+fn value_row(backend: DbBackend, n: usize, types: &[&str]) -> String {
+    let base = n * types.len();
+    let cells: Vec<String> = match backend {
+        DbBackend::Postgres => types.iter().enumerate().map(|(i, t)| format!("${}::{t}", base + i + 1)).collect(),
+        _ => vec!["?".to_owned(); types.len()],
+    };
+    format!("({})", cells.join(", "))
+}
+
+/// One attempt to keep, as written (see `attempts::Kept`): its headers are JSON text.
+pub(super) struct AttemptRow<'a> {
+    pub queued_webhook_id: i64,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub method: &'a str,
+    pub url: String,
+    pub request_headers: String,
+    pub status_code: Option<i32>,
+    pub response_headers: Option<String>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+}
+
+const ATTEMPT_TYPES: [&str; 10] =
+    ["bigint", "timestamptz", "bigint", "varchar", "text", "json", "int", "json", "text", "text"];
+
+/// Inserts attempts, several per statement (`delivery_attempts`).
+pub(super) async fn insert_attempts(conn: &impl ConnectionTrait, attempts: Vec<AttemptRow<'_>>) -> AppResult<()> {
+    let backend = conn.get_database_backend();
+    let mut attempts = attempts.into_iter().peekable();
+    while attempts.peek().is_some() {
+        let mut values: Vec<DbValue> = Vec::with_capacity(ROWS_PER_STATEMENT * ATTEMPT_TYPES.len());
+        let mut tuples = Vec::with_capacity(ROWS_PER_STATEMENT);
+        for (n, a) in attempts.by_ref().take(ROWS_PER_STATEMENT).enumerate() {
+            values.extend([
+                a.queued_webhook_id.into(),
+                a.started_at.into(),
+                a.duration_ms.into(),
+                a.method.into(),
+                a.url.into(),
+                a.request_headers.into(),
+                a.status_code.into(),
+                a.response_headers.into(),
+                a.response_body.into(),
+                a.error.into(),
+            ]);
+            tuples.push(value_row(backend, n, &ATTEMPT_TYPES));
+        }
+        let sql = format!(
+            "INSERT INTO delivery_attempts (queued_webhook_id, started_at, duration_ms, method, url, \
+             request_headers, status_code, response_headers, response_body, error) VALUES {}",
+            tuples.join(", ")
+        );
+        conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+    }
+    Ok(())
+}
 
 /// Writes outcomes, several per statement, each only where its row is still `sending` under
 /// the same claim token (a row whose lease ended and was claimed again is not overwritten by
@@ -242,17 +306,7 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
                 row.last_error.clone().into(),
                 outcome.kept.into(),
             ]);
-            let base = n * OUTCOME_COLUMNS;
-            let tuple = if backend == DbBackend::Postgres {
-                let types =
-                    ["bigint", "bigint", "varchar", "int", "timestamptz", "timestamptz", "int", "text", "text", "int"];
-                let cells: Vec<String> =
-                    types.iter().enumerate().map(|(i, t)| format!("${}::{t}", base + i + 1)).collect();
-                format!("({})", cells.join(", "))
-            } else {
-                format!("({})", ["?"; OUTCOME_COLUMNS].join(", "))
-            };
-            tuples.push(tuple);
+            tuples.push(value_row(backend, n, &OUTCOME_TYPES));
         }
         // PostgreSQL names the updated table by its alias in expressions; SQLite by its name.
         let target = if backend == DbBackend::Postgres { "q" } else { "queued_webhooks" };
