@@ -288,7 +288,7 @@ async fn commit(
                 limit = Some(pages);
             }
         }
-        let mut own = Staged::new(number);
+        let mut own = Staged::with_budget(number, budget);
         if alone {
             // No savepoint: the job's failure is the transaction's.
             match AssertUnwindSafe(job(&txn, &mut own)).catch_unwind().await {

@@ -59,6 +59,10 @@ pub struct Staged {
     events: Vec<::metrics::Counter>,
     /// Breaker state changes, published once the batch commits.
     health: Vec<HealthChange>,
+    /// The page budget of a size-limited SQLite database: what is not essential (kept
+    /// attempts) is written only within the clients' part, so that the queue's reserve stays
+    /// for outcomes.
+    budget: Option<crate::db::PageBudget>,
 }
 
 impl Staged {
@@ -68,7 +72,12 @@ impl Staged {
 
     /// An empty set for a part of the same job (a savepoint), to be absorbed if it is kept.
     pub(crate) fn nested(&self) -> Self {
-        Self::new(self.batch)
+        Self { budget: self.budget, ..Self::new(self.batch) }
+    }
+
+    /// A job's set in a writer batch on a database with this page budget.
+    pub(crate) fn with_budget(batch: u64, budget: Option<crate::db::PageBudget>) -> Self {
+        Self { budget, ..Self::new(batch) }
     }
 
     /// The writer's batch this job runs in: caches check their versions once per batch.

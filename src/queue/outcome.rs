@@ -1,6 +1,6 @@
 //! An attempt's outcome, the row it leaves, and how outcomes are written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use entity::{
@@ -19,6 +19,7 @@ use super::{
     transition::{self, Step},
 };
 use crate::{
+    db::PageBudget,
     domain::{
         breaker::{AttemptEnd, BreakerConfig},
         outcome::{AttemptResult, Decision},
@@ -101,40 +102,17 @@ pub(super) async fn record(
 ) -> AppResult<usize> {
     let now = Utc::now();
     let rows: Vec<Model> = outcomes.iter().map(|o| o.updated_row(now)).collect();
-    let written = match write_rows(txn, &outcomes, &rows, Attempts::Kept).await {
+    let budget = staged.budget;
+    let written = match write_rows(txn, &outcomes, &rows, Attempts::Together(budget)).await {
         Ok(ids) => ids,
-        // One value the database refuses must not fail the others: write them one by one,
-        // then without the attempt, then without the outcome's own values.
+        // The database refused the batch (a value it cannot store, or no room left): the
+        // outcomes go first, so that attempts never take the room their outcomes need, then
+        // the attempts, as far as the database takes them.
         Err(err) => {
-            tracing::warn!(?err, rows = rows.len(), "a batch of outcomes was refused; writing them one by one");
-            let mut ids = std::collections::HashSet::with_capacity(rows.len());
-            for (outcome, row) in outcomes.iter().zip(&rows) {
-                let one = std::slice::from_ref(outcome);
-                let err = match write_rows(txn, one, std::slice::from_ref(row), Attempts::Kept).await {
-                    Ok(written) => {
-                        ids.extend(written);
-                        continue;
-                    }
-                    Err(err) => err,
-                };
-                if outcome.attempt.is_some()
-                    && let Ok(written) = write_rows(txn, one, std::slice::from_ref(row), Attempts::Left).await
-                {
-                    tracing::error!(
-                        ?err,
-                        queued_id = row.id,
-                        "an attempt was refused; its outcome is written without it"
-                    );
-                    ids.extend(written);
-                    continue;
-                }
-                tracing::error!(?err, queued_id = row.id, "an outcome was refused; writing it without its values");
-                let minimal = outcome.minimal_row(now, "the database refused a value");
-                ids.extend(
-                    write_rows(txn, one, std::slice::from_ref(&minimal), Attempts::Left).await.unwrap_or_default(),
-                );
-            }
-            ids
+            tracing::warn!(?err, rows = rows.len(), "a batch of outcomes was refused; writing them apart");
+            let written = write_outcomes_apart(txn, &outcomes, &rows, now).await;
+            keep_attempts_apart(txn, &outcomes, &rows, &written, budget).await;
+            written
         }
     };
     // Each webhook's breaker sees its counted attempts, test deliveries aside, in order; a
@@ -216,63 +194,74 @@ async fn deactivate(
     Ok(())
 }
 
-/// Whether a write keeps the attempts of its outcomes.
+/// Where the attempts of a write's outcomes go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Attempts {
-    Kept,
-    Left,
+    /// In the same savepoint as the outcomes (within the clients' part of a size-limited
+    /// database: see [`in_client_room`]).
+    Together(Option<PageBudget>),
+    /// In a savepoint of their own, after the outcomes ([`keep_attempts_apart`]).
+    Apart,
 }
 
-/// Writes rows and (with [`Attempts::Kept`]) the attempts of those written, in one savepoint,
-/// so that a refused statement leaves the transaction usable. Rows that now keep more than
-/// `attempts::KEPT_PER_ROW` attempts lose their oldest. Returns the ids written.
-async fn write_rows(
+/// Writes the outcomes one by one (after their batch was refused), each in a savepoint of its
+/// own: as they are, or else without their values. Returns the ids written.
+async fn write_outcomes_apart(
     txn: &DatabaseTransaction,
     outcomes: &[Outcome],
     rows: &[Model],
-    attempts: Attempts,
-) -> AppResult<std::collections::HashSet<i64>> {
-    let values: Vec<Written<'_>> = outcomes
-        .iter()
-        .zip(rows)
-        .map(|(outcome, row)| Written {
-            row,
-            token: outcome.row.claim_token.unwrap_or_default(),
-            counted: i32::from(outcome.counted),
-            kept: i32::from(attempts == Attempts::Kept && outcome.attempt.is_some()),
-        })
-        .collect();
-    let savepoint = txn.begin().await?;
-    let written = write_in(&savepoint, &values, outcomes, attempts).await;
-    match written {
-        Ok(ids) => {
-            savepoint.commit().await?;
-            Ok(ids)
+    now: DateTime<Utc>,
+) -> HashSet<i64> {
+    let mut ids = HashSet::with_capacity(rows.len());
+    if let Ok(written) = write_rows(txn, outcomes, rows, Attempts::Apart).await {
+        return written;
+    }
+    for (outcome, row) in outcomes.iter().zip(rows) {
+        let one = std::slice::from_ref(outcome);
+        match write_rows(txn, one, std::slice::from_ref(row), Attempts::Apart).await {
+            Ok(written) => ids.extend(written),
+            Err(err) => {
+                tracing::error!(?err, queued_id = row.id, "an outcome was refused; writing it without its values");
+                let minimal = outcome.minimal_row(now, "the database refused a value");
+                let written = write_rows(txn, one, std::slice::from_ref(&minimal), Attempts::Apart).await;
+                ids.extend(written.unwrap_or_default());
+            }
         }
-        Err(err) => {
-            savepoint.rollback().await?;
-            Err(err)
+    }
+    ids
+}
+
+/// Keeps the attempts of the written rows after their outcomes: together, else one by one;
+/// those the database still refuses are not kept (logged once), never the outcomes.
+async fn keep_attempts_apart(
+    txn: &DatabaseTransaction,
+    outcomes: &[Outcome],
+    rows: &[Model],
+    written: &HashSet<i64>,
+    budget: Option<PageBudget>,
+) {
+    let kept = kept_attempts(outcomes, rows, written);
+    if insert_attempts(txn, &kept, budget).await.is_ok() {
+        return;
+    }
+    let mut refused = 0;
+    for one in &kept {
+        if insert_attempts(txn, std::slice::from_ref(one), budget).await.is_err() {
+            refused += 1;
         }
+    }
+    if refused > 0 {
+        tracing::error!(refused, "attempts were refused by the database; they are not kept");
     }
 }
 
-async fn write_in(
-    conn: &DatabaseTransaction,
-    values: &[Written<'_>],
-    outcomes: &[Outcome],
-    attempts: Attempts,
-) -> AppResult<std::collections::HashSet<i64>> {
-    let recorded = store::record(conn, values).await?;
-    let written: std::collections::HashSet<i64> = recorded.iter().map(|r| r.id).collect();
-    if attempts == Attempts::Left {
-        return Ok(written);
-    }
-    let kept: Vec<attempts::Kept<'_>> = outcomes
+/// The attempts of the outcomes whose rows were written.
+fn kept_attempts<'a>(outcomes: &'a [Outcome], rows: &[Model], written: &HashSet<i64>) -> Vec<attempts::Kept<'a>> {
+    outcomes
         .iter()
-        .zip(values)
-        .filter(|(_, value)| written.contains(&value.row.id))
-        .filter_map(|(outcome, value)| {
-            let row = value.row;
+        .zip(rows)
+        .filter(|(_, row)| written.contains(&row.id))
+        .filter_map(|(outcome, row)| {
             Some(attempts::Kept {
                 queued_webhook_id: row.id,
                 record: outcome.attempt.as_ref()?,
@@ -281,8 +270,86 @@ async fn write_in(
                 error: row.last_error.clone(),
             })
         })
+        .collect()
+}
+
+async fn insert_attempts(
+    txn: &DatabaseTransaction,
+    kept: &[attempts::Kept<'_>],
+    budget: Option<PageBudget>,
+) -> AppResult<()> {
+    let savepoint = txn.begin().await?;
+    let inserted = in_client_room(&savepoint, budget, attempts::insert(&savepoint, kept)).await;
+    settle(savepoint, inserted).await
+}
+
+/// Runs `work` (an outcome job's writes that are not essential: kept attempts) within the part
+/// of a size-limited SQLite database that clients may fill, then gives the job back the
+/// queue's reserve: the reserve is for outcomes, which attempts must never crowd out.
+async fn in_client_room<T>(
+    conn: &DatabaseTransaction,
+    budget: Option<PageBudget>,
+    work: impl std::future::Future<Output = AppResult<T>>,
+) -> AppResult<T> {
+    let Some(budget) = budget else { return work.await };
+    crate::db::limit_pages(conn, budget.clients).await?;
+    let result = work.await;
+    crate::db::limit_pages(conn, budget.queue).await?;
+    result
+}
+
+/// Keeps a savepoint's work when it succeeded, rolls it back otherwise (the transaction stays
+/// usable either way).
+async fn settle<T>(savepoint: DatabaseTransaction, result: AppResult<T>) -> AppResult<T> {
+    match result {
+        Ok(value) => {
+            savepoint.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            savepoint.rollback().await?;
+            Err(err)
+        }
+    }
+}
+
+/// Writes rows and (with [`Attempts::Together`]) the attempts of those written, in one
+/// savepoint, so that a refused statement leaves the transaction usable. Each row counts its
+/// attempt as kept either way (`attempts_kept` only decides when to trim, which counts again);
+/// rows that now keep more than `attempts::KEPT_PER_ROW` lose their oldest. Returns the ids
+/// written.
+async fn write_rows(
+    txn: &DatabaseTransaction,
+    outcomes: &[Outcome],
+    rows: &[Model],
+    attempts: Attempts,
+) -> AppResult<HashSet<i64>> {
+    let values: Vec<Written<'_>> = outcomes
+        .iter()
+        .zip(rows)
+        .map(|(outcome, row)| Written {
+            row,
+            token: outcome.row.claim_token.unwrap_or_default(),
+            counted: i32::from(outcome.counted),
+            kept: i32::from(outcome.attempt.is_some()),
+        })
         .collect();
-    attempts::insert(conn, &kept).await?;
+    let savepoint = txn.begin().await?;
+    let written = write_in(&savepoint, &values, outcomes, rows, attempts).await;
+    settle(savepoint, written).await
+}
+
+async fn write_in(
+    conn: &DatabaseTransaction,
+    values: &[Written<'_>],
+    outcomes: &[Outcome],
+    rows: &[Model],
+    attempts: Attempts,
+) -> AppResult<HashSet<i64>> {
+    let recorded = store::record(conn, values).await?;
+    let written: HashSet<i64> = recorded.iter().map(|r| r.id).collect();
+    let Attempts::Together(budget) = attempts else { return Ok(written) };
+    in_client_room(conn, budget, attempts::insert(conn, &kept_attempts(outcomes, rows, &written))).await?;
     let over: Vec<i64> =
         recorded.iter().filter(|r| r.attempts_kept > attempts::KEPT_PER_ROW as i64).map(|r| r.id).collect();
     attempts::trim(conn, &over).await?;
