@@ -211,7 +211,7 @@ impl DeliveryClient {
 fn attempt_span(row: &entity::queued_webhooks::Model) -> tracing::Span {
     let host = target_host(&row.url);
     tracing::info_span!(
-        "attempt",
+        telemetry::ATTEMPT_SPAN,
         otel.name = %format_args!("{} {host}", row.http_method),
         otel.kind = "client",
         queued_webhook_id = row.id,

@@ -24,12 +24,15 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Level;
 use tracing_subscriber::{
     EnvFilter, Layer,
-    filter::{Targets, filter_fn},
+    filter::{FilterExt, Targets, filter_fn},
     layer::SubscriberExt,
     util::SubscriberInitExt,
 };
 
 pub use context::{RemoteParent, continue_trace, event_span, traceparent};
+
+/// The name of an attempt's span ([`crate::delivery::DeliveryClient::attempt`]).
+pub const ATTEMPT_SPAN: &str = "attempt";
 
 /// How log lines are written (`HOOKLINE_LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,6 +95,12 @@ impl Telemetry {
                 .boxed(),
             LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
         };
+        // Without a collector nobody sees an attempt's span: it is not built (its attributes, ids
+        // and end are a tenth of an attempt's CPU). Its `traceparent` still names the row's
+        // trace, with a span id of its own ([`traceparent`]). Operations and events keep
+        // theirs: the trace ids of the rows they queue come from them.
+        let collector = otlp.is_some();
+        let exported = filter_fn(move |meta| collector || !(meta.is_span() && meta.name() == ATTEMPT_SPAN));
         let spans = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("hookline"))
             .with_threads(false)
@@ -101,7 +110,7 @@ impl Telemetry {
             // Spans start when first needed (a child, a `traceparent`) or at their end, not on
             // entry: an operation's name is known only once its query is parsed.
             .with_context_activation(false)
-            .with_filter(Targets::new().with_target("hookline", Level::INFO));
+            .with_filter(Targets::new().with_target("hookline", Level::INFO).and(exported));
         tracing_subscriber::registry()
             .with(lines.with_filter(filter).with_filter(filter_fn(|line| !may_show_secrets(line))))
             .with(spans)
