@@ -259,7 +259,10 @@ async fn run(
                 break;
             }
         }
-        if let Err(err) = commit(&db, &publisher, number, budget, runs(std::mem::take(&mut batch))).await {
+        let (jobs, started) = (batch.len(), std::time::Instant::now());
+        let result = commit(&db, &publisher, number, budget, runs(std::mem::take(&mut batch))).await;
+        publisher.metrics().write(jobs, started.elapsed());
+        if let Err(err) = result {
             tracing::error!(?err, "a write batch failed; its callers were told");
         }
     }

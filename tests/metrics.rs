@@ -259,6 +259,16 @@ async fn counters_equal_what_the_receiver_got() {
             assert_eq!(rows(status), 0.0, "{backend}: {status}");
         }
         assert_eq!(must(&text, "hookline_queue_oldest_due_age_seconds", &[]), 0.0, "{backend}");
+        // The writer's transactions: each item write, claim and batch of outcomes ran in one, and
+        // each one is counted with its jobs and its duration.
+        let transactions = must(&text, "hookline_write_jobs_count", &[]);
+        let jobs = must(&text, "hookline_write_jobs_sum", &[]);
+        assert!(
+            jobs >= (EVENTS + 2) as f64 && jobs >= transactions,
+            "{backend}: {jobs} jobs, {transactions} transactions"
+        );
+        assert_eq!(must(&text, "hookline_write_duration_seconds_count", &[]), transactions, "{backend}");
+        assert!(must(&text, "hookline_write_duration_seconds_sum", &[]) > 0.0, "{backend}");
         for idle in ["hookline_sends_in_flight", "hookline_sends_waiting_for_host", "hookline_subscribers"] {
             assert_eq!(must(&text, idle, &[]), 0.0, "{backend}: {idle}");
         }

@@ -47,6 +47,11 @@ const LATENCY_BUCKETS: [f64; 19] = [
     86400.0,
 ];
 
+/// Buckets of `hookline_write_duration_seconds`: half a millisecond to a few seconds.
+const WRITE_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+/// Buckets of `hookline_write_jobs`: one to a full batch (256).
+const WRITE_JOB_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
 /// The outcomes, in the order of [`Decision::index`].
 const OUTCOMES: [&str; 3] = ["sent", "retry", "failed"];
 const EVENTS: [WebhookEvent; 5] =
@@ -151,6 +156,8 @@ pub struct Metrics {
     graphql: [Results; 3],
     /// `hookline_http_requests_total` by route, then status.
     http: RwLock<HashMap<String, HashMap<u16, Counter>>>,
+    write_duration: Histogram,
+    write_jobs: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -163,7 +170,9 @@ impl Metrics {
     pub fn new(config: &MetricsConfig) -> Arc<Self> {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(ATTEMPT_DURATION.into()), &ATTEMPT_BUCKETS)
-            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(DELIVERY_LATENCY.into()), &LATENCY_BUCKETS));
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(DELIVERY_LATENCY.into()), &LATENCY_BUCKETS))
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(WRITE_DURATION.into()), &WRITE_BUCKETS))
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(WRITE_JOBS.into()), &WRITE_JOB_BUCKETS));
         let recorder = match builder {
             Ok(builder) => builder.build_recorder(),
             // Only empty bucket lists are refused, and these are not.
@@ -208,6 +217,8 @@ impl Metrics {
             cra_challenges: results(CRA_CHALLENGES, &[]),
             graphql,
             http: RwLock::default(),
+            write_duration: recorder.register_histogram(&Key::from_name(WRITE_DURATION), &METADATA),
+            write_jobs: recorder.register_histogram(&Key::from_name(WRITE_JOBS), &METADATA),
             recorder,
             handle,
         };
@@ -252,6 +263,12 @@ impl Metrics {
         for event in events {
             event.increment(1);
         }
+    }
+
+    /// One transaction of the writer: how many jobs it ran and how long it took.
+    pub fn write(&self, jobs: usize, took: Duration) {
+        self.write_jobs.record(jobs as f64);
+        self.write_duration.record(took.as_secs_f64());
     }
 
     /// One attempt made to a webhook's target: its outcome and class, the time its requests
@@ -373,7 +390,9 @@ fn describe(recorder: &PrometheusRecorder) {
     for (name, unit, help) in names::DESCRIPTIONS {
         let unit = unit.then_some(Unit::Seconds);
         match name {
-            ATTEMPT_DURATION | DELIVERY_LATENCY => recorder.describe_histogram(name.into(), unit, help.into()),
+            ATTEMPT_DURATION | DELIVERY_LATENCY | WRITE_DURATION | WRITE_JOBS => {
+                recorder.describe_histogram(name.into(), unit, help.into())
+            }
             _ if name.ends_with("_total") => recorder.describe_counter(name.into(), unit, help.into()),
             _ => recorder.describe_gauge(name.into(), unit, help.into()),
         }

@@ -16,12 +16,14 @@ pub const OAUTH_TOKEN_REQUESTS: &str = "hookline_oauth_token_requests_total";
 pub const CRA_CHALLENGES: &str = "hookline_cra_challenges_total";
 pub const GRAPHQL_OPERATIONS: &str = "hookline_graphql_operations_total";
 pub const HTTP_REQUESTS: &str = "hookline_http_requests_total";
+pub const WRITE_DURATION: &str = "hookline_write_duration_seconds";
+pub const WRITE_JOBS: &str = "hookline_write_jobs";
 
 /// The `route` of a request no route matched.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// Each series: its name, whether it is in seconds, and its HELP text.
-pub(super) const DESCRIPTIONS: [(&str, bool, &str); 15] = [
+pub(super) const DESCRIPTIONS: [(&str, bool, &str); 17] = [
     (EVENTS_RAISED, false, "Events raised (committed), by itemtype and event."),
     (QUEUED, false, "Queued webhooks created (one per event and matching webhook)."),
     (
@@ -46,4 +48,11 @@ pub(super) const DESCRIPTIONS: [(&str, bool, &str); 15] = [
     (CRA_CHALLENGES, false, "Challenge-response (CRA) challenges sent to webhook targets, by result."),
     (GRAPHQL_OPERATIONS, false, "GraphQL operations, by type and outcome (error: the answer carried errors)."),
     (HTTP_REQUESTS, false, "HTTP requests answered, by route template and status."),
+    (
+        WRITE_DURATION,
+        true,
+        "Time each write transaction took, from its start to its commit; the rate of its sum is the share of \
+         time the writer was busy (1 per write lane).",
+    ),
+    (WRITE_JOBS, false, "Writes (item mutations, claims, batches of outcomes) committed together per transaction."),
 ];

@@ -128,6 +128,11 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// Where the writer counts its transactions.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Inside the batch's transaction, before it commits: on PostgreSQL the notifications go
     /// out with the commit itself, ahead of any process's claim.
     pub(crate) async fn before_commit(&self, txn: &DatabaseTransaction, staged: &Staged) -> AppResult<()> {
