@@ -24,7 +24,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Level;
 use tracing_subscriber::{
     EnvFilter, Layer,
-    filter::{FilterExt, Targets, filter_fn},
+    filter::{FilterExt, LevelFilter, Targets, filter_fn},
     layer::SubscriberExt,
     util::SubscriberInitExt,
 };
@@ -87,33 +87,7 @@ impl Telemetry {
             provider = provider.with_batch_exporter(exporter);
         }
         let provider = provider.build();
-        let filter = EnvFilter::try_new(log).map_err(|e| format!("HOOKLINE_LOG: {e}"))?;
-        let lines = match format {
-            LogFormat::Text => tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .boxed(),
-            LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
-        };
-        // Without a collector nobody sees an attempt's span: it is not built (its attributes, ids
-        // and end are a tenth of an attempt's CPU). Its `traceparent` still names the row's
-        // trace, with a span id of its own ([`traceparent`]). Operations and events keep
-        // theirs: the trace ids of the rows they queue come from them.
-        let collector = otlp.is_some();
-        let exported = filter_fn(move |meta| collector || !(meta.is_span() && meta.name() == ATTEMPT_SPAN));
-        let spans = tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("hookline"))
-            .with_threads(false)
-            // No busy and idle times per span: two clock reads on every poll of an instrumented
-            // future (each attempt is polled several times), for attributes nobody asked for.
-            .with_tracked_inactivity(false)
-            // Spans start when first needed (a child, a `traceparent`) or at their end, not on
-            // entry: an operation's name is known only once its query is parsed.
-            .with_context_activation(false)
-            .with_filter(Targets::new().with_target("hookline", Level::INFO).and(exported));
-        tracing_subscriber::registry()
-            .with(lines.with_filter(filter).with_filter(filter_fn(|line| !may_show_secrets(line))))
-            .with(spans)
+        subscriber(log, format, provider.tracer("hookline"), otlp.is_some())?
             .try_init()
             .map_err(|e| format!("cannot install the log subscriber: {e}"))?;
         Ok(Self { provider })
@@ -129,6 +103,44 @@ impl Telemetry {
             Err(err) => eprintln!("hookline: the span exporter did not stop: {err}"),
         }
     }
+}
+
+/// The process's subscriber: log lines at `log` in `format`, and spans to `tracer`.
+/// `collector`: whether the spans are exported (without, attempts' spans are not built).
+fn subscriber(
+    log: &str,
+    format: LogFormat,
+    tracer: opentelemetry_sdk::trace::Tracer,
+    collector: bool,
+) -> Result<impl tracing::Subscriber + Send + Sync + 'static, String> {
+    let filter = EnvFilter::try_new(log).map_err(|e| format!("HOOKLINE_LOG: {e}"))?;
+    // Every filter says how verbose it may be: the most verbose of them is the level below
+    // which `debug!` and `trace!` (hyper's, sqlx's, hookline's) cost one comparison.
+    let shown = filter_fn(|line| !may_show_secrets(line)).with_max_level_hint(LevelFilter::TRACE);
+    let lines = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
+    };
+    // Without a collector nobody sees an attempt's span: it is not built (its attributes, ids
+    // and end were a few percent of the fan-out's CPU). Its `traceparent` still names the row's
+    // trace, with a span id of its own ([`traceparent`]). Operations and events keep theirs:
+    // the trace ids of the rows they queue come from them.
+    let exported = filter_fn(move |meta| collector || !(meta.is_span() && meta.name() == ATTEMPT_SPAN))
+        .with_max_level_hint(LevelFilter::TRACE);
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_threads(false)
+        // No busy and idle times per span: two clock reads on every poll of an instrumented
+        // future (each attempt is polled several times), for attributes nobody asked for.
+        .with_tracked_inactivity(false)
+        // Spans start when first needed (a child, a `traceparent`) or at their end, not on
+        // entry: an operation's name is known only once its query is parsed.
+        .with_context_activation(false)
+        .with_filter(Targets::new().with_target("hookline", Level::INFO).and(exported));
+    Ok(tracing_subscriber::registry().with(lines.with_filter(filter.and(shown))).with(spans))
 }
 
 /// Lines of other crates that show what clients send, and so may show their secrets, whatever
@@ -153,6 +165,21 @@ mod tests {
         assert_eq!(" JSON ".parse::<LogFormat>(), Ok(LogFormat::Json));
         let refused = "xml".parse::<LogFormat>().expect_err("refused");
         assert!(refused.contains("`xml`") && refused.contains("`text` or `json`"), "{refused}");
+    }
+
+    /// `debug!` and `trace!` lines cost one comparison when the log does not show them: the
+    /// subscriber's level is the log's, or `info` (the spans kept for traces), not `trace`.
+    #[test]
+    fn the_subscriber_is_no_more_verbose_than_its_log_and_its_spans() {
+        let level = |log: &str, collector: bool| {
+            let tracer = SdkTracerProvider::builder().build().tracer("test");
+            let subscriber = subscriber(log, LogFormat::Json, tracer, collector).expect("a subscriber");
+            tracing::Subscriber::max_level_hint(&subscriber)
+        };
+        assert_eq!(level("warn,hookline=info", false), Some(LevelFilter::INFO));
+        assert_eq!(level("warn", true), Some(LevelFilter::INFO));
+        assert_eq!(level("hookline=debug,info", false), Some(LevelFilter::DEBUG));
+        assert_eq!(level("trace", false), Some(LevelFilter::TRACE));
     }
 
     #[test]
