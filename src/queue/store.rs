@@ -321,7 +321,7 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
             format!(
                 "UPDATE queued_webhooks AS q SET {set} FROM (VALUES {}) AS {columns} \
                  WHERE q.id = v.id AND q.status = 'sending' AND q.claim_token = v.token \
-                 RETURNING q.id, q.attempts_kept",
+                 RETURNING q.id, q.attempts_kept::bigint",
                 tuples.join(", ")
             )
         } else {
@@ -335,11 +335,7 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
         };
         for returned in conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await? {
             let id = returned.try_get_by_index::<i64>(0)?;
-            // An int column: PostgreSQL returns it as int4, SQLite as an integer of any size.
-            let attempts_kept = match backend {
-                DbBackend::Postgres => i64::from(returned.try_get_by_index::<i32>(1)?),
-                _ => returned.try_get_by_index::<i64>(1)?,
-            };
+            let attempts_kept = returned.try_get_by_index::<i64>(1)?;
             written.push(Recorded { id, attempts_kept });
         }
     }
