@@ -212,10 +212,10 @@ async fn write_outcomes_apart(
     rows: &[Model],
     now: DateTime<Utc>,
 ) -> HashSet<i64> {
-    let mut ids = HashSet::with_capacity(rows.len());
     if let Ok(written) = write_rows(txn, outcomes, rows, Attempts::Apart).await {
         return written;
     }
+    let mut ids = HashSet::with_capacity(rows.len());
     for (outcome, row) in outcomes.iter().zip(rows) {
         let one = std::slice::from_ref(outcome);
         match write_rows(txn, one, std::slice::from_ref(row), Attempts::Apart).await {
