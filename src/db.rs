@@ -140,6 +140,33 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     }
 }
 
+/// Whether the transaction `txn` belongs to is still open, asked after a refused statement
+/// before anything else is written in it.
+///
+/// On some errors SQLite ends the whole transaction instead of undoing only the statement:
+/// `SQLITE_FULL` in a statement that keeps no statement journal (a single-row insert), I/O
+/// errors, running out of memory. sqlx then answers the rollback of a savepoint as done
+/// (there is nothing left to roll back) and opens a new transaction at the next savepoint,
+/// so that what was written before the error is gone while what follows would commit on its
+/// own. SQLite refuses `BEGIN` inside a transaction: when it accepts it, the transaction had
+/// ended, and the one just begun is rolled back at once. Anything else (the probe itself
+/// failing) counts as ended: the writer must not answer a write as stored that it cannot
+/// vouch for. PostgreSQL keeps a transaction until told to end it.
+pub async fn still_open(txn: &DatabaseTransaction) -> bool {
+    if txn.get_database_backend() != DbBackend::Sqlite {
+        return true;
+    }
+    match txn.execute_unprepared("BEGIN").await {
+        Err(err) => err.to_string().contains("cannot start a transaction within a transaction"),
+        Ok(_) => {
+            if let Err(err) = txn.execute_unprepared("ROLLBACK").await {
+                tracing::error!(%err, "cannot roll back the probe of an ended transaction");
+            }
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::PageBudget;

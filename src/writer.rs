@@ -33,8 +33,8 @@ const GATHER_TURNS: usize = 4;
 /// Jobs waiting for the writer; callers wait for room beyond this.
 const BACKLOG: usize = 4096;
 
-/// Called once the batch that holds a job's write has committed (with the reason when it did
-/// not).
+/// Called once the batch that holds a job's write has committed (with the reason when the
+/// commit failed). Dropped uncalled when the batch was rolled back: nothing of it was stored.
 pub type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// A job: runs in the transaction; `Err(())` means it failed and has already answered.
 type Run =
@@ -308,19 +308,36 @@ async fn commit(
             continue;
         }
         let savepoint = txn.begin().await?;
-        match AssertUnwindSafe(job(&savepoint, &mut own)).catch_unwind().await {
+        let kept = match AssertUnwindSafe(job(&savepoint, &mut own)).catch_unwind().await {
             Ok(Ok(completion)) => match savepoint.commit().await {
                 Ok(()) => {
                     staged.absorb(own);
                     done.push(completion);
+                    true
                 }
-                Err(err) => completion(Err(format!("cannot release a savepoint: {err}"))),
+                Err(err) => {
+                    completion(Err(format!("cannot release a savepoint: {err}")));
+                    false
+                }
             },
-            Ok(Err(())) => savepoint.rollback().await?,
+            Ok(Err(())) => {
+                savepoint.rollback().await?;
+                false
+            }
             Err(_) => {
                 tracing::error!("a write job panicked");
                 savepoint.rollback().await?;
+                false
             }
+        };
+        // A refused job may have ended the whole transaction ([`crate::db::still_open`]): then
+        // nothing of the batch is stored. Its callers learn so from their dropped answers, the
+        // jobs not yet run are not run, and nothing more is written in what would otherwise be
+        // a new transaction.
+        if !kept && !crate::db::still_open(&txn).await {
+            return Err(DbErr::Custom(
+                "the database ended the transaction on a refused write; nothing was stored".into(),
+            ));
         }
     }
     let announced = publisher.before_commit(&txn, &staged).await;
@@ -345,5 +362,76 @@ async fn commit(
             }
             Err(err)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+
+    use super::Writer;
+    use crate::{
+        error::AppResult,
+        metrics::Metrics,
+        queue::{Queue, QueueBus},
+    };
+
+    /// A SQLite database of one connection, holding a table `t` and no more than two pages
+    /// beyond it.
+    async fn nearly_full(dir: &std::path::Path) -> DatabaseConnection {
+        let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", dir.join("writer.db").display()));
+        options.max_connections(1).min_connections(1).sqlx_logging(false);
+        let db = Database::connect(options).await.expect("the database opens");
+        db.execute_unprepared("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)").await.expect("the table");
+        let pages = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), "PRAGMA page_count"));
+        let pages: i64 = pages.await.expect("the page count").expect("a row").try_get_by_index(0).expect("a number");
+        crate::db::limit_pages(&db, pages as u64 + 2).await.expect("the limit");
+        db
+    }
+
+    fn writer(db: &DatabaseConnection) -> Writer {
+        let metrics = Metrics::new(&Default::default());
+        let bus = Arc::new(QueueBus::new(16, 100, metrics.subscription_messages.clone()));
+        Writer::start(db.clone(), 1, Queue::publisher(db, bus, metrics), None)
+    }
+
+    async fn insert(writer: &Writer, bytes: usize) -> AppResult<()> {
+        writer
+            .write(move |txn, _| {
+                Box::pin(async move {
+                    let sql = format!("INSERT INTO t (body) VALUES (zeroblob({bytes}))");
+                    txn.execute_unprepared(&sql).await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn rows(db: &DatabaseConnection) -> i64 {
+        let count =
+            db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), "SELECT count(*) FROM t"));
+        count.await.expect("the count").expect("a row").try_get_by_index(0).expect("a number")
+    }
+
+    /// A single-row insert that finds the database full makes SQLite end the whole
+    /// transaction, not only the statement: the writes before it in the batch are gone, and
+    /// their callers must not hear that they were stored.
+    #[tokio::test]
+    async fn a_batch_the_database_rolled_back_answers_no_write_as_stored() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let db = nearly_full(dir.path()).await;
+        let writer = writer(&db);
+        // Both are sent before the writer runs, so they share one batch: the small one first.
+        let (small, big) = tokio::join!(insert(&writer, 16), insert(&writer, 1 << 20));
+        let full = big.expect_err("a megabyte does not fit in two pages");
+        assert!(full.message().starts_with("the database is full"), "{}", full.message());
+        let stored = rows(&db).await;
+        assert_eq!(small.is_ok(), stored == 1, "answered {small:?} with {stored} rows stored");
+        assert_eq!(stored, 0, "the database ended the batch's transaction");
+        // The writer goes on: the next batch begins a transaction of its own and commits.
+        insert(&writer, 16).await.expect("a small write fits");
+        assert_eq!(rows(&db).await, 1);
     }
 }

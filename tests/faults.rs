@@ -179,6 +179,90 @@ async fn a_full_sqlite_database_refuses_mutations_clearly_keeps_delivering_and_r
     .await;
 }
 
+/// Creates and updates racing into a filling SQLite database share write batches. When a
+/// create finds the database full, SQLite may end the whole transaction of its batch, the
+/// updates committed before it in that batch included: each write answered as stored must be
+/// there, and none refused may be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_racing_into_a_full_sqlite_database_are_answered_as_stored_only_when_they_are() {
+    let configure = |config: &mut hookline::config::Config| config.sqlite_max_size = 2 * 1024 * 1024;
+    each_backend_with(configure, async |app| {
+        if app.backend != Backend::Sqlite {
+            return;
+        }
+        const UPDATE: &str =
+            "mutation($f: JSON) { updateItem(itemtype: \"Ticket\", id: \"1\", input: {fields: $f}) { id } }";
+        const HISTORY: &str = "{ item(itemtype: \"Ticket\", id: \"1\") { history(first: 1) { totalCount } } }";
+        const NAMES: &str = "{ items(itemtype: \"Computer\", first: 500) { totalCount edges { node { name } } } }";
+        app.data(CREATE_ITEM, json!({"input": {"itemtype": "Ticket", "entityId": "0", "name": "target"}})).await;
+        let entries = |history: Value| history["item"]["history"]["totalCount"].as_i64().expect("a count");
+        let before = entries(app.data(HISTORY, json!({})).await);
+        let blob = "x".repeat(16 * 1024);
+        let filled = std::sync::atomic::AtomicBool::new(false);
+        // Each filler creates until the database has refused it three times in a row.
+        let filler = async |task: usize| {
+            let (mut stored, mut refusals) = (Vec::new(), 0);
+            for n in 0..400 {
+                let name = format!("c{task}-{n}");
+                let input =
+                    json!({"input": {"itemtype": "Computer", "entityId": "0", "name": name, "fields": {"blob": blob}}});
+                let response = app.query(CREATE_ITEM, input).await;
+                match response.get("errors") {
+                    None => (stored.push(name), refusals = 0).1,
+                    Some(errors) => {
+                        assert_eq!(errors[0]["extensions"]["code"], "UNAVAILABLE", "{response}");
+                        refusals += 1;
+                        if refusals == 3 {
+                            break;
+                        }
+                    }
+                }
+            }
+            stored
+        };
+        // Each updater changes a 4 KB field of the ticket (one history entry each, holding the old
+        // and the new value) until the fillers are done.
+        let updater = async |task: usize| {
+            let mut stored = 0;
+            for n in 0.. {
+                if filled.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let note = format!("u{task}-{n}-{}", "y".repeat(4 * 1024));
+                let response = app.query(UPDATE, json!({"f": {"note": note}})).await;
+                match response.get("errors") {
+                    None => stored += 1,
+                    Some(errors) => assert_eq!(errors[0]["extensions"]["code"], "UNAVAILABLE", "{response}"),
+                }
+            }
+            stored
+        };
+        let fillers = async {
+            let stored = futures_util::future::join_all((0..4).map(filler)).await;
+            filled.store(true, std::sync::atomic::Ordering::Relaxed);
+            stored
+        };
+        let (created, updated) = tokio::join!(fillers, futures_util::future::join_all((0..4).map(updater)));
+        let mut created: Vec<String> = created.into_iter().flatten().collect();
+        created.sort();
+        let listed = app.data(NAMES, json!({})).await;
+        let mut names: Vec<String> = listed["items"]["edges"]
+            .as_array()
+            .expect("edges")
+            .iter()
+            .map(|edge| edge["node"]["name"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        names.sort();
+        assert!(created.len() > 10, "only {} computers fitted", created.len());
+        assert_eq!(names, created, "the computers stored are those answered as stored");
+        let updated: i64 = updated.iter().sum();
+        assert!(updated > 0, "no update was stored");
+        let after = entries(app.data(HISTORY, json!({})).await);
+        assert_eq!(after - before, updated, "each update answered as stored left its history entry, and no other did");
+    })
+    .await;
+}
+
 /// Ends every session of `database` but the caller's; returns how many.
 async fn cut_connections(admin: &sea_orm::DatabaseConnection, database: &str) -> i64 {
     let statement = Statement::from_sql_and_values(

@@ -105,13 +105,14 @@ pub(super) async fn record(
     let budget = staged.budget;
     let written = match write_rows(txn, &outcomes, &rows, Attempts::Together(budget)).await {
         Ok(ids) => ids,
+        Err(err) if !crate::db::still_open(txn).await => return Err(err),
         // The database refused the batch (a value it cannot store, or no room left): the
         // outcomes go first, so that attempts never take the room their outcomes need, then
         // the attempts, as far as the database takes them.
         Err(err) => {
             tracing::warn!(?err, rows = rows.len(), "a batch of outcomes was refused; writing them apart");
-            let written = write_outcomes_apart(txn, &outcomes, &rows, now).await;
-            keep_attempts_apart(txn, &outcomes, &rows, &written, budget).await;
+            let written = write_outcomes_apart(txn, &outcomes, &rows, now).await?;
+            keep_attempts_apart(txn, &outcomes, &rows, &written, budget).await?;
             written
         }
     };
@@ -205,15 +206,17 @@ enum Attempts {
 }
 
 /// Writes the outcomes one by one (after their batch was refused), each in a savepoint of its
-/// own: as they are, or else without their values. Returns the ids written.
+/// own: as they are, or else without their values. Returns the ids written; fails only when
+/// the database ended the transaction.
 async fn write_outcomes_apart(
     txn: &DatabaseTransaction,
     outcomes: &[Outcome],
     rows: &[Model],
     now: DateTime<Utc>,
-) -> HashSet<i64> {
-    if let Ok(written) = write_rows(txn, outcomes, rows, Attempts::Apart).await {
-        return written;
+) -> AppResult<HashSet<i64>> {
+    match write_rows(txn, outcomes, rows, Attempts::Apart).await {
+        Ok(written) => return Ok(written),
+        Err(err) => go_on_after(txn, err).await?,
     }
     let mut ids = HashSet::with_capacity(rows.len());
     for (outcome, row) in outcomes.iter().zip(rows) {
@@ -222,37 +225,51 @@ async fn write_outcomes_apart(
             Ok(written) => ids.extend(written),
             Err(err) => {
                 tracing::error!(?err, queued_id = row.id, "an outcome was refused; writing it without its values");
+                go_on_after(txn, err).await?;
                 let minimal = outcome.minimal_row(now, "the database refused a value");
-                let written = write_rows(txn, one, std::slice::from_ref(&minimal), Attempts::Apart).await;
-                ids.extend(written.unwrap_or_default());
+                match write_rows(txn, one, std::slice::from_ref(&minimal), Attempts::Apart).await {
+                    Ok(written) => ids.extend(written),
+                    Err(err) => go_on_after(txn, err).await?,
+                }
             }
         }
     }
-    ids
+    Ok(ids)
+}
+
+/// After a refused write: Ok when the transaction is still open and the others may go on,
+/// the refusal itself when the database ended it ([`crate::db::still_open`]): then nothing of
+/// the batch was stored, and nothing more may be written.
+async fn go_on_after(txn: &DatabaseTransaction, refusal: crate::error::AppError) -> AppResult<()> {
+    if crate::db::still_open(txn).await { Ok(()) } else { Err(refusal) }
 }
 
 /// Keeps the attempts of the written rows after their outcomes: together, else one by one;
-/// those the database still refuses are not kept (logged once), never the outcomes.
+/// those the database still refuses are not kept (logged once), never the outcomes. Fails only
+/// when the database ended the transaction.
 async fn keep_attempts_apart(
     txn: &DatabaseTransaction,
     outcomes: &[Outcome],
     rows: &[Model],
     written: &HashSet<i64>,
     budget: Option<PageBudget>,
-) {
+) -> AppResult<()> {
     let kept = kept_attempts(outcomes, rows, written);
-    if insert_attempts(txn, &kept, budget).await.is_ok() {
-        return;
+    match insert_attempts(txn, &kept, budget).await {
+        Ok(()) => return Ok(()),
+        Err(err) => go_on_after(txn, err).await?,
     }
     let mut refused = 0;
     for one in &kept {
-        if insert_attempts(txn, std::slice::from_ref(one), budget).await.is_err() {
+        if let Err(err) = insert_attempts(txn, std::slice::from_ref(one), budget).await {
+            go_on_after(txn, err).await?;
             refused += 1;
         }
     }
     if refused > 0 {
         tracing::error!(refused, "attempts were refused by the database; they are not kept");
     }
+    Ok(())
 }
 
 /// The attempts of the outcomes whose rows were written.

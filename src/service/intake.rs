@@ -29,7 +29,7 @@ use super::{
     tree::EntityIndex,
 };
 use crate::{
-    AppState,
+    AppState, db,
     domain::{
         item::{self as rules, Actor},
         webhook::WebhookEvent,
@@ -321,13 +321,29 @@ impl Grouped for CreateJob {
             let mut answers: Vec<(oneshot::Sender<_>, Changed<items::Model>)> = Vec::with_capacity(replies.len());
             match grouped(txn, staged, &intake, &mut prepared).await {
                 Ok(changed) => answers.extend(replies.into_iter().zip(changed)),
+                // The database ended the transaction (a full disk, say): nothing of the batch is
+                // stored, nothing more may be written in it, and every create hears why.
+                Err(err) if !db::still_open(txn).await => {
+                    let message = err.message().to_owned();
+                    for reply in replies {
+                        let _ = reply.send(Err(AppError::Unavailable(message.clone())));
+                    }
+                    return Err(());
+                }
                 // One by one: only the refused create fails.
                 Err(_) => {
-                    for (p, reply) in prepared.iter().zip(replies) {
+                    let mut replies = replies.into_iter();
+                    for (p, reply) in prepared.iter().zip(replies.by_ref()) {
                         match alone(txn, staged, &intake, p.input()).instrument(p.span.clone()).await {
                             Ok(changed) => answers.push((reply, changed)),
                             Err(err) => {
+                                let ended = !db::still_open(txn).await;
                                 let _ = reply.send(Err(err));
+                                // The creates kept so far went with the transaction; the
+                                // others (dropped unanswered) were not run.
+                                if ended {
+                                    return Err(());
+                                }
                             }
                         }
                     }
