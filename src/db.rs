@@ -178,4 +178,18 @@ mod tests {
         assert_eq!(PageBudget::new(100 * 4096, 4096), PageBudget { clients: 84, queue: 100 });
         assert_eq!(PageBudget::new(1000, 4096), PageBudget { clients: 1, queue: 1 });
     }
+
+    /// `.cargo/config.toml` builds the bundled SQLite with `SQLITE_ENABLE_QPSG`: without it a
+    /// statement with `LIMIT ?` is compiled again each time it runs with a new binding.
+    #[tokio::test]
+    async fn the_bundled_sqlite_keeps_its_plans() {
+        use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+        let db = Database::connect("sqlite::memory:").await.expect("an in-memory database");
+        let options = db
+            .query_all_raw(Statement::from_string(DbBackend::Sqlite, "PRAGMA compile_options"))
+            .await
+            .expect("compile options");
+        let options: Vec<String> = options.iter().filter_map(|row| row.try_get_by_index(0).ok()).collect();
+        assert!(options.iter().any(|o| o == "ENABLE_QPSG"), "built without SQLITE_ENABLE_QPSG: {options:?}");
+    }
 }
