@@ -287,6 +287,8 @@ pub async fn insert_all_indexed(
 ) -> AppResult<Vec<Changed<items::Model>>> {
     match grouped(txn, staged, intake, &mut prepared).await {
         Ok(changed) => Ok(changed),
+        // The database ended the transaction (see `db::still_open`): nothing more is written.
+        Err(err) if !db::still_open(txn).await => Err(err),
         Err(err) => {
             tracing::debug!(?err, "grouped creates refused; trying them one by one");
             let mut changed = Vec::with_capacity(prepared.len());
