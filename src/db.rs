@@ -62,11 +62,30 @@ const ROW_CHANNEL: usize = 512;
 /// attempts, history entries, items), so with 100 a busy writer prepared most of them anew.
 const STATEMENT_CACHE: usize = 600;
 
+/// Which pool a connection belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// Reads, and the writes made outside the writer (migrations, the CLI).
+    Shared,
+    /// The writer's own connections ([`crate::writer::Writer`]).
+    Writer,
+}
+
+/// WAL pages after which SQLite's writer copies the WAL into the database itself at a
+/// commit, should [`checkpoints`] fall behind (SQLite's default is 1,000; each page is 4 KiB).
+/// [`checkpoints`] copies it long before, on a connection of its own, so that the writer's
+/// commits never wait for it.
+const WRITER_CHECKPOINT_PAGES: u32 = 16_000;
+
+/// How often [`checkpoints`] copies the WAL into the database.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Opens the pool. SQLite runs in WAL mode with foreign keys on and a busy timeout, so that
 /// readers never block and writers queue instead of failing; with `sqlite_max_size`, every
 /// connection may fill only the clients' part of it ([`PageBudget`]) until told otherwise.
-/// `connections`: the pool's size (the writer has a pool of its own, of one).
-pub async fn connect(config: &Config, connections: u32) -> Result<DatabaseConnection, DbErr> {
+/// `connections`: the pool's size (the writer has a pool of its own, of one on SQLite). The
+/// writer's connections leave the WAL's checkpoints to [`checkpoints`].
+pub async fn connect(config: &Config, connections: u32, pool: Pool) -> Result<DatabaseConnection, DbErr> {
     if config.database_kind == DatabaseKind::Sqlite {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|err| DbErr::Custom(format!("cannot create the data dir {}: {err}", config.data_dir.display())))?;
@@ -80,8 +99,13 @@ pub async fn connect(config: &Config, connections: u32) -> Result<DatabaseConnec
         // A SQLite connection is a file on this machine: checking it before each use (sqlx
         // pings it by default) only adds a round trip to its thread to every transaction.
         .test_before_acquire(config.database_kind != DatabaseKind::Sqlite)
-        .map_sqlx_sqlite_opts(|opts| {
+        .map_sqlx_sqlite_opts(move |opts| {
+            let checkpoint_pages = match pool {
+                Pool::Shared => 1000,
+                Pool::Writer => WRITER_CHECKPOINT_PAGES,
+            };
             opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .pragma("wal_autocheckpoint", checkpoint_pages.to_string())
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(30))
@@ -137,6 +161,27 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
         .await
     } else {
         db.begin().await
+    }
+}
+
+/// Copies the WAL of a SQLite database into the database itself every
+/// [`CHECKPOINT_INTERVAL`], on a connection of `db` (not the writer's), until `shutdown`:
+/// SQLite's passive checkpoint runs beside the writer, which goes on appending to the WAL
+/// meanwhile, instead of in the writer's commits. Does nothing on PostgreSQL.
+pub async fn checkpoints(db: DatabaseConnection, shutdown: tokio_util::sync::CancellationToken) {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return;
+    }
+    let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(err) = db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
+            tracing::warn!(%err, "cannot copy the WAL into the database; the writer will at its next commits");
+        }
     }
 }
 

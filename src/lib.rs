@@ -134,6 +134,7 @@ impl Application {
         state.queue.run_background(shutdown.clone());
         tokio::spawn(auth::store::keep_revocations_fresh(state.db.clone(), state.auth.clone(), shutdown.clone()));
         tokio::spawn(state.metrics.clone().keep_up(shutdown.clone()));
+        tokio::spawn(db::checkpoints(state.db.clone(), shutdown.clone()));
         let workers =
             tokio::spawn(worker::run(state.queue.clone(), state.delivery.clone(), self.inbox, shutdown.clone()));
         let header_read_timeout = state.config().api.header_read_timeout;
@@ -151,7 +152,7 @@ pub async fn prepare(config: &Config) -> Result<(AppState, WorkerInbox), StartEr
     let key = secret_box::master_key(&config.secret_key)?;
     let secrets = SecretBox::new(&key);
     let auth = Arc::new(auth::Auth::new(&key, &config.auth)?);
-    let db = db::connect(config, config.database_max_connections).await?;
+    let db = db::connect(config, config.database_max_connections, db::Pool::Shared).await?;
     db::migrate(&db).await?;
     let revoked = auth::store::revoked_ids(&db, chrono::Utc::now())
         .await
@@ -169,7 +170,7 @@ pub async fn prepare(config: &Config) -> Result<(AppState, WorkerInbox), StartEr
     ));
     let publisher = Queue::publisher(&db, bus.clone(), metrics.clone());
     let lanes = db::write_lanes(config);
-    let writer_db = db::connect(config, lanes as u32).await?;
+    let writer_db = db::connect(config, lanes as u32, db::Pool::Writer).await?;
     let budget = db::page_budget(config, &writer_db).await?;
     let writer = Writer::start(writer_db, lanes, publisher.clone(), budget);
     let (queue, inbox) = Queue::new(db.clone(), writer.clone(), publisher, delivery.lease(), config.delivery.breaker);

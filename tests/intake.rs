@@ -217,3 +217,28 @@ async fn the_root_types_and_the_history_connection_have_the_names_clients_expect
     })
     .await;
 }
+
+/// SQLite: what the writer commits is copied from the WAL into the database file by a task of
+/// its own within moments, not left in the WAL until the writer's own checkpoint (at 16,000
+/// pages, 64 MiB).
+#[tokio::test]
+async fn sqlite_writes_reach_the_database_file_soon_after_they_commit() {
+    each_backend(async |app| {
+        let common::Backend::Sqlite = app.backend else { return };
+        let file = app.data_dir.join("hookline.db");
+        let size = || std::fs::metadata(&file).map(|m| m.len()).expect("the database file");
+        let before = size();
+        let blob = "x".repeat(16 * 1024);
+        for n in 0..100 {
+            let input =
+                json!({"itemtype": "Computer", "entityId": "0", "name": format!("c{n}"), "fields": {"blob": blob}});
+            app.data(CREATE, json!({"input": input})).await;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while size() < before + 1_600_000 {
+            assert!(std::time::Instant::now() < deadline, "the database file grew from {before} to {} bytes", size());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}

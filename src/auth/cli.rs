@@ -47,7 +47,7 @@ pub async fn issue(config: &Config, args: TokenArgs) -> Result<String, String> {
     };
     let key = crate::secret_box::master_key(&config.secret_key).map_err(|e| e.to_string())?;
     let auth = Auth::new(&key, &config.auth).map_err(|e| e.to_string())?;
-    let db = crate::db::connect(config, 1).await.map_err(|e| e.to_string())?;
+    let db = crate::db::connect(config, 1, crate::db::Pool::Shared).await.map_err(|e| e.to_string())?;
     crate::db::migrate(&db).await.map_err(|e| e.to_string())?;
     let index = crate::service::tree::EntityIndex::load(&db).await.map_err(|e| format!("{e:?}"))?;
     if let Some(missing) = args.entities.iter().find(|id| !index.contains(**id)) {

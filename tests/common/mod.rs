@@ -33,6 +33,8 @@ pub struct TestApp {
     pub token: String,
     client: reqwest::Client,
     shutdown: CancellationToken,
+    /// The server's data directory (on SQLite, its database file `hookline.db`).
+    pub data_dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -100,7 +102,7 @@ impl TestApp {
         let state = app.state().clone();
         let shutdown = app.shutdown_token();
         tokio::spawn(app.run_until_stopped());
-        Self { addr, backend, state, client: client_with(&token), token, shutdown, _dir: dir }
+        Self { addr, backend, state, client: client_with(&token), token, shutdown, data_dir, _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {
