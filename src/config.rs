@@ -216,7 +216,7 @@ impl Default for RawConfig {
             log_format: "text".into(),
             otlp_endpoint: None,
             http_timeout: "10s".into(),
-            max_in_flight: 256,
+            max_in_flight: 512,
             max_per_host: 64,
             max_response_body: 64 * 1024,
             retry_schedule: "10s,1m,5m,30m,2h,5h,10h".into(),
