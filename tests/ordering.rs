@@ -175,12 +175,15 @@ async fn an_item_waiting_for_its_earlier_delivery_holds_back_no_other_item() {
         }
         receiver.script(&format!("/o/{stuck}"), Vec::new());
         settled(app, &hook, 6).await;
-        let after: Vec<Value> = receiver
+        let mut after: Vec<Value> = receiver
             .requests_to(&format!("/o/{stuck}"))
             .iter()
             .map(|r| r.json()["item"]["n"].clone())
             .filter(|n| *n != 1)
             .collect();
+        // The second row may be sent before the failing script is lifted, and then again: its
+        // attempts come before any of the third.
+        after.dedup();
         assert_eq!(after, [json!(2), json!(3)]);
     })
     .await;
