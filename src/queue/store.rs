@@ -9,9 +9,7 @@ use entity::{
     workers,
 };
 use sea_orm::{
-    ActiveValue::NotSet,
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter, QueryTrait,
-    Statement, Value as DbValue,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement, Value as DbValue,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 
@@ -48,20 +46,90 @@ pub async fn notify_queued(conn: &impl ConnectionTrait) -> AppResult<()> {
     Ok(())
 }
 
+/// The columns a new row is written with: all but its id and `attempts_kept` (numbered by
+/// the database, and 0), with their types for PostgreSQL ([`value_rows`]).
+const NEW_ROW_COLUMNS: &str = "webhook_id, itemtype, item_id, entity_id, event, url, http_method, headers, body, \
+     status, sent_try, max_attempts, delivery_id, create_time, send_time, sent_time, last_status_code, \
+     response_body, last_error, save_response_body, log_in_item_history, lease_until, claim_token, claimed_by, \
+     traceparent, is_test, order_key, changes";
+const NEW_ROW_TYPES: [&str; 28] = [
+    "bigint",
+    "varchar",
+    "varchar",
+    "bigint",
+    "varchar",
+    "text",
+    "varchar",
+    "json",
+    "text",
+    "varchar",
+    "int",
+    "int",
+    "varchar",
+    "timestamptz",
+    "timestamptz",
+    "timestamptz",
+    "int",
+    "text",
+    "text",
+    "boolean",
+    "boolean",
+    "timestamptz",
+    "bigint",
+    "varchar",
+    "varchar",
+    "boolean",
+    "varchar",
+    "json",
+];
+
 /// Inserts new rows, a few per statement, and fills in their ids (matched by delivery id).
+/// The statement is written here rather than built value by value: the writer runs it, and
+/// this is the largest statement of an event with many webhooks.
 pub async fn insert(conn: &impl ConnectionTrait, rows: &mut [Model]) -> AppResult<()> {
+    let backend = conn.get_database_backend();
     let mut ids = std::collections::HashMap::with_capacity(rows.len());
     for part in rows.chunks(ROWS_PER_STATEMENT) {
-        let actives = part.iter().map(|row| {
-            let mut active = row.clone().into_active_model();
-            active.id = NotSet;
-            active
-        });
-        let returning = Query::returning().columns([Q::Id, Q::DeliveryId]);
-        let statement = queued_webhooks::Entity::insert_many(actives).into_query().returning(returning).to_owned();
-        for returned in conn.query_all(&statement).await? {
-            let id: i64 = returned.try_get("", "id")?;
-            let delivery_id: String = returned.try_get("", "delivery_id")?;
+        let mut values: Vec<DbValue> = Vec::with_capacity(part.len() * NEW_ROW_TYPES.len());
+        for row in part {
+            values.extend([
+                row.webhook_id.into(),
+                row.itemtype.clone().into(),
+                row.item_id.clone().into(),
+                row.entity_id.into(),
+                row.event.clone().into(),
+                row.url.clone().into(),
+                row.http_method.clone().into(),
+                row.headers.to_string().into(),
+                row.body.clone().into(),
+                row.status.as_str().into(),
+                row.sent_try.into(),
+                row.max_attempts.into(),
+                row.delivery_id.clone().into(),
+                row.create_time.into(),
+                row.send_time.into(),
+                row.sent_time.into(),
+                row.last_status_code.into(),
+                row.response_body.clone().into(),
+                row.last_error.clone().into(),
+                row.save_response_body.into(),
+                row.log_in_item_history.into(),
+                row.lease_until.into(),
+                row.claim_token.into(),
+                row.claimed_by.clone().into(),
+                row.traceparent.clone().into(),
+                row.is_test.into(),
+                row.order_key.clone().into(),
+                row.changes.as_ref().map(|changes| changes.to_string()).into(),
+            ]);
+        }
+        let sql = format!(
+            "INSERT INTO queued_webhooks ({NEW_ROW_COLUMNS}) VALUES {} RETURNING id, delivery_id",
+            value_rows(backend, part.len(), &NEW_ROW_TYPES)
+        );
+        for returned in conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await? {
+            let id: i64 = returned.try_get_by_index(0)?;
+            let delivery_id: String = returned.try_get_by_index(1)?;
             ids.insert(delivery_id, id);
         }
     }
@@ -222,16 +290,28 @@ const OUTCOME_COLUMNS: usize = 10;
 const OUTCOME_TYPES: [&str; OUTCOME_COLUMNS] =
     ["bigint", "bigint", "varchar", "int", "timestamptz", "timestamptz", "int", "text", "text", "int"];
 
-/// The `n`th row (from 0) of a multi-row `VALUES` of columns of these types: `($1::bigint, …)`
-/// on PostgreSQL, which cannot infer them there (nor read JSON text into a json column without
-/// its cast), `(?, …)` on SQLite. The values are bound in the same order.
-fn value_row(backend: DbBackend, n: usize, types: &[&str]) -> String {
-    let base = n * types.len();
-    let cells: Vec<String> = match backend {
-        DbBackend::Postgres => types.iter().enumerate().map(|(i, t)| format!("${}::{t}", base + i + 1)).collect(),
-        _ => vec!["?".to_owned(); types.len()],
-    };
-    format!("({})", cells.join(", "))
+/// `rows` rows of a multi-row `VALUES` of columns of these types: `($1::bigint, …), …` on
+/// PostgreSQL, which cannot infer them there (nor read JSON text into a json column without
+/// its cast), `(?, …), …` on SQLite. The values are bound in the same order, row by row.
+fn value_rows(backend: DbBackend, rows: usize, types: &[&str]) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(rows * types.len() * if backend == DbBackend::Postgres { 16 } else { 3 });
+    for n in 0..rows {
+        sql.push_str(if n == 0 { "(" } else { ", (" });
+        for (i, ty) in types.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                DbBackend::Postgres => {
+                    let _ = write!(sql, "${}::{ty}", n * types.len() + i + 1);
+                }
+                _ => sql.push('?'),
+            }
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// One attempt to keep, as written (see `attempts::Kept`): its headers are JSON text.
@@ -257,8 +337,9 @@ pub(super) async fn insert_attempts(conn: &impl ConnectionTrait, attempts: Vec<A
     let mut attempts = attempts.into_iter().peekable();
     while attempts.peek().is_some() {
         let mut values: Vec<DbValue> = Vec::with_capacity(ROWS_PER_STATEMENT * ATTEMPT_TYPES.len());
-        let mut tuples = Vec::with_capacity(ROWS_PER_STATEMENT);
-        for (n, a) in attempts.by_ref().take(ROWS_PER_STATEMENT).enumerate() {
+        let mut rows = 0;
+        for a in attempts.by_ref().take(ROWS_PER_STATEMENT) {
+            rows += 1;
             values.extend([
                 a.queued_webhook_id.into(),
                 a.started_at.into(),
@@ -271,12 +352,11 @@ pub(super) async fn insert_attempts(conn: &impl ConnectionTrait, attempts: Vec<A
                 a.response_body.into(),
                 a.error.into(),
             ]);
-            tuples.push(value_row(backend, n, &ATTEMPT_TYPES));
         }
         let sql = format!(
             "INSERT INTO delivery_attempts (queued_webhook_id, started_at, duration_ms, method, url, \
              request_headers, status_code, response_headers, response_body, error) VALUES {}",
-            tuples.join(", ")
+            value_rows(backend, rows, &ATTEMPT_TYPES)
         );
         conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
     }
@@ -291,8 +371,7 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
     let mut written = Vec::with_capacity(outcomes.len());
     for part in outcomes.chunks(ROWS_PER_STATEMENT) {
         let mut values: Vec<DbValue> = Vec::with_capacity(part.len() * OUTCOME_COLUMNS);
-        let mut tuples = Vec::with_capacity(part.len());
-        for (n, outcome) in part.iter().enumerate() {
+        for outcome in part {
             let row = outcome.row;
             values.extend([
                 row.id.into(),
@@ -306,7 +385,6 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
                 row.last_error.clone().into(),
                 outcome.kept.into(),
             ]);
-            tuples.push(value_row(backend, n, &OUTCOME_TYPES));
         }
         // PostgreSQL names the updated table by its alias in expressions; SQLite by its name.
         let target = if backend == DbBackend::Postgres { "q" } else { "queued_webhooks" };
@@ -322,7 +400,7 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
                 "UPDATE queued_webhooks AS q SET {set} FROM (VALUES {}) AS {columns} \
                  WHERE q.id = v.id AND q.status = 'sending' AND q.claim_token = v.token \
                  RETURNING q.id, q.attempts_kept::bigint",
-                tuples.join(", ")
+                value_rows(backend, part.len(), &OUTCOME_TYPES)
             )
         } else {
             format!(
@@ -330,7 +408,7 @@ pub async fn record(conn: &impl ConnectionTrait, outcomes: &[Written<'_>]) -> Ap
                  WHERE queued_webhooks.id = v.id AND queued_webhooks.status = 'sending' \
                  AND queued_webhooks.claim_token = v.token \
                  RETURNING queued_webhooks.id, queued_webhooks.attempts_kept",
-                tuples.join(", ")
+                value_rows(backend, part.len(), &OUTCOME_TYPES)
             )
         };
         for returned in conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await? {
