@@ -361,3 +361,40 @@ async fn requests_from_other_sites_pages_are_refused() {
     })
     .await;
 }
+
+/// A change too large for one PostgreSQL notification (a rendered URL of 8 KB) is left out of
+/// the stream, and the write it belongs to stands: PostgreSQL refuses such a notification and
+/// aborts the transaction it was sent in, whose COMMIT then rolled back the item while the
+/// mutation was answered as done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_too_large_to_stream_does_not_undo_its_write() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        let url = receiver.url("/hook?pad={{ item.pad }}");
+        let input = json!({"name": "long", "entityId": "0", "itemtype": "Ticket", "event": "NEW", "url": url});
+        app.data(CREATE_WEBHOOK, json!({ "input": input })).await;
+        let mut socket = ws::connect(app.addr, &app.token).await;
+        ws::subscribe(&mut socket, "u", UPDATES, json!({})).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for (name, pad) in [("long", "a".repeat(8000)), ("short", "b".to_owned())] {
+            let input = json!({"itemtype": "Ticket", "entityId": "0", "name": name, "fields": {"pad": pad}});
+            app.data(CREATE_ITEM, json!({ "input": input })).await;
+        }
+        let count = app.data("{ items(itemtype: \"Ticket\") { totalCount } }", json!({})).await;
+        assert_eq!(count["items"]["totalCount"], 2, "both items were stored");
+        let sent = receiver.wait_for(2, Duration::from_secs(10)).await;
+        assert!(sent.iter().any(|r| r.query.len() > 8000), "the long row was delivered");
+        // The short row's changes are streamed (the long row's too on SQLite, where nothing
+        // limits them).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let update = updates(&mut socket, "u", 1).await.remove(0);
+            let row = &update["queuedWebhook"];
+            if row["status"] == "SENT" && row["body"].as_str().unwrap_or_default().contains("short") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the short row's SENT was not streamed");
+        }
+    })
+    .await;
+}

@@ -295,18 +295,27 @@ impl QueueBus {
 
     /// Publishes breaker changes through NOTIFY, sent when `db`'s transaction commits (every
     /// process, this one included, hands them to its subscribers). PostgreSQL only.
-    pub(super) async fn publish_health(&self, db: &impl ConnectionTrait, changes: &[HealthChange]) {
+    /// Fails when PostgreSQL refused a notification: that aborts the transaction it was sent
+    /// in (see `Publisher::before_commit`).
+    pub(super) async fn publish_health(
+        &self,
+        db: &impl ConnectionTrait,
+        changes: &[HealthChange],
+    ) -> Result<(), sea_orm::DbErr> {
         for change in changes {
             let Ok(payload) = serde_json::to_string(change) else { continue };
+            if payload.len() > MAX_PAYLOAD {
+                tracing::warn!(bytes = payload.len(), "a webhook health change is too large to publish; skipped");
+                continue;
+            }
             let statement = Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "SELECT pg_notify($1, $2)",
                 [HEALTH_CHANNEL.into(), payload.into()],
             );
-            if let Err(err) = db.execute_raw(statement).await {
-                tracing::warn!(%err, "cannot publish a webhook health change");
-            }
+            db.execute_raw(statement).await?;
         }
+        Ok(())
     }
 
     /// Subscribes to the changes of one webhook, or of all, within the shared message rate.
@@ -394,33 +403,48 @@ impl QueueBus {
     /// Publishes changes: to this process's subscribers on SQLite (call it after the commit),
     /// through NOTIFY on PostgreSQL, sent when `db`'s transaction commits: every process, this
     /// one included, receives them from its listener, all in one order.
-    pub(super) async fn publish(&self, db: &impl ConnectionTrait, changes: Vec<QueueChange>) {
+    /// Fails when PostgreSQL refused a notification: that aborts the transaction it was sent
+    /// in (see `Publisher::before_commit`). A change too large for one notification (a long
+    /// rendered URL or error) is left out, said in the log.
+    pub(super) async fn publish(
+        &self,
+        db: &impl ConnectionTrait,
+        changes: Vec<QueueChange>,
+    ) -> Result<(), sea_orm::DbErr> {
         if changes.is_empty() || !self.wanted(db) {
-            return;
+            return Ok(());
         }
         if db.get_database_backend() != DbBackend::Postgres {
             self.deliver_local(changes);
-            return;
+            return Ok(());
         }
         let mut batch = Vec::new();
         let mut size = 2;
         for change in changes {
             let Ok(text) = serde_json::to_string(&change) else { continue };
+            if text.len() + 2 > MAX_PAYLOAD {
+                tracing::warn!(
+                    id = change.row.id,
+                    bytes = text.len(),
+                    "a queue change is too large to publish; skipped"
+                );
+                continue;
+            }
             if size + text.len() + 1 > MAX_PAYLOAD && !batch.is_empty() {
-                notify(db, &batch).await;
+                notify(db, &batch).await?;
                 batch.clear();
                 size = 2;
             }
             size += text.len() + 1;
             batch.push(text);
         }
-        notify(db, &batch).await;
+        notify(db, &batch).await
     }
 }
 
-async fn notify(db: &impl ConnectionTrait, batch: &[String]) {
+async fn notify(db: &impl ConnectionTrait, batch: &[String]) -> Result<(), sea_orm::DbErr> {
     if batch.is_empty() {
-        return;
+        return Ok(());
     }
     let payload = format!("[{}]", batch.join(","));
     let statement = Statement::from_sql_and_values(
@@ -428,9 +452,7 @@ async fn notify(db: &impl ConnectionTrait, batch: &[String]) {
         "SELECT pg_notify($1, $2)",
         [CHANGES_CHANNEL.into(), payload.into()],
     );
-    if let Err(err) = db.execute_raw(statement).await {
-        tracing::warn!(%err, "cannot publish queue changes");
-    }
+    db.execute_raw(statement).await.map(|_| ())
 }
 
 /// The dispatcher: walks the subscribers for each batch of changes, off the path of whoever

@@ -139,11 +139,27 @@ impl Publisher {
         if !self.shared {
             return Ok(());
         }
-        if !staged.transitions.is_empty() && self.bus.wanted(txn) {
-            self.bus.publish(txn, staged.transitions.iter().map(QueueChange::from).collect()).await;
-        }
-        if !staged.health.is_empty() {
-            self.bus.publish_health(txn, &staged.health).await;
+        let changes = !staged.transitions.is_empty() && self.bus.wanted(txn);
+        if changes || !staged.health.is_empty() {
+            // In a savepoint: a notification PostgreSQL refuses (its queue is full) aborts the
+            // transaction it is sent in, whose COMMIT would then roll everything back while
+            // answering as if it had committed. Subscribers miss these changes; the writes stand.
+            let savepoint = sea_orm::TransactionTrait::begin(txn).await?;
+            let mut published = Ok(());
+            if changes {
+                published =
+                    self.bus.publish(&savepoint, staged.transitions.iter().map(QueueChange::from).collect()).await;
+            }
+            if published.is_ok() && !staged.health.is_empty() {
+                published = self.bus.publish_health(&savepoint, &staged.health).await;
+            }
+            match published {
+                Ok(()) => savepoint.commit().await?,
+                Err(err) => {
+                    tracing::error!(%err, "cannot publish queue changes; subscribers miss them");
+                    savepoint.rollback().await?;
+                }
+            }
         }
         if staged.wake {
             store::notify_queued(txn).await?;
