@@ -95,6 +95,9 @@ pub struct Application {
     state: AppState,
     inbox: WorkerInbox,
     shutdown: CancellationToken,
+    /// SQLite: the connection that copies the WAL into the database ([`db::checkpoints`]),
+    /// its own so that it neither waits for reads nor holds one up.
+    checkpoints: Option<DatabaseConnection>,
 }
 
 impl Application {
@@ -109,7 +112,11 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
-        Ok(Self { listener, state, inbox, shutdown: CancellationToken::new() })
+        let checkpoints = match config.database_kind {
+            config::DatabaseKind::Sqlite => Some(db::connect(&config, 1, db::Pool::Shared).await?),
+            config::DatabaseKind::Postgres => None,
+        };
+        Ok(Self { listener, state, inbox, shutdown: CancellationToken::new(), checkpoints })
     }
 
     /// The address actually bound (the real port when the configuration said 0).
@@ -134,7 +141,9 @@ impl Application {
         state.queue.run_background(shutdown.clone());
         tokio::spawn(auth::store::keep_revocations_fresh(state.db.clone(), state.auth.clone(), shutdown.clone()));
         tokio::spawn(state.metrics.clone().keep_up(shutdown.clone()));
-        tokio::spawn(db::checkpoints(state.db.clone(), shutdown.clone()));
+        if let Some(db) = self.checkpoints {
+            tokio::spawn(db::checkpoints(db, shutdown.clone()));
+        }
         let workers =
             tokio::spawn(worker::run(state.queue.clone(), state.delivery.clone(), self.inbox, shutdown.clone()));
         let header_read_timeout = state.config().api.header_read_timeout;

@@ -326,9 +326,14 @@ impl Grouped for CreateJob {
                 // The database ended the transaction (a full disk, say): nothing of the batch is
                 // stored, nothing more may be written in it, and every create hears why.
                 Err(err) if !db::still_open(txn).await => {
-                    let message = err.message().to_owned();
+                    // Its reason when the database gave one (it is full), for every create.
+                    let unavailable = match err {
+                        AppError::Unavailable(message) => Some(message),
+                        _ => None,
+                    };
                     for reply in replies {
-                        let _ = reply.send(Err(AppError::Unavailable(message.clone())));
+                        let _ =
+                            reply.send(Err(unavailable.clone().map_or_else(AppError::not_run, AppError::Unavailable)));
                     }
                     return Err(());
                 }
