@@ -42,6 +42,8 @@ async fn serve_runs_on_embedded_sqlite_without_configuration() {
     let mut command = hookline(dir.path());
     command.env("HOOKLINE_LISTEN", "127.0.0.1:0");
     let (mut child, addr) = start(command);
+    // reqwest is built without a crypto provider of its own; run alone, this test installs it.
+    hookline::crypto::install();
     let health = reqwest::get(format!("http://{addr}/healthz")).await.expect("healthz");
     assert_eq!(health.status(), 200);
     let ready = reqwest::get(format!("http://{addr}/readyz")).await.expect("readyz");
@@ -49,11 +51,14 @@ async fn serve_runs_on_embedded_sqlite_without_configuration() {
     assert!(dir.path().join("data/hookline.db").exists(), "the database lives in ./data");
     assert!(dir.path().join("data/secret.key").exists(), "a key file is created for stored secrets");
 
-    // SIGTERM stops it gracefully.
+    // SIGTERM stops it gracefully, and its connections close: SQLite copies the WAL into the
+    // database and removes it, so that the file alone holds everything.
     let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
     assert!(status.success());
     let exit = child.wait().expect("exits");
     assert!(exit.success(), "{exit:?}");
+    let wal = std::fs::metadata(dir.path().join("data/hookline.db-wal")).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(wal, 0, "the WAL still held {wal} bytes after a graceful stop");
 }
 
 #[test]
