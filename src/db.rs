@@ -82,6 +82,9 @@ pub enum Pool {
 /// pages, and 4% less at 1,000, than at 16,000 (BENCHMARKS.md, sixth session).
 const WRITER_CHECKPOINT_PAGES: u64 = 16_000;
 
+/// SQLite's own checkpoint threshold, in pages, kept by the shared connections.
+const SQLITE_CHECKPOINT_PAGES: u64 = 1_000;
+
 /// The size the writer cuts the WAL file back to when it starts over (SQLite keeps it at its
 /// largest otherwise).
 const WAL_KEPT_BYTES: u64 = 4 * 1024 * 1024;
@@ -91,7 +94,7 @@ const WAL_KEPT_BYTES: u64 = 4 * 1024 * 1024;
 fn writer_checkpoint_pages(max_size: u64) -> u64 {
     match max_size {
         0 => WRITER_CHECKPOINT_PAGES,
-        max_size => (max_size / 4096 / 4).clamp(1_000, WRITER_CHECKPOINT_PAGES),
+        max_size => (max_size / 4096 / 4).clamp(SQLITE_CHECKPOINT_PAGES, WRITER_CHECKPOINT_PAGES),
     }
 }
 
@@ -120,7 +123,7 @@ pub async fn connect(config: &Config, connections: u32, pool: Pool) -> Result<Da
         .test_before_acquire(config.database_kind != DatabaseKind::Sqlite)
         .map_sqlx_sqlite_opts(move |opts| {
             let checkpoint_pages = match pool {
-                Pool::Shared => 1000,
+                Pool::Shared => SQLITE_CHECKPOINT_PAGES,
                 Pool::Writer => writer_checkpoint_pages(max_size),
             };
             opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)

@@ -145,15 +145,13 @@ impl Publisher {
             // transaction it is sent in, whose COMMIT would then roll everything back while
             // answering as if it had committed. Subscribers miss these changes; the writes stand.
             let savepoint = sea_orm::TransactionTrait::begin(txn).await?;
-            let mut published = Ok(());
-            if changes {
-                published =
-                    self.bus.publish(&savepoint, staged.transitions.iter().map(QueueChange::from).collect()).await;
-            }
-            if published.is_ok() && !staged.health.is_empty() {
-                published = self.bus.publish_health(&savepoint, &staged.health).await;
-            }
-            match published {
+            let published = async {
+                if changes {
+                    self.bus.publish(&savepoint, staged.transitions.iter().map(QueueChange::from).collect()).await?;
+                }
+                self.bus.publish_health(&savepoint, &staged.health).await
+            };
+            match published.await {
                 Ok(()) => savepoint.commit().await?,
                 Err(err) => {
                     tracing::error!(%err, "cannot publish queue changes; subscribers miss them");

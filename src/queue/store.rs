@@ -46,41 +46,38 @@ pub async fn notify_queued(conn: &impl ConnectionTrait) -> AppResult<()> {
     Ok(())
 }
 
-/// The columns a new row is written with: all but its id and `attempts_kept` (numbered by
-/// the database, and 0), with their types for PostgreSQL ([`value_rows`]).
-const NEW_ROW_COLUMNS: &str = "webhook_id, itemtype, item_id, entity_id, event, url, http_method, headers, body, \
-     status, sent_try, max_attempts, delivery_id, create_time, send_time, sent_time, last_status_code, \
-     response_body, last_error, save_response_body, log_in_item_history, lease_until, claim_token, claimed_by, \
-     traceparent, is_test, order_key, changes";
-const NEW_ROW_TYPES: [&str; 28] = [
-    "bigint",
-    "varchar",
-    "varchar",
-    "bigint",
-    "varchar",
-    "text",
-    "varchar",
-    "json",
-    "text",
-    "varchar",
-    "int",
-    "int",
-    "varchar",
-    "timestamptz",
-    "timestamptz",
-    "timestamptz",
-    "int",
-    "text",
-    "text",
-    "boolean",
-    "boolean",
-    "timestamptz",
-    "bigint",
-    "varchar",
-    "varchar",
-    "boolean",
-    "varchar",
-    "json",
+/// The columns a new row is written with, in the order of its values in [`insert`]: all but
+/// its id and `attempts_kept` (numbered by the database, and 0), each with its type for
+/// PostgreSQL ([`value_rows`]).
+const NEW_ROW: [(&str, &str); 28] = [
+    ("webhook_id", "bigint"),
+    ("itemtype", "varchar"),
+    ("item_id", "varchar"),
+    ("entity_id", "bigint"),
+    ("event", "varchar"),
+    ("url", "text"),
+    ("http_method", "varchar"),
+    ("headers", "json"),
+    ("body", "text"),
+    ("status", "varchar"),
+    ("sent_try", "int"),
+    ("max_attempts", "int"),
+    ("delivery_id", "varchar"),
+    ("create_time", "timestamptz"),
+    ("send_time", "timestamptz"),
+    ("sent_time", "timestamptz"),
+    ("last_status_code", "int"),
+    ("response_body", "text"),
+    ("last_error", "text"),
+    ("save_response_body", "boolean"),
+    ("log_in_item_history", "boolean"),
+    ("lease_until", "timestamptz"),
+    ("claim_token", "bigint"),
+    ("claimed_by", "varchar"),
+    ("traceparent", "varchar"),
+    ("is_test", "boolean"),
+    ("order_key", "varchar"),
+    ("changes", "json"),
 ];
 
 /// Inserts new rows, a few per statement, and fills in their ids (matched by delivery id).
@@ -90,7 +87,7 @@ pub async fn insert(conn: &impl ConnectionTrait, rows: &mut [Model]) -> AppResul
     let backend = conn.get_database_backend();
     let mut ids = std::collections::HashMap::with_capacity(rows.len());
     for part in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut values: Vec<DbValue> = Vec::with_capacity(part.len() * NEW_ROW_TYPES.len());
+        let mut values: Vec<DbValue> = Vec::with_capacity(part.len() * NEW_ROW.len());
         for row in part {
             values.extend([
                 row.webhook_id.into(),
@@ -124,8 +121,9 @@ pub async fn insert(conn: &impl ConnectionTrait, rows: &mut [Model]) -> AppResul
             ]);
         }
         let sql = format!(
-            "INSERT INTO queued_webhooks ({NEW_ROW_COLUMNS}) VALUES {} RETURNING id, delivery_id",
-            value_rows(backend, part.len(), &NEW_ROW_TYPES)
+            "INSERT INTO queued_webhooks ({}) VALUES {} RETURNING id, delivery_id",
+            NEW_ROW.map(|(column, _)| column).join(", "),
+            value_rows(backend, part.len(), &NEW_ROW.map(|(_, ty)| ty))
         );
         for returned in conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await? {
             let id: i64 = returned.try_get_by_index(0)?;
@@ -575,4 +573,19 @@ pub async fn heartbeat(conn: &impl ConnectionTrait, process: &str, started_at: D
 pub async fn leave(conn: &impl ConnectionTrait, process: &str) -> AppResult<()> {
     workers::Entity::delete_by_id(process.to_owned()).exec(conn).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{IdenStatic, Iterable};
+
+    use super::{NEW_ROW, Q};
+
+    /// A column added to the entity and not to the insert would be stored as its default.
+    #[test]
+    fn a_new_row_is_written_with_every_column_but_its_id() {
+        let written: Vec<&str> = NEW_ROW.iter().map(|(column, _)| *column).collect();
+        let columns: Vec<&str> = Q::iter().filter(|c| !matches!(c, Q::Id)).map(|c| c.as_str()).collect();
+        assert_eq!(written, columns);
+    }
 }
