@@ -158,6 +158,7 @@ pub async fn create(state: &AppState, input: NewItem, once: Option<Once>) -> App
 async fn create_grouped(state: &AppState, input: NewItem, given: bool) -> AppResult<Changed<items::Model>> {
     let mut preparation = intake::Preparation::new(state).await?;
     let prepared = preparation.prepare(input).await?;
+    let _span = prepared.span();
     let (reply, answer) = tokio::sync::oneshot::channel();
     let job = intake::CreateJob { prepared, intake: preparation.intake().clone(), reply };
     if given {
@@ -187,6 +188,7 @@ pub async fn create_many(state: &AppState, inputs: Vec<NewItem>, once: Option<On
         prepared.push(one);
     }
     let intake = preparation.intake().clone();
+    let spans: Vec<tracing::Span> = prepared.iter().map(intake::Prepared::span).collect();
     let created = state
         .writer
         .write(move |txn, staged| {
@@ -198,7 +200,9 @@ pub async fn create_many(state: &AppState, inputs: Vec<NewItem>, once: Option<On
                 Ok(created)
             })
         })
-        .await?;
+        .await;
+    drop(spans);
+    let created = created?;
     for (changed, given) in created.iter().zip(given) {
         if given {
             state.numbers.skip_past(&changed.item.itemtype, &changed.item.id).await;
