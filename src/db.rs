@@ -171,6 +171,30 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
 }
 
+/// `rows` rows of a multi-row `VALUES` of columns of these types: `($1::bigint, …), …` on
+/// PostgreSQL, which cannot infer them there (nor read JSON text into a json column without
+/// its cast), `(?, …), …` on SQLite. The values are bound in the same order, row by row.
+pub fn value_rows(backend: DbBackend, rows: usize, types: &[&str]) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(rows * types.len() * if backend == DbBackend::Postgres { 16 } else { 3 });
+    for n in 0..rows {
+        sql.push_str(if n == 0 { "(" } else { ", (" });
+        for (i, ty) in types.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                DbBackend::Postgres => {
+                    let _ = write!(sql, "${}::{ty}", n * types.len() + i + 1);
+                }
+                _ => sql.push('?'),
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// Starts a transaction that will write. On SQLite it takes the write lock at once
 /// (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout instead of one failing when
 /// it upgrades from reading to writing.

@@ -13,7 +13,10 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 
-use crate::error::{AppError, AppResult};
+use crate::{
+    db::value_rows,
+    error::{AppError, AppResult},
+};
 
 /// The PostgreSQL channel that tells every hookline process that rows were queued.
 pub const QUEUE_CHANNEL: &str = "hookline_queue";
@@ -287,30 +290,6 @@ const OUTCOME_COLUMNS: usize = 10;
 /// The types of an outcome's values, which PostgreSQL cannot infer in `VALUES`.
 const OUTCOME_TYPES: [&str; OUTCOME_COLUMNS] =
     ["bigint", "bigint", "varchar", "int", "timestamptz", "timestamptz", "int", "text", "text", "int"];
-
-/// `rows` rows of a multi-row `VALUES` of columns of these types: `($1::bigint, …), …` on
-/// PostgreSQL, which cannot infer them there (nor read JSON text into a json column without
-/// its cast), `(?, …), …` on SQLite. The values are bound in the same order, row by row.
-fn value_rows(backend: DbBackend, rows: usize, types: &[&str]) -> String {
-    use std::fmt::Write;
-    let mut sql = String::with_capacity(rows * types.len() * if backend == DbBackend::Postgres { 16 } else { 3 });
-    for n in 0..rows {
-        sql.push_str(if n == 0 { "(" } else { ", (" });
-        for (i, ty) in types.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            match backend {
-                DbBackend::Postgres => {
-                    let _ = write!(sql, "${}::{ty}", n * types.len() + i + 1);
-                }
-                _ => sql.push('?'),
-            }
-        }
-        sql.push(')');
-    }
-    sql
-}
 
 /// One attempt to keep, as written (see `attempts::Kept`): its headers are JSON text.
 pub(super) struct AttemptRow<'a> {

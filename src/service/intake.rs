@@ -13,10 +13,7 @@ use std::{collections::HashMap, sync::Arc};
 use chrono::Utc;
 use entity::{items, queued_webhooks};
 use futures_util::future::BoxFuture;
-use sea_orm::{
-    ActiveValue::NotSet, ConnectionTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryTrait,
-    TransactionTrait, sea_query::Query,
-};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tracing::Instrument;
@@ -258,23 +255,58 @@ fn chunk(conn: &impl ConnectionTrait) -> usize {
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres { 100 } else { 200 }
 }
 
+/// The columns a new item is written with, in the order of its values in [`insert_rows`]: all
+/// but `seq` (numbered by the database), each with its type for PostgreSQL
+/// ([`db::value_rows`]).
+const ITEM_COLUMNS: [(&str, &str); 12] = [
+    ("itemtype", "varchar"),
+    ("id", "varchar"),
+    ("entity_id", "bigint"),
+    ("name", "text"),
+    ("fields", "json"),
+    ("parent_itemtype", "varchar"),
+    ("parent_id", "varchar"),
+    ("is_deleted", "boolean"),
+    ("date_creation", "timestamptz"),
+    ("date_mod", "timestamptz"),
+    ("actor_user", "varchar"),
+    ("actor_profile", "varchar"),
+];
+
 /// Inserts the items, several per statement, and returns them with their `seq` (matched by
-/// itemtype and id: RETURNING promises no order).
+/// itemtype and id: RETURNING promises no order). The statement is written here rather than
+/// built from active models: it runs in the writer, and a batch of creates writes hundreds.
 async fn insert_rows(conn: &impl ConnectionTrait, prepared: &mut [Prepared]) -> AppResult<()> {
-    use items::Column as I;
-    let size = chunk(conn);
-    for part in prepared.chunks_mut(size) {
-        let actives = part.iter().map(|p| {
-            let mut active = p.row.clone().into_active_model();
-            active.seq = NotSet;
-            active
-        });
-        let returning = Query::returning().columns([I::Seq, I::Itemtype, I::Id]);
-        let statement = items::Entity::insert_many(actives).into_query().returning(returning).to_owned();
+    let backend = conn.get_database_backend();
+    let columns = ITEM_COLUMNS.map(|(column, _)| column).join(", ");
+    let types = ITEM_COLUMNS.map(|(_, ty)| ty);
+    for part in prepared.chunks_mut(chunk(conn)) {
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(part.len() * ITEM_COLUMNS.len());
+        for p in part.iter() {
+            let row = &p.row;
+            values.extend([
+                row.itemtype.clone().into(),
+                row.id.clone().into(),
+                row.entity_id.into(),
+                row.name.clone().into(),
+                row.fields.to_string().into(),
+                row.parent_itemtype.clone().into(),
+                row.parent_id.clone().into(),
+                row.is_deleted.into(),
+                row.date_creation.into(),
+                row.date_mod.into(),
+                row.actor_user.clone().into(),
+                row.actor_profile.clone().into(),
+            ]);
+        }
+        let sql = format!(
+            "INSERT INTO items ({columns}) VALUES {} RETURNING seq, itemtype, id",
+            db::value_rows(backend, part.len(), &types)
+        );
         let mut seqs = HashMap::with_capacity(part.len());
-        for returned in conn.query_all(&statement).await? {
-            let key: (String, String) = (returned.try_get("", "itemtype")?, returned.try_get("", "id")?);
-            seqs.insert(key, returned.try_get::<i64>("", "seq")?);
+        for returned in conn.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await? {
+            let key: (String, String) = (returned.try_get_by_index(1)?, returned.try_get_by_index(2)?);
+            seqs.insert(key, returned.try_get_by_index::<i64>(0)?);
         }
         for p in part.iter_mut() {
             p.row.seq = seqs
@@ -412,5 +444,19 @@ async fn in_savepoint<T>(
             savepoint.rollback().await?;
             Err(err)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use entity::items::Column as I;
+    use sea_orm::{IdenStatic, Iterable};
+
+    /// A column added to the entity and not to the insert would be stored as its default.
+    #[test]
+    fn a_new_item_is_written_with_every_column_but_its_seq() {
+        let written: Vec<&str> = super::ITEM_COLUMNS.iter().map(|(column, _)| *column).collect();
+        let columns: Vec<&str> = I::iter().filter(|c| !matches!(c, I::Seq)).map(|c| c.as_str()).collect();
+        assert_eq!(written, columns);
     }
 }
