@@ -71,6 +71,32 @@ fn received_ids(requests: &[Recorded]) -> Vec<String> {
     ids
 }
 
+/// Failures short of the threshold are counted, and the success that follows clears the count
+/// (in the same transaction as the row's outcome: it is cleared once the row reads SENT).
+#[tokio::test]
+async fn a_success_after_failures_short_of_the_threshold_clears_their_count() {
+    let small = |c: &mut hookline::config::Config| {
+        c.delivery.breaker =
+            BreakerConfig { failures: 3, cooldown: Duration::from_secs(2), disable_after: Duration::from_secs(3600) };
+    };
+    each_backend_with(small, async |app| {
+        let receiver = Receiver::start().await;
+        receiver.script("/twice", vec![Reply::Status(500); 2]);
+        let id = webhook(app, &receiver, "/twice", json!({"sentTry": 20})).await;
+        ticket(app, "retried").await;
+        app.wait_queue(1, &["SENT"]).await;
+        assert_eq!(receiver.requests_to("/twice").len(), 3, "two failures, then the success");
+        let healed = health(app, &id).await;
+        assert_eq!(
+            healed["health"],
+            json!({"state": "CLOSED", "consecutiveFailures": 0, "openedAt": null, "nextProbeAt": null}),
+            "{:?}",
+            app.backend
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_breaker_opens_holds_probes_once_and_closes_with_no_row_lost() {
     let small = |c: &mut hookline::config::Config| {
