@@ -71,15 +71,17 @@ fn received_ids(requests: &[Recorded]) -> Vec<String> {
     ids
 }
 
+/// A breaker that opens after three failures and probes two seconds later.
+fn small_breaker(c: &mut hookline::config::Config) {
+    c.delivery.breaker =
+        BreakerConfig { failures: 3, cooldown: Duration::from_secs(2), disable_after: Duration::from_secs(3600) };
+}
+
 /// Failures short of the threshold are counted, and the success that follows clears the count
 /// (in the same transaction as the row's outcome: it is cleared once the row reads SENT).
 #[tokio::test]
 async fn a_success_after_failures_short_of_the_threshold_clears_their_count() {
-    let small = |c: &mut hookline::config::Config| {
-        c.delivery.breaker =
-            BreakerConfig { failures: 3, cooldown: Duration::from_secs(2), disable_after: Duration::from_secs(3600) };
-    };
-    each_backend_with(small, async |app| {
+    each_backend_with(small_breaker, async |app| {
         let receiver = Receiver::start().await;
         receiver.script("/twice", vec![Reply::Status(500); 2]);
         let id = webhook(app, &receiver, "/twice", json!({"sentTry": 20})).await;
@@ -99,11 +101,7 @@ async fn a_success_after_failures_short_of_the_threshold_clears_their_count() {
 
 #[tokio::test]
 async fn the_breaker_opens_holds_probes_once_and_closes_with_no_row_lost() {
-    let small = |c: &mut hookline::config::Config| {
-        c.delivery.breaker =
-            BreakerConfig { failures: 3, cooldown: Duration::from_secs(2), disable_after: Duration::from_secs(3600) };
-    };
-    each_backend_with(small, async |app| {
+    each_backend_with(small_breaker, async |app| {
         let receiver = Receiver::start().await;
         // Three failures open it; the first probe fails too; the second succeeds.
         receiver.script("/flaky", vec![Reply::Status(500); 4]);
