@@ -195,6 +195,28 @@ pub fn value_rows(backend: DbBackend, rows: usize, types: &[&str]) -> String {
     sql
 }
 
+/// `INSERT INTO {table} (…) VALUES (…), …` of `rows` rows of these columns, each given with its
+/// type for PostgreSQL ([`value_rows`]); the values are bound in the same order, row by row.
+/// For the inserts the writer runs by the hundred, written rather than built value by value.
+pub fn insert_sql(backend: DbBackend, table: &str, columns: &[(&str, &str)], rows: usize) -> String {
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let types: Vec<&str> = columns.iter().map(|(_, ty)| *ty).collect();
+    format!("INSERT INTO {table} ({}) VALUES {}", names.join(", "), value_rows(backend, rows, &types))
+}
+
+/// Asserts that an [`insert_sql`] column list holds every column of the entity whose columns
+/// are `C`, in their order, but those the database numbers (`numbered`): a column added to the
+/// entity and not to the insert would be stored as its default.
+#[cfg(test)]
+pub(crate) fn assert_inserts_every_column<C: sea_orm::Iterable + sea_orm::IdenStatic>(
+    columns: &[(&str, &str)],
+    numbered: &[&str],
+) {
+    let written: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let all: Vec<&str> = C::iter().map(|c| c.as_str()).filter(|c| !numbered.contains(c)).collect();
+    assert_eq!(written, all);
+}
+
 /// Starts a transaction that will write. On SQLite it takes the write lock at once
 /// (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout instead of one failing when
 /// it upgrades from reading to writing.

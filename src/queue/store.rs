@@ -14,7 +14,7 @@ use sea_orm::{
 };
 
 use crate::{
-    db::value_rows,
+    db::{insert_sql, value_rows},
     error::{AppError, AppResult},
 };
 
@@ -51,7 +51,7 @@ pub async fn notify_queued(conn: &impl ConnectionTrait) -> AppResult<()> {
 
 /// The columns a new row is written with, in the order of its values in [`insert`]: all but
 /// its id and `attempts_kept` (numbered by the database, and 0), each with its type for
-/// PostgreSQL ([`value_rows`]).
+/// PostgreSQL ([`crate::db::insert_sql`]).
 const NEW_ROW: [(&str, &str); 28] = [
     ("webhook_id", "bigint"),
     ("itemtype", "varchar"),
@@ -123,11 +123,7 @@ pub async fn insert(conn: &impl ConnectionTrait, rows: &mut [Model]) -> AppResul
                 row.changes.as_ref().map(|changes| changes.to_string()).into(),
             ]);
         }
-        let sql = format!(
-            "INSERT INTO queued_webhooks ({}) VALUES {} RETURNING id, delivery_id",
-            NEW_ROW.map(|(column, _)| column).join(", "),
-            value_rows(backend, part.len(), &NEW_ROW.map(|(_, ty)| ty))
-        );
+        let sql = format!("{} RETURNING id, delivery_id", insert_sql(backend, "queued_webhooks", &NEW_ROW, part.len()));
         for returned in conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await? {
             let id: i64 = returned.try_get_by_index(0)?;
             let delivery_id: String = returned.try_get_by_index(1)?;
@@ -305,15 +301,26 @@ pub(super) struct AttemptRow<'a> {
     pub error: Option<String>,
 }
 
-const ATTEMPT_TYPES: [&str; 10] =
-    ["bigint", "timestamptz", "bigint", "varchar", "text", "json", "int", "json", "text", "text"];
+/// The columns an attempt is written with (all but its id), each with its type for PostgreSQL.
+const ATTEMPT_COLUMNS: [(&str, &str); 10] = [
+    ("queued_webhook_id", "bigint"),
+    ("started_at", "timestamptz"),
+    ("duration_ms", "bigint"),
+    ("method", "varchar"),
+    ("url", "text"),
+    ("request_headers", "json"),
+    ("status_code", "int"),
+    ("response_headers", "json"),
+    ("response_body", "text"),
+    ("error", "text"),
+];
 
 /// Inserts attempts, several per statement (`delivery_attempts`).
 pub(super) async fn insert_attempts(conn: &impl ConnectionTrait, attempts: Vec<AttemptRow<'_>>) -> AppResult<()> {
     let backend = conn.get_database_backend();
     let mut attempts = attempts.into_iter().peekable();
     while attempts.peek().is_some() {
-        let mut values: Vec<DbValue> = Vec::with_capacity(ROWS_PER_STATEMENT * ATTEMPT_TYPES.len());
+        let mut values: Vec<DbValue> = Vec::with_capacity(ROWS_PER_STATEMENT * ATTEMPT_COLUMNS.len());
         let mut rows = 0;
         for a in attempts.by_ref().take(ROWS_PER_STATEMENT) {
             rows += 1;
@@ -330,11 +337,7 @@ pub(super) async fn insert_attempts(conn: &impl ConnectionTrait, attempts: Vec<A
                 a.error.into(),
             ]);
         }
-        let sql = format!(
-            "INSERT INTO delivery_attempts (queued_webhook_id, started_at, duration_ms, method, url, \
-             request_headers, status_code, response_headers, response_body, error) VALUES {}",
-            value_rows(backend, rows, &ATTEMPT_TYPES)
-        );
+        let sql = insert_sql(backend, "delivery_attempts", &ATTEMPT_COLUMNS, rows);
         conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
     }
     Ok(())
@@ -556,15 +559,15 @@ pub async fn leave(conn: &impl ConnectionTrait, process: &str) -> AppResult<()> 
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{IdenStatic, Iterable};
+    use crate::db::assert_inserts_every_column;
 
-    use super::{NEW_ROW, Q};
-
-    /// A column added to the entity and not to the insert would be stored as its default.
     #[test]
     fn a_new_row_is_written_with_every_column_but_its_id() {
-        let written: Vec<&str> = NEW_ROW.iter().map(|(column, _)| *column).collect();
-        let columns: Vec<&str> = Q::iter().filter(|c| !matches!(c, Q::Id)).map(|c| c.as_str()).collect();
-        assert_eq!(written, columns);
+        assert_inserts_every_column::<super::Q>(&super::NEW_ROW, &["id"]);
+    }
+
+    #[test]
+    fn an_attempt_is_written_with_every_column_but_its_id() {
+        assert_inserts_every_column::<entity::delivery_attempts::Column>(&super::ATTEMPT_COLUMNS, &["id"]);
     }
 }

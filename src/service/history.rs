@@ -59,7 +59,7 @@ pub async fn add(conn: &impl ConnectionTrait, subject: Subject<'_>, entries: Vec
 
 /// The columns a new entry is written with, in the order of its values in [`add_many`]: all but
 /// its id (numbered by the database), each with its type for PostgreSQL
-/// ([`crate::db::value_rows`]).
+/// ([`crate::db::insert_sql`]).
 const ENTRY_COLUMNS: [(&str, &str); 11] = [
     ("subject", "varchar"),
     ("itemtype", "varchar"),
@@ -85,8 +85,6 @@ pub async fn add_many(conn: &impl ConnectionTrait, entries: Vec<(Subject<'_>, Ne
     let now = Utc::now();
     // (PostgreSQL took 10 while sqlx 0.9.0 sent statements without TCP_NODELAY.)
     let per_statement = if backend == sea_orm::DbBackend::Postgres { 100 } else { 200 };
-    let columns = ENTRY_COLUMNS.map(|(column, _)| column).join(", ");
-    let types = ENTRY_COLUMNS.map(|(_, ty)| ty);
     // Without `RETURNING`: nobody needs the new ids.
     let mut entries = entries.into_iter().peekable();
     while entries.peek().is_some() {
@@ -113,8 +111,7 @@ pub async fn add_many(conn: &impl ConnectionTrait, entries: Vec<(Subject<'_>, Ne
                 actor_profile.into(),
             ]);
         }
-        let sql =
-            format!("INSERT INTO history_entries ({columns}) VALUES {}", crate::db::value_rows(backend, rows, &types));
+        let sql = crate::db::insert_sql(backend, "history_entries", &ENTRY_COLUMNS, rows);
         conn.execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
     }
     Ok(())
@@ -179,14 +176,8 @@ pub async fn purge(conn: &impl ConnectionTrait, subject: Subject<'_>) -> AppResu
 
 #[cfg(test)]
 mod tests {
-    use entity::history_entries::Column as H;
-    use sea_orm::{IdenStatic, Iterable};
-
-    /// A column added to the entity and not to the insert would be stored as its default.
     #[test]
     fn a_new_entry_is_written_with_every_column_but_its_id() {
-        let written: Vec<&str> = super::ENTRY_COLUMNS.iter().map(|(column, _)| *column).collect();
-        let columns: Vec<&str> = H::iter().filter(|c| !matches!(c, H::Id)).map(|c| c.as_str()).collect();
-        assert_eq!(written, columns);
+        crate::db::assert_inserts_every_column::<entity::history_entries::Column>(&super::ENTRY_COLUMNS, &["id"]);
     }
 }

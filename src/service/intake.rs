@@ -257,7 +257,7 @@ fn chunk(conn: &impl ConnectionTrait) -> usize {
 
 /// The columns a new item is written with, in the order of its values in [`insert_rows`]: all
 /// but `seq` (numbered by the database), each with its type for PostgreSQL
-/// ([`db::value_rows`]).
+/// ([`db::insert_sql`]).
 const ITEM_COLUMNS: [(&str, &str); 12] = [
     ("itemtype", "varchar"),
     ("id", "varchar"),
@@ -278,8 +278,6 @@ const ITEM_COLUMNS: [(&str, &str); 12] = [
 /// built from active models: it runs in the writer, and a batch of creates writes hundreds.
 async fn insert_rows(conn: &impl ConnectionTrait, prepared: &mut [Prepared]) -> AppResult<()> {
     let backend = conn.get_database_backend();
-    let columns = ITEM_COLUMNS.map(|(column, _)| column).join(", ");
-    let types = ITEM_COLUMNS.map(|(_, ty)| ty);
     for part in prepared.chunks_mut(chunk(conn)) {
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(part.len() * ITEM_COLUMNS.len());
         for p in part.iter() {
@@ -299,10 +297,8 @@ async fn insert_rows(conn: &impl ConnectionTrait, prepared: &mut [Prepared]) -> 
                 row.actor_profile.clone().into(),
             ]);
         }
-        let sql = format!(
-            "INSERT INTO items ({columns}) VALUES {} RETURNING seq, itemtype, id",
-            db::value_rows(backend, part.len(), &types)
-        );
+        let sql =
+            format!("{} RETURNING seq, itemtype, id", db::insert_sql(backend, "items", &ITEM_COLUMNS, part.len()));
         let mut seqs = HashMap::with_capacity(part.len());
         for returned in conn.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await? {
             let key: (String, String) = (returned.try_get_by_index(1)?, returned.try_get_by_index(2)?);
@@ -449,14 +445,8 @@ async fn in_savepoint<T>(
 
 #[cfg(test)]
 mod tests {
-    use entity::items::Column as I;
-    use sea_orm::{IdenStatic, Iterable};
-
-    /// A column added to the entity and not to the insert would be stored as its default.
     #[test]
     fn a_new_item_is_written_with_every_column_but_its_seq() {
-        let written: Vec<&str> = super::ITEM_COLUMNS.iter().map(|(column, _)| *column).collect();
-        let columns: Vec<&str> = I::iter().filter(|c| !matches!(c, I::Seq)).map(|c| c.as_str()).collect();
-        assert_eq!(written, columns);
+        crate::db::assert_inserts_every_column::<entity::items::Column>(&super::ITEM_COLUMNS, &["seq"]);
     }
 }
