@@ -139,6 +139,11 @@ pub async fn connect(config: &Config, connections: u32, pool: Pool) -> Result<Da
                 // claim or insert, so that it does not stop every 50 rows to wait for the reader.
                 .row_buffer_size(ROW_CHANNEL)
                 .statement_cache_capacity(STATEMENT_CACHE)
+                // The writer runs statement after statement, each as soon as the last one
+                // ended: on its own thread, with no hand-off to the connection's thread and
+                // back (a wake of each thread per statement, most of a write's time under
+                // load). The writer's task blocks its runtime thread while SQLite works.
+                .run_on_caller(pool == Pool::Writer)
         })
         .map_sqlx_postgres_opts(|opts| opts.statement_cache_capacity(STATEMENT_CACHE));
     if max_size > 0 {
@@ -298,6 +303,56 @@ mod tests {
         // Small databases keep at least 16 pages.
         assert_eq!(PageBudget::new(100 * 4096, 4096), PageBudget { clients: 84, queue: 100 });
         assert_eq!(PageBudget::new(1000, 4096), PageBudget { clients: 1, queue: 1 });
+    }
+
+    /// A SQLite database in `dir`, configured as `hookline serve` would be.
+    fn sqlite_config(dir: &std::path::Path) -> crate::config::Config {
+        let file = dir.join("hookline.toml");
+        let toml = format!("data_dir = {:?}\ndatabase_url = \"sqlite://{}?mode=rwc\"\n", dir, dir.join("t.db").display());
+        std::fs::write(&file, toml).expect("the configuration file");
+        crate::config::Config::load(Some(&file)).expect("the configuration")
+    }
+
+    /// The writer's connection runs each statement on the thread that awaits it (the patched
+    /// driver's `run_on_caller`): its statement is done at the first poll. A shared connection
+    /// hands it to the connection's own thread and is still waiting then.
+    #[tokio::test]
+    async fn only_the_writer_runs_its_statements_on_its_own_thread() {
+        use futures_util::FutureExt;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let config = sqlite_config(dir.path());
+        for (pool, on_caller) in [(super::Pool::Writer, true), (super::Pool::Shared, false)] {
+            let db = super::connect(&config, 1, pool).await.expect("the database");
+            let mut conn = db.get_sqlite_connection_pool().acquire().await.expect("a connection");
+            let done = sea_orm::sqlx::Executor::execute(&mut *conn, "SELECT 1").now_or_never();
+            assert_eq!(done.is_some(), on_caller, "{pool:?}");
+        }
+    }
+
+    /// A write transaction of the writer's connection dropped unfinished (a job that panicked,
+    /// a cancelled write) is rolled back before the connection's next statement, savepoints
+    /// and all, and the next transaction commits.
+    #[tokio::test]
+    async fn the_writer_rolls_back_a_transaction_dropped_unfinished() {
+        use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let db = super::connect(&sqlite_config(dir.path()), 1, super::Pool::Writer).await.expect("the database");
+        db.execute_unprepared("CREATE TABLE t (n INTEGER)").await.expect("the table");
+        let count = async || -> i64 {
+            let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), "SELECT count(*) FROM t"));
+            row.await.expect("the count").expect("a row").try_get_by_index(0).expect("a number")
+        };
+        {
+            let txn = super::begin_write(&db).await.expect("a transaction");
+            txn.execute_unprepared("INSERT INTO t VALUES (1)").await.expect("a row");
+            let savepoint = txn.begin().await.expect("a savepoint");
+            savepoint.execute_unprepared("INSERT INTO t VALUES (2)").await.expect("a row");
+        }
+        assert_eq!(count().await, 0);
+        let txn = super::begin_write(&db).await.expect("a new transaction");
+        txn.execute_unprepared("INSERT INTO t VALUES (3)").await.expect("a row");
+        txn.commit().await.expect("the commit");
+        assert_eq!(count().await, 1);
     }
 
     /// `.cargo/config.toml` builds the bundled SQLite with `SQLITE_ENABLE_QPSG`: without it a
