@@ -308,14 +308,16 @@ mod tests {
     /// A SQLite database in `dir`, configured as `hookline serve` would be.
     fn sqlite_config(dir: &std::path::Path) -> crate::config::Config {
         let file = dir.join("hookline.toml");
-        let toml = format!("data_dir = {:?}\ndatabase_url = \"sqlite://{}?mode=rwc\"\n", dir, dir.join("t.db").display());
+        let toml =
+            format!("data_dir = {:?}\ndatabase_url = \"sqlite://{}?mode=rwc\"\n", dir, dir.join("t.db").display());
         std::fs::write(&file, toml).expect("the configuration file");
         crate::config::Config::load(Some(&file)).expect("the configuration")
     }
 
     /// The writer's connection runs each statement on the thread that awaits it (the patched
     /// driver's `run_on_caller`): its statement is done at the first poll. A shared connection
-    /// hands it to the connection's own thread and is still waiting then.
+    /// hands it to the connection's own thread and is still waiting then (the statement counts
+    /// to 200,000: milliseconds of work, which that thread cannot finish within the poll).
     #[tokio::test]
     async fn only_the_writer_runs_its_statements_on_its_own_thread() {
         use futures_util::FutureExt;
@@ -324,7 +326,9 @@ mod tests {
         for (pool, on_caller) in [(super::Pool::Writer, true), (super::Pool::Shared, false)] {
             let db = super::connect(&config, 1, pool).await.expect("the database");
             let mut conn = db.get_sqlite_connection_pool().acquire().await.expect("a connection");
-            let done = sea_orm::sqlx::Executor::execute(&mut *conn, "SELECT 1").now_or_never();
+            let count = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 200000) \
+                         SELECT count(*) FROM c";
+            let done = sea_orm::sqlx::Executor::execute(&mut *conn, count).now_or_never();
             assert_eq!(done.is_some(), on_caller, "{pool:?}");
         }
     }
@@ -353,6 +357,35 @@ mod tests {
         txn.execute_unprepared("INSERT INTO t VALUES (3)").await.expect("a row");
         txn.commit().await.expect("the commit");
         assert_eq!(count().await, 1);
+    }
+
+    /// The writer's connection never waits for a lock on its thread: while another connection
+    /// of the process holds the write lock (configuration writes take it on the shared pool),
+    /// the writer's `BEGIN IMMEDIATE` waits without blocking, so that the holder, here on the
+    /// same one-thread runtime, can finish and let it in. (Blocking, it would hold the only
+    /// thread for the whole busy timeout, then fail.)
+    #[tokio::test]
+    async fn the_writer_waits_for_the_write_lock_without_blocking_its_thread() {
+        use sea_orm::{ConnectionTrait, Statement};
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let config = sqlite_config(dir.path());
+        let shared = super::connect(&config, 2, super::Pool::Shared).await.expect("the shared pool");
+        let writer = super::connect(&config, 1, super::Pool::Writer).await.expect("the writer's pool");
+        shared.execute_unprepared("CREATE TABLE t (n INTEGER)").await.expect("the table");
+        let holder = super::begin_write(&shared).await.expect("the write lock");
+        holder.execute_unprepared("INSERT INTO t VALUES (1)").await.expect("a row");
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            holder.commit().await
+        });
+        let txn = super::begin_write(&writer).await.expect("the lock, once released");
+        txn.execute_unprepared("INSERT INTO t VALUES (2)").await.expect("a row");
+        txn.commit().await.expect("the commit");
+        release.await.expect("the holder's task").expect("the holder's commit");
+        let count =
+            writer.query_one_raw(Statement::from_string(writer.get_database_backend(), "SELECT count(*) FROM t"));
+        let count: i64 = count.await.expect("the count").expect("a row").try_get_by_index(0).expect("a number");
+        assert_eq!(count, 2);
     }
 
     /// `.cargo/config.toml` builds the bundled SQLite with `SQLITE_ENABLE_QPSG`: without it a

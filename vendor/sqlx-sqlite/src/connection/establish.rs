@@ -26,7 +26,7 @@ static THREAD_ID: AtomicUsize = AtomicUsize::new(0);
 pub struct EstablishParams {
     filename: CString,
     open_flags: i32,
-    busy_timeout: Duration,
+    pub(crate) busy_timeout: Duration,
     statement_cache_capacity: usize,
     log_settings: LogSettings,
     pub(crate) thread_stack_size: Option<usize>,
@@ -184,6 +184,11 @@ impl EstablishParams {
         // We also need to convert the u128 value to i32, checking we're not overflowing.
         let ms = i32::try_from(self.busy_timeout.as_millis())
             .expect("Given busy timeout value is too big.");
+        // hookline's patch: a connection that runs on its caller's thread must not sleep in
+        // SQLite's busy handler (the thread may be the only one that can finish the other
+        // connection's transaction); it is told at once, and waits without blocking
+        // (`ConnectionWorker::begin` and `execute`).
+        let ms = if self.run_on_caller { 0 } else { ms };
 
         handle.call_with_result(|db| unsafe { sqlite3_busy_timeout(db, ms) })?;
 

@@ -34,6 +34,9 @@ pub(crate) struct ConnectionWorker {
     pub(crate) shared: Arc<WorkerSharedState>,
     /// hookline's patch: statements run on the caller's thread (`run_on_caller`).
     on_caller: bool,
+    /// With `on_caller`: how long a statement that finds the database locked is tried again
+    /// (the connection's busy timeout, which SQLite itself is then not given).
+    busy_timeout: std::time::Duration,
 }
 
 pub(crate) struct WorkerSharedState {
@@ -147,6 +150,7 @@ impl ConnectionWorker {
                     command_tx,
                     shared: Arc::clone(&shared),
                     on_caller: params.run_on_caller,
+                    busy_timeout: params.busy_timeout,
                 }))
                 .is_err()
             {
@@ -219,11 +223,32 @@ impl ConnectionWorker {
         limit: Option<usize>,
     ) -> Result<flume::Receiver<Result<Either<SqliteQueryResult, SqliteRow>, Error>>, Error> {
         if self.on_caller {
-            // Every row is read before the caller reads one: no bound.
-            let (tx, rx) = flume::unbounded();
-            let mut conn = self.shared.conn.lock().await;
-            execute_command(&mut conn, &self.shared, query, args, persistent, tx, limit);
-            return Ok(rx);
+            let mut retry = Retry::new(self.busy_timeout);
+            let (mut query, mut args) = (query, args);
+            loop {
+                // Every row is read before the caller reads one: no bound.
+                let (tx, rx) = flume::unbounded();
+                let mut conn = self.shared.conn.lock().await;
+                // A statement outside a transaction that finds the database locked has done
+                // nothing: it can be run again (inside one, the transaction holds the lock).
+                let again = (!conn.handle.in_transaction()).then(|| (query.clone(), args.clone()));
+                execute_command(&mut conn, &self.shared, query, args, persistent, tx, limit);
+                drop(conn);
+                let Some(again) = again.filter(|_| rx.len() == 1) else {
+                    return Ok(rx);
+                };
+                let Ok(only) = rx.try_recv() else {
+                    return Ok(rx);
+                };
+                match only {
+                    Err(error) if is_busy(&error) && retry.wait().await => (query, args) = again,
+                    only => {
+                        let (tx, rx) = flume::bounded(1);
+                        tx.send(only).ok();
+                        return Ok(rx);
+                    }
+                }
+            }
         }
         let (tx, rx) = flume::bounded(chan_size);
 
@@ -246,8 +271,19 @@ impl ConnectionWorker {
 
     pub(crate) async fn begin(&mut self, statement: Option<SqlStr>) -> Result<(), Error> {
         if self.on_caller {
-            let mut conn = self.shared.conn.lock().await;
-            return begin_command(&mut conn, &self.shared, statement);
+            let mut retry = Retry::new(self.busy_timeout);
+            loop {
+                let mut conn = self.shared.conn.lock().await;
+                match begin_command(&mut conn, &self.shared, statement.clone()) {
+                    Err(error) if is_busy(&error) => {
+                        drop(conn);
+                        if !retry.wait().await {
+                            return Err(error);
+                        }
+                    }
+                    begun => return begun,
+                }
+            }
         }
         self.oneshot_cmd_with_ack(|tx| Command::Begin { tx, statement })
             .await?
@@ -389,6 +425,45 @@ impl ConnectionWorker {
             // wait for the response
             rx.await.map_err(|_| Error::WorkerCrashed)
         }
+    }
+}
+
+/// Whether SQLite refused a statement because another connection holds a lock it needs
+/// (`SQLITE_BUSY`, any extended code).
+fn is_busy(error: &Error) -> bool {
+    let Error::Database(error) = error else {
+        return false;
+    };
+    error
+        .try_downcast_ref::<crate::SqliteError>()
+        .and_then(|error| sqlx_core::error::DatabaseError::code(error))
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == libsqlite3_sys::SQLITE_BUSY)
+}
+
+/// Waits between the tries of a statement that found the database locked, for as long as the
+/// busy timeout lasts (as SQLite's own busy handler would, but without blocking the thread).
+struct Retry {
+    until: std::time::Instant,
+    pause: std::time::Duration,
+}
+
+impl Retry {
+    fn new(timeout: std::time::Duration) -> Self {
+        Self {
+            until: std::time::Instant::now() + timeout,
+            pause: std::time::Duration::from_millis(1),
+        }
+    }
+
+    /// Waits before the next try; false once the busy timeout has passed.
+    async fn wait(&mut self) -> bool {
+        if std::time::Instant::now() >= self.until {
+            return false;
+        }
+        sqlx_core::rt::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(std::time::Duration::from_millis(50));
+        true
     }
 }
 
