@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use entity::webhooks;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use secrecy::ExposeSecret;
-use serde_json::Value;
 
 use super::{ChallengeCache, Exchange, HttpSender, OAuthClient, PreparedRequest, Signer, TokenCache, prepare};
 use crate::{
@@ -167,8 +166,8 @@ impl DeliveryClient {
             duration_ms: i64::try_from(took.as_millis()).unwrap_or(i64::MAX),
             method: row.http_method.clone(),
             url: row.url.clone(),
-            request_headers: Value::Object(shown_exchange_headers(&sent_headers)),
-            response_headers: answered.then(|| Value::Object(shown_exchange_headers(&response_headers))),
+            request_headers: shown_exchange_headers(&sent_headers),
+            response_headers: answered.then(|| shown_exchange_headers(&response_headers)),
         };
         Outcome { row, attempted_at, result, decision, counted: true, attempt: Some(attempt) }
     }

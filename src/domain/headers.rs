@@ -52,31 +52,43 @@ pub fn looks_like_secret(value: &str) -> bool {
         || (value.starts_with("eyJ") && value.split('.').count() == 3)
 }
 
-/// The headers of an attempt's request or answer as kept and shown: a JSON object (repeated
-/// names joined with `, `) where credentials (see [`is_sensitive_header`]; `Set-Cookie` too),
-/// signatures and values that look like credentials (see [`looks_like_secret`]) read
-/// [`HIDDEN`].
-pub fn shown_exchange_headers(headers: &[(String, String)]) -> Map<String, Value> {
-    let mut shown = Map::new();
-    for (name, value) in headers {
-        let lower = name.to_ascii_lowercase();
-        let hidden = is_sensitive_lowercase(&lower)
-            || lower.contains("cookie")
-            || SIGNATURE_HEADERS.contains(&lower.as_str())
-            || looks_like_secret(value);
-        let value = if hidden { HIDDEN } else { value.as_str() };
-        match shown.get_mut(name) {
-            Some(Value::String(joined)) if joined != HIDDEN && value != HIDDEN => {
-                joined.push_str(", ");
-                joined.push_str(value);
-            }
-            Some(Value::String(joined)) => *joined = HIDDEN.into(),
-            _ => {
-                shown.insert(name.clone(), Value::String(value.to_owned()));
-            }
+/// The headers of an attempt's request or answer as kept and shown: the text of a JSON object
+/// (compact, its names in order, repeated names joined with `, `) where credentials (see
+/// [`is_sensitive_header`]; `Set-Cookie` too), signatures and values that look like
+/// credentials (see [`looks_like_secret`]) read [`HIDDEN`]. Written in one pass, as every
+/// attempt's are: no map of JSON values built first.
+pub fn shown_exchange_headers(headers: &[(String, String)]) -> String {
+    let mut shown: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(name, value)| {
+            let lower = name.to_ascii_lowercase();
+            let hidden = is_sensitive_lowercase(&lower)
+                || lower.contains("cookie")
+                || SIGNATURE_HEADERS.contains(&lower.as_str())
+                || looks_like_secret(value);
+            (name.as_str(), if hidden { HIDDEN } else { value.as_str() })
+        })
+        .collect();
+    // Stable: repeats keep their order.
+    shown.sort_by(|a, b| a.0.cmp(b.0));
+    let mut json = Vec::with_capacity(headers.iter().map(|(n, v)| n.len() + v.len() + 6).sum::<usize>() + 2);
+    json.push(b'{');
+    for (i, group) in shown.chunk_by(|a, b| a.0 == b.0).enumerate() {
+        let joined = match group {
+            [(_, value)] => std::borrow::Cow::Borrowed(*value),
+            _ if group.iter().any(|(_, value)| *value == HIDDEN) => std::borrow::Cow::Borrowed(HIDDEN),
+            _ => std::borrow::Cow::Owned(group.iter().map(|(_, value)| *value).collect::<Vec<_>>().join(", ")),
+        };
+        if i > 0 {
+            json.push(b',');
         }
+        // Writing a string into a vector cannot fail.
+        let _ = serde_json::to_writer(&mut json, group[0].0);
+        json.push(b':');
+        let _ = serde_json::to_writer(&mut json, joined.as_ref());
     }
-    shown
+    json.push(b'}');
+    String::from_utf8(json).unwrap_or_default()
 }
 
 /// Headers that decide how a request is framed or where it goes, besides every `Proxy-*`
@@ -247,12 +259,16 @@ mod tests {
         .into_iter()
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
         .collect();
+        let text = shown_exchange_headers(&sent);
+        let shown: Value = serde_json::from_str(&text).expect("a JSON object");
         assert_eq!(
-            Value::Object(shown_exchange_headers(&sent)),
+            shown,
             json!({"Content-Type": "application/json", "X-Api-Key": HIDDEN, "X-Custom": HIDDEN, "X-Jwt": HIDDEN,
                    "X-Plain": HIDDEN, "webhook-signature": HIDDEN, "X-GLPI-signature-previous": HIDDEN,
                    "Set-Cookie": HIDDEN, "Vary": "a, b"})
         );
+        // The same text as the object's own serialization: compact, names in order.
+        assert_eq!(text, shown.to_string());
         assert!(!looks_like_secret("application/json"));
     }
 

@@ -6,7 +6,6 @@
 use chrono::{DateTime, Utc};
 use entity::delivery_attempts::{self, Column as A};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde_json::Value;
 
 use super::store::{self, storable};
 use crate::{
@@ -26,10 +25,12 @@ pub struct AttemptRecord {
     pub duration_ms: i64,
     pub method: String,
     pub url: String,
-    /// The headers sent, credentials and signatures `(hidden)`.
-    pub request_headers: Value,
-    /// The answer's headers (capped, credentials `(hidden)`); None without an answer.
-    pub response_headers: Option<Value>,
+    /// The headers sent, credentials and signatures `(hidden)`: the text of a JSON object
+    /// (`domain::headers::shown_exchange_headers`).
+    pub request_headers: String,
+    /// The answer's headers (capped, credentials `(hidden)`), as JSON text; None without an
+    /// answer.
+    pub response_headers: Option<String>,
 }
 
 /// One attempt to keep: its record and what its outcome wrote on row `queued_webhook_id`.
@@ -42,10 +43,9 @@ pub struct Kept<'a> {
 }
 
 /// Inserts attempts inside the savepoint of their outcomes (a refused value fails that
-/// savepoint, and the outcomes are then written row by row). The headers are serialized to
-/// JSON text once.
+/// savepoint, and the outcomes are then written row by row).
 pub(super) async fn insert(conn: &impl ConnectionTrait, kept: &[Kept<'_>]) -> AppResult<()> {
-    let json = |value: &Value| storable(value.to_string());
+    let json = |text: &String| storable(text.clone());
     let rows = kept
         .iter()
         .map(|one| store::AttemptRow {
