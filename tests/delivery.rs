@@ -426,6 +426,35 @@ async fn cleanup_deletes_old_finished_rows_only() {
     .await;
 }
 
+/// A cleanup of more rows than one write deletes goes on, write after write, until every old
+/// row is gone, and counts them all.
+#[tokio::test]
+async fn a_cleanup_larger_than_one_write_deletes_every_old_row() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        webhook(app, hook(&receiver, "/ok", "NEW", json!({}))).await;
+        let rows = hookline::queue::CLEAN_PER_WRITE as usize * 2 + 100;
+        let create = "mutation($i: [ItemInput!]!) { createItems(inputs: $i) { id } }";
+        let inputs: Vec<Value> =
+            (0..rows).map(|n| json!({"itemtype": "Ticket", "entityId": "0", "name": format!("t{n}")})).collect();
+        for chunk in inputs.chunks(1000) {
+            app.data(create, json!({"i": chunk})).await;
+        }
+        receiver.wait_for(rows, Duration::from_secs(60)).await;
+        let sent = "{ queuedWebhooks(status: SENT, first: 1) { totalCount } }";
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while app.data(sent, json!({})).await["queuedWebhooks"]["totalCount"] != rows {
+            assert!(std::time::Instant::now() < deadline, "not every row was recorded as sent");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let clean = "mutation { cleanQueuedWebhooks(sentDays: 0) }";
+        assert_eq!(app.data(clean, json!({})).await["cleanQueuedWebhooks"], rows);
+        let left = app.data("{ queuedWebhooks(first: 1) { totalCount } }", json!({})).await;
+        assert_eq!(left["queuedWebhooks"]["totalCount"], 0);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn trigger_event_upserts_the_snapshot_and_always_raises() {
     each_backend(async |app| {

@@ -47,6 +47,9 @@ use crate::{
 };
 use store::{Abandoned, Claim};
 
+/// Rows of each kind one cleanup write deletes at most ([`Queue::clean`]).
+pub const CLEAN_PER_WRITE: u64 = 1000;
+
 /// What a write job changed in the queue, published once its batch has committed.
 #[derive(Debug, Default)]
 pub struct Staged {
@@ -580,6 +583,10 @@ impl Queue {
 
     /// Deletes SENT rows older than `sent_days` and FAILED or CANCELLED rows older than
     /// `failed_days`; never a row still to be sent. Returns how many.
+    ///
+    /// A write deletes at most [`CLEAN_PER_WRITE`] rows of each kind, and the next write goes
+    /// on until none are left: the others' writes go on in between, and no write holds the
+    /// writer (on SQLite, a runtime thread) for the seconds a long history takes.
     pub async fn clean(&self, sent_days: u32, failed_days: u32, within: Option<Vec<i64>>) -> AppResult<u64> {
         let now = Utc::now();
         // Days beyond the calendar's range reach back before any row.
@@ -589,11 +596,23 @@ impl Queue {
                 .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC)
         };
         let (sent_before, failed_before) = (before(sent_days), before(failed_days));
-        self.writer
-            .write_queue(move |txn, _| {
-                Box::pin(async move { store::clean(txn, sent_before, failed_before, within.as_deref()).await })
-            })
-            .await
+        let within: Option<Arc<[i64]>> = within.map(Into::into);
+        let mut deleted = 0;
+        loop {
+            let within = within.clone();
+            let (sent, failed) = self
+                .writer
+                .write_queue(move |txn, _| {
+                    Box::pin(async move {
+                        store::clean(txn, sent_before, failed_before, within.as_deref(), CLEAN_PER_WRITE).await
+                    })
+                })
+                .await?;
+            deleted += sent + failed;
+            if sent < CLEAN_PER_WRITE && failed < CLEAN_PER_WRITE {
+                return Ok(deleted);
+            }
+        }
     }
 
     /// The background work of the queue until `shutdown`: on PostgreSQL, listening for other

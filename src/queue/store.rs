@@ -9,7 +9,8 @@ use entity::{
     workers,
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement, Value as DbValue,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QuerySelect, QueryTrait,
+    Statement, Value as DbValue,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 
@@ -499,30 +500,35 @@ pub async fn set_status(conn: &impl ConnectionTrait, id: i64, from: QueueStatus,
     Ok(updated.rows_affected == 1)
 }
 
-/// Deletes SENT rows whose last attempt is before `sent_before` and FAILED or CANCELLED rows
-/// older than `failed_before` (of the `within` entities when given); never a row still to be
-/// sent. Returns how many.
+/// Deletes up to `limit` SENT rows whose last attempt is before `sent_before`, and up to `limit`
+/// FAILED or CANCELLED rows older than `failed_before` (of the `within` entities when given);
+/// never a row still to be sent. Returns how many of each.
 pub async fn clean(
     conn: &impl ConnectionTrait,
     sent_before: DateTime<Utc>,
     failed_before: DateTime<Utc>,
     within: Option<&[i64]>,
-) -> AppResult<u64> {
-    let scoped = |delete: sea_orm::DeleteMany<queued_webhooks::Entity>| match within {
-        Some(within) => delete.filter(Q::EntityId.is_in(within.iter().copied())),
-        None => delete,
+    limit: u64,
+) -> AppResult<(u64, u64)> {
+    let some = |condition: sea_orm::Condition| {
+        let mut ids = queued_webhooks::Entity::find().select_only().column(Q::Id).filter(condition);
+        if let Some(within) = within {
+            ids = ids.filter(Q::EntityId.is_in(within.iter().copied()));
+        }
+        Q::Id.in_subquery(ids.limit(limit).into_query())
     };
-    let sent = scoped(queued_webhooks::Entity::delete_many())
-        .filter(Q::Status.eq(QueueStatus::Sent))
-        .filter(Q::SentTime.lt(sent_before))
+    let sent = queued_webhooks::Entity::delete_many()
+        .filter(some(sea_orm::Condition::all().add(Q::Status.eq(QueueStatus::Sent)).add(Q::SentTime.lt(sent_before))))
         .exec(conn)
         .await?;
-    let failed = scoped(queued_webhooks::Entity::delete_many())
-        .filter(Q::Status.is_in([QueueStatus::Failed, QueueStatus::Cancelled]))
-        .filter(Expr::expr(Expr::col(Q::SentTime).if_null(Expr::col(Q::CreateTime))).lt(failed_before))
+    let old = Expr::expr(Expr::col(Q::SentTime).if_null(Expr::col(Q::CreateTime))).lt(failed_before);
+    let failed = queued_webhooks::Entity::delete_many()
+        .filter(some(
+            sea_orm::Condition::all().add(Q::Status.is_in([QueueStatus::Failed, QueueStatus::Cancelled])).add(old),
+        ))
         .exec(conn)
         .await?;
-    Ok(sent.rows_affected + failed.rows_affected)
+    Ok((sent.rows_affected, failed.rows_affected))
 }
 
 /// Whether processes share this database and need heartbeats (PostgreSQL); a SQLite database
