@@ -426,31 +426,62 @@ async fn cleanup_deletes_old_finished_rows_only() {
     .await;
 }
 
+/// More rows than one write of a bulk operation changes (`CLEAN_PER_WRITE`), each sent once to
+/// `receiver` and recorded as sent.
+async fn many_sent_rows(app: &common::TestApp, receiver: &Receiver) -> usize {
+    webhook(app, hook(receiver, "/ok", "NEW", json!({}))).await;
+    let rows = hookline::queue::CLEAN_PER_WRITE as usize * 2 + 100;
+    let create = "mutation($i: [ItemInput!]!) { createItems(inputs: $i) { id } }";
+    let inputs: Vec<Value> =
+        (0..rows).map(|n| json!({"itemtype": "Ticket", "entityId": "0", "name": format!("t{n}")})).collect();
+    for chunk in inputs.chunks(1000) {
+        app.data(create, json!({"i": chunk})).await;
+    }
+    receiver.wait_for(rows, Duration::from_secs(60)).await;
+    wait_until_sent(app, rows).await;
+    rows
+}
+
+/// Waits until `rows` rows are recorded as sent.
+async fn wait_until_sent(app: &common::TestApp, rows: usize) {
+    let sent = "{ queuedWebhooks(status: SENT, first: 1) { totalCount } }";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while app.data(sent, json!({})).await["queuedWebhooks"]["totalCount"] != rows {
+        assert!(std::time::Instant::now() < deadline, "not every row was recorded as sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A cleanup of more rows than one write deletes goes on, write after write, until every old
 /// row is gone, and counts them all.
 #[tokio::test]
 async fn a_cleanup_larger_than_one_write_deletes_every_old_row() {
     each_backend(async |app| {
         let receiver = Receiver::start().await;
-        webhook(app, hook(&receiver, "/ok", "NEW", json!({}))).await;
-        let rows = hookline::queue::CLEAN_PER_WRITE as usize * 2 + 100;
-        let create = "mutation($i: [ItemInput!]!) { createItems(inputs: $i) { id } }";
-        let inputs: Vec<Value> =
-            (0..rows).map(|n| json!({"itemtype": "Ticket", "entityId": "0", "name": format!("t{n}")})).collect();
-        for chunk in inputs.chunks(1000) {
-            app.data(create, json!({"i": chunk})).await;
-        }
-        receiver.wait_for(rows, Duration::from_secs(60)).await;
-        let sent = "{ queuedWebhooks(status: SENT, first: 1) { totalCount } }";
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while app.data(sent, json!({})).await["queuedWebhooks"]["totalCount"] != rows {
-            assert!(std::time::Instant::now() < deadline, "not every row was recorded as sent");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let rows = many_sent_rows(app, &receiver).await;
         let clean = "mutation { cleanQueuedWebhooks(sentDays: 0) }";
         assert_eq!(app.data(clean, json!({})).await["cleanQueuedWebhooks"], rows);
         let left = app.data("{ queuedWebhooks(first: 1) { totalCount } }", json!({})).await;
         assert_eq!(left["queuedWebhooks"]["totalCount"], 0);
+    })
+    .await;
+}
+
+/// A resend of more failed rows than one write changes goes on, write after write: every
+/// failed row is sent again, once.
+#[tokio::test]
+async fn a_resend_larger_than_one_write_sends_every_failed_row_again_once() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        let rows = many_sent_rows(app, &receiver).await;
+        use sea_orm::ConnectionTrait;
+        let failed = "UPDATE queued_webhooks SET status = 'failed'";
+        app.state.db.execute_unprepared(failed).await.expect("every row failed");
+        let resent = app.data("mutation { resendFailedWebhooks }", json!({})).await;
+        assert_eq!(resent["resendFailedWebhooks"], rows);
+        receiver.wait_for(rows * 2, Duration::from_secs(60)).await;
+        wait_until_sent(app, rows).await;
+        assert_eq!(receiver.requests_to("/ok").len(), rows * 2, "each row sent again once");
     })
     .await;
 }

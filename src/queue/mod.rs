@@ -47,7 +47,8 @@ use crate::{
 };
 use store::{Abandoned, Claim};
 
-/// Rows of each kind one cleanup write deletes at most ([`Queue::clean`]).
+/// Rows one write of a bulk operation changes at most: of each kind for a cleanup
+/// ([`Queue::clean`]), in all for a resend of failed rows ([`Queue::resend_failed`]).
 pub const CLEAN_PER_WRITE: u64 = 1000;
 
 /// What a write job changed in the queue, published once its batch has committed.
@@ -540,18 +541,41 @@ impl Queue {
         ids: Option<Vec<i64>>,
         within: Option<Vec<i64>>,
     ) -> AppResult<usize> {
-        self.writer
-            .write(move |txn, staged| {
-                Box::pin(async move {
-                    let rows = store::resend_failed(txn, webhook_id, ids.as_deref(), within.as_deref()).await?;
-                    let count = rows.len();
-                    for row in rows {
-                        staged.push(&row, Some(QueueStatus::Failed));
-                    }
-                    Ok(count)
+        // In writes of at most CLEAN_PER_WRITE rows, in id order, each after the last row of the
+        // one before: a row that fails again meanwhile is not resent twice.
+        let ids: Option<Arc<[i64]>> = ids.map(Into::into);
+        let within: Option<Arc<[i64]>> = within.map(Into::into);
+        let (mut resent, mut after) = (0, 0);
+        loop {
+            let (ids, within) = (ids.clone(), within.clone());
+            let (count, last) = self
+                .writer
+                .write(move |txn, staged| {
+                    Box::pin(async move {
+                        let rows = store::resend_failed(
+                            txn,
+                            webhook_id,
+                            ids.as_deref(),
+                            within.as_deref(),
+                            after,
+                            CLEAN_PER_WRITE,
+                        )
+                        .await?;
+                        let last = rows.last().map(|row| row.id);
+                        let count = rows.len();
+                        for row in rows {
+                            staged.push(&row, Some(QueueStatus::Failed));
+                        }
+                        Ok((count, last))
+                    })
                 })
-            })
-            .await
+                .await?;
+            resent += count;
+            match last {
+                Some(last) if count as u64 >= CLEAN_PER_WRITE => after = last,
+                _ => return Ok(resent),
+            }
+        }
     }
 
     /// Cancels a PENDING or RETRYING row; CONFLICT otherwise (also when a worker claims it

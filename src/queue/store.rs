@@ -9,8 +9,8 @@ use entity::{
     workers,
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QuerySelect, QueryTrait,
-    Statement, Value as DbValue,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Statement, Value as DbValue,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 
@@ -417,26 +417,38 @@ pub async fn resend_failed(
     webhook_id: Option<i64>,
     ids: Option<&[i64]>,
     within: Option<&[i64]>,
+    after: i64,
+    limit: u64,
 ) -> AppResult<Vec<Model>> {
     let now = Utc::now();
     let due = Expr::case(Expr::col(Q::OrderKey).is_null(), Expr::value(now))
         .finally(Expr::value(now + RESENT_IN_ORDER_AFTER));
-    let mut update = queued_webhooks::Entity::update_many()
+    // The first `limit` of them after `after`, in event order.
+    let mut first = queued_webhooks::Entity::find()
+        .select_only()
+        .column(Q::Id)
+        .filter(Q::Status.eq(QueueStatus::Failed))
+        .filter(Q::Id.gt(after));
+    if let Some(id) = webhook_id {
+        first = first.filter(Q::WebhookId.eq(id));
+    }
+    if let Some(ids) = ids {
+        first = first.filter(Q::Id.is_in(ids.iter().copied()));
+    }
+    if let Some(within) = within {
+        first = first.filter(Q::EntityId.is_in(within.iter().copied()));
+    }
+    let first = first.filter(Q::Body.is_not_null()).order_by_asc(Q::Id).limit(limit).into_query();
+    let mut rows = queued_webhooks::Entity::update_many()
         .col_expr(Q::Status, Expr::value(QueueStatus::Pending))
         .col_expr(Q::SentTry, Expr::value(0))
         .col_expr(Q::SendTime, due.into())
+        .filter(Q::Id.in_subquery(first))
         .filter(Q::Status.eq(QueueStatus::Failed))
-        .filter(Q::Body.is_not_null());
-    if let Some(id) = webhook_id {
-        update = update.filter(Q::WebhookId.eq(id));
-    }
-    if let Some(ids) = ids {
-        update = update.filter(Q::Id.is_in(ids.iter().copied()));
-    }
-    if let Some(within) = within {
-        update = update.filter(Q::EntityId.is_in(within.iter().copied()));
-    }
-    Ok(update.exec_with_returning(conn).await?)
+        .exec_with_returning(conn)
+        .await?;
+    rows.sort_by_key(|row| row.id);
+    Ok(rows)
 }
 
 /// Cancels the `update` rows of this webhook and item that wait for their first attempt
