@@ -503,9 +503,13 @@ fn run_command(
             limit,
         } => execute_command(conn, shared, query, arguments, persistent, tx, limit),
         Command::Begin { tx, statement } => {
-            let depth = shared.transaction_depth.load(Ordering::Acquire);
             let res = begin_command(conn, shared, statement);
             let res_ok = res.is_ok();
+            // The depth before this `BEGIN` (it counted itself when it succeeded).
+            let depth = shared
+                .transaction_depth
+                .load(Ordering::Acquire)
+                .saturating_sub(1);
 
             if tx.blocking_send(res).is_err() && res_ok {
                 // The BEGIN was processed but not acknowledged. This means no
