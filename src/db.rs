@@ -54,7 +54,8 @@ pub async fn limit_pages(conn: &impl ConnectionTrait, pages: u64) -> Result<(), 
 }
 
 /// Rows a SQLite connection's thread may hand over before the reader takes them (sqlx's
-/// default is 50): more than the largest claim, insert or outcome statement returns.
+/// default is 50): more than the largest statement of the shared pool returns. (The writer's
+/// connection runs on the writer's thread and hands every row over at once.)
 const ROW_CHANNEL: usize = 512;
 
 /// Prepared statements a connection keeps (sqlx's default is 100). The queue's multi-row
@@ -135,8 +136,9 @@ pub async fn connect(config: &Config, connections: u32, pool: Pool) -> Result<Da
                 // Savepoints (one per job of a write batch) keep the pages they change in a
                 // sub-journal: in memory, not a temporary file written page by page.
                 .pragma("temp_store", "memory")
-                // The connection's thread hands rows over through a channel: room for a whole
-                // claim or insert, so that it does not stop every 50 rows to wait for the reader.
+                // A shared connection's thread hands rows over through a channel: room for a
+                // whole page of results, so that it does not stop every 50 rows to wait for the
+                // reader.
                 .row_buffer_size(ROW_CHANNEL)
                 .statement_cache_capacity(STATEMENT_CACHE)
                 // The writer runs statement after statement, each as soon as the last one
