@@ -426,11 +426,11 @@ async fn cleanup_deletes_old_finished_rows_only() {
     .await;
 }
 
-/// More rows than one write of a bulk operation changes (`CLEAN_PER_WRITE`), each sent once to
+/// More rows than one write of a bulk operation changes (`ROWS_PER_BULK_WRITE`), each sent once to
 /// `receiver` and recorded as sent.
 async fn many_sent_rows(app: &common::TestApp, receiver: &Receiver) -> usize {
     webhook(app, hook(receiver, "/ok", "NEW", json!({}))).await;
-    let rows = hookline::queue::CLEAN_PER_WRITE as usize * 2 + 100;
+    let rows = hookline::queue::ROWS_PER_BULK_WRITE as usize * 2 + 100;
     let create = "mutation($i: [ItemInput!]!) { createItems(inputs: $i) { id } }";
     let inputs: Vec<Value> =
         (0..rows).map(|n| json!({"itemtype": "Ticket", "entityId": "0", "name": format!("t{n}")})).collect();

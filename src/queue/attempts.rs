@@ -45,7 +45,6 @@ pub struct Kept<'a> {
 /// Inserts attempts inside the savepoint of their outcomes (a refused value fails that
 /// savepoint, and the outcomes are then written row by row).
 pub(super) async fn insert(conn: &impl ConnectionTrait, kept: &[Kept<'_>]) -> AppResult<()> {
-    let json = |text: &String| storable(text.clone());
     let rows = kept
         .iter()
         .map(|one| store::AttemptRow {
@@ -54,9 +53,9 @@ pub(super) async fn insert(conn: &impl ConnectionTrait, kept: &[Kept<'_>]) -> Ap
             duration_ms: one.record.duration_ms,
             method: &one.record.method,
             url: storable(one.record.url.clone()),
-            request_headers: json(&one.record.request_headers),
+            request_headers: storable(one.record.request_headers.clone()),
             status_code: one.status_code,
-            response_headers: one.record.response_headers.as_ref().map(json),
+            response_headers: one.record.response_headers.clone().map(storable),
             response_body: one.response_body.clone(),
             error: one.error.clone(),
         })

@@ -49,7 +49,7 @@ use store::{Abandoned, Claim};
 
 /// Rows one write of a bulk operation changes at most: of each kind for a cleanup
 /// ([`Queue::clean`]), in all for a resend of failed rows ([`Queue::resend_failed`]).
-pub const CLEAN_PER_WRITE: u64 = 1000;
+pub const ROWS_PER_BULK_WRITE: u64 = 1000;
 
 /// What a write job changed in the queue, published once its batch has committed.
 #[derive(Debug, Default)]
@@ -541,7 +541,7 @@ impl Queue {
         ids: Option<Vec<i64>>,
         within: Option<Vec<i64>>,
     ) -> AppResult<usize> {
-        // In writes of at most CLEAN_PER_WRITE rows, in id order, each after the last row of the
+        // In writes of at most ROWS_PER_BULK_WRITE rows, in id order, each after the last row of the
         // one before: a row that fails again meanwhile is not resent twice.
         let ids: Option<Arc<[i64]>> = ids.map(Into::into);
         let within: Option<Arc<[i64]>> = within.map(Into::into);
@@ -558,7 +558,7 @@ impl Queue {
                             ids.as_deref(),
                             within.as_deref(),
                             after,
-                            CLEAN_PER_WRITE,
+                            ROWS_PER_BULK_WRITE,
                         )
                         .await?;
                         let last = rows.last().map(|row| row.id);
@@ -572,7 +572,7 @@ impl Queue {
                 .await?;
             resent += count;
             match last {
-                Some(last) if count as u64 >= CLEAN_PER_WRITE => after = last,
+                Some(last) if count as u64 >= ROWS_PER_BULK_WRITE => after = last,
                 _ => return Ok(resent),
             }
         }
@@ -608,7 +608,7 @@ impl Queue {
     /// Deletes SENT rows older than `sent_days` and FAILED or CANCELLED rows older than
     /// `failed_days`; never a row still to be sent. Returns how many.
     ///
-    /// A write deletes at most [`CLEAN_PER_WRITE`] rows of each kind, and the next write goes
+    /// A write deletes at most [`ROWS_PER_BULK_WRITE`] rows of each kind, and the next write goes
     /// on until none are left: the others' writes go on in between, and no write holds the
     /// writer (on SQLite, a runtime thread) for the seconds a long history takes.
     pub async fn clean(&self, sent_days: u32, failed_days: u32, within: Option<Vec<i64>>) -> AppResult<u64> {
@@ -628,12 +628,12 @@ impl Queue {
                 .writer
                 .write_queue(move |txn, _| {
                     Box::pin(async move {
-                        store::clean(txn, sent_before, failed_before, within.as_deref(), CLEAN_PER_WRITE).await
+                        store::clean(txn, sent_before, failed_before, within.as_deref(), ROWS_PER_BULK_WRITE).await
                     })
                 })
                 .await?;
             deleted += sent + failed;
-            if sent < CLEAN_PER_WRITE && failed < CLEAN_PER_WRITE {
+            if sent < ROWS_PER_BULK_WRITE && failed < ROWS_PER_BULK_WRITE {
                 return Ok(deleted);
             }
         }
