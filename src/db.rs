@@ -224,6 +224,14 @@ pub(crate) fn assert_inserts_every_column<C: sea_orm::Iterable + sea_orm::IdenSt
     assert_eq!(written, all);
 }
 
+/// The rows of `table` (tests that write to a table of their own).
+#[cfg(test)]
+pub(crate) async fn count_rows(db: &impl ConnectionTrait, table: &str) -> i64 {
+    let count =
+        db.query_one_raw(Statement::from_string(db.get_database_backend(), format!("SELECT count(*) FROM {table}")));
+    count.await.expect("the count").expect("a row").try_get_by_index(0).expect("a number")
+}
+
 /// Starts a transaction that will write. On SQLite it takes the write lock at once
 /// (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout instead of one failing when
 /// it upgrades from reading to writing.
@@ -340,14 +348,11 @@ mod tests {
     /// and all, and the next transaction commits.
     #[tokio::test]
     async fn the_writer_rolls_back_a_transaction_dropped_unfinished() {
-        use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+        use sea_orm::{ConnectionTrait, TransactionTrait};
         let dir = tempfile::tempdir().expect("a temporary directory");
         let db = super::connect(&sqlite_config(dir.path()), 1, super::Pool::Writer).await.expect("the database");
         db.execute_unprepared("CREATE TABLE t (n INTEGER)").await.expect("the table");
-        let count = async || -> i64 {
-            let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), "SELECT count(*) FROM t"));
-            row.await.expect("the count").expect("a row").try_get_by_index(0).expect("a number")
-        };
+        let count = async || super::count_rows(&db, "t").await;
         {
             let txn = super::begin_write(&db).await.expect("a transaction");
             txn.execute_unprepared("INSERT INTO t VALUES (1)").await.expect("a row");
@@ -368,7 +373,7 @@ mod tests {
     /// thread for the whole busy timeout, then fail.)
     #[tokio::test]
     async fn the_writer_waits_for_the_write_lock_without_blocking_its_thread() {
-        use sea_orm::{ConnectionTrait, Statement};
+        use sea_orm::ConnectionTrait;
         let dir = tempfile::tempdir().expect("a temporary directory");
         let config = sqlite_config(dir.path());
         let shared = super::connect(&config, 2, super::Pool::Shared).await.expect("the shared pool");
@@ -384,10 +389,7 @@ mod tests {
         txn.execute_unprepared("INSERT INTO t VALUES (2)").await.expect("a row");
         txn.commit().await.expect("the commit");
         release.await.expect("the holder's task").expect("the holder's commit");
-        let count =
-            writer.query_one_raw(Statement::from_string(writer.get_database_backend(), "SELECT count(*) FROM t"));
-        let count: i64 = count.await.expect("the count").expect("a row").try_get_by_index(0).expect("a number");
-        assert_eq!(count, 2);
+        assert_eq!(super::count_rows(&writer, "t").await, 2);
     }
 
     /// `.cargo/config.toml` builds the bundled SQLite with `SQLITE_ENABLE_QPSG`: without it a

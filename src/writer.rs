@@ -410,9 +410,7 @@ mod tests {
     }
 
     async fn rows(db: &DatabaseConnection) -> i64 {
-        let count =
-            db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), "SELECT count(*) FROM t"));
-        count.await.expect("the count").expect("a row").try_get_by_index(0).expect("a number")
+        crate::db::count_rows(db, "t").await
     }
 
     /// A single-row insert that finds the database full makes SQLite end the whole
