@@ -279,7 +279,8 @@ async fn commit(
     // Dropping the jobs (on an error before they ran) tells their callers.
     let txn = crate::db::begin_write(db).await?;
     let alone = batch.len() == 1;
-    let mut staged = Staged::new(number);
+    let unheard = !publisher.heard(db);
+    let mut staged = Staged::new(number).unheard(unheard);
     let mut done = Vec::with_capacity(batch.len());
     // The page limit the connection holds now (unknown at first: the last batch set one).
     let mut limit = None;
@@ -291,7 +292,7 @@ async fn commit(
                 limit = Some(pages);
             }
         }
-        let mut own = Staged::with_budget(number, budget);
+        let mut own = Staged::with_budget(number, budget).unheard(unheard);
         if alone {
             // No savepoint: the job's failure is the transaction's.
             match AssertUnwindSafe(job(&txn, &mut own)).catch_unwind().await {

@@ -54,7 +54,12 @@ pub const ROWS_PER_BULK_WRITE: u64 = 1000;
 /// What a write job changed in the queue, published once its batch has committed.
 #[derive(Debug, Default)]
 pub struct Staged {
+    /// The changes subscribers are told (none kept while nobody listens, see [`Staged::unheard`]).
     transitions: Vec<Transition>,
+    /// Nobody listened when the batch began: changes are counted, not copied for subscribers.
+    unheard: bool,
+    /// Rows queued (counted whether or not their changes are kept).
+    queued: usize,
     /// Rows became due: the workers should look.
     wake: bool,
     /// The writer's batch number.
@@ -76,12 +81,19 @@ impl Staged {
 
     /// An empty set for a part of the same job (a savepoint), to be absorbed if it is kept.
     pub(crate) fn nested(&self) -> Self {
-        Self { budget: self.budget, ..Self::new(self.batch) }
+        Self { budget: self.budget, unheard: self.unheard, ..Self::new(self.batch) }
     }
 
     /// A job's set in a writer batch on a database with this page budget.
     pub(crate) fn with_budget(batch: u64, budget: Option<crate::db::PageBudget>) -> Self {
         Self { budget, ..Self::new(batch) }
+    }
+
+    /// The same set, its changes not kept for subscribers: nobody listened when its batch
+    /// began (a subscriber that arrives during a batch hears from the next one). Saves copying
+    /// every changed row (a few strings each, three changes per delivery) only to drop it.
+    pub(crate) fn unheard(self, unheard: bool) -> Self {
+        Self { unheard, ..self }
     }
 
     /// The writer's batch this job runs in: caches check their versions once per batch.
@@ -91,6 +103,7 @@ impl Staged {
 
     pub(crate) fn absorb(&mut self, other: Staged) {
         self.transitions.extend(other.transitions);
+        self.queued += other.queued;
         self.wake |= other.wake;
         self.events.extend(other.events);
         self.health.extend(other.health);
@@ -116,7 +129,10 @@ impl Staged {
             QueueStatus::Sent | QueueStatus::Failed | QueueStatus::Cancelled => row.order_key.is_some(),
             QueueStatus::Sending => false,
         };
-        self.transitions.push(Transition { row: live::published(row), from });
+        self.queued += usize::from(from.is_none());
+        if !self.unheard {
+            self.transitions.push(Transition { row: live::published(row), from });
+        }
     }
 }
 
@@ -135,6 +151,11 @@ impl Publisher {
     /// Where the writer counts its transactions.
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Whether anyone listens for the queue's changes now (see [`Staged::unheard`]).
+    pub(crate) fn heard(&self, db: &impl ConnectionTrait) -> bool {
+        self.bus.wanted(db)
     }
 
     /// Inside the batch's transaction, before it commits: on PostgreSQL the notifications go
@@ -171,8 +192,7 @@ impl Publisher {
 
     /// After the commit: the counters, SQLite's subscribers, then this process's workers.
     pub(crate) fn after_commit(&self, staged: Staged) {
-        let queued = staged.transitions.iter().filter(|t| t.from.is_none()).count();
-        self.metrics.committed(queued, &staged.events);
+        self.metrics.committed(staged.queued, &staged.events);
         if !staged.transitions.is_empty() && !self.shared && self.bus.has_subscribers() {
             self.bus.deliver_local(staged.transitions.iter().map(QueueChange::from));
         }
@@ -646,6 +666,45 @@ impl Queue {
             tokio::spawn(live::listen(self.db.clone(), self.publisher.clone(), shutdown.clone()));
             let (bus, db) = (self.publisher.bus.clone(), self.db.clone());
             tokio::spawn(async move { bus.announce_subscribers(db, shutdown).await });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(status: QueueStatus) -> Model {
+        serde_json::from_value(serde_json::json!({
+            "id": 7, "webhook_id": 1, "itemtype": "Ticket", "item_id": "3", "entity_id": 0, "event": "new",
+            "url": "http://127.0.0.1:9/", "http_method": "POST", "headers": {}, "body": "{}", "status": status,
+            "sent_try": 0, "max_attempts": 3, "delivery_id": "d", "create_time": "2026-12-07T00:00:00Z",
+            "send_time": "2026-12-07T00:00:00Z", "sent_time": null, "last_status_code": null,
+            "response_body": null, "last_error": null, "save_response_body": false, "log_in_item_history": false,
+            "lease_until": null, "claim_token": null, "claimed_by": null, "traceparent": null, "is_test": false,
+            "order_key": null, "changes": null, "attempts_kept": 0
+        }))
+        .expect("a row")
+    }
+
+    #[test]
+    fn a_batch_nobody_listens_to_counts_its_rows_and_keeps_no_changes() {
+        for unheard in [false, true] {
+            let mut staged = Staged::new(1).unheard(unheard);
+            let mut part = staged.nested();
+            part.push(&row(QueueStatus::Pending), None);
+            part.push(&row(QueueStatus::Sending), Some(QueueStatus::Pending));
+            staged.absorb(part);
+            staged.push(&row(QueueStatus::Pending), None);
+            assert_eq!(staged.queued, 2, "unheard: {unheard}");
+            assert!(staged.wake, "a pending row wakes the workers, heard or not");
+            let kept = staged.transitions.iter().map(|t| (t.from, t.to())).collect::<Vec<_>>();
+            let all = vec![
+                (None, QueueStatus::Pending),
+                (Some(QueueStatus::Pending), QueueStatus::Sending),
+                (None, QueueStatus::Pending),
+            ];
+            assert_eq!(kept, if unheard { vec![] } else { all });
         }
     }
 }
