@@ -182,6 +182,12 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 /// PostgreSQL, which cannot infer them there (nor read JSON text into a json column without
 /// its cast), `(?, …), …` on SQLite. The values are bound in the same order, row by row.
 pub fn value_rows(backend: DbBackend, rows: usize, types: &[&str]) -> String {
+    value_rows_after(backend, rows, types, 0)
+}
+
+/// [`value_rows`] whose values follow `before` values bound ahead of them in one statement (the
+/// placeholders of PostgreSQL are numbered from `before + 1`).
+pub fn value_rows_after(backend: DbBackend, rows: usize, types: &[&str], before: usize) -> String {
     use std::fmt::Write;
     let mut sql = String::with_capacity(rows * types.len() * if backend == DbBackend::Postgres { 16 } else { 3 });
     for n in 0..rows {
@@ -192,7 +198,7 @@ pub fn value_rows(backend: DbBackend, rows: usize, types: &[&str]) -> String {
             }
             match backend {
                 DbBackend::Postgres => {
-                    let _ = write!(sql, "${}::{ty}", n * types.len() + i + 1);
+                    let _ = write!(sql, "${}::{ty}", before + n * types.len() + i + 1);
                 }
                 _ => sql.push('?'),
             }
@@ -206,9 +212,20 @@ pub fn value_rows(backend: DbBackend, rows: usize, types: &[&str]) -> String {
 /// type for PostgreSQL ([`value_rows`]); the values are bound in the same order, row by row.
 /// For the inserts the writer runs by the hundred, written rather than built value by value.
 pub fn insert_sql(backend: DbBackend, table: &str, columns: &[(&str, &str)], rows: usize) -> String {
+    insert_sql_after(backend, table, columns, rows, 0)
+}
+
+/// [`insert_sql`] whose values follow `before` values bound ahead of them ([`value_rows_after`]).
+pub fn insert_sql_after(
+    backend: DbBackend,
+    table: &str,
+    columns: &[(&str, &str)],
+    rows: usize,
+    before: usize,
+) -> String {
     let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
     let types: Vec<&str> = columns.iter().map(|(_, ty)| *ty).collect();
-    format!("INSERT INTO {table} ({}) VALUES {}", names.join(", "), value_rows(backend, rows, &types))
+    format!("INSERT INTO {table} ({}) VALUES {}", names.join(", "), value_rows_after(backend, rows, &types, before))
 }
 
 /// Asserts that an [`insert_sql`] column list holds every column of the entity whose columns
@@ -298,6 +315,21 @@ pub async fn still_open(txn: &DatabaseTransaction) -> bool {
 #[cfg(test)]
 mod tests {
     use super::PageBudget;
+
+    #[test]
+    fn an_insert_after_other_values_numbers_its_placeholders_after_theirs() {
+        let columns = [("a", "int"), ("b", "text")];
+        let (pg, sqlite) = (sea_orm::DbBackend::Postgres, sea_orm::DbBackend::Sqlite);
+        assert_eq!(
+            super::insert_sql(pg, "t", &columns, 2),
+            "INSERT INTO t (a, b) VALUES ($1::int, $2::text), ($3::int, $4::text)"
+        );
+        assert_eq!(
+            super::insert_sql_after(pg, "t", &columns, 2, 3),
+            "INSERT INTO t (a, b) VALUES ($4::int, $5::text), ($6::int, $7::text)"
+        );
+        assert_eq!(super::insert_sql_after(sqlite, "t", &columns, 1, 3), "INSERT INTO t (a, b) VALUES (?, ?)");
+    }
 
     #[test]
     fn the_writer_checkpoints_at_64_mib_or_at_a_quarter_of_a_size_limit() {

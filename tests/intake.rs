@@ -94,6 +94,34 @@ async fn concurrent_creates_commit_together_and_a_refused_one_stores_nothing() {
     .await;
 }
 
+/// Creates of one new id race past the check made before the write: the database refuses all
+/// but one, and each refused call says why and stores nothing. (A create refused while alone
+/// in its group, run again on its own, is what `tests/faults.rs` sees of a full database.)
+#[tokio::test]
+async fn creates_racing_for_one_new_id_store_one_item_and_refuse_the_others() {
+    each_backend(async |app| {
+        for round in 0..5 {
+            let id = format!("race-{round}");
+            let calls = (0..6).map(|n| {
+                let input = json!({"itemtype": "Ticket", "id": id, "entityId": "0", "name": format!("{id}/{n}")});
+                app.query(CREATE, json!({"input": input}))
+            });
+            let responses = futures_util::future::join_all(calls).await;
+            let stored: Vec<&Value> = responses.iter().filter(|r| r.get("errors").is_none()).collect();
+            assert_eq!(stored.len(), 1, "round {round}: {responses:?}");
+            for response in responses.iter().filter(|r| r.get("errors").is_some()) {
+                assert_eq!(response["errors"][0]["extensions"]["code"], "CONFLICT", "{response}");
+                assert!(response["data"].is_null(), "{response}");
+            }
+            let query = "query($id: ID!) { item(itemtype: \"Ticket\", id: $id) { name } }";
+            let item = app.data(query, json!({"id": id})).await;
+            assert_eq!(item["item"]["name"], stored[0]["data"]["createItem"]["name"], "round {round}");
+        }
+        assert_eq!(app.data(COUNT, json!({"t": "Ticket"})).await["items"]["totalCount"], 5);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn trigger_events_raises_a_batch_and_a_delivery_is_found_by_its_id() {
     let receiver = Receiver::start().await;

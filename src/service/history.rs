@@ -83,38 +83,54 @@ pub async fn add_many(conn: &impl ConnectionTrait, entries: Vec<(Subject<'_>, Ne
     }
     let backend = conn.get_database_backend();
     let now = Utc::now();
-    // (PostgreSQL took 10 while sqlx 0.9.0 sent statements without TCP_NODELAY.)
-    let per_statement = if backend == sea_orm::DbBackend::Postgres { 100 } else { 200 };
     // Without `RETURNING`: nobody needs the new ids.
     let mut entries = entries.into_iter().peekable();
     while entries.peek().is_some() {
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(per_statement * ENTRY_COLUMNS.len());
-        let mut rows = 0;
-        for (subject, e) in entries.by_ref().take(per_statement) {
-            rows += 1;
-            let (kind, itemtype, subject_id) = subject.columns();
-            let (actor_user, actor_profile) = match e.actor {
-                Some(actor) => (Some(actor.user), Some(actor.profile)),
-                None => (None, None),
-            };
-            values.extend([
-                kind.into(),
-                itemtype.into(),
-                subject_id.into(),
-                now.into(),
-                e.action.into(),
-                e.message.into(),
-                e.old_value.into(),
-                e.new_value.into(),
-                e.queued_webhook_id.into(),
-                actor_user.into(),
-                actor_profile.into(),
-            ]);
-        }
-        let sql = crate::db::insert_sql(backend, "history_entries", &ENTRY_COLUMNS, rows);
+        let part = entries.by_ref().take(per_statement(backend));
+        let (sql, values) = insert_statement(backend, part, now, 0);
         conn.execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
     }
     Ok(())
+}
+
+/// Entries one statement writes at most. (PostgreSQL took 10 while sqlx 0.9.0 sent statements
+/// without TCP_NODELAY.)
+pub fn per_statement(backend: sea_orm::DbBackend) -> usize {
+    if backend == sea_orm::DbBackend::Postgres { 100 } else { 200 }
+}
+
+/// The `INSERT` of these entries (at most [`per_statement`]) and its values, which follow
+/// `before` values bound ahead of them in the same statement.
+pub fn insert_statement<'s>(
+    backend: sea_orm::DbBackend,
+    entries: impl Iterator<Item = (Subject<'s>, NewEntry)>,
+    now: chrono::DateTime<Utc>,
+    before: usize,
+) -> (String, Vec<sea_orm::Value>) {
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(entries.size_hint().0 * ENTRY_COLUMNS.len());
+    let mut rows = 0;
+    for (subject, e) in entries {
+        rows += 1;
+        let (kind, itemtype, subject_id) = subject.columns();
+        let (actor_user, actor_profile) = match e.actor {
+            Some(actor) => (Some(actor.user), Some(actor.profile)),
+            None => (None, None),
+        };
+        values.extend([
+            kind.into(),
+            itemtype.into(),
+            subject_id.into(),
+            now.into(),
+            e.action.into(),
+            e.message.into(),
+            e.old_value.into(),
+            e.new_value.into(),
+            e.queued_webhook_id.into(),
+            actor_user.into(),
+            actor_profile.into(),
+        ]);
+    }
+    (crate::db::insert_sql_after(backend, "history_entries", &ENTRY_COLUMNS, rows, before), values)
 }
 
 /// The subject's entries, newest first.

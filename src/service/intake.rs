@@ -6,7 +6,9 @@
 //! A plan is made against versions of the webhooks and of the entity tree; the writer checks
 //! them (once per batch) and plans again inside the transaction when either changed. When the
 //! database refuses the grouped rows (an id taken meanwhile), each create runs again on its
-//! own, the way every other mutation runs, so that only the refused one fails.
+//! own, the way every other mutation runs, so that only the refused one fails: in a savepoint
+//! of the same transaction when the group held several, in a write of its own when it held
+//! only that one (written without a savepoint: nothing of it is kept).
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -208,15 +210,15 @@ pub async fn insert_all(
         };
         plans.push(plan);
     }
-    insert_rows(txn, prepared).await?;
-    let entries = prepared
-        .iter()
-        .map(|p| {
-            let actor = Actor::stored(&p.row.actor_user, &p.row.actor_profile);
-            (store::subject(&p.row), NewEntry::new("create", "Item created").by(actor.as_ref()))
-        })
-        .collect();
-    history::add_many(txn, entries).await?;
+    let backend = txn.get_database_backend();
+    if backend == sea_orm::DbBackend::Postgres && prepared.len() <= chunk(txn).min(history::per_statement(backend)) {
+        // One statement, one round trip: the items and their history entries.
+        let ahead = history::insert_statement(backend, created_entries(prepared).into_iter(), Utc::now(), 0);
+        insert_rows(txn, prepared, Some(ahead)).await?;
+    } else {
+        insert_rows(txn, prepared, None).await?;
+        history::add_many(txn, created_entries(prepared)).await?;
+    }
     for p in prepared.iter().filter(|p| p.given) {
         store::reserve_numeric_id(txn, &p.row.itemtype, &p.row.id).await?;
     }
@@ -249,6 +251,15 @@ pub async fn insert_all(
         .collect())
 }
 
+/// The history entries of new items.
+fn created_entries(prepared: &[Prepared]) -> Vec<(history::Subject<'_>, NewEntry)> {
+    let entries = prepared.iter().map(|p| {
+        let actor = Actor::stored(&p.row.actor_user, &p.row.actor_profile);
+        (store::subject(&p.row), NewEntry::new("create", "Item created").by(actor.as_ref()))
+    });
+    entries.collect()
+}
+
 /// Rows per INSERT of items, within SQLite's limit of bound variables. (PostgreSQL took 10 while
 /// sqlx 0.9.0 sent statements without TCP_NODELAY; see `queue::store::ROWS_PER_STATEMENT`.)
 fn chunk(conn: &impl ConnectionTrait) -> usize {
@@ -276,10 +287,21 @@ const ITEM_COLUMNS: [(&str, &str); 12] = [
 /// Inserts the items, several per statement, and returns them with their `seq` (matched by
 /// itemtype and id: RETURNING promises no order). The statement is written here rather than
 /// built from active models: it runs in the writer, and a batch of creates writes hundreds.
-async fn insert_rows(conn: &impl ConnectionTrait, prepared: &mut [Prepared]) -> AppResult<()> {
+/// `ahead`: a statement run with the first (PostgreSQL: `WITH ahead AS (…) INSERT …`), and its
+/// values, bound first.
+async fn insert_rows(
+    conn: &impl ConnectionTrait,
+    prepared: &mut [Prepared],
+    mut ahead: Option<(String, Vec<sea_orm::Value>)>,
+) -> AppResult<()> {
     let backend = conn.get_database_backend();
     for part in prepared.chunks_mut(chunk(conn)) {
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(part.len() * ITEM_COLUMNS.len());
+        let (with, mut values) = match ahead.take() {
+            Some((sql, values)) => (format!("WITH ahead AS ({sql}) "), values),
+            None => (String::new(), Vec::new()),
+        };
+        let before = values.len();
+        values.reserve(part.len() * ITEM_COLUMNS.len());
         for p in part.iter() {
             let row = &p.row;
             values.extend([
@@ -297,8 +319,8 @@ async fn insert_rows(conn: &impl ConnectionTrait, prepared: &mut [Prepared]) -> 
                 row.actor_profile.clone().into(),
             ]);
         }
-        let sql =
-            format!("{} RETURNING seq, itemtype, id", db::insert_sql(backend, "items", &ITEM_COLUMNS, part.len()));
+        let insert = db::insert_sql_after(backend, "items", &ITEM_COLUMNS, part.len(), before);
+        let sql = format!("{with}{insert} RETURNING seq, itemtype, id");
         let mut seqs = HashMap::with_capacity(part.len());
         for returned in conn.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await? {
             let key: (String, String) = (returned.try_get_by_index(1)?, returned.try_get_by_index(2)?);
@@ -341,7 +363,17 @@ pub async fn insert_all_indexed(
 pub struct CreateJob {
     pub prepared: Prepared,
     pub intake: Intake,
-    pub reply: oneshot::Sender<AppResult<Changed<items::Model>>>,
+    pub reply: oneshot::Sender<CreateAnswer>,
+}
+
+/// What the writer answers a [`CreateJob`].
+pub enum CreateAnswer {
+    /// Stored (once its batch committed), or refused.
+    Done(AppResult<Changed<items::Model>>),
+    /// A create alone in its group that the grouped insert could not store: nothing of it was
+    /// kept. It is to run again on its own, the way every other mutation runs, which says why
+    /// it is refused (or stores it).
+    Again(NewItem),
 }
 
 impl Grouped for CreateJob {
@@ -356,7 +388,11 @@ impl Grouped for CreateJob {
             };
             let (mut prepared, replies): (Vec<_>, Vec<_>) =
                 jobs.into_iter().map(|job| (job.prepared, job.reply)).unzip();
-            let mut answers: Vec<(oneshot::Sender<_>, Changed<items::Model>)> = Vec::with_capacity(replies.len());
+            if prepared.len() == 1 {
+                return lone(txn, staged, &intake, prepared, replies).await;
+            }
+            let mut answers: Vec<(oneshot::Sender<CreateAnswer>, Changed<items::Model>)> =
+                Vec::with_capacity(replies.len());
             match grouped(txn, staged, &intake, &mut prepared).await {
                 Ok(changed) => answers.extend(replies.into_iter().zip(changed)),
                 // The database ended the transaction (a full disk, say): nothing of the batch is
@@ -368,8 +404,8 @@ impl Grouped for CreateJob {
                         _ => None,
                     };
                     for reply in replies {
-                        let _ =
-                            reply.send(Err(unavailable.clone().map_or_else(AppError::not_run, AppError::Unavailable)));
+                        let refused = unavailable.clone().map_or_else(AppError::not_run, AppError::Unavailable);
+                        let _ = reply.send(CreateAnswer::Done(Err(refused)));
                     }
                     return Err(());
                 }
@@ -381,7 +417,7 @@ impl Grouped for CreateJob {
                             Ok(changed) => answers.push((reply, changed)),
                             Err(err) => {
                                 let ended = !db::still_open(txn).await;
-                                let _ = reply.send(Err(err));
+                                let _ = reply.send(CreateAnswer::Done(Err(err)));
                                 // The creates kept so far went with the transaction; the
                                 // others (dropped unanswered) were not run.
                                 if ended {
@@ -392,12 +428,41 @@ impl Grouped for CreateJob {
                     }
                 }
             }
-            Ok(Box::new(move |committed: Result<(), String>| {
-                for (reply, changed) in answers {
-                    let _ = reply.send(committed.clone().map(|()| changed).map_err(AppError::not_confirmed));
-                }
-            }) as Completion)
+            Ok(answer_after_commit(answers))
         })
+    }
+}
+
+/// Answers each create once its batch has committed (or failed to).
+fn answer_after_commit(answers: Vec<(oneshot::Sender<CreateAnswer>, Changed<items::Model>)>) -> Completion {
+    Box::new(move |committed: Result<(), String>| {
+        for (reply, changed) in answers {
+            let stored = committed.clone().map(|()| changed).map_err(AppError::not_confirmed);
+            let _ = reply.send(CreateAnswer::Done(stored));
+        }
+    })
+}
+
+/// A create alone in its group, written without a savepoint of its own: the writer undoes
+/// the whole run when it fails (with its batch's savepoint, or its transaction when the run is
+/// the batch), so a refused grouped insert leaves nothing, and the create is answered to run
+/// again on its own. Saves the savepoint and its release: two round trips of every lone
+/// `createItem` on PostgreSQL.
+async fn lone(
+    txn: &DatabaseTransaction,
+    staged: &mut Staged,
+    intake: &Intake,
+    mut prepared: Vec<Prepared>,
+    replies: Vec<oneshot::Sender<CreateAnswer>>,
+) -> Result<Completion, ()> {
+    match insert_all(txn, staged, intake, &mut prepared).await {
+        Ok(changed) => Ok(answer_after_commit(replies.into_iter().zip(changed).collect())),
+        Err(_) => {
+            for (reply, p) in replies.into_iter().zip(&prepared) {
+                let _ = reply.send(CreateAnswer::Again(p.input()));
+            }
+            Err(())
+        }
     }
 }
 

@@ -168,7 +168,16 @@ async fn create_grouped(state: &AppState, input: NewItem, given: bool) -> AppRes
         state.writer.submit_spread(job).await?;
     }
     // A job is dropped unanswered only when its batch failed before it ran.
-    answer.await.map_err(|_| AppError::not_run())?
+    match answer.await.map_err(|_| AppError::not_run())? {
+        intake::CreateAnswer::Done(changed) => changed,
+        intake::CreateAnswer::Again(input) => {
+            let intake = Intake::of(state);
+            state
+                .writer
+                .write(move |txn, staged| Box::pin(async move { create_in(txn, staged, &intake, input).await }))
+                .await
+        }
+    }
 }
 
 /// Stores new items and raises `new` for each, all or nothing: a refused input refuses the
