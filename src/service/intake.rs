@@ -457,6 +457,8 @@ async fn lone(
 ) -> Result<Completion, ()> {
     match insert_all(txn, staged, intake, &mut prepared).await {
         Ok(changed) => Ok(answer_after_commit(replies.into_iter().zip(changed).collect())),
+        // Whatever the error (a refusal, or a database that failed or ended the transaction):
+        // the create runs once more on its own, which answers why it is refused, or stores it.
         Err(_) => {
             for (reply, p) in replies.into_iter().zip(&prepared) {
                 let _ = reply.send(CreateAnswer::Again(p.input()));

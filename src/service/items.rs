@@ -158,7 +158,7 @@ pub async fn create(state: &AppState, input: NewItem, once: Option<Once>) -> App
 async fn create_grouped(state: &AppState, input: NewItem, given: bool) -> AppResult<Changed<items::Model>> {
     let mut preparation = intake::Preparation::new(state).await?;
     let prepared = preparation.prepare(input).await?;
-    let _span = prepared.span();
+    let span = prepared.span();
     let (reply, answer) = tokio::sync::oneshot::channel();
     let job = intake::CreateJob { prepared, intake: preparation.intake().clone(), reply };
     if given {
@@ -170,12 +170,14 @@ async fn create_grouped(state: &AppState, input: NewItem, given: bool) -> AppRes
     // A job is dropped unanswered only when its batch failed before it ran.
     match answer.await.map_err(|_| AppError::not_run())? {
         intake::CreateAnswer::Done(changed) => changed,
+        // Refused while alone in its group: nothing of it was kept; once more on its own, in
+        // its event's span (its rows' traces start there).
         intake::CreateAnswer::Again(input) => {
             let intake = Intake::of(state);
-            state
+            let write = state
                 .writer
-                .write(move |txn, staged| Box::pin(async move { create_in(txn, staged, &intake, input).await }))
-                .await
+                .write(move |txn, staged| Box::pin(async move { create_in(txn, staged, &intake, input).await }));
+            tracing::Instrument::instrument(write, span).await
         }
     }
 }
