@@ -134,19 +134,7 @@ pub async fn create(state: &AppState, input: NewItem, once: Option<Once>) -> App
     let given = matches!(input.id, ItemId::Given(_));
     let changed = match once {
         None => create_grouped(state, input, given).await?,
-        Some(once) => {
-            let intake = Intake::of(state);
-            state
-                .writer
-                .write(move |txn, staged| {
-                    Box::pin(async move {
-                        let changed = create_in(txn, staged, &intake, input).await?;
-                        idempotency::record(txn, &once, &Answer::items([&changed.item])).await?;
-                        Ok(changed)
-                    })
-                })
-                .await?
-        }
+        Some(once) => create_alone(state, input, Some(once)).await?,
     };
     if given {
         state.numbers.skip_past(&changed.item.itemtype, &changed.item.id).await;
@@ -173,13 +161,27 @@ async fn create_grouped(state: &AppState, input: NewItem, given: bool) -> AppRes
         // Refused while alone in its group: nothing of it was kept; once more on its own, in
         // its event's span (its rows' traces start there).
         intake::CreateAnswer::Again(input) => {
-            let intake = Intake::of(state);
-            let write = state
-                .writer
-                .write(move |txn, staged| Box::pin(async move { create_in(txn, staged, &intake, input).await }));
-            tracing::Instrument::instrument(write, span).await
+            tracing::Instrument::instrument(create_alone(state, input, None), span).await
         }
     }
+}
+
+/// One create as a write of its own, the way every other mutation runs (its answer recorded
+/// with it under an idempotency key).
+async fn create_alone(state: &AppState, input: NewItem, once: Option<Once>) -> AppResult<Changed<items::Model>> {
+    let intake = Intake::of(state);
+    state
+        .writer
+        .write(move |txn, staged| {
+            Box::pin(async move {
+                let changed = create_in(txn, staged, &intake, input).await?;
+                if let Some(once) = once {
+                    idempotency::record(txn, &once, &Answer::items([&changed.item])).await?;
+                }
+                Ok(changed)
+            })
+        })
+        .await
 }
 
 /// Stores new items and raises `new` for each, all or nothing: a refused input refuses the
