@@ -10,6 +10,7 @@ use common::{
     receiver::{Receiver, Reply},
 };
 use hmac::{KeyInit, Mac};
+use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -482,6 +483,27 @@ async fn a_resend_larger_than_one_write_sends_every_failed_row_again_once() {
         receiver.wait_for(rows * 2, Duration::from_secs(60)).await;
         wait_until_sent(app, rows).await;
         assert_eq!(receiver.requests_to("/ok").len(), rows * 2, "each row sent again once");
+    })
+    .await;
+}
+
+/// A claim is recorded while its rows are in flight (lease expiry and a dead process's
+/// recovery find the rows through it) and forgotten with its last outcome: after thousands of
+/// deliveries in many claims, none is left, and every row keeps the token of the claim that
+/// sent it.
+#[tokio::test]
+async fn claims_are_forgotten_with_the_last_outcome_of_their_rows() {
+    each_backend(async |app| {
+        let receiver = Receiver::start().await;
+        many_sent_rows(app, &receiver).await;
+        let count = |sql: &'static str| async move {
+            let row = app.state.db.query_one_raw(Statement::from_string(app.state.db.get_database_backend(), sql));
+            row.await.expect("the count").expect("a row").try_get_by_index::<i64>(0).expect("a number")
+        };
+        assert_eq!(count("SELECT COUNT(*) FROM queue_claims").await, 0, "claims left after every outcome");
+        let claims = count("SELECT COUNT(DISTINCT claim_token) FROM queued_webhooks").await;
+        assert!(claims > 1, "the rows were sent in one claim: {claims}");
+        assert_eq!(count("SELECT COUNT(*) FROM queued_webhooks WHERE claim_token IS NULL").await, 0);
     })
     .await;
 }

@@ -8,6 +8,7 @@ pub mod history_entries;
 pub mod idempotency_keys;
 pub mod items;
 pub mod itemtypes;
+pub mod queue_claims;
 pub mod queued_webhooks;
 pub mod saved_searches;
 pub mod webhook_categories;

@@ -42,6 +42,9 @@ impl std::fmt::Display for QueueStatus {
     }
 }
 
+/// A queued webhook. The table has two more columns, computed by the database and indexed, that
+/// the queue's SQL reads and nothing writes: `due_at`, the send time of a `pending` or
+/// `retrying` row (null otherwise), and `turn_key`, the `order_key` of an unfinished row.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "queued_webhooks")]
 pub struct Model {
@@ -78,7 +81,9 @@ pub struct Model {
     pub log_in_item_history: bool,
     /// While `sending`: until when the worker that claimed the row owns it.
     pub lease_until: Option<DateTimeUtc>,
-    /// While `sending`: the claim's fencing token; only the claim holding it writes the outcome.
+    /// The fencing token of the claim that last took the row (see `queue_claims`): only the
+    /// claim holding it writes the outcome. Kept after the outcome (an update that changed
+    /// it would rewrite its index entry); cleared when the row is given back unattempted.
     pub claim_token: Option<i64>,
     /// While `sending`: the process (see `workers`) that claimed the row.
     pub claimed_by: Option<String>,

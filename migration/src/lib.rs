@@ -17,6 +17,7 @@ mod m20261210_000002_add_delivery_order_and_coalescing;
 mod m20261210_000003_add_webhook_health;
 mod m20261210_000004_create_idempotency_keys;
 mod m20261211_000001_add_attempts_kept;
+mod m20261212_000001_hot_queue_updates;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261210_000003_add_webhook_health::Migration),
             Box::new(m20261210_000004_create_idempotency_keys::Migration),
             Box::new(m20261211_000001_add_attempts_kept::Migration),
+            Box::new(m20261212_000001_hot_queue_updates::Migration),
         ]
     }
 }

@@ -65,8 +65,9 @@ impl Outcome {
             AttemptResult::Response { body, .. } if self.row.save_response_body => body.clone().map(storable),
             _ => None,
         };
+        // The claim token stays: the rows of a claim are found by it while they are in flight,
+        // and an outcome that changed it would rewrite its index entry.
         row.lease_until = None;
-        row.claim_token = None;
         row.claimed_by = None;
         match &self.decision {
             Decision::Sent => row.last_error = None,
