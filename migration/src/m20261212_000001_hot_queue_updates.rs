@@ -83,14 +83,24 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let conn = manager.get_connection();
         let postgres = conn.get_database_backend() == DbBackend::Postgres;
-        // Stored on PostgreSQL (only a stored generated column can be indexed there); computed
-        // when read on SQLite, which adds no stored column to an existing table.
-        for (name, pg_type, sqlite_type, value) in COMPUTED {
-            let (kind, storage) = if postgres { (pg_type, "STORED") } else { (sqlite_type, "VIRTUAL") };
-            conn.execute_unprepared(&format!(
-                "ALTER TABLE queued_webhooks ADD COLUMN {name} {kind} GENERATED ALWAYS AS ({value}) {storage}"
-            ))
-            .await?;
+        // Stored on PostgreSQL (only a stored generated column can be indexed there), both in
+        // one rewrite of the table, which leaves the room the fill factor asks for on each page;
+        // computed when read on SQLite, which adds no stored column to an existing table (and
+        // takes one column per statement).
+        let added: Vec<String> = COMPUTED
+            .iter()
+            .map(|(name, pg_type, sqlite_type, value)| {
+                let (kind, storage) = if postgres { (pg_type, "STORED") } else { (sqlite_type, "VIRTUAL") };
+                format!("ADD COLUMN {name} {kind} GENERATED ALWAYS AS ({value}) {storage}")
+            })
+            .collect();
+        if postgres {
+            conn.execute_unprepared("ALTER TABLE queued_webhooks SET (fillfactor = 50)").await?;
+            conn.execute_unprepared(&format!("ALTER TABLE queued_webhooks {}", added.join(", "))).await?;
+        } else {
+            for column in added {
+                conn.execute_unprepared(&format!("ALTER TABLE queued_webhooks {column}")).await?;
+            }
         }
         drop_indexes(manager, &OLD_INDEXES).await?;
         create_indexes(manager, &NEW_INDEXES).await?;
@@ -125,9 +135,6 @@ impl MigrationTrait for Migration {
              WHERE status = 'sending' AND (claim_token IS NULL OR lease_until IS NULL)",
         )
         .await?;
-        if postgres {
-            conn.execute_unprepared("ALTER TABLE queued_webhooks SET (fillfactor = 50)").await?;
-        }
         Ok(())
     }
 

@@ -489,7 +489,9 @@ impl Queue {
 
     /// Gives back rows whose worker is gone: their lease ended, or (with several processes)
     /// their process's heartbeat stopped more than `silent_for` ago. At the start of a SQLite
-    /// database's only process, every claimed row.
+    /// database's only process, every claimed row; at the start of a process sharing its
+    /// database, also the rows whose lease ended with no claim recorded (claimed by a process
+    /// of an earlier version, see `store::Abandoned::Unrecorded`).
     pub async fn release_abandoned(&self, at_start: bool, silent_for: Duration) -> AppResult<usize> {
         let shared = store::shared(&self.db);
         self.release_where(move |conn| {
@@ -498,6 +500,9 @@ impl Queue {
                     return store::release(conn, Abandoned::All).await;
                 }
                 let mut rows = store::release(conn, Abandoned::LeaseEnded).await?;
+                if at_start {
+                    rows.extend(store::release(conn, Abandoned::Unrecorded).await?);
+                }
                 if shared {
                     let since = chrono::Duration::from_std(silent_for)
                         .ok()

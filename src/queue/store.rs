@@ -12,7 +12,7 @@ use entity::{
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
     QuerySelect, QueryTrait, Statement, Value as DbValue,
-    sea_query::{Expr, ExprTrait, OnConflict, Query},
+    sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict, Query},
 };
 
 use super::ROWS_PER_BULK_WRITE;
@@ -213,7 +213,7 @@ pub async fn claim_due(conn: &impl ConnectionTrait, limit: u64, claim: &Claim<'_
     }
     let mut rows = Model::find_by_statement(Statement::from_sql_and_values(backend, sql, values)).all(conn).await?;
     if postgres {
-        conn.execute_unprepared("SET LOCAL enable_seqscan = on").await?;
+        conn.execute_unprepared("SET LOCAL enable_seqscan TO DEFAULT").await?;
     }
     if !postgres && !rows.is_empty() {
         note_claim(conn, claim, lease_until).await?;
@@ -263,6 +263,9 @@ pub enum Abandoned<'a> {
     SilentSince(DateTime<Utc>),
     /// Every row (at the start of the only process of a SQLite database).
     All,
+    /// Every row whose lease ended and whose claim is not recorded: claimed by a process of a
+    /// version before `queue_claims` (at a process's start; each reads the whole table).
+    Unrecorded,
 }
 
 /// Gives `sending` rows back: PENDING when never attempted, RETRYING otherwise. Returns them
@@ -300,7 +303,19 @@ pub async fn release(conn: &impl ConnectionTrait, which: Abandoned<'_>) -> AppRe
                     .to_owned(),
             ),
         ),
-        Abandoned::All => Condition::all(),
+        Abandoned::All => {
+            queue_claims::Entity::delete_many().exec(conn).await?;
+            return Ok(update.exec_with_returning(conn).await?);
+        }
+        Abandoned::Unrecorded => {
+            let recorded = Query::select().column(queue_claims::Column::Token).from(queue_claims::Entity).to_owned();
+            let unrecorded = Condition::any().add(Q::ClaimToken.is_null()).add(Q::ClaimToken.not_in_subquery(recorded));
+            return Ok(update
+                .filter(Q::LeaseUntil.lt(Utc::now()))
+                .filter(unrecorded)
+                .exec_with_returning(conn)
+                .await?);
+        }
     };
     let taken = queue_claims::Entity::delete_many().filter(claims).exec_with_returning(conn).await?;
     let mut rows = Vec::new();
@@ -464,11 +479,19 @@ async fn forget_finished_claims(conn: &impl ConnectionTrait, tokens: impl Iterat
         )
         .and_where(Expr::col((queued_webhooks::Entity, Q::Status)).eq(QueueStatus::Sending))
         .to_owned();
-    queue_claims::Entity::delete_many()
-        .filter(queue_claims::Column::Token.is_in(tokens))
-        .filter(Expr::exists(sending).not())
-        .exec(conn)
-        .await?;
+    let mut finished = Query::select()
+        .column(queue_claims::Column::Token)
+        .from(queue_claims::Entity)
+        .and_where(queue_claims::Column::Token.is_in(tokens))
+        .and_where(Expr::exists(sending).not())
+        .to_owned();
+    // This holds the rows' locks and then takes the claims', where a release takes a claim's
+    // lock and then its rows': on PostgreSQL a claim another process is releasing is passed
+    // over (the release forgets it), so that neither waits for the other.
+    if is_postgres(conn) {
+        finished.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    queue_claims::Entity::delete_many().filter(queue_claims::Column::Token.in_subquery(finished)).exec(conn).await?;
     Ok(())
 }
 
