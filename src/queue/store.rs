@@ -11,8 +11,8 @@ use entity::{
 };
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Statement, Value as DbValue,
-    sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict, Query},
+    QuerySelect, QueryTrait, Statement, UpdateMany, Value as DbValue,
+    sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict, Query, SimpleExpr},
 };
 
 use super::ROWS_PER_BULK_WRITE;
@@ -282,42 +282,44 @@ pub async fn release(conn: &impl ConnectionTrait, which: Abandoned<'_>) -> AppRe
         .col_expr(Q::ClaimToken, Expr::value(Option::<i64>::None))
         .col_expr(Q::ClaimedBy, Expr::value(Option::<String>::None))
         .filter(Q::Status.eq(QueueStatus::Sending));
-    // The claims whose rows go back, found through `queue_claims` (and a claim's rows by the
-    // index of their token): no index holds the status. The claims are taken first, so that a
-    // claim is forgotten only with its rows given back.
-    let claims = match which {
-        Abandoned::Claimed { ids: [], .. } => return Ok(Vec::new()),
+    match which {
+        Abandoned::Claimed { ids: [], .. } => Ok(Vec::new()),
         Abandoned::Claimed { ids, token } => {
             let update = update.filter(Q::Id.is_in(ids.iter().copied())).filter(Q::ClaimToken.eq(token));
             let rows = update.exec_with_returning(conn).await?;
             forget_finished_claims(conn, std::iter::once(token)).await?;
-            return Ok(rows);
+            Ok(rows)
         }
-        Abandoned::LeaseEnded => Condition::all().add(queue_claims::Column::LeaseUntil.lt(Utc::now())),
-        Abandoned::SilentSince(since) => Condition::all().add(
-            queue_claims::Column::ClaimedBy.not_in_subquery(
-                Query::select()
-                    .column(workers::Column::Id)
-                    .from(workers::Entity)
-                    .and_where(workers::Column::HeartbeatAt.gte(since))
-                    .to_owned(),
-            ),
-        ),
+        Abandoned::LeaseEnded => give_back_claims(conn, update, queue_claims::Column::LeaseUntil.lt(Utc::now())).await,
+        Abandoned::SilentSince(since) => {
+            let alive = Query::select()
+                .column(workers::Column::Id)
+                .from(workers::Entity)
+                .and_where(workers::Column::HeartbeatAt.gte(since))
+                .to_owned();
+            give_back_claims(conn, update, queue_claims::Column::ClaimedBy.not_in_subquery(alive)).await
+        }
         Abandoned::All => {
             queue_claims::Entity::delete_many().exec(conn).await?;
-            return Ok(update.exec_with_returning(conn).await?);
+            Ok(update.exec_with_returning(conn).await?)
         }
         Abandoned::Unrecorded => {
             let recorded = Query::select().column(queue_claims::Column::Token).from(queue_claims::Entity).to_owned();
             let unrecorded = Condition::any().add(Q::ClaimToken.is_null()).add(Q::ClaimToken.not_in_subquery(recorded));
-            return Ok(update
-                .filter(Q::LeaseUntil.lt(Utc::now()))
-                .filter(unrecorded)
-                .exec_with_returning(conn)
-                .await?);
+            Ok(update.filter(Q::LeaseUntil.lt(Utc::now())).filter(unrecorded).exec_with_returning(conn).await?)
         }
-    };
-    let taken = queue_claims::Entity::delete_many().filter(claims).exec_with_returning(conn).await?;
+    }
+}
+
+/// Gives back the rows of the claims `which` selects, found through `queue_claims` (and a
+/// claim's rows by the index of their token: no index holds the status). The claims are taken
+/// first, so that a claim is forgotten only with its rows given back.
+async fn give_back_claims(
+    conn: &impl ConnectionTrait,
+    update: UpdateMany<queued_webhooks::Entity>,
+    which: SimpleExpr,
+) -> AppResult<Vec<Model>> {
+    let taken = queue_claims::Entity::delete_many().filter(which).exec_with_returning(conn).await?;
     let mut rows = Vec::new();
     for tokens in taken.chunks(ROWS_PER_BULK_WRITE as usize) {
         let tokens = tokens.iter().map(|claim| claim.token);
