@@ -514,30 +514,20 @@ async fn claims_are_forgotten_with_the_last_outcome_of_their_rows() {
 /// ended is left to its process on PostgreSQL.
 #[tokio::test]
 async fn a_row_left_sending_without_a_recorded_claim_is_sent_after_a_start() {
-    use sea_orm::ActiveModelTrait;
     each_backend(async |app| {
         let receiver = Receiver::start().await;
         let webhook = app.ticket_webhook("old", &receiver.url("/old"), json!({})).await;
         let now = chrono::Utc::now();
-        let row = |lease: chrono::DateTime<chrono::Utc>| {
-            serde_json::from_value::<entity::queued_webhooks::Model>(json!({
-                "id": 0, "webhook_id": webhook.parse::<i64>().expect("an id"), "itemtype": "Ticket", "item_id": "1",
-                "entity_id": 0, "event": "new", "url": receiver.url("/old"), "http_method": "POST", "headers": {},
-                "body": "{}", "status": "sending", "sent_try": 0, "max_attempts": 1,
-                "delivery_id": uuid::Uuid::new_v4().to_string(), "create_time": now, "send_time": now,
-                "sent_time": null, "last_status_code": null, "response_body": null, "last_error": null,
-                "save_response_body": false, "log_in_item_history": false, "lease_until": lease,
-                "claim_token": 42, "claimed_by": "a process of an earlier version", "traceparent": null,
-            }))
-            .expect("a queued row")
+        let insert = |lease: chrono::DateTime<chrono::Utc>| {
+            let fields = json!({
+                "webhook_id": webhook.parse::<i64>().expect("an id"), "url": receiver.url("/old"),
+                "status": "sending", "max_attempts": 1, "lease_until": lease, "claim_token": 42,
+                "claimed_by": "a process of an earlier version",
+            });
+            common::insert_queued(&app.state.db, fields)
         };
-        let insert = |model: entity::queued_webhooks::Model| async move {
-            let mut row: entity::queued_webhooks::ActiveModel = model.into();
-            row.id = sea_orm::NotSet;
-            row.insert(&app.state.db).await.expect("the row").id
-        };
-        let ended = insert(row(now - chrono::Duration::seconds(1))).await;
-        let running = insert(row(now + chrono::Duration::minutes(5))).await;
+        let ended = insert(now - chrono::Duration::seconds(1)).await;
+        let running = insert(now + chrono::Duration::minutes(5)).await;
         // The process's own start may have given them back already (its workers start beside
         // the test): what counts is that they are sent.
         app.state.queue.release_abandoned(true, Duration::from_secs(10)).await.expect("the release");

@@ -6,12 +6,11 @@
 mod common;
 
 use chrono::{DateTime, Duration, Utc};
-use common::{POSTGRES_ENV, database_url};
-use entity::{queue_claims, queued_webhooks};
+use common::{POSTGRES_ENV, database_url, insert_queued};
+use entity::queue_claims;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait,
-    FromQueryResult, NotSet, Statement,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, Statement,
 };
 use serde_json::json;
 
@@ -34,26 +33,6 @@ async fn each_database(test: impl AsyncFn(&DatabaseConnection)) {
         }
         admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok();
     }
-}
-
-/// A queued row as the schema before the upgrade stores it (no webhook row behind it: the
-/// test turns foreign keys off).
-async fn queued(db: &DatabaseConnection, fields: serde_json::Value) -> i64 {
-    let mut row = json!({
-        "id": 0, "webhook_id": 1, "itemtype": "Ticket", "item_id": "1", "entity_id": 0, "event": "new",
-        "url": "http://127.0.0.1:1/", "http_method": "POST", "headers": {}, "body": "{}", "status": "pending",
-        "sent_try": 0, "max_attempts": 3, "delivery_id": uuid::Uuid::new_v4().to_string(),
-        "create_time": Utc::now(), "send_time": Utc::now(), "sent_time": null, "last_status_code": null,
-        "response_body": null, "last_error": null, "save_response_body": false, "log_in_item_history": false,
-        "lease_until": null, "claim_token": null, "claimed_by": null, "traceparent": null,
-    });
-    for (key, value) in fields.as_object().expect("an object") {
-        row[key] = value.clone();
-    }
-    let model: queued_webhooks::Model = serde_json::from_value(row).expect("a queued row");
-    let mut row: queued_webhooks::ActiveModel = model.into();
-    row.id = NotSet;
-    row.insert(db).await.expect("the row").id
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -86,12 +65,13 @@ async fn rows_in_flight_at_the_upgrade_keep_their_claim_and_a_row_without_one_go
         let now = Utc::now();
         let lease = now + Duration::seconds(60);
         let in_flight = json!({"status": "sending", "claim_token": 7, "claimed_by": "p1", "lease_until": lease});
-        let first = queued(db, in_flight.clone()).await;
-        let second = queued(db, in_flight).await;
+        let first = insert_queued(db, in_flight.clone()).await;
+        let second = insert_queued(db, in_flight).await;
         let tokenless =
-            queued(db, json!({"status": "sending", "sent_try": 1, "claimed_by": "p0", "lease_until": lease})).await;
-        let ordered = queued(db, json!({"order_key": "1:Ticket:1", "send_time": now})).await;
-        let sent = queued(db, json!({"status": "sent", "order_key": "1:Ticket:1", "sent_try": 1})).await;
+            insert_queued(db, json!({"status": "sending", "sent_try": 1, "claimed_by": "p0", "lease_until": lease}))
+                .await;
+        let ordered = insert_queued(db, json!({"order_key": "1:Ticket:1", "send_time": now})).await;
+        let sent = insert_queued(db, json!({"status": "sent", "order_key": "1:Ticket:1", "sent_try": 1})).await;
 
         Migrator::up(db, None).await.expect("the upgrade");
         let claims = queue_claims::Entity::find().all(db).await.expect("the claims");

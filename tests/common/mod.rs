@@ -234,3 +234,25 @@ pub fn rand_key() -> [u8; 32] {
     }
     key
 }
+
+/// Writes a queued row as a process would have left it, with `fields` laid over a pending
+/// `new` row of webhook 1 to a closed port on loopback; returns its id.
+pub async fn insert_queued(db: &impl ConnectionTrait, fields: Value) -> i64 {
+    use sea_orm::ActiveModelTrait;
+    let now = chrono::Utc::now();
+    let mut row = json!({
+        "id": 0, "webhook_id": 1, "itemtype": "Ticket", "item_id": "1", "entity_id": 0, "event": "new",
+        "url": "http://127.0.0.1:1/", "http_method": "POST", "headers": {}, "body": "{}", "status": "pending",
+        "sent_try": 0, "max_attempts": 3, "delivery_id": uuid::Uuid::new_v4().to_string(),
+        "create_time": now, "send_time": now, "sent_time": null, "last_status_code": null,
+        "response_body": null, "last_error": null, "save_response_body": false, "log_in_item_history": false,
+        "lease_until": null, "claim_token": null, "claimed_by": null, "traceparent": null,
+    });
+    for (key, value) in fields.as_object().expect("an object") {
+        row[key] = value.clone();
+    }
+    let model: entity::queued_webhooks::Model = serde_json::from_value(row).expect("a queued row");
+    let mut row: entity::queued_webhooks::ActiveModel = model.into();
+    row.id = sea_orm::NotSet;
+    row.insert(db).await.expect("the queued row").id
+}
