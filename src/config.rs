@@ -39,7 +39,8 @@ struct RawConfig {
     database_max_connections: Option<u32>,
     /// `HOOKLINE_WRITE_LANES`: write transactions a process runs at once on PostgreSQL (one
     /// gathers jobs while another commits; the last one is the claims'); always 1 on SQLite.
-    write_lanes: u32,
+    /// Default: one per CPU, at least 2 and at most 4 ([`default_write_lanes`]).
+    write_lanes: Option<u32>,
     /// `HOOKLINE_LISTEN`: address and port of the HTTP server.
     listen: String,
     /// `HOOKLINE_DATA_DIR`: where the embedded database and the generated key file live.
@@ -208,7 +209,7 @@ impl Default for RawConfig {
         Self {
             database_url: None,
             database_max_connections: None,
-            write_lanes: 4,
+            write_lanes: None,
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("data"),
             secret_key: None,
@@ -657,7 +658,7 @@ impl Config {
         self.database_kind = database_kind(url)?;
         if self.database_kind == DatabaseKind::Postgres {
             self.database_max_connections = 10;
-            self.write_lanes = 4;
+            self.write_lanes = default_write_lanes();
         }
         self.database_url = SecretString::from(url.to_owned());
         Ok(self)
@@ -676,7 +677,7 @@ impl Config {
                 raw.listen
             ))
         })?;
-        if raw.write_lanes == 0 || raw.write_lanes > 16 {
+        if raw.write_lanes.is_some_and(|lanes| lanes == 0 || lanes > 16) {
             return Err(ConfigError("key `write_lanes` (HOOKLINE_WRITE_LANES): must be between 1 and 16".into()));
         }
         if raw.database_max_connections == Some(0) {
@@ -717,7 +718,7 @@ impl Config {
             }),
             write_lanes: match database_kind {
                 DatabaseKind::Sqlite => 1,
-                DatabaseKind::Postgres => raw.write_lanes,
+                DatabaseKind::Postgres => raw.write_lanes.unwrap_or_else(default_write_lanes),
             },
             listen,
             data_dir: raw.data_dir,
@@ -757,6 +758,15 @@ fn parse_otlp_endpoint(text: Option<&str>) -> Result<Option<url::Url>, ConfigErr
         return Err(refused("carries a user or password (send credentials in OTEL_EXPORTER_OTLP_HEADERS)"));
     }
     Ok(Some(url))
+}
+
+/// PostgreSQL's write lanes when none are configured: one per CPU, at least 2 (the claims'
+/// lane and one for everything else) and at most 4. More lanes than CPUs made smaller
+/// batches, each paying its own round trips and commit, on CPUs already busy with the
+/// database and the API: on 2 CPUs, 4 lanes gave fewer `createItem`/s and twice the fan-out's
+/// latency of 2 lanes (BENCHMARKS.md, "Write lanes on 2 CPUs").
+fn default_write_lanes() -> u32 {
+    std::thread::available_parallelism().map_or(2, |cpus| cpus.get().min(4) as u32).max(2)
 }
 
 fn sqlite_url(data_dir: &std::path::Path) -> String {
@@ -835,6 +845,24 @@ mod tests {
         assert!(err.0.contains("HOOKLINE_SECRET_KEY") && err.0.contains("5 bytes"), "{}", err.0);
         let err = Config::from_raw(RawConfig { database_url: Some("mysql://x".into()), ..raw() }).expect_err("mysql");
         assert!(err.0.contains("HOOKLINE_DATABASE_URL"), "{}", err.0);
+    }
+
+    #[test]
+    fn write_lanes_follow_the_cpus_unless_configured() {
+        let key = Some(BASE64.encode([7u8; 32]));
+        let postgres =
+            || RawConfig { database_url: Some("postgres://localhost/x".into()), secret_key: key.clone(), ..raw() };
+        let cpus = std::thread::available_parallelism().expect("the CPUs are known").get() as u32;
+        let lanes = Config::from_raw(postgres()).expect("valid").write_lanes;
+        assert_eq!(lanes, cpus.clamp(2, 4), "{cpus} CPUs");
+        let configured = Config::from_raw(RawConfig { write_lanes: Some(7), ..postgres() }).expect("valid");
+        assert_eq!(configured.write_lanes, 7);
+        let sqlite = Config::from_raw(RawConfig { write_lanes: Some(7), ..raw() }).expect("valid");
+        assert_eq!(sqlite.write_lanes, 1, "SQLite has one writer");
+        for bad in [0, 17] {
+            let err = Config::from_raw(RawConfig { write_lanes: Some(bad), ..postgres() }).expect_err("out of range");
+            assert!(err.0.contains("HOOKLINE_WRITE_LANES"), "{}", err.0);
+        }
     }
 
     #[test]
