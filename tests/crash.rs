@@ -7,7 +7,7 @@ use std::{collections::HashMap, time::Duration};
 
 use common::{
     POSTGRES_ENV,
-    binary::{Server, databases},
+    binary::{Server, databases, drop_database},
     receiver::{Receiver, Recorded},
 };
 use serde_json::json;
@@ -114,6 +114,8 @@ async fn a_killed_process_loses_nothing_and_repeats_only_attempts_in_flight() {
             duplicates <= MAX_IN_FLIGHT,
             "{backend}: {duplicates} duplicates, more than the {MAX_IN_FLIGHT} in flight"
         );
+        drop(server);
+        drop_database(&database).await;
     }
 }
 
@@ -131,6 +133,8 @@ async fn sigterm_finishes_in_flight_attempts_and_a_restart_sends_the_rest_once()
         let received = counts(&receiver.requests());
         assert_eq!(received.len(), WEBHOOKS * ITEMS);
         assert!(received.values().all(|n| *n == 1), "{backend}: a graceful stop repeats nothing: {received:?}");
+        drop(server);
+        drop_database(&database).await;
     }
 }
 
@@ -175,6 +179,8 @@ async fn two_processes_on_one_postgres_database_send_each_attempt_once() {
     assert_eq!(received.len(), HOOKS * EVENTS);
     let doubled: Vec<_> = received.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "attempts sent twice: {doubled:?}");
+    drop((first, second));
+    drop_database(&database).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,4 +209,6 @@ async fn a_killed_postgres_process_rows_are_sent_by_another_within_15_seconds() 
     for id in &ids {
         assert!(received.contains_key(id), "delivery {id} never arrived");
     }
+    drop((doomed, survivor));
+    drop_database(&database).await;
 }
