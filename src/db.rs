@@ -267,7 +267,8 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
 /// Copies the WAL of a SQLite database into the database itself every
 /// [`CHECKPOINT_INTERVAL`], on a connection of `db` (not the writer's), until `shutdown`:
 /// SQLite's passive checkpoint runs beside the writer, which goes on appending to the WAL
-/// meanwhile, instead of in the writer's commits. Does nothing on PostgreSQL.
+/// meanwhile, instead of in the writer's commits. Does nothing on PostgreSQL. Closes its
+/// connection before it returns.
 pub async fn checkpoints(db: DatabaseConnection, shutdown: tokio_util::sync::CancellationToken) {
     if db.get_database_backend() != DbBackend::Sqlite {
         return;
@@ -276,7 +277,10 @@ pub async fn checkpoints(db: DatabaseConnection, shutdown: tokio_util::sync::Can
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                db.close().await.ok();
+                return;
+            }
             _ = tick.tick() => {}
         }
         if let Err(err) = db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {

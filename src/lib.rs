@@ -141,15 +141,21 @@ impl Application {
         state.queue.run_background(shutdown.clone());
         tokio::spawn(auth::store::keep_revocations_fresh(state.db.clone(), state.auth.clone(), shutdown.clone()));
         tokio::spawn(state.metrics.clone().keep_up(shutdown.clone()));
-        if let Some(db) = self.checkpoints {
-            tokio::spawn(db::checkpoints(db, shutdown.clone()));
-        }
+        let checkpoints = self.checkpoints.map(|db| tokio::spawn(db::checkpoints(db, shutdown.clone())));
         let workers =
             tokio::spawn(worker::run(state.queue.clone(), state.delivery.clone(), self.inbox, shutdown.clone()));
         let header_read_timeout = state.config().api.header_read_timeout;
         server::serve(self.listener, router, header_read_timeout, shutdown.clone()).await;
         shutdown.cancel();
         workers.await.ok();
+        // Every connection is closed before the process ends, the shared pool's last: on
+        // SQLite the last connection to close copies the WAL into the database and removes
+        // it, which it cannot do while another connection of the process is open (a pool
+        // only dropped may still hold one when the process exits).
+        self.state.writer.close().await;
+        if let Some(checkpoints) = checkpoints {
+            checkpoints.await.ok();
+        }
         self.state.db.clone().close().await.ok();
         Ok(())
     }

@@ -113,6 +113,8 @@ fn runs(batch: Vec<Job>) -> Vec<(Run, Room)> {
 pub struct Writer {
     lanes: std::sync::Arc<[mpsc::Sender<Job>]>,
     next_lane: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The lanes' pool, for [`Writer::close`].
+    db: DatabaseConnection,
 }
 
 impl std::fmt::Debug for Writer {
@@ -140,7 +142,13 @@ impl Writer {
                 jobs
             })
             .collect();
-        Self { lanes: senders.into(), next_lane: Default::default() }
+        Self { lanes: senders.into(), next_lane: Default::default(), db }
+    }
+
+    /// Closes the lanes' connections, once the batches that hold one have ended. For a
+    /// process that stops: writes submitted afterwards fail.
+    pub async fn close(&self) {
+        self.db.clone().close().await.ok();
     }
 
     async fn send(&self, lane: usize, job: Job) -> AppResult<()> {
