@@ -766,7 +766,7 @@ fn parse_otlp_endpoint(text: Option<&str>) -> Result<Option<url::Url>, ConfigErr
 /// database and the API: on 2 CPUs, 4 lanes gave fewer `createItem`/s and twice the fan-out's
 /// latency of 2 lanes (BENCHMARKS.md, "Write lanes on 2 CPUs").
 fn default_write_lanes() -> u32 {
-    std::thread::available_parallelism().map_or(2, |cpus| cpus.get().min(4) as u32).max(2)
+    std::thread::available_parallelism().map_or(2, |cpus| cpus.get() as u32).clamp(2, 4)
 }
 
 fn sqlite_url(data_dir: &std::path::Path) -> String {
